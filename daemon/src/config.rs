@@ -1,0 +1,739 @@
+//! The daemon's configuration (SPEC §5): parse, then validate.
+//!
+//! ```text
+//!   TOML text ──serde (deny_unknown_fields, typed values)──▶ RawConfig ──resolve(Env)──▶ Config
+//!                 │ unknown key / bad value: toml's error,        │ cross-key rules: the key's
+//!                 │ which names the key, line and column          │ line is looked up from its span
+//! ```
+//!
+//! Value types that can be wrong on their own ([`Duration`], [`EndpointUrl`], [`Nameserver`]) check
+//! themselves while deserialising, so their errors carry toml's position for free. Defaults that
+//! depend on the process (systemd's `$RUNTIME_DIRECTORY`, root or not) come from an [`Env`] so tests
+//! can state them.
+
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration as StdDuration;
+
+use serde::{Deserialize, Deserializer, de};
+use toml::Spanned;
+
+/// Where the config lives unless `--config` says otherwise.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/mslink/mslinkd.toml";
+
+/// A config that could not be loaded, with the file, line and key in the message.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config {origin}: {message}")]
+    Invalid { origin: String, message: String },
+    #[error(
+        "no default for `{key}`: {why}; set `{key}` in the config file or the environment variable"
+    )]
+    NoDefault { key: &'static str, why: &'static str },
+}
+
+/// The parts of the process environment that decide defaults.
+#[derive(Debug, Clone, Default)]
+pub struct Env {
+    pub is_root: bool,
+    pub runtime_directory: Option<PathBuf>,
+    pub state_directory: Option<PathBuf>,
+    pub credentials_directory: Option<PathBuf>,
+    pub xdg_runtime_dir: Option<PathBuf>,
+    pub xdg_state_home: Option<PathBuf>,
+    pub home: Option<PathBuf>,
+}
+
+impl Env {
+    /// Reads the environment of this process.
+    pub fn from_process() -> Env {
+        // systemd may pass several directories separated by ':'; the first is ours.
+        let dir = |name: &str| {
+            std::env::var_os(name)
+                .and_then(|v| v.to_str().and_then(|s| s.split(':').next()).map(PathBuf::from))
+                .filter(|p| p.is_absolute())
+        };
+        Env {
+            is_root: nix::unistd::geteuid().is_root(),
+            runtime_directory: dir("RUNTIME_DIRECTORY"),
+            state_directory: dir("STATE_DIRECTORY"),
+            credentials_directory: dir("CREDENTIALS_DIRECTORY"),
+            xdg_runtime_dir: dir("XDG_RUNTIME_DIR"),
+            xdg_state_home: dir("XDG_STATE_HOME"),
+            home: dir("HOME"),
+        }
+    }
+}
+
+/// The validated configuration the daemon runs on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The file this came from (`None`: built-in defaults); `reload` re-reads it.
+    pub source: Option<PathBuf>,
+    pub socket: PathBuf,
+    pub socket_group: Option<String>,
+    pub state_dir: PathBuf,
+    pub key_file: PathBuf,
+    pub admin_group: String,
+    pub admin_users: Vec<String>,
+    pub office365: Office365,
+    pub exchange: Exchange,
+    pub network: Network,
+    pub schedule: Schedule,
+    pub detection: Detection,
+    pub hooks: Hooks,
+    pub metrics: Metrics,
+}
+
+/// `[office365]`: the organisation's Entra app registration and endpoints.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Office365 {
+    pub client_id: Option<String>,
+    pub client_secret: Option<ClientSecret>,
+    pub tenant: String,
+    pub authority: EndpointUrl,
+    pub authorize_url: EndpointUrl,
+    pub token_url: EndpointUrl,
+    pub device_code_url: EndpointUrl,
+    pub graph_url: EndpointUrl,
+    pub scopes: Vec<String>,
+    pub redirect_listen: SocketAddr,
+}
+
+/// Where the client secret comes from. The value itself is read when it is used, never logged.
+#[derive(Clone, PartialEq)]
+pub enum ClientSecret {
+    Inline(String),
+    File(PathBuf),
+}
+
+impl std::fmt::Debug for ClientSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ClientSecret::Inline(_) => f.write_str("Inline(<redacted>)"),
+            ClientSecret::File(path) => f.debug_tuple("File").field(path).finish(),
+        }
+    }
+}
+
+/// `[exchange]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exchange {
+    /// Allowed schemes in order of preference.
+    pub auth: Vec<ExchangeAuth>,
+}
+
+/// An authentication scheme for on-premises EWS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExchangeAuth {
+    Ntlm,
+    Basic,
+}
+
+/// `[network]`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Network {
+    pub ca_file: Option<PathBuf>,
+    /// Empty: the system's resolvers.
+    pub nameservers: Vec<SocketAddr>,
+    pub resolve: BTreeMap<String, IpAddr>,
+}
+
+/// `[schedule]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Schedule {
+    pub check_interval: StdDuration,
+    pub refresh_before_expiry: StdDuration,
+    pub max_concurrent: usize,
+    pub retry_min: StdDuration,
+    pub retry_max: StdDuration,
+}
+
+/// `[detection]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Detection {
+    pub timeout: StdDuration,
+    pub user_realm_url: EndpointUrl,
+    pub autodiscover_v2_url: EndpointUrl,
+}
+
+/// `[hooks]`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Hooks {
+    pub on_state_change: Option<String>,
+}
+
+/// `[metrics]`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Metrics {
+    pub listen: Option<SocketAddr>,
+}
+
+impl Config {
+    /// Loads `path`. A missing file at the default path means built-in defaults; a missing file
+    /// that was named explicitly is an error.
+    pub fn load(path: &Path, explicit: bool, env: &Env) -> Result<Config, ConfigError> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Config::parse(&text, Some(path), env),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
+                Config::parse("", None, env)
+            }
+            Err(source) => Err(ConfigError::Read { path: path.to_owned(), source }),
+        }
+    }
+
+    /// Parses and validates config text. `source` names the file in errors and on reload.
+    pub fn parse(text: &str, source: Option<&Path>, env: &Env) -> Result<Config, ConfigError> {
+        let origin =
+            source.map_or_else(|| "(built-in defaults)".to_owned(), |p| p.display().to_string());
+        let raw: RawConfig = toml::from_str(text)
+            .map_err(|e| ConfigError::Invalid { origin: origin.clone(), message: e.to_string() })?;
+        raw.resolve(source, env).map_err(|problem| match problem {
+            Problem::At { key, span, message } => ConfigError::Invalid {
+                message: format!("line {}: `{key}`: {message}", line_of(text, span.start)),
+                origin,
+            },
+            Problem::NoDefault { key, why } => ConfigError::NoDefault { key, why },
+        })
+    }
+}
+
+/// A cross-key rule that failed, before the line number is looked up.
+enum Problem {
+    At { key: &'static str, span: std::ops::Range<usize>, message: String },
+    NoDefault { key: &'static str, why: &'static str },
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    text[..offset.min(text.len())].matches('\n').count() + 1
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawConfig {
+    socket: Option<PathBuf>,
+    socket_group: Option<String>,
+    state_dir: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+    admin_group: Option<String>,
+    admin_users: Vec<String>,
+    office365: RawOffice365,
+    exchange: RawExchange,
+    network: RawNetwork,
+    schedule: RawSchedule,
+    detection: RawDetection,
+    hooks: RawHooks,
+    metrics: RawMetrics,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawOffice365 {
+    client_id: Option<String>,
+    client_secret: Option<Spanned<String>>,
+    client_secret_file: Option<PathBuf>,
+    tenant: Option<String>,
+    authority: Option<EndpointUrl>,
+    authorize_url: Option<EndpointUrl>,
+    token_url: Option<EndpointUrl>,
+    device_code_url: Option<EndpointUrl>,
+    graph_url: Option<EndpointUrl>,
+    scopes: Option<Spanned<Vec<String>>>,
+    redirect_listen: Option<Spanned<SocketAddr>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawExchange {
+    auth: Option<Spanned<Vec<ExchangeAuth>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawNetwork {
+    ca_file: Option<PathBuf>,
+    nameservers: Vec<Nameserver>,
+    resolve: BTreeMap<String, IpAddr>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawSchedule {
+    check_interval: Option<Duration>,
+    refresh_before_expiry: Option<Duration>,
+    max_concurrent: Option<Spanned<usize>>,
+    retry_min: Option<Duration>,
+    retry_max: Option<Spanned<Duration>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawDetection {
+    timeout: Option<Duration>,
+    user_realm_url: Option<EndpointUrl>,
+    autodiscover_v2_url: Option<EndpointUrl>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawHooks {
+    on_state_change: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawMetrics {
+    listen: Option<SocketAddr>,
+}
+
+const MICROSOFT_LOGIN: &str = "https://login.microsoftonline.com";
+
+impl RawConfig {
+    fn resolve(self, source: Option<&Path>, env: &Env) -> Result<Config, Problem> {
+        let socket = match self.socket {
+            Some(path) => path,
+            None => default_socket(env)?,
+        };
+        let state_dir = match self.state_dir {
+            Some(path) => path,
+            None => default_state_dir(env)?,
+        };
+        let key_file = self.key_file.unwrap_or_else(|| match &env.credentials_directory {
+            Some(dir) => dir.join("mslink.key"),
+            None => state_dir.join("secret.key"),
+        });
+        Ok(Config {
+            source: source.map(Path::to_owned),
+            socket,
+            socket_group: self.socket_group,
+            state_dir,
+            key_file,
+            admin_group: self.admin_group.unwrap_or_else(|| "mslink-admin".to_owned()),
+            admin_users: self.admin_users,
+            office365: self.office365.resolve()?,
+            exchange: self.exchange.resolve()?,
+            network: Network {
+                ca_file: self.network.ca_file,
+                nameservers: self.network.nameservers.into_iter().map(|n| n.0).collect(),
+                resolve: self.network.resolve,
+            },
+            schedule: self.schedule.resolve()?,
+            detection: Detection {
+                timeout: self.detection.timeout.map_or(StdDuration::from_secs(8), |d| d.0),
+                user_realm_url: self.detection.user_realm_url.unwrap_or_else(|| {
+                    EndpointUrl::builtin(&format!("{MICROSOFT_LOGIN}/getuserrealm.srf"))
+                }),
+                autodiscover_v2_url: self.detection.autodiscover_v2_url.unwrap_or_else(|| {
+                    EndpointUrl::builtin(
+                        "https://outlook.office365.com/autodiscover/autodiscover.json/v1.0",
+                    )
+                }),
+            },
+            hooks: Hooks {
+                on_state_change: match self.hooks.on_state_change {
+                    Some(cmd) if cmd.get_ref().trim().is_empty() => {
+                        return Err(Problem::At {
+                            key: "hooks.on_state_change",
+                            span: cmd.span(),
+                            message: "is empty; remove the key or name a command".into(),
+                        });
+                    }
+                    cmd => cmd.map(Spanned::into_inner),
+                },
+            },
+            metrics: Metrics { listen: self.metrics.listen },
+        })
+    }
+}
+
+impl RawOffice365 {
+    fn resolve(self) -> Result<Office365, Problem> {
+        let tenant = self.tenant.unwrap_or_else(|| "organizations".to_owned());
+        let authority = self
+            .authority
+            .unwrap_or_else(|| EndpointUrl::builtin(&format!("{MICROSOFT_LOGIN}/{tenant}/v2.0")));
+        let oauth = |url: Option<EndpointUrl>, leaf: &str| {
+            url.unwrap_or_else(|| {
+                EndpointUrl::builtin(&format!("{MICROSOFT_LOGIN}/{tenant}/oauth2/v2.0/{leaf}"))
+            })
+        };
+        let client_secret = match (self.client_secret, self.client_secret_file) {
+            (Some(inline), Some(_)) => {
+                return Err(Problem::At {
+                    key: "office365.client_secret",
+                    span: inline.span(),
+                    message: "set either `client_secret` or `client_secret_file`, not both".into(),
+                });
+            }
+            (Some(inline), None) => Some(ClientSecret::Inline(inline.into_inner())),
+            (None, Some(path)) => Some(ClientSecret::File(path)),
+            (None, None) => None,
+        };
+        let scopes = match self.scopes {
+            Some(scopes) if scopes.get_ref().is_empty() => {
+                return Err(Problem::At {
+                    key: "office365.scopes",
+                    span: scopes.span(),
+                    message: "is empty; list at least `offline_access` and `User.Read`".into(),
+                });
+            }
+            Some(scopes) => scopes.into_inner(),
+            None => ["offline_access", "User.Read", "Mail.Read", "Calendars.Read"]
+                .map(str::to_owned)
+                .to_vec(),
+        };
+        let redirect_listen = match self.redirect_listen {
+            Some(addr) if !addr.get_ref().ip().is_loopback() => {
+                return Err(Problem::At {
+                    key: "office365.redirect_listen",
+                    span: addr.span(),
+                    message: "must be a loopback address such as 127.0.0.1:0".into(),
+                });
+            }
+            Some(addr) => addr.into_inner(),
+            None => SocketAddr::from(([127, 0, 0, 1], 0)),
+        };
+        Ok(Office365 {
+            client_id: self.client_id,
+            client_secret,
+            authorize_url: oauth(self.authorize_url, "authorize"),
+            token_url: oauth(self.token_url, "token"),
+            device_code_url: oauth(self.device_code_url, "devicecode"),
+            graph_url: self
+                .graph_url
+                .unwrap_or_else(|| EndpointUrl::builtin("https://graph.microsoft.com/v1.0")),
+            authority,
+            tenant,
+            scopes,
+            redirect_listen,
+        })
+    }
+}
+
+impl RawExchange {
+    fn resolve(self) -> Result<Exchange, Problem> {
+        match self.auth {
+            Some(auth) if auth.get_ref().is_empty() => Err(Problem::At {
+                key: "exchange.auth",
+                span: auth.span(),
+                message: "is empty; allow at least one of \"ntlm\", \"basic\"".into(),
+            }),
+            Some(auth) => Ok(Exchange { auth: auth.into_inner() }),
+            None => Ok(Exchange { auth: vec![ExchangeAuth::Ntlm, ExchangeAuth::Basic] }),
+        }
+    }
+}
+
+impl RawSchedule {
+    fn resolve(self) -> Result<Schedule, Problem> {
+        let or =
+            |d: Option<Duration>, default: u64| d.map_or(StdDuration::from_secs(default), |d| d.0);
+        let max_concurrent = match self.max_concurrent {
+            Some(n) if *n.get_ref() == 0 => {
+                return Err(Problem::At {
+                    key: "schedule.max_concurrent",
+                    span: n.span(),
+                    message: "must be at least 1".into(),
+                });
+            }
+            Some(n) => n.into_inner(),
+            None => 16,
+        };
+        let retry_min = or(self.retry_min, 30);
+        let retry_max = match self.retry_max {
+            Some(max) if max.get_ref().0 < retry_min => {
+                return Err(Problem::At {
+                    key: "schedule.retry_max",
+                    span: max.span(),
+                    message: format!(
+                        "({}) is shorter than `retry_min` ({})",
+                        humantime::format_duration(max.get_ref().0),
+                        humantime::format_duration(retry_min)
+                    ),
+                });
+            }
+            Some(max) => max.into_inner().0,
+            None => StdDuration::from_secs(30 * 60).max(retry_min),
+        };
+        Ok(Schedule {
+            check_interval: or(self.check_interval, 15 * 60),
+            refresh_before_expiry: or(self.refresh_before_expiry, 5 * 60),
+            max_concurrent,
+            retry_min,
+            retry_max,
+        })
+    }
+}
+
+fn default_socket(env: &Env) -> Result<PathBuf, Problem> {
+    if let Some(dir) = &env.runtime_directory {
+        Ok(dir.join("mslinkd.sock"))
+    } else if env.is_root {
+        Ok(PathBuf::from("/run/mslink/mslinkd.sock"))
+    } else if let Some(dir) = &env.xdg_runtime_dir {
+        Ok(dir.join("mslink/mslinkd.sock"))
+    } else {
+        Err(Problem::NoDefault {
+            key: "socket",
+            why: "neither $RUNTIME_DIRECTORY nor $XDG_RUNTIME_DIR is set",
+        })
+    }
+}
+
+fn default_state_dir(env: &Env) -> Result<PathBuf, Problem> {
+    if let Some(dir) = &env.state_directory {
+        Ok(dir.clone())
+    } else if env.is_root {
+        Ok(PathBuf::from("/var/lib/mslink"))
+    } else if let Some(dir) = &env.xdg_state_home {
+        Ok(dir.join("mslink"))
+    } else if let Some(home) = &env.home {
+        Ok(home.join(".local/state/mslink"))
+    } else {
+        Err(Problem::NoDefault {
+            key: "state_dir",
+            why: "neither $STATE_DIRECTORY nor $HOME is set",
+        })
+    }
+}
+
+/// A duration written like `90s`, `15m`, `1h`; zero is refused.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Duration(pub StdDuration);
+
+impl<'de> Deserialize<'de> for Duration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        match humantime::parse_duration(&text) {
+            Ok(d) if d.is_zero() => Err(de::Error::custom("a duration must be longer than zero")),
+            Ok(d) => Ok(Duration(d)),
+            Err(e) => Err(de::Error::custom(format!(
+                "`{text}` is not a duration ({e}); write it like \"90s\", \"15m\" or \"1h\""
+            ))),
+        }
+    }
+}
+
+/// An endpoint URL: `https://`, or `http://` to a loopback address (SPEC §5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointUrl(url::Url);
+
+impl EndpointUrl {
+    /// Checks the https-or-loopback rule.
+    pub fn parse(text: &str) -> Result<EndpointUrl, String> {
+        let url = url::Url::parse(text).map_err(|e| format!("`{text}` is not a URL ({e})"))?;
+        let loopback = match url.host() {
+            Some(url::Host::Domain(host)) => host.eq_ignore_ascii_case("localhost"),
+            Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+            Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+            None => false,
+        };
+        match url.scheme() {
+            "https" if url.host().is_some() => Ok(EndpointUrl(url)),
+            "http" if loopback => Ok(EndpointUrl(url)),
+            "http" => Err(format!(
+                "`{text}` must use https:// (http:// is allowed only to a loopback address)"
+            )),
+            _ => Err(format!("`{text}` must be an https:// URL")),
+        }
+    }
+
+    fn builtin(text: &str) -> EndpointUrl {
+        // Built-in URLs are constants checked by a test; a failure here is a bug in this file.
+        EndpointUrl::parse(text).unwrap_or_else(|e| panic!("built-in URL is invalid: {e}"))
+    }
+
+    /// The URL.
+    pub fn url(&self) -> &url::Url {
+        &self.0
+    }
+
+    /// The URL as text.
+    pub fn as_str(&self) -> &str {
+        self.0.as_str()
+    }
+}
+
+impl<'de> Deserialize<'de> for EndpointUrl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        EndpointUrl::parse(&String::deserialize(d)?).map_err(de::Error::custom)
+    }
+}
+
+/// A DNS server: `IP` (port 53) or `IP:PORT`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Nameserver(SocketAddr);
+
+impl<'de> Deserialize<'de> for Nameserver {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse::<SocketAddr>()
+            .or_else(|_| text.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
+            .map(Nameserver)
+            .map_err(|_| de::Error::custom(format!("`{text}` is not an IP address or IP:PORT")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root_env() -> Env {
+        Env { is_root: true, ..Env::default() }
+    }
+
+    fn parse(text: &str) -> Result<Config, String> {
+        Config::parse(text, Some(Path::new("/etc/mslink/mslinkd.toml")), &root_env())
+            .map_err(|e| e.to_string())
+    }
+
+    fn error(text: &str) -> String {
+        parse(text).expect_err("config should be rejected")
+    }
+
+    #[test]
+    fn an_empty_file_gives_the_spec_defaults() {
+        let config = parse("").unwrap();
+        assert_eq!(config.socket, Path::new("/run/mslink/mslinkd.sock"));
+        assert_eq!(config.state_dir, Path::new("/var/lib/mslink"));
+        assert_eq!(config.key_file, Path::new("/var/lib/mslink/secret.key"));
+        assert_eq!(config.admin_group, "mslink-admin");
+        assert_eq!(config.schedule.check_interval, StdDuration::from_secs(900));
+        assert_eq!(config.schedule.max_concurrent, 16);
+        assert_eq!(config.office365.tenant, "organizations");
+        assert_eq!(
+            config.office365.token_url.as_str(),
+            "https://login.microsoftonline.com/organizations/oauth2/v2.0/token"
+        );
+        assert_eq!(config.exchange.auth, [ExchangeAuth::Ntlm, ExchangeAuth::Basic]);
+        assert_eq!(config.detection.timeout, StdDuration::from_secs(8));
+    }
+
+    #[test]
+    fn systemd_directories_win_over_root_defaults() {
+        let env = Env {
+            is_root: true,
+            runtime_directory: Some("/run/mslink-acme".into()),
+            state_directory: Some("/var/lib/mslink-acme".into()),
+            credentials_directory: Some("/run/credentials/mslinkd.service".into()),
+            ..Env::default()
+        };
+        let config = Config::parse("", None, &env).unwrap();
+        assert_eq!(config.socket, Path::new("/run/mslink-acme/mslinkd.sock"));
+        assert_eq!(config.state_dir, Path::new("/var/lib/mslink-acme"));
+        assert_eq!(config.key_file, Path::new("/run/credentials/mslinkd.service/mslink.key"));
+    }
+
+    #[test]
+    fn a_plain_user_gets_xdg_directories() {
+        let env = Env {
+            xdg_runtime_dir: Some("/run/user/1000".into()),
+            home: Some("/home/alice".into()),
+            ..Env::default()
+        };
+        let config = Config::parse("", None, &env).unwrap();
+        assert_eq!(config.socket, Path::new("/run/user/1000/mslink/mslinkd.sock"));
+        assert_eq!(config.state_dir, Path::new("/home/alice/.local/state/mslink"));
+    }
+
+    #[test]
+    fn a_missing_runtime_dir_names_the_key_to_set() {
+        let err = Config::parse("", None, &Env::default()).unwrap_err().to_string();
+        assert!(err.contains("`socket`"), "{err}");
+    }
+
+    #[test]
+    fn an_unknown_key_is_named_with_its_line() {
+        let err = error("admin_group = \"ops\"\n\n[schedule]\ncheck_intervall = \"5m\"\n");
+        assert!(err.contains("line 4"), "{err}");
+        assert!(err.contains("check_intervall"), "{err}");
+    }
+
+    #[test]
+    fn a_bad_duration_is_named_with_its_line() {
+        let err = error("[schedule]\ncheck_interval = \"fortnightly\"\n");
+        assert!(err.contains("line 2") && err.contains("fortnightly"), "{err}");
+    }
+
+    #[test]
+    fn a_zero_duration_is_refused() {
+        assert!(error("[detection]\ntimeout = \"0s\"\n").contains("longer than zero"));
+    }
+
+    #[test]
+    fn plain_http_is_refused_except_to_loopback() {
+        let err = error("[office365]\ntoken_url = \"http://login.example.com/token\"\n");
+        assert!(err.contains("line 2") && err.contains("https://"), "{err}");
+        let config = parse("[office365]\ntoken_url = \"http://127.0.0.1:9000/token\"\n").unwrap();
+        assert_eq!(config.office365.token_url.as_str(), "http://127.0.0.1:9000/token");
+        parse("[office365]\ngraph_url = \"http://localhost:9001/v1.0\"\n").unwrap();
+    }
+
+    #[test]
+    fn retry_max_below_retry_min_names_retry_max() {
+        let err = error("[schedule]\nretry_min = \"5m\"\nretry_max = \"1m\"\n");
+        assert!(err.contains("line 3") && err.contains("schedule.retry_max"), "{err}");
+    }
+
+    #[test]
+    fn max_concurrent_zero_is_refused() {
+        assert!(error("[schedule]\nmax_concurrent = 0\n").contains("at least 1"));
+    }
+
+    #[test]
+    fn both_client_secret_forms_are_refused() {
+        let err = error(
+            "[office365]\nclient_secret = \"s3cret\"\nclient_secret_file = \"/run/secret\"\n",
+        );
+        assert!(err.contains("not both") && !err.contains("s3cret"), "{err}");
+    }
+
+    #[test]
+    fn the_client_secret_never_reaches_debug_output() {
+        let config = parse("[office365]\nclient_secret = \"s3cret\"\n").unwrap();
+        assert!(!format!("{config:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn an_unknown_exchange_auth_scheme_is_refused() {
+        let err = error("[exchange]\nauth = [\"kerberos\"]\n");
+        assert!(err.contains("line 2") && err.contains("kerberos"), "{err}");
+        assert!(error("[exchange]\nauth = []\n").contains("at least one"));
+    }
+
+    #[test]
+    fn nameservers_take_an_optional_port() {
+        let config = parse("[network]\nnameservers = [\"127.0.0.1:5353\", \"::1\"]\n").unwrap();
+        assert_eq!(config.network.nameservers[0], "127.0.0.1:5353".parse().unwrap());
+        assert_eq!(config.network.nameservers[1], "[::1]:53".parse().unwrap());
+        assert!(error("[network]\nnameservers = [\"dns.example\"]\n").contains("dns.example"));
+    }
+
+    #[test]
+    fn resolve_overrides_map_hosts_to_addresses() {
+        let config = parse("[network.resolve]\n\"mail.example.test\" = \"127.0.0.1\"\n").unwrap();
+        assert_eq!(config.network.resolve["mail.example.test"], IpAddr::from([127, 0, 0, 1]));
+    }
+
+    #[test]
+    fn the_redirect_listener_must_be_loopback() {
+        assert!(error("[office365]\nredirect_listen = \"0.0.0.0:8080\"\n").contains("loopback"));
+    }
+
+    #[test]
+    fn an_empty_hook_is_refused() {
+        assert!(error("[hooks]\non_state_change = \"  \"\n").contains("hooks.on_state_change"));
+    }
+
+    #[test]
+    fn a_named_config_file_must_exist_but_the_default_may_not() {
+        let missing = Path::new("/nonexistent/mslinkd.toml");
+        assert!(Config::load(missing, true, &root_env()).is_err());
+        let config = Config::load(missing, false, &root_env()).unwrap();
+        assert_eq!(config.source, None);
+    }
+}

@@ -1,0 +1,93 @@
+//! Who is calling (SPEC §2): the peer's uid from SO_PEERCRED, its user name, and whether it is an
+//! admin. There are no passwords on the socket.
+//!
+//! These lookups go through NSS (`getpwuid`, `getgrouplist`), which may block on LDAP or SSSD, so
+//! callers run them with `spawn_blocking`.
+
+use std::ffi::CString;
+
+use nix::unistd::{Gid, Group, Uid, User, getgrouplist};
+
+use crate::config::Config;
+
+/// The authenticated peer of one connection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller {
+    pub uid: u32,
+    /// The uid's user name, or `#UID` for a uid with no passwd entry.
+    pub name: String,
+    pub admin: bool,
+}
+
+/// Resolves `uid` to a [`Caller`] under the admin rules of `config`.
+pub fn identify(uid: u32, config: &Config) -> Caller {
+    let user = User::from_uid(Uid::from_raw(uid)).ok().flatten();
+    let name = user.as_ref().map_or_else(|| format!("#{uid}"), |u| u.name.clone());
+    let admin = uid == 0
+        || config.admin_users.iter().any(|admin| *admin == name)
+        || user.is_some_and(|user| in_group(&user, &config.admin_group));
+    Caller { uid, name, admin }
+}
+
+/// Whether a user account called `name` exists (for `--user NAME`).
+pub fn user_exists(name: &str) -> bool {
+    User::from_name(name).ok().flatten().is_some()
+}
+
+/// Whether `user` belongs to `group`, as primary or supplementary group.
+fn in_group(user: &User, group: &str) -> bool {
+    let Some(group) = Group::from_name(group).ok().flatten() else {
+        return false;
+    };
+    if user.gid == group.gid {
+        return true;
+    }
+    let Ok(name) = CString::new(user.name.as_str()) else {
+        return false;
+    };
+    getgrouplist(&name, user.gid)
+        .map(|groups| groups.contains(&group.gid))
+        .unwrap_or_else(|_| group.mem.contains(&user.name))
+}
+
+/// The gid of a group, for `socket_group`.
+pub fn group_id(name: &str) -> Option<Gid> {
+    Group::from_name(name).ok().flatten().map(|g| g.gid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{Config, Env};
+
+    fn config(extra: &str) -> Config {
+        Config::parse(extra, None, &Env { is_root: true, ..Env::default() }).unwrap()
+    }
+
+    #[test]
+    fn root_is_always_an_admin() {
+        let caller = identify(0, &config(""));
+        assert_eq!((caller.name.as_str(), caller.admin), ("root", true));
+    }
+
+    #[test]
+    fn admin_users_are_admins_and_others_are_not() {
+        // uid 1 is `daemon` on Debian; it is in no admin group.
+        let daemon = identify(1, &config(""));
+        assert!(!daemon.admin);
+        assert!(identify(1, &config(&format!("admin_users = [\"{}\"]", daemon.name))).admin);
+    }
+
+    #[test]
+    fn the_admin_group_makes_admins() {
+        // uid 1 (`daemon`) has primary group `daemon`.
+        assert!(identify(1, &config("admin_group = \"daemon\"")).admin);
+    }
+
+    #[test]
+    fn an_unknown_uid_is_named_by_number() {
+        let caller = identify(4_000_000_123, &config(""));
+        assert_eq!(caller.name, "#4000000123");
+        assert!(!caller.admin);
+    }
+}

@@ -1,0 +1,292 @@
+//! The control socket: accept loop, one task per connection, one handler per command.
+//!
+//! ```text
+//!  accept ─▶ [limit: max_connections, else Busy] ─▶ connection task
+//!    connection: peer uid (SO_PEERCRED) ─▶ Hello within handshake_timeout ─▶ Welcome
+//!                ─▶ loop { frame within idle_timeout ─▶ handlers::handle ─▶ reply within write_timeout }
+//! ```
+//!
+//! Every failure is confined to its connection: a bad or oversized frame gets a typed error and
+//! closes that connection; a silent or slow client is dropped at its timeout. Nothing a client
+//! sends can stall the accept loop or another connection.
+
+mod handlers;
+mod socket;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use mslink_proto::{
+    ClientFrame, DaemonFrame, ErrorKind, FrameError, HEADER_LEN, MAX_CLIENT_FRAME,
+    MAX_DAEMON_FRAME, PROTOCOL_VERSION, WireError, decode, encode, frame_len,
+};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::Semaphore;
+use tokio::time::timeout;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use socket::{BindError, bind};
+
+use crate::Daemon;
+use crate::identity::{Caller, identify};
+
+/// Per-connection limits. The defaults suit production; tests shorten them.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// How long a new connection may take to say hello.
+    pub handshake_timeout: Duration,
+    /// How long a connection may stay silent between commands.
+    pub idle_timeout: Duration,
+    /// How long a client may take to read a reply.
+    pub write_timeout: Duration,
+    /// Connections served at once; more are told the daemon is busy.
+    pub max_connections: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            handshake_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(300),
+            write_timeout: Duration::from_secs(10),
+            max_connections: 1024,
+        }
+    }
+}
+
+/// Accepts connections until `shutdown`, then waits for the open ones to finish.
+pub async fn serve(
+    daemon: Arc<Daemon>,
+    listener: UnixListener,
+    limits: Limits,
+    shutdown: CancellationToken,
+) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let tasks = TaskTracker::new();
+    loop {
+        let stream = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // EMFILE and friends: back off briefly instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = tokio::time::sleep(Duration::from_millis(100)) => continue,
+                    }
+                }
+            },
+        };
+        let limits = limits.clone();
+        match slots.clone().try_acquire_owned() {
+            Ok(slot) => {
+                let (daemon, shutdown) = (daemon.clone(), shutdown.clone());
+                tasks.spawn(async move {
+                    Connection::new(stream, daemon, limits, shutdown).run().await;
+                    drop(slot);
+                });
+            }
+            Err(_) => {
+                let busy =
+                    WireError::new(ErrorKind::Busy, "mslinkd is serving too many connections")
+                        .with_hint("try again in a moment");
+                tasks.spawn(refuse(stream, busy, limits.write_timeout));
+            }
+        }
+    }
+    tasks.close();
+    tasks.wait().await;
+}
+
+/// Tells a connection why it is refused, then closes it.
+async fn refuse(mut stream: UnixStream, error: WireError, write_timeout: Duration) {
+    if let Ok(bytes) = encode(&DaemonFrame::Failure { error }, MAX_DAEMON_FRAME) {
+        let _ = timeout(write_timeout, stream.write_all(&bytes)).await;
+    }
+    let _ = stream.shutdown().await;
+}
+
+struct Connection {
+    stream: UnixStream,
+    daemon: Arc<Daemon>,
+    limits: Limits,
+    shutdown: CancellationToken,
+}
+
+/// Why a connection stops reading.
+enum Stop {
+    /// The peer hung up or the daemon is shutting down: nothing more to say.
+    Quiet,
+    /// Tell the peer why, then close.
+    Tell(WireError),
+}
+
+impl Connection {
+    fn new(
+        stream: UnixStream,
+        daemon: Arc<Daemon>,
+        limits: Limits,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Connection { stream, daemon, limits, shutdown }
+    }
+
+    async fn run(mut self) {
+        let daemon = self.daemon.clone();
+        let uid = match self.stream.peer_cred() {
+            Ok(cred) => cred.uid(),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read peer credentials; closing");
+                return;
+            }
+        };
+        if let Err(stop) = self.handshake().await {
+            return self.stop(stop).await;
+        }
+        let config = daemon.config();
+        let caller = match tokio::task::spawn_blocking(move || identify(uid, &config)).await {
+            Ok(caller) => caller,
+            Err(e) => {
+                tracing::error!(error = %e, uid, "identifying the caller failed");
+                return;
+            }
+        };
+        tracing::debug!(user = %caller.name, uid, admin = caller.admin, "client connected");
+        let stop = self.serve_commands(&daemon, &caller).await;
+        self.stop(stop).await;
+    }
+
+    async fn handshake(&mut self) -> Result<(), Stop> {
+        let body = match timeout(self.limits.handshake_timeout, self.read_frame()).await {
+            Ok(body) => body?,
+            Err(_) => {
+                return Err(Stop::Tell(
+                    WireError::new(ErrorKind::Timeout, "no hello within the handshake timeout")
+                        .with_hint("clients must send Hello first; use mslinkctl"),
+                ));
+            }
+        };
+        match decode::<ClientFrame>(&body) {
+            Ok(ClientFrame::Hello { protocol_version, .. }) if protocol_version == PROTOCOL_VERSION => {
+                let welcome = DaemonFrame::Welcome {
+                    protocol_version: PROTOCOL_VERSION,
+                    daemon_version: env!("CARGO_PKG_VERSION").to_owned(),
+                };
+                self.send(&welcome).await.map_err(|()| Stop::Quiet)
+            }
+            Ok(ClientFrame::Hello { protocol_version, .. }) => Err(Stop::Tell(
+                WireError::new(
+                    ErrorKind::ProtocolMismatch,
+                    format!(
+                        "this client speaks protocol version {protocol_version}, mslinkd {} speaks {PROTOCOL_VERSION}",
+                        env!("CARGO_PKG_VERSION")
+                    ),
+                )
+                .with_hint("use the mslinkctl that was installed with this mslinkd"),
+            )),
+            Ok(ClientFrame::Command { .. }) | Err(_) => Err(Stop::Tell(
+                WireError::new(ErrorKind::Usage, "the first message must be Hello")
+                    .with_hint("this socket speaks the mslink protocol; use mslinkctl"),
+            )),
+        }
+    }
+
+    async fn serve_commands(&mut self, daemon: &Daemon, caller: &Caller) -> Stop {
+        let shutdown = self.shutdown.clone();
+        loop {
+            let body = tokio::select! {
+                () = shutdown.cancelled() => return Stop::Quiet,
+                read = timeout(self.limits.idle_timeout, self.read_frame()) => match read {
+                    Err(_) => return Stop::Quiet,
+                    Ok(Err(stop)) => return stop,
+                    Ok(Ok(body)) => body,
+                },
+            };
+            let frame = match decode::<ClientFrame>(&body) {
+                Ok(ClientFrame::Command { act_as, command }) => {
+                    match handlers::handle(daemon, caller, act_as, command).await {
+                        Ok(reply) => DaemonFrame::Reply { reply },
+                        Err(error) => DaemonFrame::Failure { error },
+                    }
+                }
+                Ok(ClientFrame::Hello { .. }) => {
+                    failure(ErrorKind::Usage, "hello was already said on this connection")
+                }
+                // The frame boundary is intact, so the connection can go on: a newer client's
+                // unknown command gets an answer it can act on.
+                Err(e) => DaemonFrame::Failure {
+                    error: WireError::new(
+                        ErrorKind::Usage,
+                        format!("unknown or malformed command: {e}"),
+                    )
+                    .with_hint("this mslinkd may be older than mslinkctl; upgrade mslinkd"),
+                },
+            };
+            if self.send(&frame).await.is_err() {
+                return Stop::Quiet;
+            }
+        }
+    }
+
+    async fn read_frame(&mut self) -> Result<Vec<u8>, Stop> {
+        read_frame(&mut self.stream, MAX_CLIENT_FRAME).await.map_err(|e| match e {
+            FrameError::TooLarge { .. } | FrameError::Empty => Stop::Tell(
+                WireError::new(ErrorKind::Usage, format!("bad frame: {e}"))
+                    .with_hint("this socket speaks the mslink protocol; use mslinkctl"),
+            ),
+            _ => Stop::Quiet,
+        })
+    }
+
+    async fn send(&mut self, frame: &DaemonFrame) -> Result<(), ()> {
+        let bytes = match encode(frame, MAX_DAEMON_FRAME) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot encode a reply");
+                let fallback = failure(ErrorKind::Internal, "the reply was too large to send");
+                encode(&fallback, MAX_DAEMON_FRAME).map_err(|_| ())?
+            }
+        };
+        match timeout(self.limits.write_timeout, self.stream.write_all(&bytes)).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(()),
+        }
+    }
+
+    async fn stop(&mut self, stop: Stop) {
+        if let Stop::Tell(error) = stop {
+            tracing::debug!(error = %error.message, "closing a connection");
+            let _ = self.send(&DaemonFrame::Failure { error }).await;
+        }
+        let _ = self.stream.shutdown().await;
+    }
+}
+
+fn failure(kind: ErrorKind, message: &str) -> DaemonFrame {
+    DaemonFrame::Failure { error: WireError::new(kind, message) }
+}
+
+/// Reads one frame body, checking the cap on the header before reading the body.
+async fn read_frame(
+    reader: &mut (impl AsyncRead + Unpin),
+    cap: usize,
+) -> Result<Vec<u8>, FrameError> {
+    let mut header = [0u8; HEADER_LEN];
+    let mut filled = 0;
+    while filled < HEADER_LEN {
+        match reader.read(&mut header[filled..]).await.map_err(FrameError::Io)? {
+            0 if filled == 0 => return Err(FrameError::Closed),
+            0 => return Err(FrameError::Truncated),
+            n => filled += n,
+        }
+    }
+    let mut body = vec![0u8; frame_len(header, cap)?];
+    reader.read_exact(&mut body).await.map_err(|e| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => FrameError::Truncated,
+        _ => FrameError::Io(e),
+    })?;
+    Ok(body)
+}

@@ -1,0 +1,347 @@
+//! The queries, as methods on [`Db`], a borrowed connection on the store thread. Every method that
+//! changes more than one row runs in one transaction.
+
+use mslink_proto::{
+    AccessRequest, AuditEntry, Integration, LinkInfo, LinkState, Provider, RequestState,
+    ToggleReply, UnixTime,
+};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use super::StoreError;
+
+/// A connection borrowed by one [`super::Store::call`] job.
+#[derive(Debug)]
+pub struct Db<'c> {
+    conn: &'c mut Connection,
+}
+
+impl<'c> Db<'c> {
+    pub(super) fn new(conn: &'c mut Connection) -> Self {
+        Db { conn }
+    }
+
+    /// The organisation-wide toggle.
+    pub fn integration(&self) -> Result<Integration, StoreError> {
+        Ok(self.conn.query_row(
+            "SELECT enabled, changed_at, changed_by FROM integration WHERE id = 1",
+            [],
+            |row| {
+                Ok(Integration {
+                    enabled: row.get(0)?,
+                    changed_at: row.get(1)?,
+                    changed_by: row.get(2)?,
+                })
+            },
+        )?)
+    }
+
+    /// Turns the integration on or off, as one transaction with its consequences: enabling grants
+    /// every pending request and resumes suspended links (due for a check now); disabling
+    /// suspends every link, remembering its state. Recorded in the audit trail when it changes.
+    pub fn set_integration(
+        &mut self,
+        enabled: bool,
+        actor: &str,
+        now: UnixTime,
+    ) -> Result<ToggleReply, StoreError> {
+        let tx = self.conn.transaction()?;
+        let was: bool =
+            tx.query_row("SELECT enabled FROM integration WHERE id = 1", [], |r| r.get(0))?;
+        if was == enabled {
+            return Ok(ToggleReply {
+                enabled,
+                changed: false,
+                granted_requests: 0,
+                links_affected: 0,
+            });
+        }
+        tx.execute(
+            "UPDATE integration SET enabled = ?1, changed_at = ?2, changed_by = ?3 WHERE id = 1",
+            params![enabled, now, actor],
+        )?;
+        let (granted, links, action, detail);
+        if enabled {
+            granted = tx.execute(
+                "UPDATE requests SET state = 'granted', granted_at = ?1, granted_by = ?2
+                 WHERE state = 'pending'",
+                params![now, actor],
+            )? as u64;
+            links = tx.execute(
+                "UPDATE links SET state = COALESCE(state_before_suspend, 'active'),
+                        state_before_suspend = NULL, reason = NULL, since = ?1, next_check = ?1,
+                        generation = generation + 1
+                 WHERE state = 'suspended'",
+                params![now],
+            )? as u64;
+            action = "enable";
+            detail = format!("granted {granted} request(s), resumed {links} link(s)");
+        } else {
+            granted = 0;
+            links = tx.execute(
+                "UPDATE links SET state_before_suspend = state, state = 'suspended',
+                        reason = ?2, since = ?1, next_check = NULL, generation = generation + 1
+                 WHERE state != 'suspended'",
+                params![now, format!("the Microsoft integration was disabled by {actor}")],
+            )? as u64;
+            action = "disable";
+            detail = format!("suspended {links} link(s)");
+        }
+        insert_audit(&tx, now, actor, action, Some(&detail))?;
+        tx.commit()?;
+        Ok(ToggleReply { enabled, changed: true, granted_requests: granted, links_affected: links })
+    }
+
+    /// Records `user`'s request, or updates their earlier one (a granted request becomes pending
+    /// again: the integration was disabled since). Returns the request and whether one existed.
+    pub fn record_request(
+        &mut self,
+        user: &str,
+        message: Option<&str>,
+        now: UnixTime,
+    ) -> Result<(AccessRequest, bool), StoreError> {
+        let tx = self.conn.transaction()?;
+        let existed = request_of(&tx, user)?.is_some();
+        tx.execute(
+            "INSERT INTO requests (user, requested_at, message, state) VALUES (?1, ?2, ?3, 'pending')
+             ON CONFLICT (user) DO UPDATE SET requested_at = ?2,
+                 message = COALESCE(?3, message), state = 'pending',
+                 granted_at = NULL, granted_by = NULL",
+            params![user, now, message],
+        )?;
+        let request = request_of(&tx, user)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+        tx.commit()?;
+        Ok((request, existed))
+    }
+
+    /// `user`'s request, pending or granted.
+    pub fn request_of(&self, user: &str) -> Result<Option<AccessRequest>, StoreError> {
+        request_of(self.conn, user)
+    }
+
+    /// Every pending request, oldest first.
+    pub fn pending_requests(&self) -> Result<Vec<AccessRequest>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT user, requested_at, message, state, granted_at, granted_by FROM requests
+             WHERE state = 'pending' ORDER BY requested_at, user",
+        )?;
+        let rows = stmt.query_map([], request_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Links of one user, or of everyone (`None`), ordered by user then email.
+    pub fn links(&self, user: Option<&str>) -> Result<Vec<LinkInfo>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT email, user, provider, state, reason, since, last_ok, next_check, token_expiry,
+                    inbox_total, inbox_unread, calendar_ok
+             FROM links WHERE ?1 IS NULL OR user = ?1 ORDER BY user, email",
+        )?;
+        let rows = stmt.query_map([user], |row| {
+            let provider: String = row.get(2)?;
+            let state: String = row.get(3)?;
+            Ok(LinkInfo {
+                email: row.get(0)?,
+                user: row.get(1)?,
+                provider: if provider == "exchange" {
+                    Provider::Exchange
+                } else {
+                    Provider::Office365
+                },
+                // The CHECK constraints and this crate are the only writers; an unknown name would
+                // be a bug, shown as the most alarming state rather than hidden.
+                state: LinkState::parse(&state).unwrap_or(LinkState::Blocked),
+                reason: row.get(4)?,
+                since: row.get(5)?,
+                last_ok: row.get(6)?,
+                next_check: row.get(7)?,
+                token_expiry: row.get(8)?,
+                inbox_total: count(row.get(9)?),
+                inbox_unread: count(row.get(10)?),
+                calendar_ok: row.get(11)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Whether `user` has a link to `email` (case-insensitive).
+    pub fn link_exists(&self, user: &str, email: &str) -> Result<bool, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT 1 FROM links WHERE user = ?1 AND email = ?2",
+                params![user, email],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
+    /// Removes a link and its secrets. Returns the stored email, or `None` if there was none.
+    pub fn delete_link(&mut self, user: &str, email: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "DELETE FROM links WHERE user = ?1 AND email = ?2 RETURNING email",
+                params![user, email],
+                |row| row.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Appends to the admin audit trail.
+    pub fn audit(
+        &self,
+        actor: &str,
+        action: &str,
+        detail: Option<&str>,
+        now: UnixTime,
+    ) -> Result<(), StoreError> {
+        insert_audit(self.conn, now, actor, action, detail)
+    }
+
+    /// The newest `limit` audit entries, newest first.
+    pub fn recent_audit(&self, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT at, actor, action, detail FROM audit ORDER BY id DESC LIMIT ?1")?;
+        let rows = stmt.query_map([limit], |row| {
+            Ok(AuditEntry {
+                at: row.get(0)?,
+                actor: row.get(1)?,
+                action: row.get(2)?,
+                detail: row.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+/// SQLite integers are signed; counts are never negative.
+fn count(value: Option<i64>) -> Option<u64> {
+    value.map(|n| n.max(0) as u64)
+}
+
+fn insert_audit(
+    conn: &Connection,
+    at: UnixTime,
+    actor: &str,
+    action: &str,
+    detail: Option<&str>,
+) -> Result<(), StoreError> {
+    conn.execute(
+        "INSERT INTO audit (at, actor, action, detail) VALUES (?1, ?2, ?3, ?4)",
+        params![at, actor, action, detail],
+    )?;
+    Ok(())
+}
+
+fn request_of(conn: &Connection, user: &str) -> Result<Option<AccessRequest>, StoreError> {
+    Ok(conn
+        .query_row(
+            "SELECT user, requested_at, message, state, granted_at, granted_by FROM requests
+             WHERE user = ?1",
+            [user],
+            request_from_row,
+        )
+        .optional()?)
+}
+
+fn request_from_row(row: &Row<'_>) -> rusqlite::Result<AccessRequest> {
+    let state: String = row.get(3)?;
+    Ok(AccessRequest {
+        user: row.get(0)?,
+        requested_at: row.get(1)?,
+        message: row.get(2)?,
+        state: if state == "granted" { RequestState::Granted } else { RequestState::Pending },
+        granted_at: row.get(4)?,
+        granted_by: row.get(5)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db() -> Connection {
+        let mut conn = Connection::open_in_memory().unwrap();
+        super::super::schema::migrate(&mut conn).unwrap();
+        conn
+    }
+
+    fn insert_link(conn: &Connection, user: &str, email: &str, state: &str) {
+        conn.execute(
+            "INSERT INTO links (user, email, provider, state, since, created_at)
+             VALUES (?1, ?2, 'office365', ?3, 0, 0)",
+            params![user, email, state],
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn repeating_a_request_updates_it() {
+        let mut conn = db();
+        let mut db = Db::new(&mut conn);
+        let (first, existed) = db.record_request("alice", Some("for CRM"), 10).unwrap();
+        assert!(!existed);
+        assert_eq!(first.state, RequestState::Pending);
+        let (second, existed) = db.record_request("alice", None, 20).unwrap();
+        assert!(existed);
+        assert_eq!(second.requested_at, 20);
+        assert_eq!(second.message.as_deref(), Some("for CRM"), "no new message keeps the old one");
+        assert_eq!(db.pending_requests().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn enabling_grants_pending_requests_and_is_audited_once() {
+        let mut conn = db();
+        let mut db = Db::new(&mut conn);
+        db.record_request("alice", None, 1).unwrap();
+        db.record_request("bob", None, 2).unwrap();
+        let reply = db.set_integration(true, "root", 3).unwrap();
+        assert_eq!((reply.changed, reply.granted_requests), (true, 2));
+        assert!(db.pending_requests().unwrap().is_empty());
+        let alice = db.request_of("alice").unwrap().unwrap();
+        assert_eq!(
+            (alice.state, alice.granted_by.as_deref()),
+            (RequestState::Granted, Some("root"))
+        );
+        assert!(!db.set_integration(true, "root", 4).unwrap().changed);
+        let audit = db.recent_audit(10).unwrap();
+        assert_eq!(audit.len(), 1);
+        assert_eq!((audit[0].actor.as_str(), audit[0].action.as_str()), ("root", "enable"));
+    }
+
+    #[test]
+    fn disabling_suspends_links_and_enabling_restores_their_state() {
+        let mut conn = db();
+        insert_link(&conn, "alice", "alice@contoso.test", "active");
+        insert_link(&conn, "bob", "bob@contoso.test", "needs_reauth");
+        let mut db = Db::new(&mut conn);
+        db.set_integration(true, "root", 1).unwrap();
+        assert_eq!(db.set_integration(false, "root", 2).unwrap().links_affected, 2);
+        let links = db.links(None).unwrap();
+        assert!(links.iter().all(|l| l.state == LinkState::Suspended));
+        assert!(links[0].reason.as_deref().unwrap().contains("disabled by root"));
+        assert_eq!(db.set_integration(true, "root", 3).unwrap().links_affected, 2);
+        let links = db.links(None).unwrap();
+        assert_eq!(links[0].state, LinkState::Active);
+        assert_eq!(links[1].state, LinkState::NeedsReauth);
+        assert_eq!(links[0].next_check, Some(3), "resumed links are re-checked promptly");
+    }
+
+    #[test]
+    fn links_are_scoped_to_their_user_and_matched_case_insensitively() {
+        let mut conn = db();
+        insert_link(&conn, "alice", "Alice@Contoso.test", "active");
+        insert_link(&conn, "bob", "bob@contoso.test", "active");
+        let mut db = Db::new(&mut conn);
+        assert_eq!(db.links(Some("alice")).unwrap().len(), 1);
+        assert_eq!(db.links(None).unwrap().len(), 2);
+        assert!(db.link_exists("alice", "alice@contoso.TEST").unwrap());
+        assert!(!db.link_exists("bob", "alice@contoso.test").unwrap());
+        assert_eq!(db.delete_link("bob", "alice@contoso.test").unwrap(), None);
+        assert_eq!(
+            db.delete_link("alice", "ALICE@contoso.test").unwrap().as_deref(),
+            Some("Alice@Contoso.test")
+        );
+    }
+}

@@ -1,0 +1,392 @@
+//! Messages exchanged on the control socket. One payload struct per command reply; every field
+//! that a later version may add is `#[serde(default)]` so additions stay compatible.
+
+use serde::{Deserialize, Serialize};
+
+/// Everything a client may send.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "frame", rename_all = "snake_case")]
+pub enum ClientFrame {
+    /// First frame of every connection.
+    Hello { protocol_version: u32, client: String },
+    /// A command, optionally on behalf of another user (admins only).
+    Command {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        act_as: Option<String>,
+        command: CtlCommand,
+    },
+}
+
+/// Everything the daemon may send.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "frame", rename_all = "snake_case")]
+pub enum DaemonFrame {
+    /// Answer to a compatible `Hello`.
+    Welcome { protocol_version: u32, daemon_version: String },
+    /// A command succeeded.
+    Reply { reply: DaemonReply },
+    /// A command (or the connection) failed.
+    Failure { error: WireError },
+}
+
+/// The commands of SPEC §3, one variant each.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "name", rename_all = "snake_case")]
+pub enum CtlCommand {
+    /// Integration state, own request, own links (`all`: every link, admins only).
+    Status {
+        #[serde(default)]
+        all: bool,
+    },
+    /// Ask the admins to turn the Microsoft integration on.
+    Request {
+        #[serde(default)]
+        message: Option<String>,
+    },
+    /// Pending requests (admins).
+    Requests,
+    /// Turn the integration on and grant pending requests (admins).
+    Enable,
+    /// Turn the integration off and suspend every link (admins).
+    Disable,
+    /// Re-read the config file (admins).
+    Reload,
+    /// Link a mailbox.
+    Connect {
+        email: String,
+        #[serde(default)]
+        provider: Option<Provider>,
+    },
+    /// Remove a link and its secrets.
+    Disconnect { email: String },
+}
+
+/// The two kinds of Microsoft mailbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Provider {
+    /// Office365 / Exchange Online, through OAuth2 and Microsoft Graph.
+    Office365,
+    /// On-premises Exchange Server, through EWS with a password.
+    Exchange,
+}
+
+impl Provider {
+    /// The name used in commands, config, the database and output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::Office365 => "office365",
+            Provider::Exchange => "exchange",
+        }
+    }
+}
+
+impl std::fmt::Display for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A successful reply, one variant per command.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum DaemonReply {
+    Status(StatusReply),
+    Request(RequestReply),
+    Requests(RequestsReply),
+    Toggle(ToggleReply),
+    Reload(ReloadReply),
+    Disconnect(DisconnectReply),
+}
+
+/// Seconds since the Unix epoch, UTC.
+pub type UnixTime = i64;
+
+/// `status`: where the caller stands.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusReply {
+    /// The user the reply is about (the caller, or `--user`).
+    pub user: String,
+    /// Whether the caller is an admin.
+    pub admin: bool,
+    pub integration: Integration,
+    /// The user's own request, if they made one.
+    #[serde(default)]
+    pub request: Option<AccessRequest>,
+    /// The user's links (or every link, with `--all`).
+    #[serde(default)]
+    pub links: Vec<LinkInfo>,
+    /// Admins only: how many requests wait for `enable`.
+    #[serde(default)]
+    pub pending_requests: Option<u64>,
+    /// Admins only: the most recent admin actions, newest first.
+    #[serde(default)]
+    pub recent_admin_actions: Vec<AuditEntry>,
+}
+
+/// The organisation-wide Microsoft toggle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Integration {
+    pub enabled: bool,
+    /// When it last changed, and by whom (absent until an admin first acts).
+    #[serde(default)]
+    pub changed_at: Option<UnixTime>,
+    #[serde(default)]
+    pub changed_by: Option<String>,
+}
+
+/// A user's request for the integration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessRequest {
+    pub user: String,
+    pub requested_at: UnixTime,
+    #[serde(default)]
+    pub message: Option<String>,
+    pub state: RequestState,
+    /// Set once granted.
+    #[serde(default)]
+    pub granted_at: Option<UnixTime>,
+    #[serde(default)]
+    pub granted_by: Option<String>,
+}
+
+/// Where a request stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestState {
+    Pending,
+    Granted,
+}
+
+/// The health of a link (SPEC §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkState {
+    Active,
+    Degraded,
+    NeedsReauth,
+    Blocked,
+    Suspended,
+}
+
+impl LinkState {
+    /// Every state, in the order status summaries print them.
+    pub const ALL: [LinkState; 5] = [
+        LinkState::Active,
+        LinkState::Degraded,
+        LinkState::NeedsReauth,
+        LinkState::Blocked,
+        LinkState::Suspended,
+    ];
+
+    /// The name used in output, the database, hooks and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkState::Active => "active",
+            LinkState::Degraded => "degraded",
+            LinkState::NeedsReauth => "needs_reauth",
+            LinkState::Blocked => "blocked",
+            LinkState::Suspended => "suspended",
+        }
+    }
+
+    /// Parses the name written by [`LinkState::as_str`].
+    pub fn parse(s: &str) -> Option<LinkState> {
+        LinkState::ALL.into_iter().find(|state| state.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for LinkState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One linked mailbox, as status shows it (SPEC §7).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LinkInfo {
+    pub email: String,
+    pub user: String,
+    pub provider: Provider,
+    pub state: LinkState,
+    /// Why the link is not `active`, with the AADSTS or EWS code where there is one.
+    #[serde(default)]
+    pub reason: Option<String>,
+    /// When the link entered its current state.
+    pub since: UnixTime,
+    #[serde(default)]
+    pub last_ok: Option<UnixTime>,
+    #[serde(default)]
+    pub next_check: Option<UnixTime>,
+    #[serde(default)]
+    pub token_expiry: Option<UnixTime>,
+    #[serde(default)]
+    pub inbox_total: Option<u64>,
+    #[serde(default)]
+    pub inbox_unread: Option<u64>,
+    #[serde(default)]
+    pub calendar_ok: Option<bool>,
+}
+
+/// One admin action, for the audit trail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub at: UnixTime,
+    pub actor: String,
+    pub action: String,
+    #[serde(default)]
+    pub detail: Option<String>,
+}
+
+/// `request`: what was recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestReply {
+    /// `None` when the integration is already enabled: nothing to request.
+    #[serde(default)]
+    pub request: Option<AccessRequest>,
+    /// True when an earlier pending request was updated rather than a new one made.
+    #[serde(default)]
+    pub updated: bool,
+    pub integration_enabled: bool,
+}
+
+/// `requests`: the pending requests, oldest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestsReply {
+    pub requests: Vec<AccessRequest>,
+}
+
+/// `enable` / `disable`: the new state and what it did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ToggleReply {
+    pub enabled: bool,
+    /// False when the integration was already in the requested state.
+    pub changed: bool,
+    /// `enable`: requests granted.
+    #[serde(default)]
+    pub granted_requests: u64,
+    /// `enable`: links resumed; `disable`: links suspended.
+    #[serde(default)]
+    pub links_affected: u64,
+}
+
+/// `reload`: the config now in force.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReloadReply {
+    pub config_path: Option<String>,
+}
+
+/// `disconnect`: the link that was removed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DisconnectReply {
+    pub email: String,
+    pub user: String,
+}
+
+/// A typed error: `kind` decides the exit code, `message` says what happened, `hint` what to do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct WireError {
+    pub kind: ErrorKind,
+    pub message: String,
+    #[serde(default)]
+    pub hint: Option<String>,
+}
+
+impl WireError {
+    /// An error without a hint.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        WireError { kind, message: message.into(), hint: None }
+    }
+
+    /// Adds what the user should do next.
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+}
+
+/// The classes of failure a client must tell apart (SPEC §3 exit codes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// Failed for another reason; the message says which.
+    Failed,
+    /// The request was malformed or unknown to this daemon.
+    Usage,
+    /// The caller may not do this.
+    PermissionDenied,
+    /// No such link or user (also for another user's link: never leaked).
+    NotFound,
+    /// Not allowed in the current state (integration disabled, link exists, ...).
+    NotAllowed,
+    /// The mailbox rejected the credentials or the sign-in was declined.
+    AuthRejected,
+    /// Timed out or cancelled.
+    Timeout,
+    /// Client and daemon speak different protocol versions.
+    ProtocolMismatch,
+    /// The daemon is at its connection limit.
+    Busy,
+    /// A fault inside the daemon (database, bug); the daemon log has the details.
+    Internal,
+    /// A kind this client does not know (sent by a newer daemon).
+    #[serde(other)]
+    Unknown,
+}
+
+impl ErrorKind {
+    /// The `mslinkctl` exit code for this kind (SPEC §3).
+    pub fn exit_code(self) -> u8 {
+        match self {
+            ErrorKind::Usage => 2,
+            ErrorKind::PermissionDenied => 4,
+            ErrorKind::NotFound => 5,
+            ErrorKind::NotAllowed => 6,
+            ErrorKind::AuthRejected => 7,
+            ErrorKind::Timeout => 8,
+            ErrorKind::Failed
+            | ErrorKind::ProtocolMismatch
+            | ErrorKind::Busy
+            | ErrorKind::Internal
+            | ErrorKind::Unknown => 1,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_have_a_stable_json_shape() {
+        let frame = ClientFrame::Command {
+            act_as: Some("alice".into()),
+            command: CtlCommand::Request { message: Some("please".into()) },
+        };
+        let json = serde_json::to_value(&frame).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "frame": "command",
+                "act_as": "alice",
+                "command": { "name": "request", "message": "please" }
+            })
+        );
+    }
+
+    #[test]
+    fn an_unknown_error_kind_from_a_newer_daemon_still_parses() {
+        let err: WireError =
+            serde_json::from_str(r#"{"kind":"quantum","message":"m","hint":null}"#).unwrap();
+        assert_eq!(err.kind, ErrorKind::Unknown);
+        assert_eq!(err.kind.exit_code(), 1);
+    }
+
+    #[test]
+    fn link_states_round_trip_through_their_names() {
+        for state in LinkState::ALL {
+            assert_eq!(LinkState::parse(state.as_str()), Some(state));
+        }
+    }
+}
