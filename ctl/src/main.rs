@@ -1,1 +1,158 @@
-fn main() {}
+//! `mslinkctl`: parse the command line, make one call to mslinkd, render the reply, exit with the
+//! code SPEC §3 gives the outcome.
+
+mod client;
+mod render;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use mslink_proto::{CtlCommand, Provider};
+
+use crate::client::Client;
+#[cfg(test)]
+use crate::client::CtlError;
+
+/// Link Microsoft mailboxes and calendars (Office365 and Exchange) to your organisation.
+///
+/// mslinkctl talks to the mslinkd daemon over its control socket; who you are comes from the
+/// socket, so there is no login.
+#[derive(Debug, Parser)]
+#[command(name = "mslinkctl", version, about, max_term_width = 100)]
+struct Cli {
+    /// The daemon's control socket [default: /run/mslink/mslinkd.sock, or
+    /// $XDG_RUNTIME_DIR/mslink/mslinkd.sock for a per-user daemon]
+    #[arg(long, global = true, env = "MSLINK_SOCKET", value_name = "PATH")]
+    socket: Option<PathBuf>,
+    /// Print one JSON document ("format_version": 1) instead of text
+    #[arg(long, global = true)]
+    json: bool,
+    /// Admins: act for this user (for service accounts)
+    #[arg(long, global = true, value_name = "NAME")]
+    user: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Show the integration state, your request and your links with their health
+    Status {
+        /// Admins: every user's links
+        #[arg(long)]
+        all: bool,
+        /// For monitoring: one summary line and a Nagios exit code (0 OK, 1 WARNING, 2 CRITICAL,
+        /// 3 UNKNOWN); admins see every link
+        #[arg(long)]
+        check: bool,
+    },
+    /// Ask the admins to turn the Microsoft integration on (repeating it updates the request)
+    Request {
+        /// Why you need it, shown to the admins
+        #[arg(long, short, value_name = "TEXT")]
+        message: Option<String>,
+    },
+    /// Admins: list pending requests
+    Requests,
+    /// Admins: turn the Microsoft integration on and grant pending requests
+    Enable,
+    /// Admins: turn the Microsoft integration off and suspend every link
+    Disable,
+    /// Admins: re-read the daemon's config file (same as SIGHUP)
+    Reload,
+    /// Link a mailbox
+    Connect {
+        /// The mailbox address, e.g. alice@example.com
+        email: String,
+        /// Skip provider detection
+        #[arg(long, value_enum)]
+        provider: Option<ProviderArg>,
+    },
+    /// Remove a link and its stored secrets
+    Disconnect {
+        /// The linked mailbox address
+        email: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ProviderArg {
+    /// Office365 / Exchange Online (sign in with Microsoft)
+    Office365,
+    /// On-premises Exchange Server (email and password)
+    Exchange,
+}
+
+impl From<ProviderArg> for Provider {
+    fn from(arg: ProviderArg) -> Self {
+        match arg {
+            ProviderArg::Office365 => Provider::Office365,
+            ProviderArg::Exchange => Provider::Exchange,
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let socket = cli.socket.clone().unwrap_or_else(client::default_socket);
+    if let Command::Status { all, check: true } = cli.command {
+        return render::check(&socket, cli.user, all);
+    }
+    let command = match cli.command {
+        Command::Status { all, check: _ } => CtlCommand::Status { all },
+        Command::Request { message } => CtlCommand::Request { message },
+        Command::Requests => CtlCommand::Requests,
+        Command::Enable => CtlCommand::Enable,
+        Command::Disable => CtlCommand::Disable,
+        Command::Reload => CtlCommand::Reload,
+        Command::Connect { email, provider } => {
+            CtlCommand::Connect { email, provider: provider.map(Provider::from) }
+        }
+        Command::Disconnect { email } => CtlCommand::Disconnect { email },
+    };
+    let outcome = Client::connect(&socket).and_then(|mut client| client.call(cli.user, command));
+    match outcome {
+        Ok(reply) => {
+            render::reply(&reply, cli.json);
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            render::error(&error, cli.json);
+            ExitCode::from(error.exit_code())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags_work_after_the_command() {
+        let cli = Cli::try_parse_from(["mslinkctl", "status", "--json", "--user", "svc"]).unwrap();
+        assert!(cli.json);
+        assert_eq!(cli.user.as_deref(), Some("svc"));
+    }
+
+    #[test]
+    fn an_unknown_provider_is_a_usage_error() {
+        let err = Cli::try_parse_from(["mslinkctl", "connect", "a@b.c", "--provider", "gmail"])
+            .unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn errors_keep_their_exit_codes() {
+        assert_eq!(
+            CtlError::Unreachable { socket: "/x".into(), reason: "refused".into() }.exit_code(),
+            3
+        );
+    }
+}

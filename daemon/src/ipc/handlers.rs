@@ -153,10 +153,10 @@ pub async fn handle(
                         "see `mslinkctl status`; to link it afresh run `mslinkctl disconnect {email}` first"
                     )));
             }
-            let provider = provider.map_or_else(|| "this".to_owned(), |p| p.to_string());
+            let provider = provider.map(|p| format!("{p} ")).unwrap_or_default();
             Err(WireError::new(
                 ErrorKind::Failed,
-                format!("linking {provider} mailboxes is not available in this mslinkd build yet"),
+                format!("linking {provider}mailboxes is not available in this mslinkd build yet"),
             )
             .with_hint("upgrade mslinkd"))
         }

@@ -1,0 +1,140 @@
+//! One connection to mslinkd: hello, then commands. Blocking I/O: the ctl does one thing at a
+//! time and needs no runtime.
+
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use mslink_proto::{
+    ClientFrame, CtlCommand, DaemonFrame, DaemonReply, ErrorKind, FrameError, MAX_CLIENT_FRAME,
+    MAX_DAEMON_FRAME, PROTOCOL_VERSION, WireError, decode, read_frame, write_frame,
+};
+
+/// The system daemon's socket.
+const SYSTEM_SOCKET: &str = "/run/mslink/mslinkd.sock";
+/// How long to wait for a reply before giving up (exit 8).
+const REPLY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What can go wrong from the ctl's side.
+#[derive(Debug)]
+pub enum CtlError {
+    /// The daemon cannot be reached (exit 3).
+    Unreachable { socket: PathBuf, reason: String },
+    /// The daemon answered with an error.
+    Daemon(WireError),
+    /// The daemon did not answer in time (exit 8).
+    TimedOut,
+    /// The daemon said something this client does not understand.
+    Protocol(String),
+}
+
+impl CtlError {
+    /// The exit code of SPEC §3.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CtlError::Unreachable { .. } => 3,
+            CtlError::Daemon(error) => error.kind.exit_code(),
+            CtlError::TimedOut => ErrorKind::Timeout.exit_code(),
+            CtlError::Protocol(_) => 1,
+        }
+    }
+
+    /// The error as the wire shape, for `--json` and for rendering.
+    pub fn to_wire(&self) -> WireError {
+        match self {
+            CtlError::Unreachable { socket, reason } => WireError::new(
+                ErrorKind::Failed,
+                format!("cannot reach mslinkd at {}: {reason}", socket.display()),
+            )
+            .with_hint(
+                "start it with `systemctl start mslinkd` (or run `mslinkd`), or point --socket / $MSLINK_SOCKET at its socket",
+            ),
+            CtlError::Daemon(error) => error.clone(),
+            CtlError::TimedOut => WireError::new(
+                ErrorKind::Timeout,
+                format!("mslinkd did not answer within {}s", REPLY_TIMEOUT.as_secs()),
+            )
+            .with_hint("check the daemon log (journalctl -u mslinkd)"),
+            CtlError::Protocol(message) => WireError::new(ErrorKind::Failed, message.clone())
+                .with_hint("use the mslinkctl that was installed with this mslinkd"),
+        }
+    }
+}
+
+/// The socket to use when neither --socket nor $MSLINK_SOCKET is given: the system daemon's,
+/// unless there is none and the caller has a per-user one.
+pub fn default_socket() -> PathBuf {
+    let system = PathBuf::from(SYSTEM_SOCKET);
+    if system.exists() || nix::unistd::geteuid().is_root() {
+        return system;
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR") {
+        Some(dir) if Path::new(&dir).join("mslink/mslinkd.sock").exists() => {
+            Path::new(&dir).join("mslink/mslinkd.sock")
+        }
+        _ => system,
+    }
+}
+
+/// A connection that has said hello.
+#[derive(Debug)]
+pub struct Client {
+    stream: UnixStream,
+}
+
+impl Client {
+    /// Connects and performs the handshake.
+    pub fn connect(socket: &Path) -> Result<Client, CtlError> {
+        let unreachable =
+            |reason: String| CtlError::Unreachable { socket: socket.to_owned(), reason };
+        let stream = UnixStream::connect(socket).map_err(|e| unreachable(e.to_string()))?;
+        stream.set_read_timeout(Some(REPLY_TIMEOUT)).map_err(|e| unreachable(e.to_string()))?;
+        let mut client = Client { stream };
+        let hello = ClientFrame::Hello {
+            protocol_version: PROTOCOL_VERSION,
+            client: format!("mslinkctl {}", env!("CARGO_PKG_VERSION")),
+        };
+        match client.exchange(&hello)? {
+            DaemonFrame::Welcome { .. } => Ok(client),
+            DaemonFrame::Failure { error } => Err(CtlError::Daemon(error)),
+            DaemonFrame::Reply { .. } => {
+                Err(CtlError::Protocol("mslinkd skipped the handshake".into()))
+            }
+        }
+    }
+
+    /// Runs one command.
+    pub fn call(
+        &mut self,
+        act_as: Option<String>,
+        command: CtlCommand,
+    ) -> Result<DaemonReply, CtlError> {
+        match self.exchange(&ClientFrame::Command { act_as, command })? {
+            DaemonFrame::Reply { reply } => Ok(reply),
+            DaemonFrame::Failure { error } => Err(CtlError::Daemon(error)),
+            DaemonFrame::Welcome { .. } => {
+                Err(CtlError::Protocol("mslinkd repeated its welcome".into()))
+            }
+        }
+    }
+
+    fn exchange(&mut self, frame: &ClientFrame) -> Result<DaemonFrame, CtlError> {
+        let lost = |e: FrameError| match e {
+            FrameError::Io(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                CtlError::TimedOut
+            }
+            FrameError::Malformed(e) => {
+                CtlError::Protocol(format!("mslinkd sent a reply this mslinkctl cannot read: {e}"))
+            }
+            e => CtlError::Protocol(format!("the connection to mslinkd failed: {e}")),
+        };
+        write_frame(&mut self.stream, frame, MAX_CLIENT_FRAME).map_err(lost)?;
+        let body = read_frame(&mut self.stream, MAX_DAEMON_FRAME).map_err(lost)?;
+        decode(&body).map_err(lost)
+    }
+}

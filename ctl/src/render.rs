@@ -1,0 +1,293 @@
+//! Turning replies into text or JSON, and `status --check` into a Nagios line.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, UNIX_EPOCH};
+
+use mslink_proto::{
+    AccessRequest, CtlCommand, DaemonReply, JSON_FORMAT_VERSION, LinkInfo, LinkState, RequestState,
+    StatusReply, UnixTime,
+};
+use serde_json::{Value, json};
+
+use crate::client::{Client, CtlError};
+
+/// Prints a successful reply.
+pub fn reply(reply: &DaemonReply, as_json: bool) {
+    if as_json {
+        let mut doc = serde_json::to_value(reply).unwrap_or(Value::Null);
+        if let Value::Object(map) = &mut doc {
+            map.insert("format_version".into(), json!(JSON_FORMAT_VERSION));
+        }
+        println!("{doc}");
+        return;
+    }
+    match reply {
+        DaemonReply::Status(status) => print!("{}", status_text(status)),
+        DaemonReply::Request(r) => match &r.request {
+            None => println!(
+                "The Microsoft integration is already enabled: link your mailbox with `mslinkctl connect EMAIL`."
+            ),
+            Some(request) => println!(
+                "{} for {} at {}. An admin will see it in `mslinkctl requests`; `mslinkctl status` shows when it is granted.",
+                if r.updated { "Request updated" } else { "Request recorded" },
+                request.user,
+                time(request.requested_at)
+            ),
+        },
+        DaemonReply::Requests(r) if r.requests.is_empty() => println!("No pending requests."),
+        DaemonReply::Requests(r) => {
+            println!("{:<20} {:<22} MESSAGE", "USER", "REQUESTED");
+            for request in &r.requests {
+                println!(
+                    "{:<20} {:<22} {}",
+                    request.user,
+                    time(request.requested_at),
+                    request.message.as_deref().unwrap_or("-")
+                );
+            }
+            println!("Grant them all with `mslinkctl enable`.");
+        }
+        DaemonReply::Toggle(t) if !t.changed => println!(
+            "The Microsoft integration is already {}.",
+            if t.enabled { "enabled" } else { "disabled" }
+        ),
+        DaemonReply::Toggle(t) if t.enabled => println!(
+            "Microsoft integration enabled: granted {} pending request(s), resumed {} link(s).",
+            t.granted_requests, t.links_affected
+        ),
+        DaemonReply::Toggle(t) => println!(
+            "Microsoft integration disabled: suspended {} link(s). `mslinkctl enable` resumes them.",
+            t.links_affected
+        ),
+        DaemonReply::Reload(r) => match &r.config_path {
+            Some(path) => println!("Config reloaded from {path}."),
+            None => println!("Config reloaded: no config file, the built-in defaults apply."),
+        },
+        DaemonReply::Disconnect(d) => {
+            println!("Removed the link to {} (user {}) and its stored secrets.", d.email, d.user)
+        }
+    }
+}
+
+/// Prints an error: one line and a hint on stderr (and the JSON document on stdout with --json).
+pub fn error(error: &CtlError, as_json: bool) {
+    let wire = error.to_wire();
+    if as_json {
+        println!("{}", json!({ "format_version": JSON_FORMAT_VERSION, "error": wire }));
+    }
+    eprintln!("mslinkctl: {}", wire.message);
+    if let Some(hint) = &wire.hint {
+        eprintln!("hint: {hint}");
+    }
+}
+
+fn status_text(s: &StatusReply) -> String {
+    let mut out = String::new();
+    let mut line = |text: String| {
+        out.push_str(&text);
+        out.push('\n');
+    };
+    let integration = &s.integration;
+    let changed = match (&integration.changed_by, integration.changed_at) {
+        (Some(by), Some(at)) => format!(" (by {by}, {})", time(at)),
+        _ => String::new(),
+    };
+    line(format!("User: {}{}", s.user, if s.admin { " (admin)" } else { "" }));
+    line(format!(
+        "Microsoft integration: {}{changed}",
+        if integration.enabled { "enabled" } else { "disabled" }
+    ));
+    match (&s.request, integration.enabled) {
+        (Some(request), _) => line(format!("Request: {}", request_text(request))),
+        (None, false) => {
+            line("Request: none. Ask for the integration with `mslinkctl request`.".into())
+        }
+        (None, true) => {}
+    }
+    let all = s.links.iter().any(|l| l.user != s.user);
+    if s.links.is_empty() {
+        if integration.enabled {
+            line("Links: none yet. Link a mailbox with `mslinkctl connect EMAIL`.".into());
+        } else {
+            line("Links: none.".into());
+        }
+    } else {
+        line(format!("Links ({}):", s.links.len()));
+        for link in &s.links {
+            line(link_text(link, all));
+        }
+    }
+    if let Some(pending) = s.pending_requests {
+        line(format!(
+            "Pending requests: {pending}{}",
+            if pending > 0 { " (`mslinkctl requests`; grant with `mslinkctl enable`)" } else { "" }
+        ));
+    }
+    if !s.recent_admin_actions.is_empty() {
+        line("Recent admin actions:".into());
+        for entry in &s.recent_admin_actions {
+            let detail = entry.detail.as_ref().map(|d| format!(" ({d})")).unwrap_or_default();
+            line(format!("  {} {} {}{detail}", time(entry.at), entry.actor, entry.action));
+        }
+    }
+    out
+}
+
+fn request_text(request: &AccessRequest) -> String {
+    let message = request.message.as_ref().map(|m| format!(" \"{m}\"")).unwrap_or_default();
+    match request.state {
+        RequestState::Pending => {
+            format!(
+                "pending since {}{message}; an admin must run `mslinkctl enable`",
+                time(request.requested_at)
+            )
+        }
+        RequestState::Granted => format!(
+            "granted {}{}",
+            request.granted_at.map(time).unwrap_or_default(),
+            request.granted_by.as_ref().map(|by| format!(" by {by}")).unwrap_or_default()
+        ),
+    }
+}
+
+fn link_text(link: &LinkInfo, with_user: bool) -> String {
+    let user = if with_user { format!(" [{}]", link.user) } else { String::new() };
+    let mut text = format!(
+        "  {}{user}  {}  {}  since {}",
+        link.email,
+        link.provider,
+        link.state,
+        time(link.since)
+    );
+    if let Some(reason) = &link.reason {
+        text.push_str(&format!("\n    reason: {reason}"));
+    }
+    if let Some(ok) = link.last_ok {
+        text.push_str(&format!("\n    last ok: {}", time(ok)));
+    }
+    if let Some(next) = link.next_check {
+        text.push_str(&format!("  next check: {}", time(next)));
+    }
+    if let Some(expiry) = link.token_expiry {
+        text.push_str(&format!("  token expires: {}", time(expiry)));
+    }
+    if let (Some(total), Some(unread)) = (link.inbox_total, link.inbox_unread) {
+        text.push_str(&format!("\n    inbox: {total} items, {unread} unread"));
+    }
+    if let Some(calendar) = link.calendar_ok {
+        text.push_str(if calendar { "  calendar: reachable" } else { "  calendar: unreachable" });
+    }
+    text
+}
+
+fn time(at: UnixTime) -> String {
+    let when = UNIX_EPOCH + Duration::from_secs(at.max(0) as u64);
+    humantime::format_rfc3339_seconds(when).to_string()
+}
+
+/// `status --check`: one Nagios line and exit code (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN).
+pub fn check(socket: &Path, act_as: Option<String>, all: bool) -> ExitCode {
+    let outcome = Client::connect(socket).and_then(|mut client| {
+        let mut status = |all| match client.call(act_as.clone(), CtlCommand::Status { all }) {
+            Ok(DaemonReply::Status(status)) => Ok(status),
+            Ok(_) => Err(CtlError::Protocol("mslinkd answered status with another reply".into())),
+            Err(e) => Err(e),
+        };
+        let own = status(all)?;
+        // Admins watch every link without having to say --all.
+        if own.admin && !all { status(true) } else { Ok(own) }
+    });
+    let (code, line) = match outcome {
+        Ok(status) => check_line(&status),
+        Err(CtlError::Unreachable { socket, reason }) => (
+            2,
+            format!("MSLINK CRITICAL - mslinkd not answering on {}: {reason}", socket.display()),
+        ),
+        Err(error) => (3, format!("MSLINK UNKNOWN - {}", error.to_wire().message)),
+    };
+    println!("{line}");
+    ExitCode::from(code)
+}
+
+fn check_line(status: &StatusReply) -> (u8, String) {
+    let count = |state: LinkState| status.links.iter().filter(|l| l.state == state).count();
+    let critical = count(LinkState::NeedsReauth) + count(LinkState::Blocked);
+    let (code, word) = if critical > 0 {
+        (2, "CRITICAL")
+    } else if count(LinkState::Degraded) > 0 {
+        (1, "WARNING")
+    } else {
+        (0, "OK")
+    };
+    let summary: Vec<String> = LinkState::ALL
+        .into_iter()
+        .filter(|&state| count(state) > 0)
+        .map(|state| format!("{} {state}", count(state)))
+        .collect();
+    let perfdata: Vec<String> =
+        LinkState::ALL.into_iter().map(|state| format!("{state}={}", count(state))).collect();
+    let integration = if status.integration.enabled { "enabled" } else { "disabled" };
+    let links = if summary.is_empty() {
+        "0 links".to_owned()
+    } else {
+        format!("{} links: {}", status.links.len(), summary.join(", "))
+    };
+    (code, format!("MSLINK {word} - integration {integration}, {links} | {}", perfdata.join(" ")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mslink_proto::{Integration, Provider};
+
+    fn status(states: &[LinkState]) -> StatusReply {
+        StatusReply {
+            user: "root".into(),
+            admin: true,
+            integration: Integration { enabled: true, changed_at: None, changed_by: None },
+            request: None,
+            links: states
+                .iter()
+                .enumerate()
+                .map(|(i, &state)| LinkInfo {
+                    email: format!("u{i}@contoso.test"),
+                    user: format!("u{i}"),
+                    provider: Provider::Office365,
+                    state,
+                    reason: None,
+                    since: 0,
+                    last_ok: None,
+                    next_check: None,
+                    token_expiry: None,
+                    inbox_total: None,
+                    inbox_unread: None,
+                    calendar_ok: None,
+                })
+                .collect(),
+            pending_requests: Some(0),
+            recent_admin_actions: vec![],
+        }
+    }
+
+    #[test]
+    fn check_is_ok_warning_or_critical_by_the_worst_link() {
+        use LinkState::*;
+        assert_eq!(check_line(&status(&[])).0, 0);
+        assert_eq!(check_line(&status(&[Active, Suspended])).0, 0);
+        assert_eq!(check_line(&status(&[Active, Degraded])).0, 1);
+        assert_eq!(check_line(&status(&[Degraded, NeedsReauth])).0, 2);
+        assert_eq!(check_line(&status(&[Blocked])).0, 2);
+    }
+
+    #[test]
+    fn the_check_line_counts_states_and_carries_perfdata() {
+        use LinkState::*;
+        let (_, line) = check_line(&status(&[Active, Active, Degraded]));
+        assert_eq!(
+            line,
+            "MSLINK WARNING - integration enabled, 3 links: 2 active, 1 degraded \
+             | active=2 degraded=1 needs_reauth=0 blocked=0 suspended=0"
+        );
+    }
+}
