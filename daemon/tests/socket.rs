@@ -1,0 +1,235 @@
+//! The control socket under bad input and abuse: each problem stays inside its own connection and
+//! the daemon keeps serving everyone else. The daemon runs in-process on a temporary socket.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use mslink_proto::{
+    ClientFrame, CtlCommand, DaemonFrame, DaemonReply, ErrorKind, MAX_CLIENT_FRAME,
+    MAX_DAEMON_FRAME, PROTOCOL_VERSION, decode, encode,
+};
+use mslinkd::Daemon;
+use mslinkd::config::{Config, Env};
+use mslinkd::ipc::{self, Limits};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::UnixStream;
+use tokio_util::sync::CancellationToken;
+
+struct TestDaemon {
+    socket: PathBuf,
+    config_file: PathBuf,
+    shutdown: CancellationToken,
+    served: tokio::task::JoinHandle<()>,
+    _dir: tempfile::TempDir,
+}
+
+async fn start(limits: Limits) -> TestDaemon {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("mslinkd.sock");
+    let config_file = dir.path().join("mslinkd.toml");
+    std::fs::write(
+        &config_file,
+        format!("socket = {:?}\nstate_dir = {:?}\n", socket, dir.path().join("state")),
+    )
+    .unwrap();
+    let config = Config::load(&config_file, true, &Env::default()).unwrap();
+    let listener = ipc::bind(&socket, None).unwrap();
+    let daemon = Daemon::open(config, Env::default()).unwrap();
+    let shutdown = CancellationToken::new();
+    let served = tokio::spawn(daemon.serve(listener, limits, shutdown.clone()));
+    TestDaemon { socket, config_file, shutdown, served, _dir: dir }
+}
+
+async fn send(stream: &mut UnixStream, frame: &ClientFrame) {
+    stream.write_all(&encode(frame, MAX_CLIENT_FRAME).unwrap()).await.unwrap();
+}
+
+/// The next frame, or `None` when the daemon closed the connection.
+async fn receive(stream: &mut UnixStream) -> Option<DaemonFrame> {
+    let mut header = [0u8; 4];
+    stream.read_exact(&mut header).await.ok()?;
+    let mut body = vec![0u8; mslink_proto::frame_len(header, MAX_DAEMON_FRAME).unwrap()];
+    stream.read_exact(&mut body).await.unwrap();
+    Some(decode(&body).unwrap())
+}
+
+fn hello(version: u32) -> ClientFrame {
+    ClientFrame::Hello { protocol_version: version, client: "socket-test".into() }
+}
+
+fn status() -> ClientFrame {
+    ClientFrame::Command { act_as: None, command: CtlCommand::Status { all: false } }
+}
+
+async fn connected(daemon: &TestDaemon) -> UnixStream {
+    let mut stream = UnixStream::connect(&daemon.socket).await.unwrap();
+    send(&mut stream, &hello(PROTOCOL_VERSION)).await;
+    assert!(matches!(receive(&mut stream).await, Some(DaemonFrame::Welcome { .. })));
+    stream
+}
+
+/// A fresh client can still get its status: the daemon is healthy.
+async fn assert_serving(daemon: &TestDaemon) {
+    let mut stream = connected(daemon).await;
+    send(&mut stream, &status()).await;
+    match receive(&mut stream).await {
+        Some(DaemonFrame::Reply { reply: DaemonReply::Status(s) }) => assert!(!s.user.is_empty()),
+        other => panic!("expected a status reply, got {other:?}"),
+    }
+}
+
+fn failure(frame: Option<DaemonFrame>) -> (ErrorKind, String) {
+    match frame {
+        Some(DaemonFrame::Failure { error }) => (error.kind, error.message),
+        other => panic!("expected a failure, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn garbage_bytes_get_an_error_and_only_that_connection_closes() {
+    let daemon = start(Limits::default()).await;
+    let mut stream = UnixStream::connect(&daemon.socket).await.unwrap();
+    stream.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let (kind, message) = failure(receive(&mut stream).await);
+    assert_eq!(kind, ErrorKind::Usage);
+    assert!(message.contains("exceeds the limit"), "{message}");
+    assert!(receive(&mut stream).await.is_none(), "the connection is closed");
+    assert_serving(&daemon).await;
+}
+
+#[tokio::test]
+async fn an_oversized_frame_is_refused_without_reading_it() {
+    let daemon = start(Limits::default()).await;
+    let mut stream = connected(&daemon).await;
+    let len = (MAX_CLIENT_FRAME as u32 + 1).to_be_bytes();
+    stream.write_all(&len).await.unwrap();
+    let (kind, message) = failure(receive(&mut stream).await);
+    assert_eq!(kind, ErrorKind::Usage);
+    assert!(message.contains(&format!("limit of {MAX_CLIENT_FRAME} bytes")), "{message}");
+    assert!(receive(&mut stream).await.is_none());
+    assert_serving(&daemon).await;
+}
+
+#[tokio::test]
+async fn a_truncated_frame_only_ends_its_connection() {
+    let daemon = start(Limits::default()).await;
+    let mut stream = connected(&daemon).await;
+    stream.write_all(&100u32.to_be_bytes()).await.unwrap();
+    stream.write_all(b"{\"frame\":").await.unwrap();
+    stream.shutdown().await.unwrap();
+    assert!(receive(&mut stream).await.is_none());
+    assert_serving(&daemon).await;
+}
+
+#[tokio::test]
+async fn an_unknown_command_gets_an_error_and_the_connection_goes_on() {
+    let daemon = start(Limits::default()).await;
+    let mut stream = connected(&daemon).await;
+    let unknown = br#"{"frame":"command","command":{"name":"teleport"}}"#;
+    stream.write_all(&(unknown.len() as u32).to_be_bytes()).await.unwrap();
+    stream.write_all(unknown).await.unwrap();
+    let (kind, message) = failure(receive(&mut stream).await);
+    assert_eq!(kind, ErrorKind::Usage);
+    assert!(message.contains("unknown or malformed command"), "{message}");
+    send(&mut stream, &status()).await;
+    assert!(matches!(receive(&mut stream).await, Some(DaemonFrame::Reply { .. })));
+}
+
+#[tokio::test]
+async fn an_old_protocol_version_is_refused_naming_both_versions() {
+    let daemon = start(Limits::default()).await;
+    let mut stream = UnixStream::connect(&daemon.socket).await.unwrap();
+    send(&mut stream, &hello(0)).await;
+    let (kind, message) = failure(receive(&mut stream).await);
+    assert_eq!(kind, ErrorKind::ProtocolMismatch);
+    assert!(
+        message.contains("version 0") && message.contains(&format!("speaks {PROTOCOL_VERSION}")),
+        "{message}"
+    );
+    assert!(receive(&mut stream).await.is_none());
+    assert_serving(&daemon).await;
+}
+
+#[tokio::test]
+async fn a_command_before_hello_is_refused() {
+    let daemon = start(Limits::default()).await;
+    let mut stream = UnixStream::connect(&daemon.socket).await.unwrap();
+    send(&mut stream, &status()).await;
+    let (kind, message) = failure(receive(&mut stream).await);
+    assert_eq!(kind, ErrorKind::Usage);
+    assert!(message.contains("must be Hello"), "{message}");
+}
+
+#[tokio::test]
+async fn a_silent_client_does_not_block_others_and_is_dropped_at_its_timeout() {
+    let limits = Limits { handshake_timeout: Duration::from_millis(300), ..Limits::default() };
+    let daemon = start(limits).await;
+    let mut silent = UnixStream::connect(&daemon.socket).await.unwrap();
+    assert_serving(&daemon).await;
+    let (kind, _) = failure(receive(&mut silent).await);
+    assert_eq!(kind, ErrorKind::Timeout);
+    assert!(receive(&mut silent).await.is_none());
+}
+
+#[tokio::test]
+async fn hundreds_of_concurrent_clients_are_all_served() {
+    let daemon = std::sync::Arc::new(start(Limits::default()).await);
+    let clients: Vec<_> = (0..300)
+        .map(|_| {
+            let daemon = daemon.clone();
+            tokio::spawn(async move { assert_serving(&daemon).await })
+        })
+        .collect();
+    for client in clients {
+        client.await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn clients_over_the_connection_limit_are_told_the_daemon_is_busy() {
+    let limits = Limits { max_connections: 2, ..Limits::default() };
+    let daemon = start(limits).await;
+    let _held = [connected(&daemon).await, connected(&daemon).await];
+    let mut third = UnixStream::connect(&daemon.socket).await.unwrap();
+    let (kind, _) = failure(receive(&mut third).await);
+    assert_eq!(kind, ErrorKind::Busy);
+}
+
+#[tokio::test]
+async fn shutdown_closes_idle_connections_and_returns() {
+    let daemon = start(Limits::default()).await;
+    let mut idle = connected(&daemon).await;
+    daemon.shutdown.cancel();
+    assert!(receive(&mut idle).await.is_none());
+    tokio::time::timeout(Duration::from_secs(10), daemon.served).await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn a_bad_reload_keeps_the_running_config() {
+    let daemon = start(Limits::default()).await;
+    let mut stream = connected(&daemon).await;
+    let reload = ClientFrame::Command { act_as: None, command: CtlCommand::Reload };
+
+    let good = std::fs::read_to_string(&daemon.config_file).unwrap();
+    std::fs::write(&daemon.config_file, format!("{good}[schedule]\ncheck_interval = \"often\"\n"))
+        .unwrap();
+    send(&mut stream, &reload).await;
+    let (kind, message) = failure(receive(&mut stream).await);
+    assert_eq!(kind, ErrorKind::Failed);
+    assert!(message.contains("line 4") && message.contains("often"), "{message}");
+
+    std::fs::write(&daemon.config_file, format!("{good}admin_group = \"wheel\"\n")).unwrap();
+    send(&mut stream, &reload).await;
+    assert!(matches!(
+        receive(&mut stream).await,
+        Some(DaemonFrame::Reply { reply: DaemonReply::Reload(_) })
+    ));
+
+    let moved: String =
+        good.lines().filter(|l| !l.starts_with("socket")).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&daemon.config_file, format!("socket = \"/elsewhere.sock\"\n{moved}")).unwrap();
+    send(&mut stream, &reload).await;
+    let (_, message) = failure(receive(&mut stream).await);
+    assert!(message.contains("`socket` cannot change"), "{message}");
+    assert_serving(&daemon).await;
+}
