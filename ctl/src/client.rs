@@ -20,6 +20,8 @@ const REPLY_TIMEOUT: Duration = Duration::from_secs(120);
 pub enum CtlError {
     /// The daemon cannot be reached (exit 3).
     Unreachable { socket: PathBuf, reason: String },
+    /// The socket exists but this user may not use it (exit 4).
+    SocketDenied { socket: PathBuf },
     /// The daemon answered with an error.
     Daemon(WireError),
     /// The daemon did not answer in time (exit 8).
@@ -33,6 +35,7 @@ impl CtlError {
     pub fn exit_code(&self) -> u8 {
         match self {
             CtlError::Unreachable { .. } => 3,
+            CtlError::SocketDenied { .. } => ErrorKind::PermissionDenied.exit_code(),
             CtlError::Daemon(error) => error.kind.exit_code(),
             CtlError::TimedOut => ErrorKind::Timeout.exit_code(),
             CtlError::Protocol(_) => 1,
@@ -49,6 +52,11 @@ impl CtlError {
             .with_hint(
                 "start it with `systemctl start mslinkd` (or run `mslinkd`), or point --socket / $MSLINK_SOCKET at its socket",
             ),
+            CtlError::SocketDenied { socket } => WireError::new(
+                ErrorKind::PermissionDenied,
+                format!("you may not use mslinkd's socket {}", socket.display()),
+            )
+            .with_hint("ask an admin to add you to the group named by `socket_group` in mslinkd.toml"),
             CtlError::Daemon(error) => error.clone(),
             CtlError::TimedOut => WireError::new(
                 ErrorKind::Timeout,
@@ -87,7 +95,12 @@ impl Client {
     pub fn connect(socket: &Path) -> Result<Client, CtlError> {
         let unreachable =
             |reason: String| CtlError::Unreachable { socket: socket.to_owned(), reason };
-        let stream = UnixStream::connect(socket).map_err(|e| unreachable(e.to_string()))?;
+        let stream = UnixStream::connect(socket).map_err(|e| match e.kind() {
+            std::io::ErrorKind::PermissionDenied => {
+                CtlError::SocketDenied { socket: socket.to_owned() }
+            }
+            _ => unreachable(e.to_string()),
+        })?;
         stream.set_read_timeout(Some(REPLY_TIMEOUT)).map_err(|e| unreachable(e.to_string()))?;
         let mut client = Client { stream };
         let hello = ClientFrame::Hello {

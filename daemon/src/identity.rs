@@ -24,7 +24,7 @@ pub fn identify(uid: u32, config: &Config) -> Caller {
     let user = User::from_uid(Uid::from_raw(uid)).ok().flatten();
     let name = user.as_ref().map_or_else(|| format!("#{uid}"), |u| u.name.clone());
     let admin = uid == 0
-        || config.admin_users.iter().any(|admin| *admin == name)
+        || config.admin_users.contains(&name)
         || user.is_some_and(|user| in_group(&user, &config.admin_group));
     Caller { uid, name, admin }
 }

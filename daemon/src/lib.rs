@@ -112,9 +112,8 @@ async fn reload_on_sighup(daemon: Arc<Daemon>, shutdown: CancellationToken) {
             () = shutdown.cancelled() => return,
             _ = hangups.recv() => {
                 let daemon = daemon.clone();
-                match tokio::task::spawn_blocking(move || daemon.reload()).await {
-                    Ok(Err(e)) => tracing::error!(error = %e, "reload refused; the running config is unchanged"),
-                    Ok(Ok(_)) | Err(_) => {}
+                if let Ok(Err(e)) = tokio::task::spawn_blocking(move || daemon.reload()).await {
+                    tracing::error!(error = %e, "reload refused; the running config is unchanged");
                 }
             }
         }

@@ -1,6 +1,8 @@
 //! The control socket under bad input and abuse: each problem stays inside its own connection and
 //! the daemon keeps serving everyone else. The daemon runs in-process on a temporary socket.
 
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
 use std::path::PathBuf;
 use std::time::Duration;
 

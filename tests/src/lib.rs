@@ -1,1 +1,243 @@
-//! End-to-end tests live in `tests/`; this crate has no library code.
+//! The end-to-end harness: run the real `mslinkd` and `mslinkctl` binaries as real Unix users.
+//!
+//! The binaries are the ones `cargo test --workspace` builds next to this test (target/*/).
+//! Tests that need root (to create users and switch to them with `runuser`) say so and are
+//! skipped when not run as root; CI runs as root.
+
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStderr, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// Test accounts: two users and an admin (member of [`ADMIN_GROUP`]); all in [`SOCKET_GROUP`].
+pub const ALICE: &str = "mslt-alice";
+pub const BOB: &str = "mslt-bob";
+pub const ADMIN: &str = "mslt-admin";
+pub const ADMIN_GROUP: &str = "mslt-admins";
+pub const SOCKET_GROUP: &str = "mslt-users";
+/// An account that exists but may not use the socket.
+pub const OUTSIDER: &str = "mslt-outsider";
+
+/// The path of a workspace binary built alongside this test.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    // target/<profile>/deps/<test>-<hash> → target/<profile>/<name>
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo test --workspace` (it builds it)",
+        path.display()
+    );
+    path
+}
+
+/// True when running as root; tests that need real users skip otherwise.
+pub fn require_root(test: &str) -> bool {
+    let root = nix::unistd::geteuid().is_root();
+    if !root {
+        eprintln!("skipping {test}: it creates Unix users and needs root (CI runs it as root)");
+    }
+    root
+}
+
+fn run(cmd: &mut Command) -> Output {
+    cmd.output().unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"))
+}
+
+fn group_exists(name: &str) -> bool {
+    run(Command::new("getent").args(["group", name])).status.success()
+}
+
+fn user_exists(name: &str) -> bool {
+    run(Command::new("id").arg("-u").arg(name)).status.success()
+}
+
+fn ensure_group(name: &str) {
+    if !group_exists(name) {
+        let out = run(Command::new("groupadd").args(["--system", name]));
+        // Another test process may have created it meanwhile.
+        assert!(group_exists(name), "groupadd {name}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+fn ensure_user(name: &str, groups: &[&str]) {
+    if !user_exists(name) {
+        let mut useradd = Command::new("useradd");
+        useradd.args(["--system", "--no-create-home", "--shell", "/usr/sbin/nologin"]);
+        if !groups.is_empty() {
+            useradd.arg("--groups").arg(groups.join(","));
+        }
+        let out = run(useradd.arg(name));
+        assert!(user_exists(name), "useradd {name}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    for group in groups {
+        run(Command::new("usermod").args(["--append", "--groups", group, name]));
+    }
+}
+
+/// Creates the test accounts (idempotent, safe to call from parallel tests).
+pub fn ensure_accounts() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(create_accounts);
+}
+
+fn create_accounts() {
+    ensure_group(ADMIN_GROUP);
+    ensure_group(SOCKET_GROUP);
+    ensure_user(ALICE, &[SOCKET_GROUP]);
+    ensure_user(BOB, &[SOCKET_GROUP]);
+    ensure_user(ADMIN, &[SOCKET_GROUP, ADMIN_GROUP]);
+    ensure_user(OUTSIDER, &[]);
+}
+
+/// A running `mslinkd` process with its own temporary config, state and socket.
+#[derive(Debug)]
+pub struct Daemon {
+    pub dir: tempfile::TempDir,
+    pub socket: PathBuf,
+    pub config: PathBuf,
+    child: Option<Child>,
+}
+
+impl Daemon {
+    /// Writes a config for the test accounts (plus `extra` TOML) and starts the daemon.
+    pub fn start(extra: &str) -> Daemon {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // The test users must reach the socket inside.
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+        let socket = dir.path().join("run/mslinkd.sock");
+        let config = dir.path().join("mslinkd.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "socket = {socket:?}\nsocket_group = {SOCKET_GROUP:?}\nstate_dir = {:?}\n\
+                 admin_group = {ADMIN_GROUP:?}\n{extra}",
+                dir.path().join("state")
+            ),
+        )
+        .expect("write config");
+        let mut daemon = Daemon { dir, socket, config, child: None };
+        daemon.restart();
+        daemon
+    }
+
+    /// Starts (again) on the same config and state; returns once the daemon says it is ready.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "stop the daemon before restarting it");
+        let mut child = Command::new(bin("mslinkd"))
+            .arg("--config")
+            .arg(&self.config)
+            .env("MSLINK_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn mslinkd");
+        let stderr = child.stderr.take().expect("stderr");
+        self.child = Some(child);
+        wait_for_log(stderr, "mslinkd ready", Duration::from_secs(30))
+            .unwrap_or_else(|log| panic!("mslinkd did not become ready; its log:\n{log}"));
+    }
+
+    /// SIGTERM, and wait for a clean exit.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+            nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).expect("SIGTERM");
+            let status = child.wait().expect("wait");
+            assert!(status.success(), "mslinkd exited with {status} after SIGTERM");
+        }
+    }
+
+    /// SIGKILL: no chance to clean up.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().expect("SIGKILL");
+            child.wait().expect("wait");
+        }
+    }
+
+    /// Runs `mslinkctl ARGS` as `user` (through `runuser`), against this daemon.
+    pub fn ctl(&self, user: &str, args: &[&str]) -> CtlOutput {
+        ctl_at(&self.socket, user, args)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Reads the daemon's log until a line contains `needle`; keeps draining it afterwards so the
+/// daemon never blocks on a full pipe. On failure returns what was logged.
+fn wait_for_log(stderr: ChildStderr, needle: &str, limit: Duration) -> Result<(), String> {
+    let (tx, rx) = mpsc::channel();
+    let needle = needle.to_owned();
+    std::thread::spawn(move || {
+        let mut seen = String::new();
+        let mut told = false;
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if !told {
+                seen.push_str(&line);
+                seen.push('\n');
+                if line.contains(&needle) {
+                    told = true;
+                    let _ = tx.send(Ok(()));
+                }
+            }
+        }
+        if !told {
+            let _ = tx.send(Err(seen));
+        }
+    });
+    rx.recv_timeout(limit).unwrap_or_else(|_| Err("(timed out)".into()))
+}
+
+/// What one `mslinkctl` run printed, and its exit code.
+#[derive(Debug)]
+pub struct CtlOutput {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CtlOutput {
+    /// The stdout parsed as the `--json` document.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}\nstderr: {}", self.stdout, self.stderr))
+    }
+
+    /// Asserts the exit code, showing the output when it differs.
+    #[track_caller]
+    pub fn expect_code(&self, code: i32) -> &Self {
+        assert_eq!(
+            self.code, code,
+            "unexpected exit code; stdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+/// Runs `mslinkctl ARGS` as `user` against `socket`.
+pub fn ctl_at(socket: &Path, user: &str, args: &[&str]) -> CtlOutput {
+    let mut cmd = Command::new("runuser");
+    cmd.args(["-u", user, "--"]).arg(bin("mslinkctl")).arg("--socket").arg(socket).args(args);
+    let out = run(cmd.stdin(Stdio::null()));
+    CtlOutput {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}

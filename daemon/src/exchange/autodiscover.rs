@@ -12,8 +12,8 @@
 //! servers use both the `.../responseschema/2006` and `.../responseschema/2006a` namespaces
 //! (and some documentation samples use an undeclared `i:` prefix).
 //!
-//! The bounded tree builder lives in the [`dom`] submodule and is shared with the sibling `ews`
-//! module.
+//! The bounded tree builder lives in the private `dom` submodule and is shared with the sibling
+//! `ews` module.
 
 use thiserror::Error;
 
@@ -585,6 +585,7 @@ pub(crate) mod dom {
         builder.root.ok_or(XmlError::NoRoot)
     }
 
+    #[derive(Debug)]
     struct Builder {
         limits: Limits,
         stack: Vec<Element>,

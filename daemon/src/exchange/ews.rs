@@ -263,7 +263,7 @@ pub struct ResponseError {
 
 impl ResponseError {
     /// [`classify`] applied to this error's code.
-    pub fn class_of_code(&self) -> ErrorClass {
+    pub fn error_class(&self) -> ErrorClass {
         classify(&self.response_code)
     }
 }
@@ -744,7 +744,7 @@ mod tests {
         assert_eq!(error.response_code, "ErrorInvalidIdMalformed");
         assert_eq!(error.message_text, "Id is malformed.");
         assert_eq!(error.back_off_ms, None);
-        assert_eq!(error.class_of_code(), ErrorClass::Other);
+        assert_eq!(error.error_class(), ErrorClass::Other);
     }
 
     #[test]
@@ -774,7 +774,7 @@ mod tests {
             missing.message_xml,
             [("MailboxGuid".to_owned(), "f3f6f699-2254-40ce-9994-388d9d98419e".to_owned())]
         );
-        assert_eq!(missing.class_of_code(), ErrorClass::Blocked);
+        assert_eq!(missing.error_class(), ErrorClass::Blocked);
         // Not a GetFolder response.
         assert_eq!(
             parse_get_folder_response(
@@ -840,7 +840,7 @@ mod tests {
         let e = r.messages[0].as_ref().unwrap_err();
         assert_eq!(e.response_code, "ErrorTooManyObjectsOpened");
         assert_eq!(e.message_text, "Too many concurrent connections opened.");
-        assert_eq!(e.class_of_code(), ErrorClass::Transient);
+        assert_eq!(e.error_class(), ErrorClass::Transient);
     }
 
     #[test]
@@ -866,7 +866,7 @@ mod tests {
                 ("InnerErrorDescriptiveLinkKey", "0"),
             ]
         );
-        assert_eq!(e.class_of_code(), ErrorClass::Other);
+        assert_eq!(e.error_class(), ErrorClass::Other);
     }
 
     // ---- own fixtures --------------------------------------------------------------------
@@ -916,7 +916,7 @@ mod tests {
         let busy = r.messages[1].as_ref().unwrap_err();
         assert_eq!(busy.response_code, "ErrorServerBusy");
         assert_eq!(busy.back_off_ms, Some(5000));
-        assert_eq!(busy.class_of_code(), ErrorClass::Transient);
+        assert_eq!(busy.error_class(), ErrorClass::Transient);
     }
 
     #[test]
@@ -926,7 +926,7 @@ mod tests {
             .replace(">ErrorServerBusy<", ">ErrorBatchProcessingStopped<");
         let r = parse_get_folder_response(warning.as_bytes()).unwrap();
         let e = r.messages[1].as_ref().unwrap_err();
-        assert_eq!((e.class, e.class_of_code()), (ResponseClass::Warning, ErrorClass::Transient));
+        assert_eq!((e.class, e.error_class()), (ResponseClass::Warning, ErrorClass::Transient));
 
         let bad_count = TWO_FOLDERS.replace(">17<", ">-1<");
         assert_eq!(
