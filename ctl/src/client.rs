@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use mslink_proto::{
-    ClientFrame, CtlCommand, DaemonFrame, DaemonReply, ErrorKind, FrameError, MAX_CLIENT_FRAME,
-    MAX_DAEMON_FRAME, PROTOCOL_VERSION, WireError, decode, read_frame, write_frame,
+    ClientFrame, ConnectEvent, CtlCommand, DaemonFrame, DaemonReply, ErrorKind, FrameError,
+    MAX_CLIENT_FRAME, MAX_DAEMON_FRAME, PROTOCOL_VERSION, WireError, decode, read_frame,
+    write_frame,
 };
 
 /// The system daemon's socket.
@@ -110,44 +111,75 @@ impl Client {
         match client.exchange(&hello)? {
             DaemonFrame::Welcome { .. } => Ok(client),
             DaemonFrame::Failure { error } => Err(CtlError::Daemon(error)),
-            DaemonFrame::Reply { .. } => {
+            DaemonFrame::Reply { .. } | DaemonFrame::Progress { .. } => {
                 Err(CtlError::Protocol("mslinkd skipped the handshake".into()))
             }
         }
     }
 
-    /// Runs one command.
+    /// Runs one command that makes no progress reports.
     pub fn call(
         &mut self,
         act_as: Option<String>,
         command: CtlCommand,
     ) -> Result<DaemonReply, CtlError> {
-        match self.exchange(&ClientFrame::Command { act_as, command })? {
-            DaemonFrame::Reply { reply } => Ok(reply),
-            DaemonFrame::Failure { error } => Err(CtlError::Daemon(error)),
-            DaemonFrame::Welcome { .. } => {
-                Err(CtlError::Protocol("mslinkd repeated its welcome".into()))
+        self.call_with_progress(act_as, command, |_| Ok(None))
+    }
+
+    /// Runs one command; `on_progress` sees each progress event and may answer with a frame
+    /// (a pasted redirect URL).
+    pub fn call_with_progress(
+        &mut self,
+        act_as: Option<String>,
+        command: CtlCommand,
+        mut on_progress: impl FnMut(&ConnectEvent) -> Result<Option<ClientFrame>, CtlError>,
+    ) -> Result<DaemonReply, CtlError> {
+        let mut frame = self.exchange(&ClientFrame::Command { act_as, command })?;
+        loop {
+            match frame {
+                DaemonFrame::Reply { reply } => return Ok(reply),
+                DaemonFrame::Failure { error } => return Err(CtlError::Daemon(error)),
+                DaemonFrame::Welcome { .. } => {
+                    return Err(CtlError::Protocol("mslinkd repeated its welcome".into()));
+                }
+                DaemonFrame::Progress { event } => {
+                    if let Some(answer) = on_progress(&event)? {
+                        self.send(&answer)?;
+                    }
+                    frame = self.receive()?;
+                }
             }
         }
     }
 
     fn exchange(&mut self, frame: &ClientFrame) -> Result<DaemonFrame, CtlError> {
-        let lost = |e: FrameError| match e {
-            FrameError::Io(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                CtlError::TimedOut
-            }
-            FrameError::Malformed(e) => {
-                CtlError::Protocol(format!("mslinkd sent a reply this mslinkctl cannot read: {e}"))
-            }
-            e => CtlError::Protocol(format!("the connection to mslinkd failed: {e}")),
-        };
-        write_frame(&mut self.stream, frame, MAX_CLIENT_FRAME).map_err(lost)?;
+        self.send(frame)?;
+        self.receive()
+    }
+
+    fn send(&mut self, frame: &ClientFrame) -> Result<(), CtlError> {
+        write_frame(&mut self.stream, frame, MAX_CLIENT_FRAME).map_err(lost)
+    }
+
+    fn receive(&mut self) -> Result<DaemonFrame, CtlError> {
         let body = read_frame(&mut self.stream, MAX_DAEMON_FRAME).map_err(lost)?;
         decode(&body).map_err(lost)
+    }
+}
+
+fn lost(e: FrameError) -> CtlError {
+    match e {
+        FrameError::Io(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
+            CtlError::TimedOut
+        }
+        FrameError::Malformed(e) => {
+            CtlError::Protocol(format!("mslinkd sent a reply this mslinkctl cannot read: {e}"))
+        }
+        e => CtlError::Protocol(format!("the connection to mslinkd failed: {e}")),
     }
 }

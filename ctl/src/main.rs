@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use mslink_proto::{CtlCommand, Provider};
+use mslink_proto::{ConnectArgs, CtlCommand, Provider, SignInFlow};
 
 use crate::client::Client;
 #[cfg(test)]
@@ -106,9 +106,14 @@ fn main() -> ExitCode {
         Command::Enable => CtlCommand::Enable,
         Command::Disable => CtlCommand::Disable,
         Command::Reload => CtlCommand::Reload,
-        Command::Connect { email, provider } => {
-            CtlCommand::Connect { email, provider: provider.map(Provider::from) }
-        }
+        Command::Connect { email, provider } => CtlCommand::Connect(ConnectArgs {
+            email,
+            provider: provider.map(Provider::from),
+            flow: SignInFlow::Browser,
+            username: None,
+            server: None,
+            password: None,
+        }),
         Command::Disconnect { email } => CtlCommand::Disconnect { email },
     };
     let outcome = Client::connect(&socket).and_then(|mut client| client.call(cli.user, command));

@@ -64,6 +64,9 @@ pub fn reply(reply: &DaemonReply, as_json: bool) {
             Some(path) => println!("Config reloaded from {path}."),
             None => println!("Config reloaded: no config file, the built-in defaults apply."),
         },
+        DaemonReply::Link(link) => println!("{}", link_text(link, true).trim_start()),
+        // Printed alone, so mail tools can read it (`passwordeval`, `PassCmd`).
+        DaemonReply::Token(t) => println!("{}", t.access_token.expose()),
         DaemonReply::Disconnect(d) => {
             println!("Removed the link to {} (user {}) and its stored secrets.", d.email, d.user)
         }
@@ -263,6 +266,9 @@ mod tests {
                     inbox_total: None,
                     inbox_unread: None,
                     calendar_ok: None,
+                    server_version: None,
+                    auth_scheme: None,
+                    endpoint: None,
                 })
                 .collect(),
             pending_requests: Some(0),

@@ -12,10 +12,16 @@
 //! ```
 
 pub mod config;
+pub mod exchange;
+pub mod health;
 pub mod identity;
+pub mod interaction;
 pub mod ipc;
 pub mod logging;
+pub mod net;
+pub mod office365;
 pub mod store;
+pub mod vault;
 
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};

@@ -15,6 +15,8 @@ pub enum ClientFrame {
         act_as: Option<String>,
         command: CtlCommand,
     },
+    /// During `connect --paste`: the URL the browser was redirected to after signing in.
+    Paste { redirect_url: Sensitive },
 }
 
 /// Everything the daemon may send.
@@ -23,6 +25,8 @@ pub enum ClientFrame {
 pub enum DaemonFrame {
     /// Answer to a compatible `Hello`.
     Welcome { protocol_version: u32, daemon_version: String },
+    /// Progress of a long command (`connect`); the final `Reply` or `Failure` follows.
+    Progress { event: ConnectEvent },
     /// A command succeeded.
     Reply { reply: DaemonReply },
     /// A command (or the connection) failed.
@@ -51,14 +55,99 @@ pub enum CtlCommand {
     Disable,
     /// Re-read the config file (admins).
     Reload,
-    /// Link a mailbox.
-    Connect {
-        email: String,
-        #[serde(default)]
-        provider: Option<Provider>,
-    },
+    /// Link a mailbox (or re-link it after a password change or revoked consent).
+    Connect(ConnectArgs),
+    /// Run a connectivity check now.
+    Check { email: String },
     /// Remove a link and its secrets.
     Disconnect { email: String },
+    /// A fresh Office365 access token for the caller's own link.
+    Token {
+        email: String,
+        #[serde(default)]
+        resource: TokenResource,
+    },
+}
+
+/// What `connect` needs; which fields apply depends on the provider.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConnectArgs {
+    pub email: String,
+    /// `None`: detect it from the address.
+    #[serde(default)]
+    pub provider: Option<Provider>,
+    /// Office365: how the user signs in.
+    #[serde(default)]
+    pub flow: SignInFlow,
+    /// Exchange: the account name if it is not the address (`DOMAIN\user` or a UPN).
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Exchange: a host name (`mail.example.com`) or the full EWS URL; `None`: Autodiscover.
+    #[serde(default)]
+    pub server: Option<String>,
+    /// Exchange: the password, read from a no-echo prompt or stdin, never from a flag.
+    #[serde(default)]
+    pub password: Option<Sensitive>,
+}
+
+/// The Office365 sign-in flows (SPEC §1).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SignInFlow {
+    /// Authorization code + PKCE through a browser and a loopback redirect.
+    #[default]
+    Browser,
+    /// RFC 8628 device code: sign in on another device.
+    DeviceCode,
+    /// Like `Browser`, but the user pastes the final redirect URL back (remote machines).
+    Paste,
+}
+
+/// Which API an access token from `token` is for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenResource {
+    #[default]
+    Graph,
+    Ews,
+}
+
+/// A string that must never be printed: passwords, pasted redirect URLs (they carry a code),
+/// access tokens. `Debug` shows `<redacted>`; there is no `Display`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Sensitive(String);
+
+impl Sensitive {
+    /// Wraps a secret.
+    pub fn new(secret: impl Into<String>) -> Self {
+        Sensitive(secret.into())
+    }
+
+    /// The secret itself, for the one place that must use it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Sensitive {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// What `connect` tells the user while it works.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum ConnectEvent {
+    /// A step is starting ("Looking up the Exchange server", "Checking the mailbox").
+    Step { message: String },
+    /// Open this URL in a browser to sign in; the daemon waits for the redirect.
+    OpenBrowser { url: String },
+    /// Open this URL in a browser, sign in, then paste the final URL back (`ClientFrame::Paste`).
+    PasteRedirect { url: String },
+    /// Device code sign-in: visit the URL on any device and enter the code before it expires.
+    DeviceCode { verification_uri: String, user_code: String, expires_at: UnixTime },
 }
 
 /// The two kinds of Microsoft mailbox.
@@ -97,6 +186,16 @@ pub enum DaemonReply {
     Toggle(ToggleReply),
     Reload(ReloadReply),
     Disconnect(DisconnectReply),
+    /// `connect` and `check`: the link as it now stands.
+    Link(LinkInfo),
+    Token(TokenReply),
+}
+
+/// `token`: a fresh access token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenReply {
+    pub access_token: Sensitive,
+    pub expires_at: UnixTime,
 }
 
 /// Seconds since the Unix epoch, UTC.
@@ -226,6 +325,15 @@ pub struct LinkInfo {
     pub inbox_unread: Option<u64>,
     #[serde(default)]
     pub calendar_ok: Option<bool>,
+    /// Exchange: the server's version (from `ServerVersionInfo`).
+    #[serde(default)]
+    pub server_version: Option<String>,
+    /// Exchange: the authentication scheme that worked (`ntlm`, `basic`).
+    #[serde(default)]
+    pub auth_scheme: Option<String>,
+    /// Where checks go: the EWS URL or the Graph base URL.
+    #[serde(default)]
+    pub endpoint: Option<String>,
 }
 
 /// One admin action, for the audit trail.

@@ -2,8 +2,8 @@
 //! typed reply or a [`WireError`] whose message says what happened and whose hint says what to do.
 
 use mslink_proto::{
-    CtlCommand, DaemonReply, DisconnectReply, ErrorKind, ReloadReply, RequestReply, RequestsReply,
-    StatusReply, WireError,
+    ConnectArgs, CtlCommand, DaemonReply, DisconnectReply, ErrorKind, ReloadReply, RequestReply,
+    RequestsReply, StatusReply, WireError,
 };
 
 use crate::Daemon;
@@ -131,7 +131,7 @@ pub async fn handle(
                 config_path: config.source.as_ref().map(|p| p.display().to_string()),
             }))
         }
-        CtlCommand::Connect { email, provider } => {
+        CtlCommand::Connect(ConnectArgs { email, provider, .. }) => {
             validate_email(&email)?;
             let (enabled, exists) = {
                 let (user, email) = (subject.clone(), email.clone());
@@ -159,6 +159,9 @@ pub async fn handle(
                 format!("linking {provider}mailboxes is not available in this mslinkd build yet"),
             )
             .with_hint("upgrade mslinkd"))
+        }
+        CtlCommand::Check { email } | CtlCommand::Token { email, .. } => {
+            Err(not_found_link(&email))
         }
         CtlCommand::Disconnect { email } => {
             let user = subject.clone();

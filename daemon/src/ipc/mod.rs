@@ -187,7 +187,7 @@ impl Connection {
                 )
                 .with_hint("use the mslinkctl that was installed with this mslinkd"),
             )),
-            Ok(ClientFrame::Command { .. }) | Err(_) => Err(Stop::Tell(
+            Ok(ClientFrame::Command { .. } | ClientFrame::Paste { .. }) | Err(_) => Err(Stop::Tell(
                 WireError::new(ErrorKind::Usage, "the first message must be Hello")
                     .with_hint("this socket speaks the mslink protocol; use mslinkctl"),
             )),
@@ -214,6 +214,9 @@ impl Connection {
                 }
                 Ok(ClientFrame::Hello { .. }) => {
                     failure(ErrorKind::Usage, "hello was already said on this connection")
+                }
+                Ok(ClientFrame::Paste { .. }) => {
+                    failure(ErrorKind::Usage, "nothing is waiting for a pasted URL")
                 }
                 // The frame boundary is intact, so the connection can go on: a newer client's
                 // unknown command gets an answer it can act on.

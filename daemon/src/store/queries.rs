@@ -132,7 +132,7 @@ impl<'c> Db<'c> {
     pub fn links(&self, user: Option<&str>) -> Result<Vec<LinkInfo>, StoreError> {
         let mut stmt = self.conn.prepare(
             "SELECT email, user, provider, state, reason, since, last_ok, next_check, token_expiry,
-                    inbox_total, inbox_unread, calendar_ok
+                    inbox_total, inbox_unread, calendar_ok, server_version, auth_scheme, endpoint
              FROM links WHERE ?1 IS NULL OR user = ?1 ORDER BY user, email",
         )?;
         let rows = stmt.query_map([user], |row| {
@@ -157,6 +157,9 @@ impl<'c> Db<'c> {
                 inbox_total: count(row.get(9)?),
                 inbox_unread: count(row.get(10)?),
                 calendar_ok: row.get(11)?,
+                server_version: row.get(12)?,
+                auth_scheme: row.get(13)?,
+                endpoint: row.get(14)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

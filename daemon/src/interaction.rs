@@ -1,0 +1,79 @@
+//! The two-way channel between a long command (`connect`) and the user at the ctl.
+//!
+//! The connection task owns the socket. While a sign-in flow runs, it forwards the flow's
+//! [`ConnectEvent`]s to the client as `Progress` frames, forwards pasted redirect URLs from the
+//! client to the flow, and cancels the flow when the client hangs up (Ctrl-C).
+//!
+//! ```text
+//!   flow ──tell(event)──▶ events ──▶ connection task ──Progress frame──▶ mslinkctl
+//!   flow ◀──pasted()──── pasted ◀── connection task ◀──Paste frame────── mslinkctl
+//!   flow ◀──cancelled()─ token  ◀── connection task ◀──EOF (Ctrl-C)──── mslinkctl
+//! ```
+
+use mslink_proto::{ConnectEvent, Sensitive};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// The flow's side.
+#[derive(Debug)]
+pub struct Interaction {
+    events: mpsc::Sender<ConnectEvent>,
+    pasted: mpsc::Receiver<Sensitive>,
+    cancel: CancellationToken,
+}
+
+/// The connection task's side.
+#[derive(Debug)]
+pub struct InteractionPeer {
+    pub events: mpsc::Receiver<ConnectEvent>,
+    pub pasted: mpsc::Sender<Sensitive>,
+    pub cancel: CancellationToken,
+}
+
+impl Interaction {
+    /// A connected pair.
+    pub fn pair() -> (Interaction, InteractionPeer) {
+        let (event_tx, event_rx) = mpsc::channel(16);
+        let (paste_tx, paste_rx) = mpsc::channel(1);
+        let cancel = CancellationToken::new();
+        (
+            Interaction { events: event_tx, pasted: paste_rx, cancel: cancel.clone() },
+            InteractionPeer { events: event_rx, pasted: paste_tx, cancel },
+        )
+    }
+
+    /// An interaction with nobody on the other end (background work, tests): events are
+    /// dropped and nothing is ever pasted.
+    pub fn detached() -> Interaction {
+        Interaction::pair().0
+    }
+
+    /// Tells the user something. A user who has gone away is not an error here: the flow notices
+    /// through [`Interaction::cancelled`].
+    pub async fn tell(&self, event: ConnectEvent) {
+        let _ = self.events.send(event).await;
+    }
+
+    /// Announces a step.
+    pub async fn step(&self, message: impl Into<String>) {
+        self.tell(ConnectEvent::Step { message: message.into() }).await;
+    }
+
+    /// Waits for the user to paste a redirect URL; `None` if they hang up first.
+    pub async fn pasted(&mut self) -> Option<Sensitive> {
+        tokio::select! {
+            () = self.cancel.cancelled() => None,
+            url = self.pasted.recv() => url,
+        }
+    }
+
+    /// Resolves when the user cancels (closes the connection).
+    pub async fn cancelled(&self) {
+        self.cancel.cancelled().await;
+    }
+
+    /// The token, for flows that hand it to their own tasks.
+    pub fn cancel_token(&self) -> CancellationToken {
+        self.cancel.clone()
+    }
+}

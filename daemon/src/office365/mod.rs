@@ -1,0 +1,1 @@
+//! Office365 / Exchange Online: OAuth2 sign-in flows, token refresh and Microsoft Graph checks.

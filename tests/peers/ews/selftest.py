@@ -1,0 +1,237 @@
+#!/usr/bin/env python3
+"""Self-test of the fake EWS server (TEST ONLY). Starts it on 127.0.0.1 with a
+throwaway CA, checks it with curl (an independent NTLM/Basic client, when
+installed) and with pyspnego's initiator (NTLM, SPNEGO, channel bindings), then
+stops it. Prints one line per check and a closing 'N passed, N failed'.
+
+    python3 selftest.py
+"""
+import base64
+import hashlib
+import http.client
+import json
+import os
+import shutil
+import signal
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+
+import spnego
+from spnego.channel_bindings import GssChannelBindings
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PASSED, FAILED = [], []
+
+
+def check(name, cond, detail=""):
+    (PASSED if cond else FAILED).append(name)
+    print("%s %s%s" % ("ok  " if cond else "FAIL", name, ("  -- " + str(detail)) if (detail and not cond) else ""))
+
+
+GETFOLDER = b"""<?xml version="1.0" encoding="utf-8"?>
+<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"
+  xmlns:m="http://schemas.microsoft.com/exchange/services/2006/messages"
+  xmlns:t="http://schemas.microsoft.com/exchange/services/2006/types">
+  <soap:Header><t:RequestServerVersion Version="Exchange2013_SP1"/></soap:Header>
+  <soap:Body><m:GetFolder><m:FolderShape><t:BaseShape>Default</t:BaseShape></m:FolderShape>
+  <m:FolderIds><t:DistinguishedFolderId Id="inbox"/><t:DistinguishedFolderId Id="calendar"/></m:FolderIds>
+  </m:GetFolder></soap:Body></soap:Envelope>"""
+
+
+def ad_request(addr):
+    return ("""<?xml version="1.0" encoding="utf-8"?>
+<Autodiscover xmlns="http://schemas.microsoft.com/exchange/autodiscover/outlook/requestschema/2006">
+  <Request><EMailAddress>%s</EMailAddress>
+  <AcceptableResponseSchema>http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a</AcceptableResponseSchema>
+  </Request></Autodiscover>""" % addr).encode()
+
+
+class Fake:
+    def __init__(self, tmp, *extra):
+        self.proc = subprocess.Popen(
+            [sys.executable, os.path.join(HERE, "ews_server.py"), "--port", "0", "--http-port", "0",
+             "--cert", os.path.join(tmp, "server.pem"), "--key", os.path.join(tmp, "server.key"),
+             "--users", os.path.join(tmp, "users.json"), *extra],
+            stdout=subprocess.PIPE, stderr=open(os.path.join(tmp, "server.log"), "ab"), text=True)
+        line = self.proc.stdout.readline().split()
+        assert line and line[0] == "READY", line
+        self.port = int(line[1].rsplit(":", 1)[1])
+        self.http_port = int(line[2].rsplit(":", 1)[1])
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(10)
+
+
+class Client:
+    def __init__(self, port, ca):
+        self.port = port
+        self.ctx = ssl.create_default_context(cafile=ca)
+        self.c = http.client.HTTPSConnection("127.0.0.1", port, context=self.ctx)
+
+    def req(self, method, path, body=b"", auth=None, ctype="text/xml; charset=utf-8"):
+        h = {"Host": "mail.contoso.test:%d" % self.port, "Content-Type": ctype}
+        if auth:
+            h["Authorization"] = auth
+        self.c.request(method, path, body=body, headers=h)
+        r = self.c.getresponse()
+        return r.status, r.headers, r.read()
+
+    def close(self):
+        self.c.close()
+
+
+def handshake(port, ca, scheme, user, pw, cb=None, path="/EWS/Exchange.asmx", body=GETFOLDER, new_conn=False):
+    proto = "negotiate" if scheme == "Negotiate" else "ntlm"
+    opts = spnego.NegotiateOptions.use_negotiate if proto == "negotiate" else spnego.NegotiateOptions.use_ntlm
+    cli = spnego.client(user, pw, hostname="mail.contoso.test", service="HTTP", protocol=proto,
+                        channel_bindings=cb, options=opts)
+    c = Client(port, ca)
+    st, h, _ = c.req("POST", path, body, "%s %s" % (scheme, base64.b64encode(cli.step()).decode()))
+    if st != 401 or not h.get("WWW-Authenticate", "").startswith(scheme + " "):
+        return c, st, b""
+    t3 = cli.step(base64.b64decode(h["WWW-Authenticate"].split(" ", 1)[1]))
+    if new_conn:
+        c.close()
+        c = Client(port, ca)
+    st, h, data = c.req("POST", path, body, "%s %s" % (scheme, base64.b64encode(t3).decode()))
+    return c, st, data
+
+
+def curl(fake, tmp, *args):
+    cmd = ["curl", "-sS", "--cacert", os.path.join(tmp, "ca.pem"),
+           "--resolve", "mail.contoso.test:%d:127.0.0.1" % fake.port,
+           "--resolve", "autodiscover.contoso.test:%d:127.0.0.1" % fake.port,
+           "-w", "\n%{http_code}", *args]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=30).stdout
+    body, _, code = out.rpartition("\n")
+    return code, body
+
+
+def test_json(fake, ca, method, path, obj=None):
+    c = Client(fake.port, ca)
+    st, _, data = c.req(method, path, json.dumps(obj).encode() if obj is not None else b"", ctype="application/json")
+    c.close()
+    return st, json.loads(data)
+
+
+def main():
+    tmp = tempfile.mkdtemp(prefix="fake-ews-selftest-")
+    try:
+        subprocess.run(["bash", os.path.join(HERE, "make_ca.sh"), tmp, "mail.contoso.test", "autodiscover.contoso.test"],
+                       check=True, capture_output=True)
+        ca = os.path.join(tmp, "ca.pem")
+        with open(os.path.join(tmp, "users.json"), "w") as fd:
+            json.dump({"alice@contoso.test": {"username": "CONTOSO\\alice", "upn": "alice@contoso.test",
+                                              "password": "Alice:Pass1", "inbox_total": 12, "inbox_unread": 3}}, fd)
+        fake = Fake(tmp, "--redirect-addr", "old@contoso.test=alice@contoso.test")
+        ews = "https://mail.contoso.test:%d/EWS/Exchange.asmx" % fake.port
+        ad = "https://autodiscover.contoso.test:%d/autodiscover/autodiscover.xml" % fake.port
+        try:
+            c = Client(fake.port, ca)
+            st, h, _ = c.req("POST", "/EWS/Exchange.asmx", GETFOLDER)
+            ch = h.get_all("WWW-Authenticate")
+            check("anonymous -> 401 with Negotiate, NTLM, Basic challenges",
+                  st == 401 and ch == ["Negotiate", "NTLM", 'Basic realm="mail.contoso.test"'], (st, ch))
+            c.close()
+
+            for scheme, user in (("NTLM", "CONTOSO\\alice"), ("NTLM", "alice@contoso.test"),
+                                 ("Negotiate", "CONTOSO\\alice"), ("Negotiate", "contoso.test\\alice")):
+                c, st, data = handshake(fake.port, ca, scheme, user, "Alice:Pass1")
+                check("pyspnego %s %s -> 200 GetFolder" % (scheme, user),
+                      st == 200 and b"<t:UnreadCount>3</t:UnreadCount>" in data and b"<t:CalendarFolder>" in data, st)
+                st2, _, _ = c.req("POST", "/EWS/Exchange.asmx", GETFOLDER)
+                check("  same connection stays authenticated (IIS NTLM behaviour)", st2 == 200, st2)
+                c.close()
+            c, st, _ = handshake(fake.port, ca, "NTLM", "CONTOSO\\alice", "wrong")
+            check("pyspnego NTLM wrong password -> 401", st == 401, st)
+            c, st, _ = handshake(fake.port, ca, "NTLM", "CONTOSO\\alice", "Alice:Pass1", new_conn=True)
+            check("NTLM type 3 on another connection -> 401", st == 401, st)
+            c0 = Client(fake.port, ca)
+            c0.c.connect()
+            der = c0.c.sock.getpeercert(binary_form=True)
+            c0.close()
+            good = GssChannelBindings(application_data=b"tls-server-end-point:" + hashlib.sha256(der).digest())
+            bad = GssChannelBindings(application_data=b"tls-server-end-point:" + b"\x01" * 32)
+            c, st, _ = handshake(fake.port, ca, "NTLM", "CONTOSO\\alice", "Alice:Pass1", cb=good)
+            check("NTLM with correct channel binding -> 200", st == 200, st)
+            c, st, _ = handshake(fake.port, ca, "NTLM", "CONTOSO\\alice", "Alice:Pass1", cb=bad)
+            check("NTLM with wrong channel binding -> 401", st == 401, st)
+
+            if shutil.which("curl"):
+                code, body = curl(fake, tmp, "--ntlm", "-u", "CONTOSO\\alice:Alice:Pass1", "-H", "Content-Type: text/xml",
+                                  "--data-binary", GETFOLDER.decode(), ews)
+                check("curl --ntlm DOMAIN\\user -> 200", code == "200" and "<t:TotalCount>12</t:TotalCount>" in body, code)
+                code, body = curl(fake, tmp, "--ntlm", "-u", "alice@contoso.test:Alice:Pass1", "-H", "Content-Type: text/xml",
+                                  "--data-binary", ad_request("alice@contoso.test").decode(), ad)
+                check("curl --ntlm UPN autodiscover -> settings",
+                      code == "200" and "<EwsUrl>https://mail.contoso.test:%d/EWS/Exchange.asmx</EwsUrl>" % fake.port in body, code)
+                code, _ = curl(fake, tmp, "--ntlm", "-u", "CONTOSO\\alice:nope", "-H", "Content-Type: text/xml",
+                               "--data-binary", GETFOLDER.decode(), ews)
+                check("curl --ntlm wrong password -> 401", code == "401", code)
+                code, body = curl(fake, tmp, "--basic", "-u", "alice@contoso.test:Alice:Pass1", "-H", "Content-Type: text/xml",
+                                  "--data-binary", ad_request("old@contoso.test").decode(), ad)
+                check("curl --basic autodiscover redirectAddr", code == "200" and "<RedirectAddr>alice@contoso.test<" in body, code)
+                code, body = curl(fake, tmp, "--basic", "-u", "CONTOSO\\alice:Alice:Pass1", "-H", "Content-Type: text/xml",
+                                  "--data-binary", ad_request("nobody@contoso.test").decode(), ad)
+                check("curl --basic autodiscover unknown -> ErrorCode 600", "<ErrorCode>600</ErrorCode>" in body, code)
+                code, _ = curl(fake, tmp, "--basic", "-u", "alice@contoso.test:bad", "-H", "Content-Type: text/xml",
+                               "--data-binary", GETFOLDER.decode(), ews)
+                check("curl --basic wrong password -> 401", code == "401", code)
+            else:
+                print("skip curl checks: curl not installed")
+
+            st, _ = test_json(fake, ca, "POST", "/test/mode", {"mode": "busy", "back_off_ms": 1234})
+            c, st, data = handshake(fake.port, ca, "NTLM", "CONTOSO\\alice", "Alice:Pass1")
+            check("busy -> 500 ErrorServerBusy fault with BackOffMilliseconds",
+                  st == 500 and b"a:ErrorServerBusy</faultcode>" in data
+                  and b'<t:Value Name="BackOffMilliseconds">1234</t:Value>' in data, st)
+            test_json(fake, ca, "POST", "/test/mode", {"mode": "error503"})
+            c = Client(fake.port, ca)
+            st, _, _ = c.req("POST", "/EWS/Exchange.asmx", GETFOLDER)
+            check("error503 -> 503", st == 503, st)
+            c.close()
+            test_json(fake, ca, "POST", "/test/mode", {"mode": "down"})
+            c = Client(fake.port, ca)
+            try:
+                st, _, _ = c.req("POST", "/EWS/Exchange.asmx", GETFOLDER)
+            except (ConnectionError, http.client.HTTPException, ssl.SSLError, OSError) as e:
+                st = type(e).__name__
+            check("down -> connection dropped", not isinstance(st, int), st)
+            c.close()
+            test_json(fake, ca, "POST", "/test/mode", {"mode": "ok"})
+            test_json(fake, ca, "POST", "/test/password", {"user": "alice@contoso.test", "password": "New-Pass2"})
+            c, st, _ = handshake(fake.port, ca, "NTLM", "CONTOSO\\alice", "Alice:Pass1")
+            check("after /test/password old password -> 401", st == 401, st)
+            c, st, _ = handshake(fake.port, ca, "NTLM", "CONTOSO\\alice", "New-Pass2")
+            check("after /test/password new password -> 200", st == 200, st)
+
+            hc = http.client.HTTPConnection("127.0.0.1", fake.http_port)
+            hc.request("GET", "/autodiscover/autodiscover.xml", headers={"Host": "autodiscover.contoso.test"})
+            r = hc.getresponse()
+            r.read()
+            check("plain HTTP GET autodiscover -> 302 to https",
+                  r.status == 302 and r.getheader("Location", "").startswith("https://"), r.status)
+            hc.close()
+
+            st, log = test_json(fake, ca, "GET", "/test/log")
+            check("/test/log lists requests", st == 200 and isinstance(log, list) and len(log) > 10, st)
+            basic = [e for e in log if e["auth_scheme"] == "Basic"]
+            check("/test/log marks Basic as password_sent", basic and all(e["password_sent"] for e in basic))
+            t1 = [e for e in log if e["ntlm_message"] == 1]
+            check("/test/log marks NTLM type 1 as no credentials", t1 and not any(e["credentials_sent"] for e in t1))
+            check("/test/log has authenticated_user", any(e["authenticated_user"] == "alice@contoso.test" for e in log))
+        finally:
+            rc = fake.stop()
+            check("SIGTERM -> exit 0", rc == 0, rc)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print("%d passed, %d failed" % (len(PASSED), len(FAILED)))
+    return 1 if FAILED else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,462 @@
+#!/usr/bin/env node
+// TEST PEER — a real OAuth 2.0 / OpenID Connect authorization server
+// (oidc-provider) standing in for the Microsoft identity platform in mslink's
+// end-to-end tests. Loopback only, in-memory, any login name accepted.
+// NEVER deploy this: it has a test-only admin endpoint (/test/*) with no auth.
+//
+// Prints exactly one line on stdout, `READY http://127.0.0.1:PORT`, once it
+// accepts connections; everything else goes to stderr. See README.md.
+
+import http from 'node:http';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import querystring from 'node:querystring';
+
+import Provider from 'oidc-provider';
+
+import {
+  stdoutOnlyForReady, announceReady, parseFlags, assertLoopbackHost, baseUrlOf,
+  readBody, sendJson, log, onTerminate, fail,
+} from './lib/cli.mjs';
+import MemoryAdapter, { entriesOf, keysOfGrant, deleteKey } from './lib/memory_adapter.mjs';
+import * as pages from './lib/pages.mjs';
+
+stdoutOnlyForReady();
+
+const USAGE = `usage: node oidc.mjs [flags]
+  --port N                          listen port, 0 = any free port (default 0)
+  --host ADDR                       loopback address to bind (default 127.0.0.1)
+  --client-id ID                    public client id (default mslink-test)     [env OIDC_CLIENT_ID]
+  --redirect-uri URI                extra redirect URI for the clients, repeatable
+                                    (always allowed: http://localhost/callback, http://127.0.0.1/callback,
+                                     http://[::1]/callback, any port)
+  --confidential-client-id ID       (default mslink-test-confidential)        [env OIDC_CONFIDENTIAL_CLIENT_ID]
+  --confidential-client-secret S    enables the confidential client           [env OIDC_CONFIDENTIAL_CLIENT_SECRET]
+  --introspect-client-id ID         resource-server client for graph.mjs (default graph-fake)
+  --introspect-client-secret S      (default graph-fake-secret)
+  --access-ttl SECONDS              access token lifetime (default 60)
+  --refresh-ttl SECONDS             refresh token lifetime (default 2592000 = 30 days)
+  --code-ttl SECONDS                authorization code lifetime (default 300)
+  --device-ttl SECONDS              device code lifetime (default 600)
+  --device-interval SECONDS         device polling interval; faster polls get slow_down (default 5, 0 = no check)
+  --extra-scope SCOPE               extra accepted scope, repeatable
+  --no-rotate-refresh-token         disable refresh token rotation (default: rotate on every use)
+  --exit-with-stdin                 exit when stdin reaches EOF (parent died)`;
+
+const flags = parseFlags(process.argv.slice(2), {
+  port: { type: 'int', default: 0 },
+  host: { type: 'string', default: '127.0.0.1' },
+  'client-id': { type: 'string', default: 'mslink-test', env: 'OIDC_CLIENT_ID' },
+  'redirect-uri': { type: 'list', default: [] },
+  'confidential-client-id': { type: 'string', default: 'mslink-test-confidential', env: 'OIDC_CONFIDENTIAL_CLIENT_ID' },
+  'confidential-client-secret': { type: 'string', default: undefined, env: 'OIDC_CONFIDENTIAL_CLIENT_SECRET' },
+  'introspect-client-id': { type: 'string', default: 'graph-fake', env: 'OIDC_INTROSPECT_CLIENT_ID' },
+  'introspect-client-secret': { type: 'string', default: 'graph-fake-secret', env: 'OIDC_INTROSPECT_CLIENT_SECRET' },
+  'access-ttl': { type: 'int', default: 60 },
+  'refresh-ttl': { type: 'int', default: 30 * 24 * 3600 },
+  'code-ttl': { type: 'int', default: 300 },
+  'device-ttl': { type: 'int', default: 600 },
+  'device-interval': { type: 'int', default: 5 },
+  'extra-scope': { type: 'list', default: [] },
+  'rotate-refresh-token': { type: 'bool', default: true },
+  'exit-with-stdin': { type: 'bool', default: false },
+}, USAGE);
+
+assertLoopbackHost(flags.host, '--host');
+if (flags['access-ttl'] < 1) fail('--access-ttl must be >= 1');
+
+const GRAPH = 'https://graph.microsoft.com/';
+const GRAPH_SCOPES = ['User.Read', 'Mail.Read', 'Calendars.Read'];
+const SCOPES = [
+  'openid', 'offline_access', 'profile', 'email',
+  ...GRAPH_SCOPES,
+  // Microsoft also accepts the fully qualified forms.
+  ...GRAPH_SCOPES.map((s) => GRAPH + s),
+  `${GRAPH}.default`,
+  ...flags['extra-scope'],
+];
+
+const DEVICE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code';
+const REDIRECT_URIS = [
+  // application_type "native": oidc-provider ignores the port when matching
+  // http redirect URIs on localhost / 127.0.0.1 / [::1] (RFC 8252 §7.3).
+  'http://localhost/callback',
+  'http://127.0.0.1/callback',
+  'http://[::1]/callback',
+  ...flags['redirect-uri'],
+];
+
+const clients = [{
+  client_id: flags['client-id'],
+  client_name: 'mslink (test, public)',
+  application_type: 'native',
+  token_endpoint_auth_method: 'none',
+  grant_types: ['authorization_code', 'refresh_token', DEVICE_GRANT],
+  response_types: ['code'],
+  redirect_uris: REDIRECT_URIS,
+}];
+if (flags['confidential-client-secret']) {
+  clients.push({
+    client_id: flags['confidential-client-id'],
+    client_secret: flags['confidential-client-secret'],
+    client_name: 'mslink (test, confidential)',
+    application_type: 'native',
+    // client_secret_post is accepted too (oidc-provider treats basic/post alike).
+    token_endpoint_auth_method: 'client_secret_basic',
+    grant_types: ['authorization_code', 'refresh_token', DEVICE_GRANT],
+    response_types: ['code'],
+    redirect_uris: REDIRECT_URIS,
+  });
+}
+// The fake Graph (graph.mjs) authenticates with this client to introspect.
+clients.push({
+  client_id: flags['introspect-client-id'],
+  client_secret: flags['introspect-client-secret'],
+  client_name: 'fake Microsoft Graph (resource server)',
+  token_endpoint_auth_method: 'client_secret_basic',
+  grant_types: [],
+  response_types: [],
+  redirect_uris: [],
+});
+
+function displayNameOf(login) {
+  const local = String(login).split('@')[0];
+  return local.split(/[._-]+/).filter(Boolean).map((p) => p[0].toUpperCase() + p.slice(1)).join(' ') || login;
+}
+
+async function findAccount(ctx, id) {
+  return {
+    accountId: id,
+    async claims() {
+      return {
+        sub: id,
+        email: id,
+        email_verified: true,
+        preferred_username: id,
+        name: displayNameOf(id),
+      };
+    },
+  };
+}
+
+const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+const signingJwk = { ...privateKey.export({ format: 'jwk' }), use: 'sig', alg: 'RS256', kid: 'test-rs256' };
+
+const configuration = {
+  adapter: MemoryAdapter,
+  clients,
+  findAccount,
+  scopes: SCOPES,
+  claims: {
+    openid: ['sub'],
+    email: ['email', 'email_verified'],
+    profile: ['name', 'preferred_username'],
+  },
+  // Put scope-derived claims into the ID token too (as Microsoft does), not
+  // only into /me (userinfo).
+  conformIdTokenClaims: false,
+  responseTypes: ['code'],
+  pkce: { required: () => true }, // and only S256 is supported by oidc-provider 9
+  jwks: { keys: [signingJwk] },
+  cookies: { keys: [randomBytes(32).toString('hex')] },
+  interactions: { url: (ctx, interaction) => `/interaction/${interaction.uid}` },
+  features: {
+    devInteractions: { enabled: false }, // their pages load a web font from a CDN
+    deviceFlow: {
+      enabled: true,
+      userCodeInputSource: pages.userCodeInputSource,
+      userCodeConfirmSource: pages.userCodeConfirmSource,
+      successSource: pages.successSource,
+    },
+    revocation: {
+      enabled: true,
+      allowedPolicy: async (ctx, client, token) => token.clientId === client.clientId
+        || client.clientId === flags['introspect-client-id'],
+    },
+    introspection: {
+      enabled: true,
+      // Public clients may introspect their own tokens; the resource-server
+      // client (graph.mjs) may introspect anything.
+      allowedPolicy: async (ctx, client, token) => !(client.clientAuthMethod === 'none'
+        && token.clientId !== ctx.oidc.client.clientId),
+    },
+    userinfo: { enabled: true },
+    // No resource indicators: every access token is an opaque token whose
+    // audience is this server (userinfo / introspection), like a test needs.
+    resourceIndicators: { enabled: false },
+    rpInitiatedLogout: {
+      enabled: true,
+      logoutSource: pages.logoutSource,
+      postLogoutSuccessSource: pages.postLogoutSuccessSource,
+    },
+  },
+  renderError: pages.renderError,
+  clientBasedCORS: () => false,
+  // Refresh tokens whenever the (granted) scope has offline_access; the
+  // `prompt=consent` requirement of OIDC for offline_access is satisfied by
+  // the request rewrite below instead of being demanded from the client.
+  issueRefreshToken: async (ctx, client, code) => client.grantTypeAllowed('refresh_token')
+    && code.scopes.has('offline_access'),
+  rotateRefreshToken: flags['rotate-refresh-token'],
+  ttl: {
+    AccessToken: flags['access-ttl'],
+    AuthorizationCode: flags['code-ttl'],
+    DeviceCode: flags['device-ttl'],
+    IdToken: 3600,
+    RefreshToken: flags['refresh-ttl'],
+    Grant: flags['refresh-ttl'] * 2,
+    Interaction: 3600,
+    Session: 24 * 3600,
+    ClientCredentials: 600,
+  },
+};
+
+// ---- test-only admin -------------------------------------------------------
+
+// POST /test/revoke?sub=LOGIN — TEST ONLY. Revokes every grant of the subject
+// (refresh tokens, access tokens, codes, device codes) and ends its sessions,
+// so the next refresh answers invalid_grant and Graph answers 401.
+function revokeSubject(sub) {
+  let grants = 0;
+  let tokens = 0;
+  let sessions = 0;
+  for (const [grantId, payload] of entriesOf('Grant')) {
+    if (payload.accountId !== sub) continue;
+    grants += 1;
+    for (const key of keysOfGrant(grantId)) {
+      deleteKey(key);
+      tokens += 1;
+    }
+    deleteKey(`Grant:${grantId}`);
+  }
+  for (const [id, payload] of entriesOf('Session')) {
+    if (payload.accountId !== sub) continue;
+    deleteKey(`Session:${id}`);
+    sessions += 1;
+  }
+  return { sub, grants, tokens, sessions };
+}
+
+async function handleTest(req, res, url) {
+  if (url.pathname === '/test/health') return sendJson(res, 200, { ok: true });
+  if (url.pathname === '/test/revoke') {
+    if (req.method !== 'POST') return sendJson(res, 405, { error: 'method_not_allowed' }, { allow: 'POST' });
+    let sub = url.searchParams.get('sub');
+    if (!sub) {
+      const raw = await readBody(req);
+      try {
+        sub = (req.headers['content-type'] ?? '').includes('json') ? JSON.parse(raw).sub : querystring.parse(raw).sub;
+      } catch { /* fall through */ }
+    }
+    if (!sub) return sendJson(res, 400, { error: 'invalid_request', error_description: 'sub is required' });
+    const result = revokeSubject(String(sub));
+    log('oidc', 'TEST revoke', result);
+    return sendJson(res, 200, result);
+  }
+  if (url.pathname === '/test/grants') {
+    const sub = url.searchParams.get('sub');
+    const grants = entriesOf('Grant')
+      .filter(([, p]) => !sub || p.accountId === sub)
+      .map(([id, p]) => ({
+        grantId: id, accountId: p.accountId, clientId: p.clientId, scope: p.openid?.scope,
+        tokens: keysOfGrant(id).map((k) => k.split(':')[0]),
+      }));
+    return sendJson(res, 200, { grants });
+  }
+  return sendJson(res, 404, { error: 'not_found' });
+}
+
+// ---- interactions (login + consent pages) ----------------------------------
+
+function html(res, status, body) {
+  res.writeHead(status, {
+    'content-type': 'text/html; charset=utf-8',
+    'cache-control': 'no-store',
+    'content-length': Buffer.byteLength(body),
+  });
+  res.end(body);
+}
+
+async function handleInteraction(provider, req, res, url) {
+  const m = url.pathname.match(/^\/interaction\/([^/]+)(?:\/(login|confirm|abort))?$/);
+  if (!m) return html(res, 404, pages.page('error', 'Not found', '<p>Not found.</p>'));
+  const action = m[2];
+  let details;
+  try {
+    details = await provider.interactionDetails(req, res);
+  } catch (err) {
+    log('oidc', `interaction ${m[1]}: ${err.message}`);
+    return html(res, 400, pages.page('error', 'Sign-in error', `<p id="error">${pages.esc(err.error_description || err.message)}</p>`,
+      `\n<meta name="mslink-test-error" content="${pages.esc(err.error_description || err.message)}">`));
+  }
+  const { uid, prompt, params, session } = details;
+
+  if (req.method === 'GET' && !action) {
+    if (prompt.name === 'login') {
+      return html(res, 200, pages.loginPage({
+        uid, clientId: params.client_id, loginHint: params.login_hint, scope: params.scope,
+      }));
+    }
+    if (prompt.name === 'consent') {
+      const missing = details.prompt.details.missingOIDCScope ?? [];
+      return html(res, 200, pages.consentPage({
+        uid,
+        clientId: params.client_id,
+        accountId: session?.accountId,
+        scopes: missing.filter((s) => s !== 'openid' && s !== 'offline_access'),
+        offline: String(params.scope ?? '').split(' ').includes('offline_access'),
+      }));
+    }
+    return html(res, 501, pages.page('error', 'Unsupported', `<p>prompt ${pages.esc(prompt.name)} not implemented</p>`));
+  }
+
+  if (req.method !== 'POST') return html(res, 405, pages.page('error', 'Method not allowed', ''));
+  const form = querystring.parse(await readBody(req));
+
+  if (action === 'abort') {
+    log('oidc', `interaction ${uid}: user cancelled at ${prompt.name}`);
+    return provider.interactionFinished(req, res, {
+      error: 'access_denied',
+      error_description: 'End-User aborted interaction',
+    }, { mergeWithLastSubmission: false });
+  }
+
+  if (action === 'login') {
+    if (prompt.name !== 'login') return html(res, 400, pages.page('error', 'Unexpected', '<p>not at login</p>'));
+    const login = String(form.login ?? '').trim();
+    if (!login) {
+      return html(res, 200, pages.loginPage({
+        uid, clientId: params.client_id, scope: params.scope, flash: 'Enter a login name.',
+      }));
+    }
+    log('oidc', `interaction ${uid}: login as ${login}`);
+    return provider.interactionFinished(req, res, {
+      login: { accountId: login },
+    }, { mergeWithLastSubmission: false });
+  }
+
+  if (action === 'confirm') {
+    if (prompt.name !== 'consent') return html(res, 400, pages.page('error', 'Unexpected', '<p>not at consent</p>'));
+    const { details: missing } = prompt;
+    let grant;
+    if (details.grantId) {
+      grant = await provider.Grant.find(details.grantId);
+    }
+    if (!grant) {
+      grant = new provider.Grant({ accountId: session.accountId, clientId: params.client_id });
+    }
+    if (missing.missingOIDCScope) grant.addOIDCScope(missing.missingOIDCScope.join(' '));
+    if (missing.missingOIDCClaims) grant.addOIDCClaims(missing.missingOIDCClaims);
+    if (missing.missingResourceScopes) {
+      for (const [indicator, scope] of Object.entries(missing.missingResourceScopes)) {
+        grant.addResourceScope(indicator, scope.join(' '));
+      }
+    }
+    const grantId = await grant.save();
+    log('oidc', `interaction ${uid}: consent by ${session.accountId} for ${params.client_id}: ${params.scope}`);
+    return provider.interactionFinished(req, res, { consent: { grantId } }, { mergeWithLastSubmission: true });
+  }
+  return html(res, 404, pages.page('error', 'Not found', ''));
+}
+
+// ---- request tweaks on top of oidc-provider ----------------------------------
+
+// (1) OpenID Connect drops `offline_access` from an authorization request
+// unless it carries prompt=consent; Microsoft does not require that. Add the
+// consent prompt for such requests, so the user is asked (one click) and the
+// scope is kept, and refresh tokens are issued as with Microsoft. Also map
+// Microsoft's prompt=select_account to prompt=login.
+// (2) RFC 8628 slow_down: polling the token endpoint for a device code faster
+// than the interval answers slow_down and raises that code's interval by 5 s.
+// (3) The device authorization response gets `interval` (RFC 8628) and a
+// Microsoft-like `message`.
+function installTweaks(provider) {
+  const polls = new Map(); // device_code -> { last: ms, interval: s }
+
+  provider.use(async (ctx, next) => {
+    if (ctx.method === 'GET' && ctx.path === '/auth') {
+      const q = { ...ctx.query };
+      const scopes = String(q.scope ?? '').split(' ');
+      const prompts = new Set(String(q.prompt ?? '').split(' ').filter(Boolean));
+      let changed = false;
+      // Microsoft's prompt=select_account has no OIDC counterpart here; the
+      // nearest is a fresh login.
+      if (prompts.delete('select_account')) { prompts.add('login'); changed = true; }
+      if (scopes.includes('offline_access') && !prompts.has('consent') && !prompts.has('none')) {
+        prompts.add('consent');
+        changed = true;
+      }
+      if (changed) {
+        q.prompt = [...prompts].join(' ');
+        ctx.querystring = querystring.stringify(q);
+      }
+    }
+
+    if (ctx.method === 'POST' && ctx.path === '/token' && flags['device-interval'] > 0
+        && ctx.is('application/x-www-form-urlencoded')) {
+      // Read the body here; oidc-provider then uses the pre-read body.
+      const raw = await readBody(ctx.req);
+      ctx.req.body = raw;
+      const body = querystring.parse(raw);
+      if (body.grant_type === DEVICE_GRANT && typeof body.device_code === 'string') {
+        const nowMs = Date.now();
+        const p = polls.get(body.device_code);
+        if (p && nowMs - p.last < p.interval * 1000) {
+          p.interval += 5;
+          p.last = nowMs;
+          log('oidc', `device poll too fast -> slow_down (interval now ${p.interval}s)`);
+          ctx.status = 400;
+          ctx.set('cache-control', 'no-store');
+          ctx.body = {
+            error: 'slow_down',
+            error_description: 'you are polling too quickly and should back off at a reasonable rate',
+          };
+          return;
+        }
+        polls.set(body.device_code, { last: nowMs, interval: p?.interval ?? flags['device-interval'] });
+      }
+    }
+
+    await next();
+
+    if (ctx.method === 'POST' && ctx.path === '/device/auth' && ctx.status === 200 && ctx.body?.device_code) {
+      ctx.body.interval = flags['device-interval'] || 5;
+      ctx.body.message = `To sign in, use a web browser to open the page ${ctx.body.verification_uri} and enter the code ${ctx.body.user_code} to authenticate.`;
+    }
+  });
+}
+
+// ---- server ------------------------------------------------------------------
+
+let provider;
+let providerCallback;
+
+const server = http.createServer(async (req, res) => {
+  const url = new URL(req.url, 'http://placeholder');
+  try {
+    if (!provider) return sendJson(res, 503, { error: 'temporarily_unavailable' });
+    if (url.pathname.startsWith('/test/')) return await handleTest(req, res, url);
+    if (url.pathname.startsWith('/interaction/')) return await handleInteraction(provider, req, res, url);
+    return providerCallback(req, res);
+  } catch (err) {
+    log('oidc', `error handling ${req.method} ${url.pathname}: ${err.stack || err}`);
+    if (!res.headersSent) sendJson(res, 500, { error: 'server_error', error_description: String(err.message) });
+    else res.destroy();
+  }
+});
+
+server.listen(flags.port, flags.host, () => {
+  const issuer = baseUrlOf(server);
+  provider = new Provider(issuer, configuration);
+  installTweaks(provider);
+  for (const ev of ['server_error', 'grant.error', 'authorization.error', 'introspection.error',
+    'revocation.error', 'userinfo.error', 'backchannel.error']) {
+    provider.on(ev, (ctx, err) => log('oidc', `${ev}: ${err?.error ?? ''} ${err?.error_description ?? ''} ${err?.error_detail ?? err?.message ?? ''}`));
+  }
+  provider.on('grant.success', (ctx) => log('oidc', `grant.success ${ctx.oidc.params.grant_type} client=${ctx.oidc.client?.clientId}`));
+  provider.on('refresh_token.consumed', () => log('oidc', 'refresh token rotated (old one consumed)'));
+  providerCallback = provider.callback();
+  log('oidc', `issuer ${issuer}; clients: ${clients.map((c) => c.client_id).join(', ')}; access-ttl ${flags['access-ttl']}s`);
+  announceReady(issuer);
+});
+server.on('error', (err) => fail(`listen failed: ${err.message}`, 1));
+onTerminate(server, 'oidc', { exitWithStdin: flags['exit-with-stdin'] });
