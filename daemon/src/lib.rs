@@ -12,6 +12,7 @@
 //! ```
 
 pub mod config;
+pub mod events;
 pub mod exchange;
 pub mod health;
 pub mod identity;
@@ -30,6 +31,7 @@ use tokio::net::UnixListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, DEFAULT_CONFIG_PATH, Env};
+use crate::events::Bus;
 use crate::ipc::Limits;
 use crate::store::{StateLock, Store, StoreError};
 
@@ -42,6 +44,8 @@ pub struct Daemon {
     config: RwLock<Arc<Config>>,
     env: Env,
     store: Store,
+    /// What happened, for hooks, metrics and logs.
+    pub events: Bus,
     _lock: StateLock,
 }
 
@@ -49,7 +53,13 @@ impl Daemon {
     /// Takes the state directory's lock and opens the database.
     pub fn open(config: Config, env: Env) -> Result<Daemon, StoreError> {
         let (store, lock) = Store::open(&config.state_dir)?;
-        Ok(Daemon { config: RwLock::new(Arc::new(config)), env, store, _lock: lock })
+        Ok(Daemon {
+            config: RwLock::new(Arc::new(config)),
+            env,
+            store,
+            events: Bus::default(),
+            _lock: lock,
+        })
     }
 
     /// The config in force now.

@@ -7,6 +7,7 @@ use mslink_proto::{
 };
 
 use crate::Daemon;
+use crate::events::Event;
 use crate::identity::{Caller, user_exists};
 use crate::store::StoreError;
 
@@ -90,6 +91,10 @@ pub async fn handle(
                 .map_err(internal)?;
             if let Some(request) = &reply.request {
                 tracing::info!(user = %request.user, updated = reply.updated, "integration requested");
+                daemon.events.emit(Event::Requested {
+                    user: request.user.clone(),
+                    message: request.message.clone(),
+                });
             }
             Ok(DaemonReply::Request(reply))
         }
@@ -113,6 +118,7 @@ pub async fn handle(
                     links = reply.links_affected,
                     "Microsoft integration toggled"
                 );
+                daemon.events.emit(Event::Integration { enabled: enable, by: caller.name.clone() });
             }
             Ok(DaemonReply::Toggle(reply))
         }
