@@ -9,6 +9,7 @@ use mslink_proto::{
 use crate::Daemon;
 use crate::events::Event;
 use crate::identity::{Caller, user_exists};
+use crate::interaction::Interaction;
 use crate::store::StoreError;
 
 /// How many audit entries `status` shows an admin.
@@ -22,6 +23,7 @@ pub async fn handle(
     caller: &Caller,
     act_as: Option<String>,
     command: CtlCommand,
+    _interaction: Interaction,
 ) -> Result<DaemonReply, WireError> {
     let subject = subject(caller, act_as).await?;
     let admin_group = daemon.config().admin_group.clone();

@@ -17,10 +17,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mslink_proto::{
-    ClientFrame, DaemonFrame, ErrorKind, FrameError, HEADER_LEN, MAX_CLIENT_FRAME,
+    ClientFrame, DaemonFrame, DaemonReply, ErrorKind, FrameError, HEADER_LEN, MAX_CLIENT_FRAME,
     MAX_DAEMON_FRAME, PROTOCOL_VERSION, WireError, decode, encode, frame_len,
 };
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Semaphore;
 use tokio::time::timeout;
@@ -31,6 +32,7 @@ pub use socket::{BindError, bind};
 
 use crate::Daemon;
 use crate::identity::{Caller, identify};
+use crate::interaction::{Interaction, InteractionPeer};
 
 /// Per-connection limits. The defaults suit production; tests shorten them.
 #[derive(Debug, Clone)]
@@ -110,7 +112,10 @@ async fn refuse(mut stream: UnixStream, error: WireError, write_timeout: Duratio
 }
 
 struct Connection {
-    stream: UnixStream,
+    reader: OwnedReadHalf,
+    writer: OwnedWriteHalf,
+    frames: FrameReader,
+    uid: Option<u32>,
     daemon: Arc<Daemon>,
     limits: Limits,
     shutdown: CancellationToken,
@@ -131,21 +136,23 @@ impl Connection {
         limits: Limits,
         shutdown: CancellationToken,
     ) -> Self {
-        Connection { stream, daemon, limits, shutdown }
+        let uid = match stream.peer_cred() {
+            Ok(cred) => Some(cred.uid()),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read peer credentials; closing");
+                None
+            }
+        };
+        let (reader, writer) = stream.into_split();
+        Connection { reader, writer, frames: FrameReader::default(), uid, daemon, limits, shutdown }
     }
 
     async fn run(mut self) {
-        let daemon = self.daemon.clone();
-        let uid = match self.stream.peer_cred() {
-            Ok(cred) => cred.uid(),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read peer credentials; closing");
-                return;
-            }
-        };
+        let Some(uid) = self.uid else { return };
         if let Err(stop) = self.handshake().await {
             return self.stop(stop).await;
         }
+        let daemon = self.daemon.clone();
         let config = daemon.config();
         let caller = match tokio::task::spawn_blocking(move || identify(uid, &config)).await {
             Ok(caller) => caller,
@@ -207,9 +214,12 @@ impl Connection {
             };
             let frame = match decode::<ClientFrame>(&body) {
                 Ok(ClientFrame::Command { act_as, command }) => {
-                    match handlers::handle(daemon, caller, act_as, command).await {
-                        Ok(reply) => DaemonFrame::Reply { reply },
-                        Err(error) => DaemonFrame::Failure { error },
+                    let (interaction, peer) = Interaction::pair();
+                    let work = handlers::handle(daemon, caller, act_as, command, interaction);
+                    match self.drive(work, peer).await {
+                        Ok(Ok(reply)) => DaemonFrame::Reply { reply },
+                        Ok(Err(error)) => DaemonFrame::Failure { error },
+                        Err(stop) => return stop,
                     }
                 }
                 Ok(ClientFrame::Hello { .. }) => {
@@ -234,8 +244,48 @@ impl Connection {
         }
     }
 
+    /// Runs one command to completion while relaying its progress to the client, pasted URLs
+    /// from the client, and cancellation when the client hangs up or the daemon stops. The
+    /// command always runs to its end (cancelled flows end promptly), so nothing is left half
+    /// done; `Err` means the client is gone and the result has nobody to go to.
+    async fn drive(
+        &mut self,
+        work: impl Future<Output = Result<DaemonReply, WireError>>,
+        mut peer: InteractionPeer,
+    ) -> Result<Result<DaemonReply, WireError>, Stop> {
+        let mut work = std::pin::pin!(work);
+        let mut client_gone = false;
+        loop {
+            tokio::select! {
+                result = &mut work => {
+                    return if client_gone { Err(Stop::Quiet) } else { Ok(result) };
+                }
+                () = self.shutdown.cancelled(), if !peer.cancel.is_cancelled() => peer.cancel.cancel(),
+                Some(event) = peer.events.recv() => {
+                    if !client_gone && self.send(&DaemonFrame::Progress { event }).await.is_err() {
+                        client_gone = true;
+                        peer.cancel.cancel();
+                    }
+                }
+                read = self.frames.next(&mut self.reader, MAX_CLIENT_FRAME), if !client_gone => {
+                    match read.map(|body| decode::<ClientFrame>(&body)) {
+                        Ok(Ok(ClientFrame::Paste { redirect_url })) => {
+                            let _ = peer.pasted.try_send(redirect_url);
+                        }
+                        Ok(_) => tracing::debug!("ignoring a frame sent while a command runs"),
+                        Err(_) => {
+                            // Ctrl-C at the ctl, or a broken client: stop the flow.
+                            client_gone = true;
+                            peer.cancel.cancel();
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     async fn read_frame(&mut self) -> Result<Vec<u8>, Stop> {
-        read_frame(&mut self.stream, MAX_CLIENT_FRAME).await.map_err(|e| match e {
+        self.frames.next(&mut self.reader, MAX_CLIENT_FRAME).await.map_err(|e| match e {
             FrameError::TooLarge { .. } | FrameError::Empty => Stop::Tell(
                 WireError::new(ErrorKind::Usage, format!("bad frame: {e}"))
                     .with_hint("this socket speaks the mslink protocol; use mslinkctl"),
@@ -253,7 +303,7 @@ impl Connection {
                 encode(&fallback, MAX_DAEMON_FRAME).map_err(|_| ())?
             }
         };
-        match timeout(self.limits.write_timeout, self.stream.write_all(&bytes)).await {
+        match timeout(self.limits.write_timeout, self.writer.write_all(&bytes)).await {
             Ok(Ok(())) => Ok(()),
             _ => Err(()),
         }
@@ -264,7 +314,7 @@ impl Connection {
             tracing::debug!(error = %error.message, "closing a connection");
             let _ = self.send(&DaemonFrame::Failure { error }).await;
         }
-        let _ = self.stream.shutdown().await;
+        let _ = self.writer.shutdown().await;
     }
 }
 
@@ -272,24 +322,59 @@ fn failure(kind: ErrorKind, message: &str) -> DaemonFrame {
     DaemonFrame::Failure { error: WireError::new(kind, message) }
 }
 
-/// Reads one frame body, checking the cap on the header before reading the body.
-async fn read_frame(
-    reader: &mut (impl AsyncRead + Unpin),
-    cap: usize,
-) -> Result<Vec<u8>, FrameError> {
-    let mut header = [0u8; HEADER_LEN];
-    let mut filled = 0;
-    while filled < HEADER_LEN {
-        match reader.read(&mut header[filled..]).await.map_err(FrameError::Io)? {
-            0 if filled == 0 => return Err(FrameError::Closed),
-            0 => return Err(FrameError::Truncated),
-            n => filled += n,
+/// Reads frames from a stream, keeping partial input between calls, so a pending `next` can be
+/// dropped by `select!` without losing bytes (it is cancel-safe). The size cap is checked as soon
+/// as the header is in, before the body is buffered.
+#[derive(Debug, Default)]
+struct FrameReader {
+    buf: Vec<u8>,
+}
+
+impl FrameReader {
+    async fn next(
+        &mut self,
+        reader: &mut (impl AsyncRead + Unpin),
+        cap: usize,
+    ) -> Result<Vec<u8>, FrameError> {
+        loop {
+            if let Some(header) = self.buf.first_chunk::<HEADER_LEN>() {
+                let len = frame_len(*header, cap)?;
+                if self.buf.len() >= HEADER_LEN + len {
+                    let body = self.buf[HEADER_LEN..HEADER_LEN + len].to_vec();
+                    self.buf.drain(..HEADER_LEN + len);
+                    return Ok(body);
+                }
+            }
+            // `read` is cancel-safe: if this future is dropped, no bytes were consumed.
+            let mut chunk = [0u8; 8192];
+            match reader.read(&mut chunk).await.map_err(FrameError::Io)? {
+                0 if self.buf.is_empty() => return Err(FrameError::Closed),
+                0 => return Err(FrameError::Truncated),
+                n => self.buf.extend_from_slice(&chunk[..n]),
+            }
         }
     }
-    let mut body = vec![0u8; frame_len(header, cap)?];
-    reader.read_exact(&mut body).await.map_err(|e| match e.kind() {
-        std::io::ErrorKind::UnexpectedEof => FrameError::Truncated,
-        _ => FrameError::Io(e),
-    })?;
-    Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_frame_reader_reassembles_frames_split_anywhere() {
+        let hello = ClientFrame::Hello { protocol_version: 1, client: "t".into() };
+        let mut bytes = encode(&hello, MAX_CLIENT_FRAME).unwrap();
+        bytes.extend(encode(&hello, MAX_CLIENT_FRAME).unwrap());
+        let (mut client, mut server) = tokio::io::duplex(3);
+        tokio::spawn(async move { client.write_all(&bytes).await });
+        let mut frames = FrameReader::default();
+        for _ in 0..2 {
+            let body = frames.next(&mut server, MAX_CLIENT_FRAME).await.unwrap();
+            assert_eq!(decode::<ClientFrame>(&body).unwrap(), hello);
+        }
+        assert!(matches!(
+            frames.next(&mut server, MAX_CLIENT_FRAME).await,
+            Err(FrameError::Closed)
+        ));
+    }
 }
