@@ -152,6 +152,11 @@ impl Client {
         }
     }
 
+    /// Sign-ins take as long as the person takes; the daemon bounds them, not the socket.
+    pub fn wait_without_timeout(&mut self) {
+        let _ = self.stream.set_read_timeout(None);
+    }
+
     fn exchange(&mut self, frame: &ClientFrame) -> Result<DaemonFrame, CtlError> {
         self.send(frame)?;
         self.receive()

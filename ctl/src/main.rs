@@ -2,17 +2,16 @@
 //! code SPEC §3 gives the outcome.
 
 mod client;
+mod connect;
 mod render;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use mslink_proto::{ConnectArgs, CtlCommand, Provider, SignInFlow};
+use mslink_proto::{CtlCommand, ErrorKind, Provider, SignInFlow, TokenResource};
 
-use crate::client::Client;
-#[cfg(test)]
-use crate::client::CtlError;
+use crate::client::{Client, CtlError};
 
 /// Link Microsoft mailboxes and calendars (Office365 and Exchange) to your organisation.
 ///
@@ -61,19 +60,58 @@ enum Command {
     Disable,
     /// Admins: re-read the daemon's config file (same as SIGHUP)
     Reload,
-    /// Link a mailbox
+    /// Link a mailbox (again after a password change or when status says needs_reauth)
     Connect {
         /// The mailbox address, e.g. alice@example.com
         email: String,
         /// Skip provider detection
         #[arg(long, value_enum)]
         provider: Option<ProviderArg>,
+        /// Office365: sign in on another device with a code (RFC 8628)
+        #[arg(long, conflicts_with = "paste")]
+        device_code: bool,
+        /// Office365: sign in in any browser, then paste the final URL back (remote machines)
+        #[arg(long)]
+        paste: bool,
+        /// Office365: print the sign-in URL without trying to open a browser
+        #[arg(long)]
+        no_browser: bool,
+        /// Exchange: the account name if it is not the address (DOMAIN\user or user@domain)
+        #[arg(long, value_name = "NAME")]
+        username: Option<String>,
+        /// Exchange: the server (mail.example.com) or the full EWS URL; default: Autodiscover
+        #[arg(long, value_name = "HOST|URL")]
+        server: Option<String>,
+        /// Exchange: read the password from the first line of standard input
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Check a link now and show the result
+    Check {
+        /// The linked mailbox address
+        email: String,
+    },
+    /// Print a fresh Office365 access token for your link (for mail tools such as mutt or isync)
+    Token {
+        /// The linked mailbox address
+        email: String,
+        /// Which API the token is for
+        #[arg(long, value_enum, default_value = "graph")]
+        resource: ResourceArg,
     },
     /// Remove a link and its stored secrets
     Disconnect {
         /// The linked mailbox address
         email: String,
     },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ResourceArg {
+    /// Microsoft Graph
+    Graph,
+    /// Exchange Web Services
+    Ews,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -100,30 +138,69 @@ fn main() -> ExitCode {
         return render::check(&socket, cli.user, all);
     }
     let command = match cli.command {
+        Command::Connect {
+            email,
+            provider,
+            device_code,
+            paste,
+            no_browser,
+            username,
+            server,
+            password_stdin,
+        } => {
+            let request = connect::Request {
+                email,
+                provider: provider.map(Provider::from),
+                flow: if device_code {
+                    SignInFlow::DeviceCode
+                } else if paste {
+                    SignInFlow::Paste
+                } else {
+                    SignInFlow::Browser
+                },
+                username,
+                server,
+                password_stdin,
+                open_browser: !no_browser,
+            };
+            // Ctrl-C closes the socket by ending the process; the daemon cancels the sign-in.
+            let _ = ctrlc::set_handler(|| {
+                eprintln!("\nmslinkctl: cancelled; nothing was linked");
+                std::process::exit(i32::from(ErrorKind::Timeout.exit_code()));
+            });
+            let outcome = Client::connect(&socket)
+                .and_then(|mut client| connect::run(&mut client, cli.user, request));
+            return finish(outcome, cli.json);
+        }
         Command::Status { all, check: _ } => CtlCommand::Status { all },
         Command::Request { message } => CtlCommand::Request { message },
         Command::Requests => CtlCommand::Requests,
         Command::Enable => CtlCommand::Enable,
         Command::Disable => CtlCommand::Disable,
         Command::Reload => CtlCommand::Reload,
-        Command::Connect { email, provider } => CtlCommand::Connect(ConnectArgs {
+        Command::Check { email } => CtlCommand::Check { email },
+        Command::Token { email, resource } => CtlCommand::Token {
             email,
-            provider: provider.map(Provider::from),
-            flow: SignInFlow::Browser,
-            username: None,
-            server: None,
-            password: None,
-        }),
+            resource: match resource {
+                ResourceArg::Graph => TokenResource::Graph,
+                ResourceArg::Ews => TokenResource::Ews,
+            },
+        },
         Command::Disconnect { email } => CtlCommand::Disconnect { email },
     };
     let outcome = Client::connect(&socket).and_then(|mut client| client.call(cli.user, command));
+    finish(outcome, cli.json)
+}
+
+/// Prints the outcome and turns it into the exit code.
+fn finish(outcome: Result<mslink_proto::DaemonReply, CtlError>, json: bool) -> ExitCode {
     match outcome {
         Ok(reply) => {
-            render::reply(&reply, cli.json);
+            render::reply(&reply, json);
             ExitCode::SUCCESS
         }
         Err(error) => {
-            render::error(&error, cli.json);
+            render::error(&error, json);
             ExitCode::from(error.exit_code())
         }
     }

@@ -1,0 +1,175 @@
+//! `mslinkctl connect`: gather what the provider needs (a password only for Exchange, never from
+//! a flag), send one command, and follow the daemon's progress: open the browser, show the device
+//! code with a countdown, or read the pasted redirect URL.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use mslink_proto::{
+    ClientFrame, ConnectArgs, ConnectEvent, CtlCommand, DaemonReply, ErrorKind, Provider,
+    Sensitive, SignInFlow, WireError,
+};
+
+use crate::client::{Client, CtlError};
+
+/// What the user asked for on the command line.
+#[derive(Debug)]
+pub struct Request {
+    pub email: String,
+    pub provider: Option<Provider>,
+    pub flow: SignInFlow,
+    pub username: Option<String>,
+    pub server: Option<String>,
+    pub password_stdin: bool,
+    pub open_browser: bool,
+}
+
+/// Runs the whole `connect` conversation.
+pub fn run(
+    client: &mut Client,
+    act_as: Option<String>,
+    request: Request,
+) -> Result<DaemonReply, CtlError> {
+    let password = match request.provider {
+        Some(Provider::Exchange) => Some(read_password(&request)?),
+        _ => None,
+    };
+    let args = ConnectArgs {
+        email: request.email.clone(),
+        provider: request.provider,
+        flow: request.flow,
+        username: request.username.clone(),
+        server: request.server.clone(),
+        password,
+    };
+    client.wait_without_timeout();
+    let mut countdown: Option<Countdown> = None;
+    let result = client.call_with_progress(act_as, CtlCommand::Connect(args), |event| {
+        if let Some(countdown) = countdown.take() {
+            countdown.stop();
+        }
+        match event {
+            ConnectEvent::Step { message } => eprintln!("… {message}"),
+            ConnectEvent::OpenBrowser { url } => {
+                eprintln!("Sign in with Microsoft in your browser:\n\n  {url}\n");
+                if request.open_browser {
+                    open_in_browser(url);
+                }
+                eprintln!("Waiting for the sign-in to finish (Ctrl-C cancels)…");
+            }
+            ConnectEvent::PasteRedirect { url } => {
+                eprintln!("Open this URL in a browser on any machine and sign in:\n\n  {url}\n");
+                eprintln!(
+                    "The browser then ends on a page that cannot load (http://localhost/…).\n\
+                     Copy that page's full address from the address bar and paste it here:"
+                );
+                let pasted = read_line()?;
+                return Ok(Some(ClientFrame::Paste {
+                    redirect_url: Sensitive::new(pasted.trim()),
+                }));
+            }
+            ConnectEvent::DeviceCode { verification_uri, user_code, expires_at } => {
+                eprintln!(
+                    "On any device, open {verification_uri} and enter the code:\n\n  {user_code}\n"
+                );
+                countdown = Some(Countdown::start(*expires_at));
+            }
+        }
+        Ok(None)
+    });
+    if let Some(countdown) = countdown {
+        countdown.stop();
+    }
+    result
+}
+
+fn read_password(request: &Request) -> Result<Sensitive, CtlError> {
+    let password = if request.password_stdin {
+        read_line()?.trim_end_matches(['\r', '\n']).to_owned()
+    } else {
+        if !std::io::stdin().is_terminal() {
+            return Err(usage(
+                "no terminal to ask for the password on",
+                "pipe it in with --password-stdin",
+            ));
+        }
+        let account = request.username.as_deref().unwrap_or(&request.email);
+        rpassword::prompt_password(format!("Password for {account}: "))
+            .map_err(|e| usage(&format!("cannot read the password: {e}"), "use --password-stdin"))?
+    };
+    if password.is_empty() {
+        return Err(usage("the password is empty", "type the mailbox password"));
+    }
+    Ok(Sensitive::new(password))
+}
+
+fn read_line() -> Result<String, CtlError> {
+    let mut line = String::new();
+    match std::io::stdin().lock().read_line(&mut line) {
+        Ok(0) => Err(usage("standard input ended before a line was read", "provide the input")),
+        Ok(_) => Ok(line),
+        Err(e) => Err(usage(&format!("cannot read standard input: {e}"), "provide the input")),
+    }
+}
+
+fn usage(message: &str, hint: &str) -> CtlError {
+    CtlError::Daemon(WireError::new(ErrorKind::Usage, message).with_hint(hint))
+}
+
+/// Opens `url` with `xdg-open` when there is a display; printing it is always enough.
+fn open_in_browser(url: &str) {
+    let display =
+        std::env::var_os("DISPLAY").is_some() || std::env::var_os("WAYLAND_DISPLAY").is_some();
+    if display {
+        let _ = std::process::Command::new("xdg-open")
+            .arg(url)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn();
+    }
+}
+
+/// A live "expires in MM:SS" line on a terminal while the user signs in elsewhere.
+struct Countdown {
+    done: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Countdown {
+    fn start(expires_at: i64) -> Countdown {
+        let done = Arc::new(AtomicBool::new(false));
+        let thread = std::io::stderr().is_terminal().then(|| {
+            let done = done.clone();
+            std::thread::spawn(move || {
+                while !done.load(Ordering::Relaxed) {
+                    let now = SystemTime::now()
+                        .duration_since(UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs() as i64);
+                    let left = (expires_at - now).max(0);
+                    eprint!(
+                        "\r  waiting for you to sign in; the code expires in {:02}:{:02} ",
+                        left / 60,
+                        left % 60
+                    );
+                    let _ = std::io::stderr().flush();
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+                eprintln!();
+            })
+        });
+        if thread.is_none() {
+            eprintln!("Waiting for you to sign in (Ctrl-C cancels)…");
+        }
+        Countdown { done, thread }
+    }
+
+    fn stop(mut self) {
+        self.done.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
