@@ -12,6 +12,7 @@
 //! ```
 
 pub mod config;
+pub mod dns;
 pub mod exchange;
 pub mod health;
 pub mod identity;
