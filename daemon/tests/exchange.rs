@@ -324,6 +324,31 @@ async fn the_auth_order_comes_from_the_config() {
 }
 
 #[tokio::test]
+async fn ntlm_is_wrapped_in_negotiate_when_that_is_all_the_server_offers() {
+    let pki = Pki::new();
+    let fake =
+        Fake::start(&pki, 0, None, &["--auth", "negotiate", "--channel-binding", "require"]).await;
+    let config =
+        config(&["ntlm", "basic"], Some(&pki.ca()), &[("mail.contoso.test", fake.ip)], &[]);
+    let server = format!("mail.contoso.test:{}", fake.https_port);
+    let result = link(
+        &config,
+        "alice@contoso.test",
+        Some("CONTOSO\\alice"),
+        &alice_password(),
+        Some(&server),
+    )
+    .await;
+    let log = fake.log().await;
+    let (endpoint, _) = result.unwrap_or_else(|e| panic!("{e}: {log:#?}"));
+    assert_eq!(endpoint.auth, ExchangeAuth::Ntlm);
+    let report = exchange::check(&config, &endpoint, &alice_password()).await.unwrap();
+    assert_eq!(report.inbox_unread, Some(3));
+    let log = fake.log().await;
+    assert!(log.iter().any(|e| e["auth_via"] == "Negotiate" && e["status"] == 200), "{log:#?}");
+}
+
+#[tokio::test]
 async fn follows_a_redirect_addr_chain_and_stops_a_loop() {
     let pki = Pki::new();
     let fake = Fake::start(

@@ -252,23 +252,45 @@ impl<'a> Session<'a> {
                 send(request(Some(header)), &server).await?.0
             }
             ExchangeAuth::Ntlm => {
-                let label = if negotiate_header { "Negotiate" } else { "NTLM" };
                 let ntlm_error = |e: super::ntlm::NtlmError| ExchangeError::Ntlm {
                     server: server.clone(),
                     detail: e.to_string(),
                 };
-                let mut ntlm =
-                    NtlmClient::new(self.credentials.username, self.credentials.password)
-                        .map_err(ntlm_error)?;
-                let type1 = ntlm.negotiate().map_err(ntlm_error)?;
-                let header = HeaderValue::from_str(&format!("{label} {}", BASE64.encode(type1)))
-                    .map_err(|_| ExchangeError::Internal { detail: "bad NTLM header".into() })?;
-                let (reply, cert) = send(request(Some(header)), &server).await?;
-                if reply.status != StatusCode::UNAUTHORIZED {
-                    // An already-authenticated connection, or a server error: the caller decides.
-                    return Ok(reply);
-                }
-                let Some(challenge) = ntlm_challenge(&reply.headers) else {
+                // A stored scheme starts with `NTLM`; a server that offers only `Negotiate`
+                // refuses that label with its bare offers, and gets raw NTLM inside `Negotiate`.
+                let mut label = if negotiate_header { "Negotiate" } else { "NTLM" };
+                let (mut ntlm, challenge, cert) = loop {
+                    let mut ntlm =
+                        NtlmClient::new(self.credentials.username, self.credentials.password)
+                            .map_err(ntlm_error)?;
+                    let type1 = ntlm.negotiate().map_err(ntlm_error)?;
+                    let header =
+                        HeaderValue::from_str(&format!("{label} {}", BASE64.encode(type1)))
+                            .map_err(|_| ExchangeError::Internal {
+                                detail: "bad NTLM header".into(),
+                            })?;
+                    let (reply, cert) = send(request(Some(header)), &server).await?;
+                    if reply.status != StatusCode::UNAUTHORIZED {
+                        // An already-authenticated connection, or a server error: the caller
+                        // decides.
+                        return Ok(reply);
+                    }
+                    if let Some(challenge) = ntlm_challenge(&reply.headers) {
+                        break (ntlm, challenge, cert);
+                    }
+                    let offers = Offers::from_headers(&reply.headers);
+                    if label == "NTLM" && offers.negotiate && !offers.ntlm {
+                        label = "Negotiate";
+                        continue;
+                    }
+                    if !(offers.ntlm || offers.negotiate) {
+                        return Err(ExchangeError::NoSuitableAuth {
+                            server,
+                            offered: offers.names,
+                            allowed: self.allowed.clone(),
+                            https,
+                        });
+                    }
                     return Err(ExchangeError::Ntlm {
                         server,
                         detail: "the server answered the NTLM negotiation without a challenge"
