@@ -127,11 +127,21 @@ pub struct Exchange {
 }
 
 /// An authentication scheme for on-premises EWS.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ExchangeAuth {
     Ntlm,
     Basic,
+}
+
+impl ExchangeAuth {
+    /// The name used in the config and shown in status.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExchangeAuth::Ntlm => "ntlm",
+            ExchangeAuth::Basic => "basic",
+        }
+    }
 }
 
 /// `[network]`.

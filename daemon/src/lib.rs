@@ -13,6 +13,7 @@
 
 pub mod config;
 pub mod events;
+pub mod dns;
 pub mod exchange;
 pub mod health;
 pub mod identity;

@@ -1,4 +1,441 @@
 //! On-premises Exchange through EWS: Autodiscover, authentication (NTLM, Basic) and checks.
+//!
+//! ```text
+//!   link:  --server URL/host ─┐
+//!          Autodiscover ──────┴─▶ EWS URL ─▶ GetFolder(inbox, calendar) with auth ─▶ ExchangeEndpoint
+//!   check: ExchangeEndpoint + stored password ─▶ GetFolder with the recorded scheme ─▶ CheckReport
+//!   errors: ExchangeError ─failure()─▶ degraded / needs_reauth / blocked (SPEC §4)
+//!                         ─wire_error()─▶ what `connect` prints (exit 7 for rejected credentials)
+//! ```
+//!
+//! `autodiscover` and `ews` are pure parsers; `client` does authenticated HTTP (NTLM via `ntlm`,
+//! Basic); `discover` walks the Autodiscover candidates.
 
 pub mod autodiscover;
+pub mod client;
+pub mod discover;
 pub mod ews;
+pub mod ntlm;
+
+use std::time::Duration;
+
+use mslink_proto::{ErrorKind, Sensitive, WireError};
+use url::Url;
+
+use crate::config::{Config, ExchangeAuth};
+use crate::health::{Actor, CheckReport, Failure};
+use crate::interaction::Interaction;
+use crate::net::{self, HttpOptions};
+use client::{Credentials, Session, host_of, is_loopback};
+use ews::{DistinguishedFolder, EwsXmlError};
+
+/// The schema version asked for: understood by Exchange 2010 SP2 and every later version.
+pub const REQUEST_SERVER_VERSION: &str = "Exchange2010_SP2";
+
+/// Whole-request timeout for EWS and Autodiscover requests.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Non-secret facts stored with an Exchange link.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ExchangeEndpoint {
+    pub ews_url: String,
+    pub auth: ExchangeAuth,
+    pub username: String,
+    pub server_version: Option<String>,
+}
+
+/// What the user typed at `connect`.
+pub struct Login<'a> {
+    pub email: &'a str,
+    /// `DOMAIN\user` or a UPN; `None`: the email.
+    pub username: Option<&'a str>,
+    pub password: &'a Sensitive,
+    /// `--server`: a host name (`mail.example.com`) or a full EWS URL.
+    pub server: Option<&'a str>,
+}
+
+impl std::fmt::Debug for Login<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Login")
+            .field("email", &self.email)
+            .field("username", &self.username)
+            .field("server", &self.server)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why linking or checking an Exchange mailbox failed. No variant carries a secret.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ExchangeError {
+    #[error("`{value}` is not a usable Exchange server: {why}")]
+    InvalidServer { value: String, why: String },
+    #[error("`{email}` is not an e-mail address")]
+    InvalidAddress { email: String },
+    #[error("refusing to send credentials to {url}: only https:// is allowed")]
+    InsecureUrl { url: String },
+    #[error("{detail}")]
+    Config { detail: String },
+    #[error("cannot verify the TLS certificate of {server}")]
+    Certificate { server: String },
+    #[error("{server} did not answer in time")]
+    Timeout { server: String },
+    #[error("cannot reach {server}: {detail}")]
+    Network { server: String, detail: String },
+    #[error("{server} answered HTTP {status}")]
+    Http { server: String, status: u16, retry_after: Option<Duration> },
+    #[error("{server} rejected the credentials of {username} ({})", scheme.as_str())]
+    Rejected { server: String, username: String, scheme: ExchangeAuth },
+    #[error(
+        "{server} offers {} but `[exchange] auth` allows {}{}",
+        if offered.is_empty() { "no authentication scheme".to_owned() } else { offered.join(", ") },
+        allowed.iter().map(|a| a.as_str()).collect::<Vec<_>>().join(", "),
+        if *https { "" } else { " (basic only over https)" }
+    )]
+    NoSuitableAuth { server: String, offered: Vec<String>, allowed: Vec<ExchangeAuth>, https: bool },
+    #[error("NTLM sign-in to {server} failed: {detail}")]
+    Ntlm { server: String, detail: String },
+    #[error("unexpected answer from {server}: {detail}")]
+    Protocol { server: String, detail: String },
+    #[error("EWS error {code}{}", if message.is_empty() { String::new() } else { format!(": {message}") })]
+    Ews { server: String, code: String, message: String, back_off: Option<Duration> },
+    #[error("Autodiscover found no EWS URL for {domain} (tried: {})", tried.join("; "))]
+    NotDiscovered { domain: String, tried: Vec<String> },
+    #[error("Autodiscover for {domain} redirected more than {} times", discover::MAX_REDIRECTS)]
+    TooManyRedirects { domain: String },
+    #[error("{email} is an Exchange Online (Office365) mailbox")]
+    ExchangeOnline { email: String },
+    #[error("cancelled")]
+    Cancelled,
+    #[error("internal error: {detail}")]
+    Internal { detail: String },
+}
+
+const CA_HINT: &str = "if the server uses an internal CA, add that CA certificate to `[network] ca_file` in mslinkd.toml and run `mslinkctl reload`";
+
+impl ExchangeError {
+    /// What a background check records (SPEC §4).
+    pub fn failure(&self) -> Failure {
+        let reason = self.to_string();
+        match self {
+            ExchangeError::Rejected { .. } => Failure::reauth(reason),
+            ExchangeError::Timeout { .. }
+            | ExchangeError::Network { .. }
+            | ExchangeError::Protocol { .. }
+            | ExchangeError::Cancelled => Failure::transient(reason),
+            ExchangeError::Http { status, retry_after, .. } => {
+                if *status >= 500 || *status == 408 || *status == 429 {
+                    Failure::transient(reason).retry_after(*retry_after)
+                } else {
+                    Failure::blocked(reason, Actor::TenantAdmin)
+                }
+            }
+            ExchangeError::Certificate { .. } => {
+                Failure::blocked(format!("{reason}; {CA_HINT}"), Actor::Operator)
+            }
+            ExchangeError::Ews { code, back_off, .. } => match ews::classify(code) {
+                ews::ErrorClass::Transient => Failure::transient(reason).retry_after(*back_off),
+                ews::ErrorClass::Reauth => Failure::reauth(reason),
+                ews::ErrorClass::Blocked => Failure::blocked(reason, Actor::TenantAdmin),
+                ews::ErrorClass::Other => Failure::blocked(reason, Actor::Operator),
+            },
+            ExchangeError::NoSuitableAuth { .. }
+            | ExchangeError::Config { .. }
+            | ExchangeError::Internal { .. } => Failure::blocked(reason, Actor::Operator),
+            ExchangeError::Ntlm { .. } | ExchangeError::TooManyRedirects { .. } => {
+                Failure::blocked(reason, Actor::TenantAdmin)
+            }
+            ExchangeError::InvalidServer { .. }
+            | ExchangeError::InvalidAddress { .. }
+            | ExchangeError::InsecureUrl { .. }
+            | ExchangeError::NotDiscovered { .. }
+            | ExchangeError::ExchangeOnline { .. } => Failure::blocked(reason, Actor::User),
+        }
+    }
+
+    /// True when retrying later may succeed.
+    pub fn is_transient(&self) -> bool {
+        self.failure().is_transient()
+    }
+
+    /// What `connect` reports.
+    pub fn wire_error(&self) -> WireError {
+        let message = self.to_string();
+        match self {
+            ExchangeError::Rejected { .. } => WireError::new(ErrorKind::AuthRejected, message)
+                .with_hint("check the password (and `--username DOMAIN\\user` if the Exchange login is not the e-mail address), then run `mslinkctl connect` again"),
+            ExchangeError::Timeout { .. } => WireError::new(ErrorKind::Timeout, message)
+                .with_hint("check that the server is reachable from the mslink host, then try again"),
+            ExchangeError::Cancelled => WireError::new(ErrorKind::Timeout, message),
+            ExchangeError::Certificate { .. } => {
+                WireError::new(ErrorKind::Failed, message).with_hint(CA_HINT)
+            }
+            ExchangeError::InvalidServer { .. } | ExchangeError::InvalidAddress { .. } => {
+                WireError::new(ErrorKind::Usage, message)
+                    .with_hint("pass `--server mail.example.com` or `--server https://mail.example.com/EWS/Exchange.asmx`")
+            }
+            ExchangeError::NotDiscovered { .. } | ExchangeError::TooManyRedirects { .. } => {
+                WireError::new(ErrorKind::Failed, message)
+                    .with_hint("name the server with `--server mail.example.com` (ask your Exchange admin for its name)")
+            }
+            ExchangeError::ExchangeOnline { .. } => WireError::new(ErrorKind::Failed, message)
+                .with_hint("connect it with `--provider office365`"),
+            _ => {
+                let failure = self.failure();
+                let hint = if failure.is_transient() {
+                    "this looks temporary: try again in a few minutes".to_owned()
+                } else {
+                    format!("to fix: {}", failure.actor.as_str())
+                };
+                WireError::new(ErrorKind::Failed, message).with_hint(hint)
+            }
+        }
+    }
+}
+
+/// The EWS URL named by `--server`: a host (`mail.example.com`, maybe with `:port`) or a full URL.
+/// Only https, or http to a loopback address.
+pub fn server_url(server: &str) -> Result<Url, ExchangeError> {
+    let invalid =
+        |why: &str| ExchangeError::InvalidServer { value: server.to_owned(), why: why.to_owned() };
+    let text = server.trim();
+    let url = if text.contains("://") {
+        Url::parse(text).map_err(|e| invalid(&e.to_string()))?
+    } else {
+        if text.is_empty() || text.contains(['/', '?', '#', '@', ' ']) {
+            return Err(invalid("give a host name like mail.example.com or a full https:// URL"));
+        }
+        Url::parse(&format!("https://{text}/EWS/Exchange.asmx"))
+            .map_err(|e| invalid(&e.to_string()))?
+    };
+    match url.scheme() {
+        "https" if url.host().is_some() => Ok(url),
+        "http" if is_loopback(&url) => Ok(url),
+        "http" => Err(invalid("EWS needs https:// (the password must not travel in clear text)")),
+        _ => Err(invalid("use an https:// URL")),
+    }
+}
+
+fn client(config: &Config) -> Result<reqwest::Client, ExchangeError> {
+    net::client(
+        &config.network,
+        HttpOptions { timeout: REQUEST_TIMEOUT, connection_oriented_auth: true },
+    )
+    .map_err(|e| ExchangeError::Config { detail: e.to_string() })
+}
+
+/// connect: find the EWS URL (--server or Autodiscover), authenticate, first check.
+#[tracing::instrument(skip_all, fields(email = %login.email))]
+pub async fn link(
+    config: &Config,
+    login: Login<'_>,
+    interaction: &Interaction,
+) -> Result<(ExchangeEndpoint, CheckReport), ExchangeError> {
+    tokio::select! {
+        () = interaction.cancelled() => Err(ExchangeError::Cancelled),
+        result = link_inner(config, login, interaction) => result,
+    }
+}
+
+async fn link_inner(
+    config: &Config,
+    login: Login<'_>,
+    interaction: &Interaction,
+) -> Result<(ExchangeEndpoint, CheckReport), ExchangeError> {
+    let username = login.username.map(str::trim).filter(|u| !u.is_empty()).unwrap_or(login.email);
+    let explicit = login.server.map(server_url).transpose()?;
+    let credentials = Credentials { username, password: login.password };
+    let mut session = Session::new(client(config)?, credentials, config.exchange.auth.clone());
+    let ews_url = match explicit {
+        Some(url) => url,
+        None => {
+            let domain = discover::domain_of(login.email)
+                .ok_or_else(|| ExchangeError::InvalidAddress { email: login.email.to_owned() })?;
+            interaction.step(format!("Looking up the Exchange server for {domain}")).await;
+            discover::discover(config, &mut session, login.email, interaction).await?.ews_url
+        }
+    };
+    interaction.step(format!("Checking the mailbox through EWS at {}", host_of(&ews_url))).await;
+    let report = get_folders(&mut session, &ews_url).await?;
+    let auth = session.scheme.ok_or_else(|| ExchangeError::Internal {
+        detail: "EWS answered without authentication".into(),
+    })?;
+    tracing::info!(ews_url = %ews_url, auth = auth.as_str(), "Exchange mailbox linked");
+    let endpoint = ExchangeEndpoint {
+        ews_url: ews_url.to_string(),
+        auth,
+        username: username.to_owned(),
+        server_version: report.server_version.clone(),
+    };
+    Ok((endpoint, report))
+}
+
+/// background check with the stored password.
+#[tracing::instrument(skip_all, fields(ews_url = %endpoint.ews_url))]
+pub async fn check(
+    config: &Config,
+    endpoint: &ExchangeEndpoint,
+    password: &Sensitive,
+) -> Result<CheckReport, ExchangeError> {
+    let url = server_url(&endpoint.ews_url)?;
+    let credentials = Credentials { username: &endpoint.username, password };
+    let mut session = Session::new(client(config)?, credentials, vec![endpoint.auth]);
+    session.scheme = Some(endpoint.auth);
+    get_folders(&mut session, &url).await
+}
+
+/// EWS GetFolder for inbox and calendar.
+async fn get_folders(session: &mut Session<'_>, url: &Url) -> Result<CheckReport, ExchangeError> {
+    let server = host_of(url);
+    let body = ews::get_folder_request(
+        &[DistinguishedFolder::Inbox, DistinguishedFolder::Calendar],
+        REQUEST_SERVER_VERSION,
+    );
+    let reply = session.post_xml(url, &body).await?;
+    let is_xml = reply
+        .headers
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("xml"));
+    let soap_fault = reply.status.as_u16() == 500 && is_xml;
+    if !(reply.status.is_success() || soap_fault) {
+        return Err(ExchangeError::Http {
+            server,
+            status: reply.status.as_u16(),
+            retry_after: reply.retry_after(),
+        });
+    }
+    let response = match ews::parse_get_folder_response(&reply.body) {
+        Ok(response) => response,
+        Err(EwsXmlError::Fault(fault)) => {
+            return Err(ExchangeError::Ews {
+                server,
+                code: fault.response_code,
+                message: fault.message.unwrap_or(fault.fault_string),
+                back_off: fault.back_off_ms.map(Duration::from_millis),
+            });
+        }
+        Err(e) => return Err(ExchangeError::Protocol { server, detail: e.to_string() }),
+    };
+    let mut messages = response.messages.into_iter();
+    let inbox = match messages.next() {
+        Some(Ok(folder)) => folder,
+        Some(Err(error)) => {
+            return Err(ExchangeError::Ews {
+                server,
+                code: error.response_code,
+                message: error.message_text,
+                back_off: error.back_off_ms.map(Duration::from_millis),
+            });
+        }
+        None => {
+            return Err(ExchangeError::Protocol {
+                server,
+                detail: "GetFolder returned no folders".into(),
+            });
+        }
+    };
+    let calendar_ok = match messages.next() {
+        Some(Ok(_)) => true,
+        Some(Err(error)) if error.error_class() == ews::ErrorClass::Transient => {
+            return Err(ExchangeError::Ews {
+                server,
+                code: error.response_code,
+                message: error.message_text,
+                back_off: error.back_off_ms.map(Duration::from_millis),
+            });
+        }
+        Some(Err(error)) => {
+            tracing::warn!(server = %server, code = %error.response_code, "calendar not reachable");
+            false
+        }
+        None => false,
+    };
+    Ok(CheckReport {
+        inbox_total: inbox.total_count,
+        inbox_unread: inbox.unread_count,
+        calendar_ok,
+        server_version: response.server_version.map(|v| match v.version {
+            Some(schema) => {
+                format!("{}.{}.{}.{} ({schema})", v.major, v.minor, v.major_build, v.minor_build)
+            }
+            None => format!("{}.{}.{}.{}", v.major, v.minor, v.major_build, v.minor_build),
+        }),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_host_means_the_standard_ews_path() {
+        assert_eq!(
+            server_url("mail.example.com").unwrap().as_str(),
+            "https://mail.example.com/EWS/Exchange.asmx"
+        );
+        assert_eq!(
+            server_url("mail.example.com:8443").unwrap().as_str(),
+            "https://mail.example.com:8443/EWS/Exchange.asmx"
+        );
+        assert_eq!(
+            server_url("https://ews.example.com/custom/ews.asmx").unwrap().as_str(),
+            "https://ews.example.com/custom/ews.asmx"
+        );
+    }
+
+    #[test]
+    fn plain_http_is_refused_except_to_loopback() {
+        assert!(matches!(
+            server_url("http://mail.example.com/EWS/Exchange.asmx"),
+            Err(ExchangeError::InvalidServer { .. })
+        ));
+        assert!(server_url("http://127.0.0.1:8080/EWS/Exchange.asmx").is_ok());
+        assert!(server_url("ftp://mail.example.com").is_err());
+        assert!(server_url("mail.example.com/ews").is_err());
+    }
+
+    #[test]
+    fn failures_map_to_link_states() {
+        use mslink_proto::LinkState;
+        let rejected = ExchangeError::Rejected {
+            server: "m".into(),
+            username: "u".into(),
+            scheme: ExchangeAuth::Ntlm,
+        };
+        assert_eq!(rejected.failure().state, LinkState::NeedsReauth);
+        assert_eq!(rejected.wire_error().kind, ErrorKind::AuthRejected);
+        let busy = ExchangeError::Ews {
+            server: "m".into(),
+            code: "ErrorServerBusy".into(),
+            message: String::new(),
+            back_off: Some(Duration::from_millis(1500)),
+        };
+        assert_eq!(busy.failure().state, LinkState::Degraded);
+        assert_eq!(busy.failure().retry_after, Some(Duration::from_millis(1500)));
+        let gone = ExchangeError::Ews {
+            server: "m".into(),
+            code: "ErrorNonExistentMailbox".into(),
+            message: String::new(),
+            back_off: None,
+        };
+        assert_eq!(gone.failure().state, LinkState::Blocked);
+        assert!(gone.failure().reason.contains("ErrorNonExistentMailbox"));
+        let cert = ExchangeError::Certificate { server: "mail.x".into() };
+        assert_eq!(cert.failure().actor, Actor::Operator);
+        assert!(cert.wire_error().hint.unwrap().contains("[network] ca_file"));
+        let unavailable = ExchangeError::Http {
+            server: "m".into(),
+            status: 503,
+            retry_after: Some(Duration::from_secs(7)),
+        };
+        assert!(unavailable.is_transient());
+        assert_eq!(unavailable.failure().retry_after, Some(Duration::from_secs(7)));
+    }
+
+    #[test]
+    fn the_password_never_reaches_debug_output() {
+        let password = Sensitive::new("hunter2");
+        let login = Login { email: "a@b.c", username: None, password: &password, server: None };
+        assert!(!format!("{login:?}").contains("hunter2"));
+    }
+}

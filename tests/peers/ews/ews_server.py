@@ -20,6 +20,7 @@ See README.md next to this file. Never expose this server beyond 127.0.0.1.
 """
 
 import argparse
+import ipaddress
 import base64
 import binascii
 import datetime
@@ -1239,6 +1240,8 @@ def change_key(email, name):
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description="Fake Exchange EWS + Autodiscover server (TEST ONLY, 127.0.0.1).")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="loopback address to listen on (127.0.0.0/8 only), e.g. 127.0.0.7 to use port 443 per test")
     p.add_argument("--port", type=int, default=0, help="HTTPS port (0 = pick a free port)")
     p.add_argument("--http-port", type=int, default=None,
                    help="also listen on plain HTTP (0 = free port) for the Autodiscover HTTP redirect method")
@@ -1299,6 +1302,8 @@ def main(argv=None):
     if not args.ntlm_dns_domain:
         args.ntlm_dns_domain = next((u.dns_domain for u in users.values() if u.dns_domain), "contoso.test")
 
+    if not ipaddress.ip_address(args.host).is_loopback or ipaddress.ip_address(args.host).version != 4:
+        raise SystemExit("--host must be an IPv4 loopback address (127.0.0.0/8)")
     STATE = State(args, users)
 
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -1317,7 +1322,7 @@ def main(argv=None):
     ctx.sni_callback = sni_cb
     STATE.channel_bindings = tls_server_end_point(args.cert)
 
-    https = Server(("127.0.0.1", args.port), EwsHandler, ctx)
+    https = Server((args.host, args.port), EwsHandler, ctx)
     port = https.server_address[1]
     args.https_port = port
     fmt = lambda s: s.replace("{port}", str(port))
@@ -1339,11 +1344,11 @@ def main(argv=None):
     args.redirect_url = pairs(args.redirect_url, "--redirect-url")
 
     servers = [https]
-    ready = "READY https://127.0.0.1:%d" % port
+    ready = "READY https://%s:%d" % (args.host, port)
     if args.http_port is not None:
-        http = Server(("127.0.0.1", args.http_port), RedirectHandler, None)
+        http = Server((args.host, args.http_port), RedirectHandler, None)
         servers.append(http)
-        ready += " http://127.0.0.1:%d" % http.server_address[1]
+        ready += " http://%s:%d" % (args.host, http.server_address[1])
 
     stop = threading.Event()
 

@@ -1,0 +1,343 @@
+//! Authenticated HTTP for EWS and Autodiscover: one POST, with whatever handshake the server
+//! asks for.
+//!
+//! ```text
+//!  scheme unknown ─POST (no credentials)─▶ 401 + WWW-Authenticate offers ─choose([exchange] auth)─┐
+//!  scheme known ──────────────────────────────────────────────────────────────────────────────────┤
+//!     ┌──────────────────────────────────────────────────────────────────────────────────────────┘
+//!     ├─ ntlm:  POST NTLM type 1 ─▶ 401 + challenge ─▶ POST NTLM type 3 (same connection) ─▶ reply
+//!     └─ basic: POST Basic user:password (HTTPS only) ─▶ reply
+//!  401 after credentials ─▶ ExchangeError::Rejected (never retried: no account lockouts)
+//! ```
+//!
+//! Credentials go only to `https://` URLs (reqwest always verifies the certificate; a failed
+//! verification ends the request before anything is sent), or NTLM to a loopback `http://` URL
+//! for tests: an NTLM exchange never carries the password itself.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use mslink_proto::Sensitive;
+use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderValue, WWW_AUTHENTICATE};
+use reqwest::{Method, StatusCode};
+use url::Url;
+
+use super::ExchangeError;
+use super::ntlm::NtlmClient;
+use crate::config::ExchangeAuth;
+use crate::net;
+
+/// Most bytes read from any response body.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// A response, read whole (bounded).
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    /// `Retry-After` in seconds, if given in that form.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        let value = self.headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+        value.trim().parse().ok().map(std::time::Duration::from_secs)
+    }
+}
+
+/// Who signs in.
+pub struct Credentials<'a> {
+    pub username: &'a str,
+    pub password: &'a Sensitive,
+}
+
+impl std::fmt::Debug for Credentials<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials").field("username", &self.username).finish_non_exhaustive()
+    }
+}
+
+/// An HTTP client plus credentials, remembering the scheme that worked.
+#[derive(Debug)]
+pub struct Session<'a> {
+    client: reqwest::Client,
+    credentials: Credentials<'a>,
+    allowed: Vec<ExchangeAuth>,
+    /// The scheme that last succeeded (or the stored one, for checks).
+    pub scheme: Option<ExchangeAuth>,
+}
+
+/// The host of `url`, for messages.
+pub fn host_of(url: &Url) -> String {
+    match url.port() {
+        Some(port) => format!("{}:{port}", url.host_str().unwrap_or("?")),
+        None => url.host_str().unwrap_or("?").to_owned(),
+    }
+}
+
+/// True for `http://` URLs to a loopback address (tests).
+pub fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(host)) => host.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    }
+}
+
+/// Maps a transport failure to an error naming `server`.
+pub fn transport_error(server: &str, error: &reqwest::Error) -> ExchangeError {
+    if net::is_certificate_error(error) {
+        ExchangeError::Certificate { server: server.to_owned() }
+    } else if error.is_timeout() {
+        ExchangeError::Timeout { server: server.to_owned() }
+    } else {
+        let mut detail = String::new();
+        let mut source: Option<&dyn std::error::Error> = std::error::Error::source(error);
+        while let Some(e) = source {
+            detail = e.to_string();
+            source = e.source();
+        }
+        if detail.is_empty() {
+            detail = error.to_string();
+        }
+        ExchangeError::Network { server: server.to_owned(), detail }
+    }
+}
+
+/// Sends one request and reads the reply (bounded); also returns the TLS peer certificate.
+pub async fn send(
+    request: reqwest::RequestBuilder,
+    server: &str,
+) -> Result<(Reply, Option<Vec<u8>>), ExchangeError> {
+    let mut response = request.send().await.map_err(|e| transport_error(server, &e))?;
+    let cert = response
+        .extensions()
+        .get::<reqwest::tls::TlsInfo>()
+        .and_then(|info| info.peer_certificate())
+        .map(<[u8]>::to_vec);
+    let status = response.status();
+    let headers = response.headers().clone();
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| transport_error(server, &e))? {
+        if body.len() + chunk.len() > MAX_BODY_BYTES {
+            return Err(ExchangeError::Protocol {
+                server: server.to_owned(),
+                detail: format!("the response is larger than {MAX_BODY_BYTES} bytes"),
+            });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((Reply { status, headers, body }, cert))
+}
+
+/// What a server offers in `WWW-Authenticate`.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Offers {
+    pub ntlm: bool,
+    pub negotiate: bool,
+    pub basic: bool,
+    /// Every scheme name seen, for messages.
+    pub names: Vec<String>,
+}
+
+impl Offers {
+    /// Reads every `WWW-Authenticate` header (one scheme each, or comma-joined bare schemes).
+    pub fn from_headers(headers: &HeaderMap) -> Offers {
+        let mut offers = Offers::default();
+        for value in headers.get_all(WWW_AUTHENTICATE) {
+            let Ok(text) = value.to_str() else { continue };
+            for piece in text.split(',') {
+                let Some(scheme) = piece.split_whitespace().next() else { continue };
+                if scheme.contains('=') {
+                    continue; // a parameter of the previous scheme, e.g. `charset="UTF-8"`
+                }
+                match scheme.to_ascii_lowercase().as_str() {
+                    "ntlm" => offers.ntlm = true,
+                    "negotiate" => offers.negotiate = true,
+                    "basic" => offers.basic = true,
+                    _ => {}
+                }
+                if !offers.names.iter().any(|n| n.eq_ignore_ascii_case(scheme)) {
+                    offers.names.push(scheme.to_owned());
+                }
+            }
+        }
+        offers
+    }
+}
+
+/// The token of the first `WWW-Authenticate: NTLM <token>` / `Negotiate <token>` header.
+fn ntlm_challenge(headers: &HeaderMap) -> Option<Vec<u8>> {
+    headers.get_all(WWW_AUTHENTICATE).iter().find_map(|value| {
+        let text = value.to_str().ok()?;
+        let (scheme, token) = text.trim().split_once(' ')?;
+        if !(scheme.eq_ignore_ascii_case("ntlm") || scheme.eq_ignore_ascii_case("negotiate")) {
+            return None;
+        }
+        BASE64.decode(token.trim()).ok()
+    })
+}
+
+fn secret_header(text: String) -> Result<HeaderValue, ExchangeError> {
+    let mut value = HeaderValue::from_str(&text).map_err(|_| ExchangeError::Internal {
+        detail: "credentials cannot be put in an HTTP header".into(),
+    })?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+impl<'a> Session<'a> {
+    /// A session that will pick a scheme from the server's offers and `allowed` (in order).
+    pub fn new(
+        client: reqwest::Client,
+        credentials: Credentials<'a>,
+        allowed: Vec<ExchangeAuth>,
+    ) -> Session<'a> {
+        Session { client, credentials, allowed, scheme: None }
+    }
+
+    /// POSTs `body` as `text/xml` to `url` with authentication.
+    #[tracing::instrument(level = "debug", skip(self, body), fields(url = %url))]
+    pub async fn post_xml(&mut self, url: &Url, body: &str) -> Result<Reply, ExchangeError> {
+        let server = host_of(url);
+        let https = url.scheme() == "https";
+        let loopback_http = url.scheme() == "http" && is_loopback(url);
+        if !(https || loopback_http) {
+            return Err(ExchangeError::InsecureUrl { url: url.to_string() });
+        }
+        let request = |auth: Option<HeaderValue>| {
+            let mut builder = self
+                .client
+                .request(Method::POST, url.clone())
+                .header(CONTENT_TYPE, "text/xml; charset=utf-8")
+                .body(body.to_owned());
+            if let Some(value) = auth {
+                builder = builder.header(AUTHORIZATION, value);
+            }
+            builder
+        };
+        let (scheme, negotiate_header) = match self.scheme {
+            Some(scheme) => (scheme, false),
+            None => {
+                let (reply, _) = send(request(None), &server).await?;
+                if reply.status != StatusCode::UNAUTHORIZED {
+                    return Ok(reply);
+                }
+                let offers = Offers::from_headers(&reply.headers);
+                let chosen = self.allowed.iter().copied().find(|scheme| match scheme {
+                    ExchangeAuth::Ntlm => offers.ntlm || offers.negotiate,
+                    ExchangeAuth::Basic => offers.basic && https,
+                });
+                let Some(scheme) = chosen else {
+                    return Err(ExchangeError::NoSuitableAuth {
+                        server,
+                        offered: offers.names,
+                        allowed: self.allowed.clone(),
+                        https,
+                    });
+                };
+                (scheme, scheme == ExchangeAuth::Ntlm && !offers.ntlm)
+            }
+        };
+        tracing::debug!(server = %server, scheme = scheme.as_str(), "authenticating");
+        let reply = match scheme {
+            ExchangeAuth::Basic => {
+                if !https {
+                    return Err(ExchangeError::InsecureUrl { url: url.to_string() });
+                }
+                let pair =
+                    format!("{}:{}", self.credentials.username, self.credentials.password.expose());
+                let header = secret_header(format!("Basic {}", BASE64.encode(pair)))?;
+                send(request(Some(header)), &server).await?.0
+            }
+            ExchangeAuth::Ntlm => {
+                let ntlm_error = |e: super::ntlm::NtlmError| ExchangeError::Ntlm {
+                    server: server.clone(),
+                    detail: e.to_string(),
+                };
+                // A stored scheme starts with `NTLM`; a server that offers only `Negotiate`
+                // refuses that label with its bare offers, and gets raw NTLM inside `Negotiate`.
+                let mut label = if negotiate_header { "Negotiate" } else { "NTLM" };
+                let (mut ntlm, challenge, cert) = loop {
+                    let mut ntlm =
+                        NtlmClient::new(self.credentials.username, self.credentials.password)
+                            .map_err(ntlm_error)?;
+                    let type1 = ntlm.negotiate().map_err(ntlm_error)?;
+                    let header =
+                        HeaderValue::from_str(&format!("{label} {}", BASE64.encode(type1)))
+                            .map_err(|_| ExchangeError::Internal {
+                                detail: "bad NTLM header".into(),
+                            })?;
+                    let (reply, cert) = send(request(Some(header)), &server).await?;
+                    if reply.status != StatusCode::UNAUTHORIZED {
+                        // An already-authenticated connection, or a server error: the caller
+                        // decides.
+                        return Ok(reply);
+                    }
+                    if let Some(challenge) = ntlm_challenge(&reply.headers) {
+                        break (ntlm, challenge, cert);
+                    }
+                    let offers = Offers::from_headers(&reply.headers);
+                    if label == "NTLM" && offers.negotiate && !offers.ntlm {
+                        label = "Negotiate";
+                        continue;
+                    }
+                    if !(offers.ntlm || offers.negotiate) {
+                        return Err(ExchangeError::NoSuitableAuth {
+                            server,
+                            offered: offers.names,
+                            allowed: self.allowed.clone(),
+                            https,
+                        });
+                    }
+                    return Err(ExchangeError::Ntlm {
+                        server,
+                        detail: "the server answered the NTLM negotiation without a challenge"
+                            .into(),
+                    });
+                };
+                let cert = if https { cert } else { None };
+                let type3 = ntlm.authenticate(&challenge, cert.as_deref()).map_err(ntlm_error)?;
+                let header = secret_header(format!("{label} {}", BASE64.encode(type3)))?;
+                send(request(Some(header)), &server).await?.0
+            }
+        };
+        if reply.status == StatusCode::UNAUTHORIZED {
+            return Err(ExchangeError::Rejected {
+                server,
+                username: self.credentials.username.to_owned(),
+                scheme,
+            });
+        }
+        self.scheme = Some(scheme);
+        Ok(reply)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offers_are_read_from_every_header() {
+        let mut headers = HeaderMap::new();
+        headers.append(WWW_AUTHENTICATE, HeaderValue::from_static("Negotiate"));
+        headers.append(WWW_AUTHENTICATE, HeaderValue::from_static("NTLM"));
+        headers.append(WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"mail.x\""));
+        let offers = Offers::from_headers(&headers);
+        assert!(offers.ntlm && offers.negotiate && offers.basic);
+        assert_eq!(offers.names, ["Negotiate", "NTLM", "Basic"]);
+    }
+
+    #[test]
+    fn comma_joined_offers_are_split() {
+        let mut headers = HeaderMap::new();
+        headers.append(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_static("Negotiate, Basic realm=\"x\", charset=\"UTF-8\""),
+        );
+        let offers = Offers::from_headers(&headers);
+        assert!(offers.negotiate && offers.basic && !offers.ntlm);
+    }
+}

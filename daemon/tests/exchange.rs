@@ -1,0 +1,598 @@
+//! `exchange::link` and `exchange::check` against the fake Exchange server in
+//! `tests/peers/ews` (real TLS with a throwaway CA, NTLM checked by pyspnego), reached by name
+//! through `[network] resolve`.
+//!
+//! Needs python3 with `pip install -r tests/peers/ews/requirements.txt`, the openssl CLI, root
+//! (the fakes listen on ports 443/80 of their own 127.0.0.N) and, for the SRV test, `dnsmasq`
+//! (Debian `dnsmasq-base`).
+
+#![allow(clippy::unwrap_used)]
+
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use mslink_proto::{ErrorKind, LinkState, Sensitive};
+use mslinkd::config::{Config, Env, ExchangeAuth};
+use mslinkd::exchange::{self, ExchangeError, Login};
+use mslinkd::health::Actor;
+use mslinkd::interaction::Interaction;
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const NAMES: [&str; 6] = [
+    "mail.contoso.test",
+    "autodiscover.contoso.test",
+    "contoso.test",
+    "mail.fabrikam.test",
+    "autodiscover.fabrikam.test",
+    "fabrikam.test",
+];
+
+fn peer_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/ews")
+}
+
+/// A distinct loopback address per fake (and per "nothing listens here" address), so tests can
+/// run in parallel on ports 443 and 80. Starts at a per-process offset to stay clear of other
+/// test processes; a taken address is skipped.
+fn next_ip() -> Ipv4Addr {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let base = std::process::id() % 200;
+    let host = (base + n) % 60_000;
+    Ipv4Addr::new(127, 1 + (host / 250) as u8, 0, 2 + (host % 250) as u8)
+}
+
+/// The throwaway CA and server certificate for one test.
+struct Pki {
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let dir = tempfile::tempdir().unwrap();
+        let status = std::process::Command::new("bash")
+            .arg(peer_dir().join("make_ca.sh"))
+            .arg(dir.path())
+            .args(NAMES)
+            .stdout(Stdio::null())
+            .status()
+            .expect("make_ca.sh runs (needs bash and openssl)");
+        assert!(status.success(), "make_ca.sh failed");
+        std::fs::write(
+            dir.path().join("users.json"),
+            json!({
+                "alice@contoso.test": {
+                    "username": "CONTOSO\\alice", "upn": "alice@contoso.test",
+                    "password": "Alice-Pass1", "inbox_total": 12, "inbox_unread": 3,
+                    "calendar_total": 5
+                },
+                "bob@contoso.test": {
+                    "username": "CONTOSO\\bob", "upn": "bob@corp.contoso.test",
+                    "password": "Bob:pass2 with colon", "inbox_total": 0, "inbox_unread": 0
+                }
+            })
+            .to_string(),
+        )
+        .unwrap();
+        Pki { dir }
+    }
+
+    fn ca(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
+    }
+}
+
+/// A running `ews_server.py`, killed on drop.
+struct Fake {
+    _child: Child,
+    ip: Ipv4Addr,
+    https_port: u16,
+    control: reqwest::Client,
+}
+
+impl Fake {
+    /// Starts the fake on a fresh loopback address; `https_port`/`http_port` 0 = any.
+    async fn start(pki: &Pki, https_port: u16, http_port: Option<u16>, extra: &[&str]) -> Fake {
+        for _ in 0..20 {
+            let ip = next_ip();
+            let mut command = Command::new("python3");
+            command
+                .arg(peer_dir().join("ews_server.py"))
+                .args(["--host", &ip.to_string(), "--port", &https_port.to_string()])
+                .arg("--cert")
+                .arg(pki.dir.path().join("server.pem"))
+                .arg("--key")
+                .arg(pki.dir.path().join("server.key"))
+                .arg("--users")
+                .arg(pki.dir.path().join("users.json"))
+                .args(extra)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::from(
+                    std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(pki.dir.path().join("server.log"))
+                        .unwrap(),
+                ))
+                .kill_on_drop(true);
+            if let Some(port) = http_port {
+                command.args(["--http-port", &port.to_string()]);
+            }
+            let mut child = command.spawn().expect("python3 runs");
+            let stdout = child.stdout.take().unwrap();
+            let mut lines = BufReader::new(stdout).lines();
+            let Some(line) = lines.next_line().await.unwrap() else {
+                // Could not bind (address taken): try the next address.
+                let _ = child.wait().await;
+                continue;
+            };
+            let https = line.split_whitespace().nth(1).expect("READY https://IP:PORT");
+            let https_port = https.rsplit(':').next().unwrap().parse().unwrap();
+            let control = reqwest::Client::builder()
+                .tls_certs_merge(
+                    reqwest::Certificate::from_pem_bundle(&std::fs::read(pki.ca()).unwrap())
+                        .unwrap(),
+                )
+                .resolve("mail.contoso.test", (ip, 0).into())
+                .build()
+                .unwrap();
+            return Fake { _child: child, ip, https_port, control };
+        }
+        let log = std::fs::read_to_string(pki.dir.path().join("server.log")).unwrap_or_default();
+        panic!("the fake EWS server did not start:\n{log}");
+    }
+
+    fn control_url(&self, path: &str) -> String {
+        format!("https://mail.contoso.test:{}{path}", self.https_port)
+    }
+
+    async fn post(&self, path: &str, body: Value) {
+        let response = self.control.post(self.control_url(path)).json(&body).send().await.unwrap();
+        assert!(response.status().is_success(), "{path}: {}", response.status());
+    }
+
+    async fn get(&self, path: &str) -> Vec<Value> {
+        self.control.get(self.control_url(path)).send().await.unwrap().json().await.unwrap()
+    }
+
+    async fn log(&self) -> Vec<Value> {
+        self.get("/test/log").await
+    }
+}
+
+/// Config text: `auth`, the CA (or none), name → address overrides, nameservers.
+fn config(
+    auth: &[&str],
+    ca: Option<&Path>,
+    resolve: &[(&str, Ipv4Addr)],
+    nameservers: &[String],
+) -> Config {
+    let mut text = format!(
+        "[exchange]\nauth = [{}]\n[network]\nnameservers = [{}]\n",
+        auth.iter().map(|a| format!("\"{a}\"")).collect::<Vec<_>>().join(", "),
+        nameservers.iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", "),
+    );
+    if let Some(ca) = ca {
+        text.push_str(&format!("ca_file = \"{}\"\n", ca.display()));
+    }
+    text.push_str("[network.resolve]\n");
+    for (name, ip) in resolve {
+        text.push_str(&format!("\"{name}\" = \"{ip}\"\n"));
+    }
+    Config::parse(&text, None, &Env { is_root: true, ..Env::default() }).unwrap()
+}
+
+fn alice_password() -> Sensitive {
+    Sensitive::new("Alice-Pass1")
+}
+
+async fn link(
+    config: &Config,
+    email: &str,
+    username: Option<&str>,
+    password: &Sensitive,
+    server: Option<&str>,
+) -> Result<(exchange::ExchangeEndpoint, mslinkd::health::CheckReport), ExchangeError> {
+    let interaction = Interaction::detached();
+    exchange::link(config, Login { email, username, password, server }, &interaction).await
+}
+
+/// Every request that carried credentials went over HTTPS, and none carried a cleartext
+/// password unless Basic was expected.
+fn assert_credentials_only_over_https(log: &[Value]) {
+    for entry in log {
+        if entry["credentials_sent"] == json!(true) {
+            assert_eq!(entry["listener"], "https", "{entry}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn links_through_autodiscover_with_ntlm_only() {
+    let pki = Pki::new();
+    let fake = Fake::start(&pki, 443, None, &["--auth", "ntlm"]).await;
+    // https://contoso.test refuses connections: Autodiscover must fall through to
+    // https://autodiscover.contoso.test.
+    let nobody = next_ip();
+    let config = config(
+        &["ntlm", "basic"],
+        Some(&pki.ca()),
+        &[
+            ("contoso.test", nobody),
+            ("autodiscover.contoso.test", fake.ip),
+            ("mail.contoso.test", fake.ip),
+        ],
+        &[],
+    );
+    let (endpoint, report) =
+        link(&config, "alice@contoso.test", None, &alice_password(), None).await.unwrap();
+    assert_eq!(endpoint.ews_url, "https://mail.contoso.test/EWS/Exchange.asmx");
+    assert_eq!(endpoint.auth, ExchangeAuth::Ntlm);
+    assert_eq!(endpoint.username, "alice@contoso.test");
+    assert_eq!((report.inbox_total, report.inbox_unread), (Some(12), Some(3)));
+    assert!(report.calendar_ok);
+    assert!(report.server_version.as_deref().unwrap().starts_with("15.2."), "{report:?}");
+    assert_eq!(endpoint.server_version, report.server_version);
+
+    let log = fake.log().await;
+    assert_credentials_only_over_https(&log);
+    let ews: Vec<&Value> = log
+        .iter()
+        .filter(|e| e["endpoint"] == "ews" && e["authenticated_user"] == "alice@contoso.test")
+        .collect();
+    assert!(!ews.is_empty(), "{log:#?}");
+    assert_eq!(ews[0]["folders"], json!(["inbox", "calendar"]), "{:#}", ews[0]);
+    let type3: Vec<&Value> = log.iter().filter(|e| e["ntlm_message"] == 3).collect();
+    assert!(type3.iter().all(|e| e["ntlm"]["channel_bindings"] == "present"), "{type3:#?}");
+    assert!(log.iter().all(|e| e["password_sent"] != json!(true)));
+
+    // The stored endpoint works for background checks.
+    let report = exchange::check(&config, &endpoint, &alice_password()).await.unwrap();
+    assert_eq!(report.inbox_total, Some(12));
+}
+
+#[tokio::test]
+async fn links_through_server_with_basic_only() {
+    let pki = Pki::new();
+    let fake = Fake::start(&pki, 0, None, &["--auth", "basic"]).await;
+    let config =
+        config(&["ntlm", "basic"], Some(&pki.ca()), &[("mail.contoso.test", fake.ip)], &[]);
+    let server = format!("mail.contoso.test:{}", fake.https_port);
+    let (endpoint, report) = link(
+        &config,
+        "bob@contoso.test",
+        Some("CONTOSO\\bob"),
+        &Sensitive::new("Bob:pass2 with colon"),
+        Some(&server),
+    )
+    .await
+    .unwrap();
+    assert_eq!(endpoint.auth, ExchangeAuth::Basic);
+    assert_eq!(endpoint.username, "CONTOSO\\bob");
+    assert_eq!(
+        endpoint.ews_url,
+        format!("https://mail.contoso.test:{}/EWS/Exchange.asmx", fake.https_port)
+    );
+    assert_eq!(report.inbox_total, Some(0));
+    let log = fake.log().await;
+    assert!(log.iter().all(|e| e["endpoint"] != "autodiscover"), "--server skips Autodiscover");
+    assert!(log.iter().any(|e| e["auth_via"] == "Basic" && e["status"] == 200), "{log:#?}");
+}
+
+#[tokio::test]
+async fn the_auth_order_comes_from_the_config() {
+    let pki = Pki::new();
+    let fake = Fake::start(&pki, 0, None, &["--auth", "negotiate,ntlm,basic"]).await;
+    let server = format!("https://mail.contoso.test:{}/EWS/Exchange.asmx", fake.https_port);
+    let resolve = [("mail.contoso.test", fake.ip)];
+
+    let basic_first = config(&["basic", "ntlm"], Some(&pki.ca()), &resolve, &[]);
+    let (endpoint, _) =
+        link(&basic_first, "alice@contoso.test", None, &alice_password(), Some(&server))
+            .await
+            .unwrap();
+    assert_eq!(endpoint.auth, ExchangeAuth::Basic);
+
+    let default = config(&["ntlm", "basic"], Some(&pki.ca()), &resolve, &[]);
+    let (endpoint, _) = link(
+        &default,
+        "alice@contoso.test",
+        Some("alice@contoso.test"),
+        &alice_password(),
+        Some(&server),
+    )
+    .await
+    .unwrap();
+    assert_eq!(endpoint.auth, ExchangeAuth::Ntlm);
+
+    // A server offering only what the config forbids is refused before any credential is sent.
+    let ntlm_only = Fake::start(&pki, 0, None, &["--auth", "ntlm"]).await;
+    let basic_only =
+        config(&["basic"], Some(&pki.ca()), &[("mail.contoso.test", ntlm_only.ip)], &[]);
+    let server = format!("mail.contoso.test:{}", ntlm_only.https_port);
+    let error = link(&basic_only, "alice@contoso.test", None, &alice_password(), Some(&server))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, ExchangeError::NoSuitableAuth { .. }), "{error}");
+    assert_eq!(error.failure().actor, Actor::Operator);
+    assert!(ntlm_only.log().await.iter().all(|e| e["credentials_sent"] == json!(false)));
+}
+
+#[tokio::test]
+async fn ntlm_is_wrapped_in_negotiate_when_that_is_all_the_server_offers() {
+    let pki = Pki::new();
+    let fake =
+        Fake::start(&pki, 0, None, &["--auth", "negotiate", "--channel-binding", "require"]).await;
+    let config =
+        config(&["ntlm", "basic"], Some(&pki.ca()), &[("mail.contoso.test", fake.ip)], &[]);
+    let server = format!("mail.contoso.test:{}", fake.https_port);
+    let result = link(
+        &config,
+        "alice@contoso.test",
+        Some("CONTOSO\\alice"),
+        &alice_password(),
+        Some(&server),
+    )
+    .await;
+    let log = fake.log().await;
+    let (endpoint, _) = result.unwrap_or_else(|e| panic!("{e}: {log:#?}"));
+    assert_eq!(endpoint.auth, ExchangeAuth::Ntlm);
+    let report = exchange::check(&config, &endpoint, &alice_password()).await.unwrap();
+    assert_eq!(report.inbox_unread, Some(3));
+    let log = fake.log().await;
+    assert!(log.iter().any(|e| e["auth_via"] == "Negotiate" && e["status"] == 200), "{log:#?}");
+}
+
+#[tokio::test]
+async fn follows_a_redirect_addr_chain_and_stops_a_loop() {
+    let pki = Pki::new();
+    let fake = Fake::start(
+        &pki,
+        443,
+        None,
+        &[
+            "--redirect-addr",
+            "alice@fabrikam.test=alias@contoso.test",
+            "--redirect-addr",
+            "alias@contoso.test=alice@contoso.test",
+            "--redirect-addr",
+            "ping@contoso.test=pong@contoso.test",
+            "--redirect-addr",
+            "pong@contoso.test=ping@contoso.test",
+        ],
+    )
+    .await;
+    let resolve: Vec<(&str, Ipv4Addr)> = NAMES.iter().map(|name| (*name, fake.ip)).collect();
+    let config = config(&["ntlm", "basic"], Some(&pki.ca()), &resolve, &[]);
+    let (endpoint, report) =
+        link(&config, "alice@fabrikam.test", Some("CONTOSO\\alice"), &alice_password(), None)
+            .await
+            .unwrap();
+    assert_eq!(endpoint.ews_url, "https://mail.contoso.test/EWS/Exchange.asmx");
+    assert_eq!(report.inbox_total, Some(12));
+    let asked: Vec<Value> = fake
+        .log()
+        .await
+        .into_iter()
+        .filter(|e| e["endpoint"] == "autodiscover" && e["status"] == 200)
+        .map(|e| e["autodiscover_email"].clone())
+        .collect();
+    assert_eq!(
+        asked,
+        [json!("alice@fabrikam.test"), json!("alias@contoso.test"), json!("alice@contoso.test")]
+    );
+
+    let error = link(&config, "ping@contoso.test", Some("CONTOSO\\alice"), &alice_password(), None)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, ExchangeError::TooManyRedirects { .. }), "{error}");
+}
+
+#[tokio::test]
+async fn a_wrong_password_is_rejected_once_and_nothing_else_is_tried() {
+    let pki = Pki::new();
+    let fake = Fake::start(&pki, 443, None, &["--auth", "negotiate,ntlm,basic"]).await;
+    let resolve: Vec<(&str, Ipv4Addr)> = NAMES.iter().map(|name| (*name, fake.ip)).collect();
+    let config = config(&["ntlm", "basic"], Some(&pki.ca()), &resolve, &[]);
+    let error = link(&config, "alice@contoso.test", None, &Sensitive::new("wrong"), None)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, ExchangeError::Rejected { .. }), "{error}");
+    let wire = error.wire_error();
+    assert_eq!(wire.kind, ErrorKind::AuthRejected);
+    assert!(!format!("{error:?} {wire:?}").contains("wrong"));
+    let log = fake.log().await;
+    let attempts: Vec<&Value> =
+        log.iter().filter(|e| e["credentials_sent"] == json!(true)).collect();
+    assert_eq!(attempts.len(), 1, "one logon attempt, no fallback to Basic: {log:#?}");
+    assert_eq!(attempts[0]["ntlm_message"], 3);
+    assert_eq!(attempts[0]["status"], 401);
+    assert!(
+        log.iter().all(|e| e["authenticated_user"].is_null() && e["password_sent"] != json!(true))
+    );
+}
+
+#[tokio::test]
+async fn a_password_changed_later_needs_reauth() {
+    let pki = Pki::new();
+    let fake = Fake::start(&pki, 0, None, &[]).await;
+    let config =
+        config(&["ntlm", "basic"], Some(&pki.ca()), &[("mail.contoso.test", fake.ip)], &[]);
+    let server = format!("mail.contoso.test:{}", fake.https_port);
+    let (endpoint, _) =
+        link(&config, "alice@contoso.test", None, &alice_password(), Some(&server)).await.unwrap();
+    fake.post("/test/password", json!({"user": "alice@contoso.test", "password": "New-Pass2"}))
+        .await;
+    let error = exchange::check(&config, &endpoint, &alice_password()).await.unwrap_err();
+    let failure = error.failure();
+    assert_eq!(failure.state, LinkState::NeedsReauth, "{error}");
+    assert!(!error.is_transient());
+    // connect again with the new password works.
+    let report = exchange::check(&config, &endpoint, &Sensitive::new("New-Pass2")).await.unwrap();
+    assert_eq!(report.inbox_total, Some(12));
+}
+
+#[tokio::test]
+async fn a_busy_server_degrades_then_recovers() {
+    let pki = Pki::new();
+    let fake = Fake::start(&pki, 0, None, &[]).await;
+    let config =
+        config(&["ntlm", "basic"], Some(&pki.ca()), &[("mail.contoso.test", fake.ip)], &[]);
+    let server = format!("mail.contoso.test:{}", fake.https_port);
+    let (endpoint, _) =
+        link(&config, "alice@contoso.test", None, &alice_password(), Some(&server)).await.unwrap();
+
+    fake.post("/test/mode", json!({"mode": "busy", "back_off_ms": 1500})).await;
+    let error = exchange::check(&config, &endpoint, &alice_password()).await.unwrap_err();
+    let failure = error.failure();
+    assert_eq!(failure.state, LinkState::Degraded, "{error}");
+    assert_eq!(failure.retry_after, Some(Duration::from_millis(1500)));
+    assert!(failure.reason.contains("ErrorServerBusy"), "{}", failure.reason);
+    assert!(error.is_transient());
+
+    fake.post("/test/mode", json!({"mode": "error503"})).await;
+    let error = exchange::check(&config, &endpoint, &alice_password()).await.unwrap_err();
+    assert_eq!(error.failure().state, LinkState::Degraded, "{error}");
+
+    fake.post("/test/mode", json!({"mode": "down"})).await;
+    let error = exchange::check(&config, &endpoint, &alice_password()).await.unwrap_err();
+    assert_eq!(error.failure().state, LinkState::Degraded, "{error}");
+    assert!(error.wire_error().hint.unwrap().contains("try again"));
+
+    fake.post("/test/mode", json!({"mode": "ok"})).await;
+    let report = exchange::check(&config, &endpoint, &alice_password()).await.unwrap();
+    assert_eq!(report.inbox_total, Some(12));
+}
+
+#[tokio::test]
+async fn an_untrusted_certificate_is_named_and_no_password_is_sent() {
+    let pki = Pki::new();
+    let fake = Fake::start(&pki, 0, None, &["--auth", "basic"]).await;
+    let config = config(&["basic"], None, &[("mail.contoso.test", fake.ip)], &[]);
+    let server = format!("mail.contoso.test:{}", fake.https_port);
+    let error = link(&config, "alice@contoso.test", None, &alice_password(), Some(&server))
+        .await
+        .unwrap_err();
+    assert!(matches!(error, ExchangeError::Certificate { .. }), "{error}");
+    let wire = error.wire_error();
+    assert_eq!(wire.kind, ErrorKind::Failed);
+    assert!(wire.message.contains("mail.contoso.test"), "{}", wire.message);
+    assert!(wire.hint.as_deref().unwrap().contains("[network] ca_file"), "{wire:?}");
+    let failure = error.failure();
+    assert_eq!((failure.state, failure.actor), (LinkState::Blocked, Actor::Operator));
+
+    // mslink's connection was refused at the handshake (the fake saw the client's alert);
+    // the only connection that got further is this test's own control connection.
+    assert!(fake.log().await.is_empty(), "no HTTP request got through");
+    let connections = fake.get("/test/connections").await;
+    let refused = connections.iter().filter(|c| !c["handshake_error"].is_null()).count();
+    assert_eq!((refused, connections.len()), (1, 2), "{connections:#?}");
+}
+
+#[tokio::test]
+async fn finds_the_server_through_the_http_redirect_method() {
+    let pki = Pki::new();
+    // HTTPS on a high port and the redirect on port 80 of the same address; nothing listens on
+    // 443 there, so both https:// candidates fail and the plain-HTTP method is next.
+    let fake = Fake::start(&pki, 0, Some(80), &[]).await;
+    let resolve: Vec<(&str, Ipv4Addr)> = NAMES.iter().map(|name| (*name, fake.ip)).collect();
+    let config = config(&["ntlm", "basic"], Some(&pki.ca()), &resolve, &[]);
+    let (endpoint, _) =
+        link(&config, "alice@contoso.test", None, &alice_password(), None).await.unwrap();
+    assert_eq!(
+        endpoint.ews_url,
+        format!("https://mail.contoso.test:{}/EWS/Exchange.asmx", fake.https_port)
+    );
+    let log = fake.log().await;
+    let redirect: Vec<&Value> = log.iter().filter(|e| e["listener"] == "http").collect();
+    assert_eq!(redirect.len(), 1, "{log:#?}");
+    assert_eq!(redirect[0]["endpoint"], "autodiscover-redirect");
+    assert_eq!(redirect[0]["auth_scheme"], Value::Null, "no credentials over http");
+    assert_credentials_only_over_https(&log);
+}
+
+/// A real DNS server (dnsmasq) answering the SRV record; skipped with a note when dnsmasq is
+/// not installed.
+struct Dnsmasq {
+    _child: Child,
+    addr: String,
+}
+
+impl Dnsmasq {
+    async fn start(srv: &str) -> Option<Dnsmasq> {
+        let binary = ["/usr/sbin/dnsmasq", "/sbin/dnsmasq", "/usr/bin/dnsmasq"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())?;
+        for _ in 0..10 {
+            let port =
+                std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let mut child = Command::new(binary)
+                .args([
+                    "--keep-in-foreground",
+                    "--no-resolv",
+                    "--no-hosts",
+                    "--conf-file=/dev/null",
+                    "--listen-address=127.0.0.1",
+                    "--bind-interfaces",
+                    "--log-facility=-",
+                    "--user=root",
+                    "--pid-file=",
+                ])
+                .arg(format!("--port={port}"))
+                .arg(format!("--srv-host={srv}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .kill_on_drop(true)
+                .spawn()
+                .ok()?;
+            let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                if line.contains("started, version") {
+                    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+                    return Some(Dnsmasq { _child: child, addr: format!("127.0.0.1:{port}") });
+                }
+            }
+            let _ = child.wait().await;
+        }
+        None
+    }
+}
+
+#[tokio::test]
+async fn finds_the_server_through_an_srv_record() {
+    let pki = Pki::new();
+    let fake = Fake::start(&pki, 0, None, &[]).await;
+    let srv = format!("_autodiscover._tcp.contoso.test,mail.contoso.test,{},0,0", fake.https_port);
+    let Some(dns) = Dnsmasq::start(&srv).await else {
+        eprintln!("SKIPPED: dnsmasq is not installed (apt-get install dnsmasq-base)");
+        return;
+    };
+    let nobody = next_ip();
+    let config = config(
+        &["ntlm", "basic"],
+        Some(&pki.ca()),
+        &[
+            ("contoso.test", nobody),
+            ("autodiscover.contoso.test", nobody),
+            ("mail.contoso.test", fake.ip),
+        ],
+        std::slice::from_ref(&dns.addr),
+    );
+    let (endpoint, report) =
+        link(&config, "alice@contoso.test", None, &alice_password(), None).await.unwrap();
+    assert_eq!(
+        endpoint.ews_url,
+        format!("https://mail.contoso.test:{}/EWS/Exchange.asmx", fake.https_port)
+    );
+    assert_eq!(report.inbox_total, Some(12));
+    let log = fake.log().await;
+    assert!(
+        log.iter().any(|e| e["endpoint"] == "autodiscover" && e["status"] == 200),
+        "Autodiscover was reached through SRV: {log:#?}"
+    );
+}
