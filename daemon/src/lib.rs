@@ -8,20 +8,25 @@
 //! ```text
 //!  main ─▶ Config::load ─▶ Daemon::open (state lock, SQLite) ─▶ ipc::bind ─▶ Daemon::serve
 //!                                                                       ├─ ipc::serve (connections)
-//!                                                                       └─ SIGHUP ─▶ Daemon::reload
+//!                                                                       ├─ SIGHUP ─▶ Daemon::reload
+//!                                                                       └─ ops (hooks, metrics, systemd)
 //! ```
 
 pub mod config;
 pub mod events;
 pub mod exchange;
 pub mod health;
+pub mod hooks;
 pub mod identity;
 pub mod interaction;
 pub mod ipc;
 pub mod logging;
+pub mod metrics;
 pub mod net;
 pub mod office365;
+pub mod ops;
 pub mod store;
+pub mod systemd;
 pub mod vault;
 
 use std::path::PathBuf;
@@ -98,8 +103,10 @@ impl Daemon {
     pub async fn serve(self, listener: UnixListener, limits: Limits, shutdown: CancellationToken) {
         let daemon = Arc::new(self);
         let reloader = tokio::spawn(reload_on_sighup(daemon.clone(), shutdown.clone()));
+        let ops = ops::spawn(&daemon, &shutdown);
         ipc::serve(daemon, listener, limits, shutdown).await;
         let _ = reloader.await;
+        ops.wait().await;
     }
 }
 
