@@ -3,6 +3,7 @@
 
 mod client;
 mod connect;
+mod generate;
 mod render;
 
 use std::path::PathBuf;
@@ -13,12 +14,23 @@ use mslink_proto::{CtlCommand, ErrorKind, Provider, SignInFlow, TokenResource};
 
 use crate::client::{Client, CtlError};
 
+/// Shown at the end of `mslinkctl --help` and in the man page.
+const EXIT_CODES: &str = "\
+Examples:
+  mslinkctl status                     your links and their health
+  mslinkctl request -m \"for the CRM\"   ask the admins to turn the integration on
+  mslinkctl connect alice@example.com  link a mailbox
+  mslinkctl status --check             one line for Nagios (exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)
+
+Exit codes: 0 done, 1 failed, 2 usage error, 3 daemon unreachable, 4 permission denied,
+5 not found, 6 not allowed now, 7 credentials rejected, 8 timed out or cancelled.";
+
 /// Link Microsoft mailboxes and calendars (Office365 and Exchange) to your organisation.
 ///
 /// mslinkctl talks to the mslinkd daemon over its control socket; who you are comes from the
 /// socket, so there is no login.
 #[derive(Debug, Parser)]
-#[command(name = "mslinkctl", version, about, max_term_width = 100)]
+#[command(name = "mslinkctl", version, about, max_term_width = 100, after_long_help = EXIT_CODES)]
 struct Cli {
     /// The daemon's control socket [default: /run/mslink/mslinkd.sock, or
     /// $XDG_RUNTIME_DIR/mslink/mslinkd.sock for a per-user daemon]
@@ -104,6 +116,18 @@ enum Command {
         /// The linked mailbox address
         email: String,
     },
+    /// Print a shell completion script (for packagers)
+    #[command(hide = true)]
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page, or write one per command into DIR (for packagers)
+    #[command(hide = true)]
+    Man {
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -187,6 +211,8 @@ fn main() -> ExitCode {
             },
         },
         Command::Disconnect { email } => CtlCommand::Disconnect { email },
+        Command::Completions { shell } => return generate::completions(shell),
+        Command::Man { out_dir } => return generate::man(out_dir.as_deref()),
     };
     let outcome = Client::connect(&socket).and_then(|mut client| client.call(cli.user, command));
     finish(outcome, cli.json)

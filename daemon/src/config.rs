@@ -60,7 +60,11 @@ impl Env {
             is_root: nix::unistd::geteuid().is_root(),
             runtime_directory: dir("RUNTIME_DIRECTORY"),
             state_directory: dir("STATE_DIRECTORY"),
-            credentials_directory: dir("CREDENTIALS_DIRECTORY"),
+            // Only a credentials directory that holds our key decides `key_file`: the units load
+            // `mslink.key` from systemd's credential store when it is there and skip it when not,
+            // and then the key lives in the state directory.
+            credentials_directory: dir("CREDENTIALS_DIRECTORY")
+                .filter(|d| d.join("mslink.key").exists()),
             xdg_runtime_dir: dir("XDG_RUNTIME_DIR"),
             xdg_state_home: dir("XDG_STATE_HOME"),
             home: dir("HOME"),

@@ -8,7 +8,8 @@
 //! ```text
 //!  main ─▶ Config::load ─▶ Daemon::open (state lock, SQLite) ─▶ ipc::bind ─▶ Daemon::serve
 //!                                                                       ├─ ipc::serve (connections)
-//!                                                                       └─ SIGHUP ─▶ Daemon::reload
+//!                                                                       ├─ SIGHUP ─▶ Daemon::reload
+//!                                                                       └─ ops (hooks, metrics, systemd)
 //! ```
 
 pub mod config;
@@ -16,13 +17,17 @@ pub mod events;
 pub mod dns;
 pub mod exchange;
 pub mod health;
+pub mod hooks;
 pub mod identity;
 pub mod interaction;
 pub mod ipc;
 pub mod logging;
+pub mod metrics;
 pub mod net;
 pub mod office365;
+pub mod ops;
 pub mod store;
+pub mod systemd;
 pub mod vault;
 
 use std::path::PathBuf;
@@ -99,8 +104,10 @@ impl Daemon {
     pub async fn serve(self, listener: UnixListener, limits: Limits, shutdown: CancellationToken) {
         let daemon = Arc::new(self);
         let reloader = tokio::spawn(reload_on_sighup(daemon.clone(), shutdown.clone()));
+        let ops = ops::spawn(&daemon, &shutdown);
         ipc::serve(daemon, listener, limits, shutdown).await;
         let _ = reloader.await;
+        ops.wait().await;
     }
 }
 

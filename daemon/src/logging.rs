@@ -1,5 +1,11 @@
 //! Logging: readable text on a terminal, the journal (with structured fields) under systemd,
 //! JSON lines anywhere else. `MSLINK_LOG` (or `RUST_LOG`) sets the filter; the default is `info`.
+//!
+//! In the journal every tracing field becomes a journal field named `MSLINK_` + the field name in
+//! capitals (`link = %email` → `MSLINK_LINK`, likewise `MSLINK_USER`, `MSLINK_PROVIDER`,
+//! `MSLINK_STATE`, `MSLINK_REASON`), so `journalctl -u mslinkd MSLINK_LINK=alice@example.com`
+//! finds one link's history. The prefix keeps our fields apart from journald's own (`PRIORITY`,
+//! `CODE_FILE`, ...); tracing-journald's default prefix would be a bare `F_`.
 
 use std::io::IsTerminal;
 
@@ -24,7 +30,12 @@ pub fn init() {
         match tracing_journald::layer() {
             Ok(journald) => {
                 registry
-                    .with(journald.with_syslog_identifier("mslinkd".into()).with_filter(filter()))
+                    .with(
+                        journald
+                            .with_syslog_identifier("mslinkd".into())
+                            .with_field_prefix(Some("MSLINK".into()))
+                            .with_filter(filter()),
+                    )
                     .init();
                 return;
             }

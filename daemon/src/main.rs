@@ -1,29 +1,63 @@
-//! `mslinkd`: parse flags, load the config, log, bind, serve until SIGTERM/SIGINT.
+//! `mslinkd`: parse flags, load the config, log, take or bind the socket, serve until
+//! SIGTERM/SIGINT, telling systemd each step (see [`mslinkd::systemd`]).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 use mslinkd::config::{Config, DEFAULT_CONFIG_PATH, Env};
 use mslinkd::ipc::{self, Limits};
+use mslinkd::systemd::{self, Activated, Summary};
 use mslinkd::{Daemon, logging};
 use tokio_util::sync::CancellationToken;
 
 /// The mslink daemon: keeps Microsoft mailbox and calendar links alive and serves mslinkctl.
+///
+/// Run it as the systemd service mslinkd.service (or mslinkd@ORG.service for one daemon per
+/// organisation). It listens on its control socket, or on the one systemd passes it (socket
+/// activation); SIGHUP or `mslinkctl reload` re-reads the config, SIGTERM stops it.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version, about, max_term_width = 100)]
 struct Args {
-    /// Config file (TOML). Optional: without it mslinkd runs on built-in defaults.
+    /// Config file (TOML) [default: /etc/mslink/mslinkd.toml; without it mslinkd runs on
+    /// built-in defaults]
     #[arg(long, value_name = "PATH")]
     config: Option<PathBuf>,
-    /// Validate the config and exit: 0 if valid, 1 with the key and line of the first problem.
+    /// Validate the config and exit: 0 if valid, 1 with the key and line of the first problem
     #[arg(long)]
     check_config: bool,
+    /// Print a shell completion script for mslinkd and exit (for packagers)
+    #[arg(long, value_name = "SHELL", hide = true)]
+    completions: Option<clap_complete::Shell>,
+    /// Print the mslinkd(8) man page (roff) and exit (for packagers)
+    #[arg(long, hide = true)]
+    man: bool,
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let args = Args::parse();
+    if let Some(shell) = args.completions {
+        clap_complete::generate(shell, &mut Args::command(), "mslinkd", &mut std::io::stdout());
+        return ExitCode::SUCCESS;
+    }
+    if args.man {
+        let page = clap_mangen::Man::new(Args::command()).section("8");
+        return match page.render(&mut std::io::stdout()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("mslinkd: cannot write the man page: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    // Before any thread starts: this reads and unsets LISTEN_FDS.
+    let activated = match systemd::take_activated_socket() {
+        Ok(activated) => activated,
+        Err(e) => {
+            eprintln!("mslinkd: the socket systemd passed is unusable: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let env = Env::from_process();
     let path = args.config.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_PATH));
     let config = match Config::load(&path, args.config.is_some(), &env) {
@@ -44,7 +78,14 @@ async fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     logging::init();
-    match serve(config, env).await {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("mslinkd: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(config, env, activated)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             tracing::error!("{message}");
@@ -54,7 +95,7 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn serve(config: Config, env: Env) -> Result<(), String> {
+async fn serve(config: Config, env: Env, activated: Option<Activated>) -> Result<(), String> {
     let socket = config.socket.clone();
     let group = config.socket_group.clone();
     // Lock the state directory before touching the socket, so a second daemon on the same state
@@ -63,12 +104,38 @@ async fn serve(config: Config, env: Env) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;
-    let listener = ipc::bind(&socket, group.as_deref()).map_err(|e| e.to_string())?;
+    // A socket systemd passed is systemd's: serve it, never delete it.
+    let (listener, owned) = match activated {
+        Some(Activated { listener, path }) => {
+            if path.as_deref().is_some_and(|p| p != socket) {
+                tracing::warn!(
+                    passed = %path.as_deref().unwrap_or(socket.as_path()).display(),
+                    configured = %socket.display(),
+                    "serving the socket systemd passed; `socket` in the config is ignored"
+                );
+            }
+            let listener = listener
+                .set_nonblocking(true)
+                .and_then(|()| tokio::net::UnixListener::from_std(listener))
+                .map_err(|e| format!("cannot use the socket systemd passed: {e}"))?;
+            (listener, None)
+        }
+        None => (ipc::bind(&socket, group.as_deref()).map_err(|e| e.to_string())?, Some(&socket)),
+    };
+    let summary = Summary::read(&daemon).await.map(|s| s.line()).unwrap_or_default();
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
-    tracing::info!(socket = %socket.display(), version = env!("CARGO_PKG_VERSION"), "mslinkd ready");
+    tracing::info!(
+        socket = %socket.display(),
+        activated = owned.is_none(),
+        version = env!("CARGO_PKG_VERSION"),
+        "mslinkd ready"
+    );
+    systemd::notify_ready(&summary);
     daemon.serve(listener, Limits::default(), shutdown).await;
-    let _ = std::fs::remove_file(&socket);
+    if let Some(socket) = owned {
+        let _ = std::fs::remove_file(socket);
+    }
     tracing::info!("mslinkd stopped");
     Ok(())
 }
@@ -85,5 +152,6 @@ async fn stop_on_signal(shutdown: CancellationToken) {
         _ = term.recv() => tracing::info!("SIGTERM received; shutting down"),
         _ = int.recv() => tracing::info!("SIGINT received; shutting down"),
     }
+    systemd::notify_stopping();
     shutdown.cancel();
 }

@@ -101,12 +101,19 @@ pub struct Daemon {
     pub dir: tempfile::TempDir,
     pub socket: PathBuf,
     pub config: PathBuf,
+    /// Extra environment for the daemon process (e.g. `NOTIFY_SOCKET`).
+    pub env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
 impl Daemon {
     /// Writes a config for the test accounts (plus `extra` TOML) and starts the daemon.
     pub fn start(extra: &str) -> Daemon {
+        Daemon::start_with_env(extra, &[])
+    }
+
+    /// Like [`Daemon::start`], with extra environment variables for the daemon.
+    pub fn start_with_env(extra: &str, env: &[(&str, &str)]) -> Daemon {
         let dir = tempfile::tempdir().expect("tempdir");
         // The test users must reach the socket inside.
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
@@ -122,7 +129,8 @@ impl Daemon {
             ),
         )
         .expect("write config");
-        let mut daemon = Daemon { dir, socket, config, child: None };
+        let env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+        let mut daemon = Daemon { dir, socket, config, env, child: None };
         daemon.restart();
         daemon
     }
@@ -134,6 +142,7 @@ impl Daemon {
             .arg("--config")
             .arg(&self.config)
             .env("MSLINK_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -153,6 +162,18 @@ impl Daemon {
             let status = child.wait().expect("wait");
             assert!(status.success(), "mslinkd exited with {status} after SIGTERM");
         }
+    }
+
+    /// Sends `signal` to the running daemon.
+    pub fn signal(&self, signal: nix::sys::signal::Signal) {
+        let child = self.child.as_ref().expect("the daemon is not running");
+        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+        nix::sys::signal::kill(pid, signal).expect("kill");
+    }
+
+    /// True while the daemon process has not exited.
+    pub fn is_running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_none())
     }
 
     /// SIGKILL: no chance to clean up.
@@ -178,9 +199,38 @@ impl Drop for Daemon {
     }
 }
 
+/// True when `program` can be run. Under CI (`CI` set) a missing tool fails the test instead, so a
+/// missing install step cannot hide behind a skip.
+pub fn require_tool(program: &str, test: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{test}: `{program}` is missing; .ci/setup installs it"
+        );
+        eprintln!("skipping {test}: `{program}` is not installed");
+    }
+    found
+}
+
+/// Waits until `check` is true, polling every 20 ms, for at most `limit`.
+pub fn wait_until(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    check()
+}
+
 /// Reads the daemon's log until a line contains `needle`; keeps draining it afterwards so the
 /// daemon never blocks on a full pipe. On failure returns what was logged.
-fn wait_for_log(stderr: ChildStderr, needle: &str, limit: Duration) -> Result<(), String> {
+pub fn wait_for_log(stderr: ChildStderr, needle: &str, limit: Duration) -> Result<(), String> {
     let (tx, rx) = mpsc::channel();
     let needle = needle.to_owned();
     std::thread::spawn(move || {

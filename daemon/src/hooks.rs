@@ -1,0 +1,328 @@
+//! `[hooks] on_state_change`: run the operator's command when something happens that a human may
+//! need to act on (a link changed state or was removed, a user asked for the integration, an admin
+//! turned it on or off).
+//!
+//! ```text
+//!  daemon.events ──▶ Hooks::follow ──[permit: at most MAX_RUNNING at once]──▶ one task per run
+//!                       │ bus backlog full: oldest events dropped, logged           │
+//!                       │                                       /bin/sh -c COMMAND, own process group
+//!                       │                                       env: PATH + MSLINK_* only
+//!                       └──────────────────────────────────────  TIMEOUT ─▶ SIGKILL to the group
+//! ```
+//!
+//! The command is run by `/bin/sh -c`, so it may be a pipeline or carry arguments; the event's
+//! values are passed only as environment variables, never spliced into the command text, so an
+//! odd email address or reason cannot inject shell syntax (quote them: `"$MSLINK_EMAIL"`).
+//! The environment is cleared except `PATH`, so no secret or systemd variable reaches the hook.
+//! Every variable is always set (empty when it does not apply), so `set -u` scripts work.
+//!
+//! The daemon never waits for a hook: runs happen in their own tasks, at most [`MAX_RUNNING`] at
+//! once; events wait in the event bus meanwhile (a bounded queue: when it overflows the oldest are
+//! dropped and the loss is logged). Runs may finish out of order; `MSLINK_SEQ` orders them.
+//! The command is read from the config at each event, so `mslinkctl reload` changes it.
+
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+use tokio::process::Command;
+use tokio::sync::Semaphore;
+use tokio::sync::broadcast::{self, error::RecvError};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::Daemon;
+use crate::events::Event;
+
+/// How long one run may take before its process group is killed.
+pub const TIMEOUT: Duration = Duration::from_secs(30);
+/// Runs at once; later events wait their turn.
+pub const MAX_RUNNING: usize = 4;
+/// How long running hooks get to finish once the daemon stops.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+/// How much of a failing hook's stderr goes into the log.
+const STDERR_KEPT: usize = 2048;
+/// `PATH` when the daemon has none.
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The environment of one run: `(name, value)` pairs, all `MSLINK_*`.
+pub fn environment(event: &Event, seq: u64, now: i64) -> Option<Vec<(&'static str, String)>> {
+    let mut vars = Vars::default();
+    match event {
+        Event::LinkState { email, user, provider, state, previous, reason } => {
+            vars.event = "link_state";
+            vars.email = email.clone();
+            vars.user = user.clone();
+            vars.provider = provider.to_string();
+            vars.state = state.to_string();
+            vars.previous = previous.map(|p| p.to_string()).unwrap_or_default();
+            vars.reason = reason.clone().unwrap_or_default();
+        }
+        Event::LinkRemoved { email, user, provider } => {
+            vars.event = "link_removed";
+            vars.email = email.clone();
+            vars.user = user.clone();
+            vars.provider = provider.to_string();
+            vars.state = "removed".into();
+        }
+        Event::Requested { user, message } => {
+            vars.event = "requested";
+            vars.user = user.clone();
+            vars.message = message.clone().unwrap_or_default();
+        }
+        Event::Integration { enabled, by } => {
+            vars.event = "integration";
+            vars.user = by.clone();
+            vars.state = if *enabled { "enabled" } else { "disabled" }.into();
+        }
+        // Routine work is for metrics, not for paging anyone.
+        Event::Refreshed { .. } | Event::Checked { .. } => return None,
+    }
+    Some(vec![
+        ("MSLINK_EVENT", vars.event.to_owned()),
+        ("MSLINK_EMAIL", vars.email),
+        ("MSLINK_USER", vars.user),
+        ("MSLINK_PROVIDER", vars.provider),
+        ("MSLINK_STATE", vars.state),
+        ("MSLINK_PREVIOUS_STATE", vars.previous),
+        ("MSLINK_REASON", vars.reason),
+        ("MSLINK_MESSAGE", vars.message),
+        ("MSLINK_SEQ", seq.to_string()),
+        ("MSLINK_TIME", now.to_string()),
+    ])
+}
+
+#[derive(Default)]
+struct Vars {
+    event: &'static str,
+    email: String,
+    user: String,
+    provider: String,
+    state: String,
+    previous: String,
+    reason: String,
+    message: String,
+}
+
+/// Follows the event bus and runs the hook for each event that calls for it, until `shutdown`;
+/// then gives running hooks [`STOP_GRACE`] to finish.
+pub async fn follow(
+    daemon: Arc<Daemon>,
+    mut events: broadcast::Receiver<Event>,
+    shutdown: CancellationToken,
+) {
+    let slots = Arc::new(Semaphore::new(MAX_RUNNING));
+    let runs = TaskTracker::new();
+    let seq = AtomicU64::new(0);
+    loop {
+        let event = tokio::select! {
+            () = shutdown.cancelled() => break,
+            event = events.recv() => match event {
+                Ok(event) => event,
+                Err(RecvError::Lagged(n)) => {
+                    tracing::error!(lost = n, "hooks fell behind; {n} events were not passed to on_state_change");
+                    continue;
+                }
+                Err(RecvError::Closed) => break,
+            },
+        };
+        let Some(command) = daemon.config().hooks.on_state_change.clone() else {
+            continue;
+        };
+        let Some(env) = environment(&event, seq.fetch_add(1, Ordering::Relaxed) + 1, crate::now())
+        else {
+            continue;
+        };
+        let slot = tokio::select! {
+            () = shutdown.cancelled() => break,
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+        };
+        let stop = shutdown.clone();
+        runs.spawn(async move {
+            run(&command, &env, TIMEOUT, stop).await;
+            drop(slot);
+        });
+    }
+    runs.close();
+    runs.wait().await;
+}
+
+/// How one run ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Succeeded,
+    /// Exit code, or `None` when killed by a signal.
+    Failed(Option<i32>),
+    TimedOut,
+    NotStarted,
+}
+
+/// Runs `command` once with `env`, killing its process group after `timeout` (or shortly after
+/// `stop`). Logs the outcome; returns it for tests.
+pub async fn run(
+    command: &str,
+    env: &[(&'static str, String)],
+    timeout: Duration,
+    stop: CancellationToken,
+) -> Outcome {
+    let event = env.iter().find(|(k, _)| *k == "MSLINK_EVENT").map_or("", |(_, v)| v.as_str());
+    let path = std::env::var("PATH").unwrap_or_else(|_| DEFAULT_PATH.to_owned());
+    let mut child = match Command::new("/bin/sh")
+        .arg("-c")
+        .arg(command)
+        .env_clear()
+        .env("PATH", path)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        // Its own process group, so a timeout kills whatever the shell started too.
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(e) => {
+            tracing::error!(hook = command, event, error = %e, "cannot start the on_state_change hook");
+            return Outcome::NotStarted;
+        }
+    };
+    let stderr = child.stderr.take();
+    let collect = tokio::spawn(async move {
+        let mut kept = Vec::new();
+        if let Some(mut stderr) = stderr {
+            let mut chunk = [0u8; 1024];
+            // Keep the start, drain the rest so the hook never blocks on a full pipe.
+            while let Ok(n @ 1..) = stderr.read(&mut chunk).await {
+                let room = STDERR_KEPT.saturating_sub(kept.len());
+                kept.extend_from_slice(&chunk[..n.min(room)]);
+            }
+        }
+        String::from_utf8_lossy(&kept).trim().to_owned()
+    });
+    let deadline = async {
+        tokio::select! {
+            () = tokio::time::sleep(timeout) => {}
+            () = async { stop.cancelled().await; tokio::time::sleep(STOP_GRACE).await } => {}
+        }
+    };
+    let status = tokio::select! {
+        status = child.wait() => Some(status),
+        () = deadline => None,
+    };
+    let outcome = match status {
+        Some(Ok(status)) if status.success() => Outcome::Succeeded,
+        Some(Ok(status)) => Outcome::Failed(status.code()),
+        Some(Err(e)) => {
+            tracing::error!(hook = command, event, error = %e, "lost track of the on_state_change hook");
+            Outcome::Failed(None)
+        }
+        None => {
+            if let Some(pid) = child.id() {
+                let group = nix::unistd::Pid::from_raw(pid as i32);
+                let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+            }
+            let _ = child.wait().await;
+            Outcome::TimedOut
+        }
+    };
+    // The group is gone or finished; a grandchild holding stderr open must not hold us up.
+    let stderr = tokio::time::timeout(Duration::from_secs(1), collect)
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    match &outcome {
+        Outcome::Succeeded => tracing::debug!(hook = command, event, "on_state_change hook ran"),
+        Outcome::Failed(code) => tracing::warn!(
+            hook = command,
+            event,
+            exit_code = ?code,
+            stderr = %stderr,
+            "the on_state_change hook failed"
+        ),
+        Outcome::TimedOut => tracing::warn!(
+            hook = command,
+            event,
+            timeout = ?timeout,
+            stderr = %stderr,
+            "the on_state_change hook timed out and was killed"
+        ),
+        Outcome::NotStarted => {}
+    }
+    outcome
+}
+
+#[cfg(test)]
+mod tests {
+    use mslink_proto::{LinkState, Provider};
+
+    use super::*;
+
+    fn var<'a>(env: &'a [(&'static str, String)], name: &str) -> &'a str {
+        env.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_str()).unwrap()
+    }
+
+    #[test]
+    fn a_state_change_sets_every_variable() {
+        let event = Event::LinkState {
+            email: "a@example.com".into(),
+            user: "alice".into(),
+            provider: Provider::Office365,
+            state: LinkState::NeedsReauth,
+            previous: Some(LinkState::Active),
+            reason: Some("invalid_grant".into()),
+        };
+        let env = environment(&event, 7, 1_700_000_000).unwrap();
+        assert_eq!(var(&env, "MSLINK_EVENT"), "link_state");
+        assert_eq!(var(&env, "MSLINK_STATE"), "needs_reauth");
+        assert_eq!(var(&env, "MSLINK_PREVIOUS_STATE"), "active");
+        assert_eq!(var(&env, "MSLINK_PROVIDER"), "office365");
+        assert_eq!(var(&env, "MSLINK_MESSAGE"), "");
+        assert_eq!(var(&env, "MSLINK_SEQ"), "7");
+        let checked = Event::Checked {
+            email: "a@example.com".into(),
+            user: "alice".into(),
+            provider: Provider::Office365,
+            ok: true,
+            latency: Duration::from_millis(1),
+            at: 0,
+        };
+        assert!(environment(&checked, 1, 0).is_none());
+    }
+
+    #[tokio::test]
+    async fn the_environment_is_clean_and_a_slow_hook_is_killed() {
+        let env = vec![("MSLINK_EVENT", "requested".to_owned())];
+        let never = CancellationToken::new();
+        let out = tempfile::tempdir().unwrap();
+        let file = out.path().join("env");
+        let command = format!("env > '{}'", file.display());
+        assert_eq!(run(&command, &env, TIMEOUT, never.clone()).await, Outcome::Succeeded);
+        let seen = std::fs::read_to_string(&file).unwrap();
+        let names: Vec<&str> = seen.lines().filter_map(|l| l.split('=').next()).collect();
+        assert!(names.contains(&"MSLINK_EVENT") && names.contains(&"PATH"), "{seen}");
+        assert!(
+            names
+                .iter()
+                .all(|n| n.starts_with("MSLINK_") || ["PATH", "PWD", "SHLVL", "_"].contains(n)),
+            "unexpected variables: {seen}"
+        );
+
+        // The shell's child holds the pipe: killing the group must still end the run promptly.
+        let started = std::time::Instant::now();
+        let slow = run("sleep 30 & sleep 30", &env, Duration::from_millis(300), never).await;
+        assert_eq!(slow, Outcome::TimedOut);
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert_eq!(
+            run("echo oops >&2; exit 3", &env, TIMEOUT, CancellationToken::new()).await,
+            Outcome::Failed(Some(3))
+        );
+    }
+}

@@ -1,0 +1,168 @@
+//! The ops tasks in-process: events emitted straight onto `daemon.events` (as the link scheduler
+//! does) reach the on_state_change hook and the Prometheus endpoint.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+use mslink_proto::{LinkState, Provider};
+use mslinkd::Daemon;
+use mslinkd::config::{Config, Env};
+use mslinkd::events::Event;
+use mslinkd::ipc::{self, Limits};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+
+async fn scrape(port: u16) -> String {
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n").await.unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"), "{head}");
+    body.to_owned()
+}
+
+async fn wait_for(path: &Path) {
+    for _ in 0..500 {
+        if path.exists() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{} was not written: the hook did not run", path.display());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn link_events_reach_the_hook_and_the_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("hook.env");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config_file = dir.path().join("mslinkd.toml");
+    std::fs::write(
+        &config_file,
+        format!(
+            "socket = {:?}\nstate_dir = {:?}\n[hooks]\non_state_change = 'env > {o}.tmp && mv {o}.tmp {o}'\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n",
+            dir.path().join("mslinkd.sock"),
+            dir.path().join("state"),
+            o = out.display(),
+        ),
+    )
+    .unwrap();
+    let config = Config::load(&config_file, true, &Env::default()).unwrap();
+    let listener = ipc::bind(&config.socket, None).unwrap();
+    let daemon = Daemon::open(config, Env::default()).unwrap();
+    let bus = daemon.events.clone();
+    let shutdown = CancellationToken::new();
+    let served = tokio::spawn(daemon.serve(listener, Limits::default(), shutdown.clone()));
+    // The endpoint answering means the ops tasks have subscribed.
+    for _ in 0..500 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    bus.emit(Event::LinkState {
+        email: "alice@example.com".into(),
+        user: "alice".into(),
+        provider: Provider::Office365,
+        state: LinkState::NeedsReauth,
+        previous: Some(LinkState::Active),
+        reason: Some("invalid_grant (AADSTS70008)".into()),
+    });
+    for (ok, millis) in [(true, 120), (false, 12_000)] {
+        bus.emit(Event::Checked {
+            email: "alice@example.com".into(),
+            user: "alice".into(),
+            provider: Provider::Office365,
+            ok,
+            latency: Duration::from_millis(millis),
+            at: 1_700_000_000,
+        });
+    }
+    bus.emit(Event::Refreshed {
+        email: "alice@example.com".into(),
+        user: "alice".into(),
+        provider: Provider::Office365,
+        ok: true,
+    });
+
+    wait_for(&out).await;
+    let env: BTreeMap<String, String> = std::fs::read_to_string(&out)
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    assert_eq!(env["MSLINK_EVENT"], "link_state");
+    assert_eq!(env["MSLINK_EMAIL"], "alice@example.com");
+    assert_eq!(env["MSLINK_USER"], "alice");
+    assert_eq!(env["MSLINK_PROVIDER"], "office365");
+    assert_eq!(env["MSLINK_STATE"], "needs_reauth");
+    assert_eq!(env["MSLINK_PREVIOUS_STATE"], "active");
+    assert_eq!(env["MSLINK_REASON"], "invalid_grant (AADSTS70008)");
+
+    // Counters are fed asynchronously: poll until the last event shows.
+    let mut text = String::new();
+    for _ in 0..100 {
+        text = scrape(port).await;
+        if text.contains("mslink_refreshes_total{provider=\"office365\",result=\"ok\"} 1") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for line in [
+        "mslink_refreshes_total{provider=\"office365\",result=\"ok\"} 1",
+        "mslink_checks_total{provider=\"office365\",result=\"ok\"} 1",
+        "mslink_checks_total{provider=\"office365\",result=\"failed\"} 1",
+        "mslink_check_duration_seconds_bucket{provider=\"office365\",le=\"0.25\"} 1",
+        "mslink_check_duration_seconds_bucket{provider=\"office365\",le=\"20\"} 2",
+        "mslink_check_duration_seconds_count{provider=\"office365\"} 2",
+        "mslink_link_state_changes_total{state=\"needs_reauth\"} 1",
+    ] {
+        assert!(text.contains(line), "missing `{line}` in:\n{text}");
+    }
+    parse_with_prometheus_client(&text);
+
+    shutdown.cancel();
+    served.await.unwrap();
+}
+
+/// Feeds the exposition to the reference Python parser, when it is installed.
+fn parse_with_prometheus_client(text: &str) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let has_parser = Command::new("python3")
+        .args(["-c", "import prometheus_client"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_parser {
+        assert!(std::env::var_os("CI").is_none(), "pip install prometheus_client");
+        eprintln!("skipping the prometheus_client parse: the Python package is missing");
+        return;
+    }
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/scripts/parse_metrics.py");
+    let mut child = Command::new("python3")
+        .arg(script)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let parsed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let histogram = &parsed["families"]["mslink_check_duration_seconds"];
+    assert_eq!(histogram["type"], "histogram");
+    let count = histogram["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s[0] == "mslink_check_duration_seconds_count" && s[1]["provider"] == "office365")
+        .unwrap();
+    assert_eq!(count[2], 2.0);
+}
