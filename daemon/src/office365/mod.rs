@@ -1,1 +1,35 @@
 //! Office365 / Exchange Online: OAuth2 sign-in flows, token refresh and Microsoft Graph checks.
+//!
+//! ```text
+//!   connect ──▶ sign_in(flow) ──▶ Tokens ──▶ check(access token, email) ──▶ CheckReport
+//!   background: refresh(refresh token) ──▶ Tokens (store a rotated refresh token first)
+//!                 └─ check ── TokenRejected ──▶ refresh, retry the check once
+//!   every failure: Office365Error::failure() decides degraded / needs_reauth / blocked
+//! ```
+//!
+//! Every HTTP request goes through [`crate::net::client`]; `oauth2` gets it through the adapter
+//! in `http.rs` (one reqwest in the tree).
+
+mod error;
+mod graph;
+mod http;
+mod oauth;
+mod redirect;
+
+use mslink_proto::Sensitive;
+
+pub use error::{OAuthErrorBody, Office365Error};
+pub use graph::check;
+pub use oauth::{SIGN_IN_DEADLINE, refresh, sign_in};
+
+/// Tokens from a sign-in or refresh.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tokens {
+    /// For Graph; short-lived.
+    pub access_token: Sensitive,
+    /// `Some` after a sign-in, and after a refresh when the server rotated it (the caller stores
+    /// the new one durably before using the access token); `None`: keep the one you have.
+    pub refresh_token: Option<Sensitive>,
+    /// When the access token expires, in Unix seconds.
+    pub expires_at: i64,
+}
