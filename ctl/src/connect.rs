@@ -24,14 +24,31 @@ pub struct Request {
     pub server: Option<String>,
     pub password_stdin: bool,
     pub open_browser: bool,
+    pub verbose: bool,
 }
 
 /// Runs the whole `connect` conversation.
 pub fn run(
     client: &mut Client,
     act_as: Option<String>,
-    request: Request,
+    mut request: Request,
 ) -> Result<DaemonReply, CtlError> {
+    // Ask nothing of the user (no password, no sign-in) if linking is not allowed now.
+    if let DaemonReply::Status(status) =
+        client.call(act_as.clone(), CtlCommand::Status { all: false })?
+        && !status.integration.enabled
+    {
+        return Err(CtlError::Daemon(
+            WireError::new(
+                ErrorKind::NotAllowed,
+                "the Microsoft integration is not enabled for this organisation",
+            )
+            .with_hint("ask an admin to turn it on: run `mslinkctl request`"),
+        ));
+    }
+    if request.provider.is_none() {
+        request.provider = Some(settle_provider(client, &request)?);
+    }
     let password = match request.provider {
         Some(Provider::Exchange) => Some(read_password(&request)?),
         _ => None,
@@ -83,6 +100,53 @@ pub fn run(
         countdown.stop();
     }
     result
+}
+
+/// Runs detection, and asks the user when it cannot tell (SPEC §6). No credential has been
+/// read yet, so none can be sent before the provider is settled.
+fn settle_provider(client: &mut Client, request: &Request) -> Result<Provider, CtlError> {
+    eprintln!("… Finding out where {} is hosted", request.email);
+    let found = match client.call(None, CtlCommand::Detect { email: request.email.clone() })? {
+        DaemonReply::Detect(found) => found,
+        _ => return Err(CtlError::Protocol("mslinkd answered detect with another reply".into())),
+    };
+    if request.verbose {
+        eprint!("{}", crate::render::evidence_text(&found));
+    }
+    if let Some(provider) = found.provider {
+        eprintln!("… {} is on {}", request.email, provider_name(provider));
+        return Ok(provider);
+    }
+    let why = if found.conflicting { "the evidence conflicts" } else { "no probe was decisive" };
+    if !std::io::stdin().is_terminal() {
+        return Err(CtlError::Daemon(
+            WireError::new(
+                ErrorKind::NotAllowed,
+                format!(
+                    "cannot tell whether {} is on Office365 or Exchange ({why})",
+                    request.email
+                ),
+            )
+            .with_hint("say which with --provider office365 or --provider exchange"),
+        ));
+    }
+    eprintln!("mslinkctl cannot tell where {} is hosted ({why}).", request.email);
+    loop {
+        eprint!("Is it [1] Office365 / Exchange Online, or [2] an Exchange server? ");
+        let _ = std::io::stderr().flush();
+        match read_line()?.trim() {
+            "1" | "office365" | "Office365" => return Ok(Provider::Office365),
+            "2" | "exchange" | "Exchange" => return Ok(Provider::Exchange),
+            _ => eprintln!("Type 1 or 2."),
+        }
+    }
+}
+
+fn provider_name(provider: Provider) -> &'static str {
+    match provider {
+        Provider::Office365 => "Office365 / Exchange Online",
+        Provider::Exchange => "an Exchange server",
+    }
 }
 
 fn read_password(request: &Request) -> Result<Sensitive, CtlError> {

@@ -97,6 +97,14 @@ enum Command {
         /// Exchange: read the password from the first line of standard input
         #[arg(long)]
         password_stdin: bool,
+        /// Show the provider detection's evidence
+        #[arg(long, short)]
+        verbose: bool,
+    },
+    /// Find out whether an address is on Office365 or Exchange, and show the evidence
+    Detect {
+        /// The mailbox address
+        email: String,
     },
     /// Check a link now and show the result
     Check {
@@ -171,6 +179,7 @@ fn main() -> ExitCode {
             username,
             server,
             password_stdin,
+            verbose,
         } => {
             let request = connect::Request {
                 email,
@@ -186,6 +195,7 @@ fn main() -> ExitCode {
                 server,
                 password_stdin,
                 open_browser: !no_browser,
+                verbose,
             };
             // Ctrl-C closes the socket by ending the process; the daemon cancels the sign-in.
             let _ = ctrlc::set_handler(|| {
@@ -202,6 +212,7 @@ fn main() -> ExitCode {
         Command::Enable => CtlCommand::Enable,
         Command::Disable => CtlCommand::Disable,
         Command::Reload => CtlCommand::Reload,
+        Command::Detect { email } => CtlCommand::Detect { email },
         Command::Check { email } => CtlCommand::Check { email },
         Command::Token { email, resource } => CtlCommand::Token {
             email,

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 use std::time::{Duration, UNIX_EPOCH};
 
 use mslink_proto::{
-    AccessRequest, CtlCommand, DaemonReply, JSON_FORMAT_VERSION, LinkInfo, LinkState, RequestState,
-    StatusReply, UnixTime,
+    AccessRequest, CtlCommand, DaemonReply, DetectReply, JSON_FORMAT_VERSION, LinkInfo, LinkState,
+    RequestState, StatusReply, UnixTime,
 };
 use serde_json::{Value, json};
 
@@ -64,6 +64,7 @@ pub fn reply(reply: &DaemonReply, as_json: bool) {
             Some(path) => println!("Config reloaded from {path}."),
             None => println!("Config reloaded: no config file, the built-in defaults apply."),
         },
+        DaemonReply::Detect(found) => print!("{}", evidence_text(found)),
         DaemonReply::Link(link) => println!("{}", link_text(link, true).trim_start()),
         // Printed alone, so mail tools can read it (`passwordeval`, `PassCmd`).
         DaemonReply::Token(t) => println!("{}", t.access_token.expose()),
@@ -137,6 +138,26 @@ fn status_text(s: &StatusReply) -> String {
     out
 }
 
+/// Detection's answer and every probe's evidence.
+pub fn evidence_text(found: &DetectReply) -> String {
+    let answer = match (found.provider, found.conflicting) {
+        (Some(provider), _) => provider.to_string(),
+        (None, true) => "unknown (the evidence conflicts)".into(),
+        (None, false) => "unknown".into(),
+    };
+    let mut out = format!(
+        "{}: {answer} ({} ms{})\n",
+        found.email,
+        found.elapsed_ms,
+        if found.cached { ", cached" } else { "" }
+    );
+    for evidence in &found.evidence {
+        let points = evidence.points_to.map_or("-".to_owned(), |p| p.to_string());
+        out.push_str(&format!("  {:<28} {:<10} {}\n", evidence.probe, points, evidence.detail));
+    }
+    out
+}
+
 fn request_text(request: &AccessRequest) -> String {
     let message = request.message.as_ref().map(|m| format!(" \"{m}\"")).unwrap_or_default();
     match request.state {
@@ -165,6 +186,14 @@ fn link_text(link: &LinkInfo, with_user: bool) -> String {
     );
     if let Some(reason) = &link.reason {
         text.push_str(&format!("\n    reason: {reason}"));
+    }
+    if link.endpoint.is_some() || link.auth_scheme.is_some() {
+        text.push_str(&format!(
+            "\n    server: {}{}  auth: {}",
+            link.endpoint.as_deref().unwrap_or("-"),
+            link.server_version.as_ref().map(|v| format!(" (version {v})")).unwrap_or_default(),
+            link.auth_scheme.as_deref().unwrap_or("-")
+        ));
     }
     if let Some(ok) = link.last_ok {
         text.push_str(&format!("\n    last ok: {}", time(ok)));

@@ -171,6 +171,8 @@ pub struct Schedule {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Detection {
     pub timeout: StdDuration,
+    /// How long a domain's answer is reused.
+    pub cache_ttl: StdDuration,
     pub user_realm_url: EndpointUrl,
     pub autodiscover_v2_url: EndpointUrl,
 }
@@ -288,6 +290,7 @@ struct RawSchedule {
 #[serde(deny_unknown_fields, default)]
 struct RawDetection {
     timeout: Option<Duration>,
+    cache_ttl: Option<Duration>,
     user_realm_url: Option<EndpointUrl>,
     autodiscover_v2_url: Option<EndpointUrl>,
 }
@@ -338,6 +341,7 @@ impl RawConfig {
             schedule: self.schedule.resolve()?,
             detection: Detection {
                 timeout: self.detection.timeout.map_or(StdDuration::from_secs(8), |d| d.0),
+                cache_ttl: self.detection.cache_ttl.map_or(StdDuration::from_secs(600), |d| d.0),
                 user_realm_url: self.detection.user_realm_url.unwrap_or_else(|| {
                     EndpointUrl::builtin(&format!("{MICROSOFT_LOGIN}/getuserrealm.srf"))
                 }),

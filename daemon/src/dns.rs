@@ -100,6 +100,34 @@ impl Dns {
     }
 }
 
+impl Dns {
+    /// MX hosts for `domain` (without trailing dots), most preferred first. An empty list when
+    /// the domain has none.
+    pub async fn mx(&self, domain: &str) -> Result<Vec<String>, DnsError> {
+        let fqdn = if domain.ends_with('.') { domain.to_owned() } else { format!("{domain}.") };
+        let lookup = match self.resolver.mx_lookup(fqdn.as_str()).await {
+            Ok(lookup) => lookup,
+            Err(e) if e.is_no_records_found() || e.is_nx_domain() => return Ok(Vec::new()),
+            Err(e) => {
+                return Err(DnsError::Lookup { name: domain.to_owned(), detail: e.to_string() });
+            }
+        };
+        let mut hosts: Vec<(u16, String)> = lookup
+            .answers()
+            .iter()
+            .filter_map(|record| match &record.data {
+                RData::MX(mx) => {
+                    Some((mx.preference, mx.exchange.to_utf8().trim_end_matches('.').to_owned()))
+                }
+                _ => None,
+            })
+            .filter(|(_, host)| !host.is_empty())
+            .collect();
+        hosts.sort();
+        Ok(hosts.into_iter().map(|(_, host)| host).collect())
+    }
+}
+
 fn nameserver(addr: SocketAddr) -> NameServerConfig {
     let mut udp = ConnectionConfig::udp();
     udp.port = addr.port();

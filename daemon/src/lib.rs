@@ -13,14 +13,16 @@
 //! ```
 
 pub mod config;
-pub mod events;
+pub mod detect;
 pub mod dns;
+pub mod events;
 pub mod exchange;
 pub mod health;
 pub mod hooks;
 pub mod identity;
 pub mod interaction;
 pub mod ipc;
+pub mod links;
 pub mod logging;
 pub mod metrics;
 pub mod net;
@@ -37,9 +39,12 @@ use tokio::net::UnixListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, DEFAULT_CONFIG_PATH, Env};
+use crate::detect::Detector;
 use crate::events::Bus;
 use crate::ipc::Limits;
+use crate::links::{Scheduler, SchedulerInbox};
 use crate::store::{StateLock, Store, StoreError};
+use crate::vault::{Vault, VaultError};
 
 /// The running daemon's shared state.
 ///
@@ -50,19 +55,43 @@ pub struct Daemon {
     config: RwLock<Arc<Config>>,
     env: Env,
     store: Store,
+    vault: Arc<Vault>,
+    /// Hands links to the background worker.
+    scheduler: Scheduler,
+    /// Provider detection, with its per-domain cache.
+    detector: Detector,
+    /// The scheduler task's inbox, taken when serving starts.
+    scheduler_inbox: std::sync::Mutex<Option<SchedulerInbox>>,
     /// What happened, for hooks, metrics and logs.
     pub events: Bus,
     _lock: StateLock,
 }
 
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+    #[error("startup was interrupted")]
+    Interrupted,
+}
+
 impl Daemon {
-    /// Takes the state directory's lock and opens the database.
-    pub fn open(config: Config, env: Env) -> Result<Daemon, StoreError> {
+    /// Takes the state directory's lock, opens the database and loads (or creates) the key.
+    pub fn open(config: Config, env: Env) -> Result<Daemon, OpenError> {
         let (store, lock) = Store::open(&config.state_dir)?;
+        let vault = Arc::new(Vault::open_or_create(&config.key_file)?);
+        let (scheduler, inbox) = Scheduler::new();
         Ok(Daemon {
             config: RwLock::new(Arc::new(config)),
             env,
             store,
+            vault,
+            scheduler,
+            detector: Detector::default(),
+            scheduler_inbox: std::sync::Mutex::new(Some(inbox)),
             events: Bus::default(),
             _lock: lock,
         })
@@ -102,11 +131,17 @@ impl Daemon {
 
     /// Serves the control socket until `shutdown` is cancelled; SIGHUP reloads the config.
     pub async fn serve(self, listener: UnixListener, limits: Limits, shutdown: CancellationToken) {
+        let inbox = self.scheduler_inbox.lock().unwrap_or_else(|p| p.into_inner()).take();
         let daemon = Arc::new(self);
         let reloader = tokio::spawn(reload_on_sighup(daemon.clone(), shutdown.clone()));
         let ops = ops::spawn(&daemon, &shutdown);
+        let scheduler = inbox
+            .map(|inbox| tokio::spawn(Scheduler::run(daemon.clone(), inbox, shutdown.clone())));
         ipc::serve(daemon, listener, limits, shutdown).await;
         let _ = reloader.await;
+        if let Some(scheduler) = scheduler {
+            let _ = scheduler.await;
+        }
         ops.wait().await;
     }
 }
@@ -116,11 +151,11 @@ pub async fn run(
     config: Config,
     listener: UnixListener,
     shutdown: CancellationToken,
-) -> Result<(), StoreError> {
+) -> Result<(), OpenError> {
     let env = Env::from_process();
     let daemon = tokio::task::spawn_blocking(move || Daemon::open(config, env))
         .await
-        .map_err(|_| StoreError::Stopped)??;
+        .map_err(|_| OpenError::Interrupted)??;
     daemon.serve(listener, Limits::default(), shutdown).await;
     Ok(())
 }

@@ -59,6 +59,8 @@ pub enum CtlCommand {
     Connect(ConnectArgs),
     /// Run a connectivity check now.
     Check { email: String },
+    /// Provider detection only: the answer and its evidence (no credentials are sent).
+    Detect { email: String },
     /// Remove a link and its secrets.
     Disconnect { email: String },
     /// A fresh Office365 access token for the caller's own link.
@@ -189,6 +191,39 @@ pub enum DaemonReply {
     /// `connect` and `check`: the link as it now stands.
     Link(LinkInfo),
     Token(TokenReply),
+    Detect(DetectReply),
+}
+
+/// `detect`: which provider serves an address, and why mslink thinks so.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DetectReply {
+    pub email: String,
+    /// `None`: unknown or conflicting; `connect` then asks, or needs `--provider`.
+    #[serde(default)]
+    pub provider: Option<Provider>,
+    /// True when probes pointed at both providers.
+    #[serde(default)]
+    pub conflicting: bool,
+    /// Every probe's answer, in the order they came.
+    pub evidence: Vec<Evidence>,
+    /// How long detection took.
+    pub elapsed_ms: u64,
+    /// True when the answer came from the short-lived per-domain cache.
+    #[serde(default)]
+    pub cached: bool,
+}
+
+/// One probe's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// The probe: `user_realm`, `openid_configuration`, `mx`, `autodiscover_v2`,
+    /// `autodiscover_domain`, `autodiscover_host`, `autodiscover_http_redirect`, `srv`.
+    pub probe: String,
+    /// The provider this points to, if any.
+    #[serde(default)]
+    pub points_to: Option<Provider>,
+    /// What was seen.
+    pub detail: String,
 }
 
 /// `token`: a fresh access token.

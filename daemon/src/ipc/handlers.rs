@@ -2,15 +2,15 @@
 //! typed reply or a [`WireError`] whose message says what happened and whose hint says what to do.
 
 use mslink_proto::{
-    ConnectArgs, CtlCommand, DaemonReply, DisconnectReply, ErrorKind, ReloadReply, RequestReply,
-    RequestsReply, StatusReply, WireError,
+    CtlCommand, DaemonReply, DisconnectReply, ErrorKind, ReloadReply, RequestReply, RequestsReply,
+    StatusReply, WireError,
 };
 
 use crate::Daemon;
 use crate::events::Event;
 use crate::identity::{Caller, user_exists};
 use crate::interaction::Interaction;
-use crate::store::StoreError;
+use crate::links::{self, internal};
 
 /// How many audit entries `status` shows an admin.
 const RECENT_ACTIONS: u32 = 10;
@@ -23,7 +23,7 @@ pub async fn handle(
     caller: &Caller,
     act_as: Option<String>,
     command: CtlCommand,
-    _interaction: Interaction,
+    mut interaction: Interaction,
 ) -> Result<DaemonReply, WireError> {
     let subject = subject(caller, act_as).await?;
     let admin_group = daemon.config().admin_group.clone();
@@ -108,7 +108,7 @@ pub async fn handle(
         CtlCommand::Enable | CtlCommand::Disable => {
             let enable = matches!(command, CtlCommand::Enable);
             require_admin(if enable { "enable" } else { "disable" })?;
-            let reply = store
+            let (reply, transitions) = store
                 .call(move |db| db.set_integration(enable, &actor, now))
                 .await
                 .map_err(internal)?;
@@ -121,6 +121,11 @@ pub async fn handle(
                     "Microsoft integration toggled"
                 );
                 daemon.events.emit(Event::Integration { enabled: enable, by: caller.name.clone() });
+            }
+            let config = daemon.config();
+            for transition in &transitions {
+                links::announce(daemon, transition);
+                daemon.scheduler.schedule_link(transition.id, &transition.link, &config);
             }
             Ok(DaemonReply::Toggle(reply))
         }
@@ -139,15 +144,9 @@ pub async fn handle(
                 config_path: config.source.as_ref().map(|p| p.display().to_string()),
             }))
         }
-        CtlCommand::Connect(ConnectArgs { email, provider, .. }) => {
-            validate_email(&email)?;
-            let (enabled, exists) = {
-                let (user, email) = (subject.clone(), email.clone());
-                store
-                    .call(move |db| Ok((db.integration()?.enabled, db.link_exists(&user, &email)?)))
-                    .await
-                    .map_err(internal)?
-            };
+        CtlCommand::Connect(args) => {
+            validate_email(&args.email)?;
+            let enabled = store.call(|db| db.integration()).await.map_err(internal)?.enabled;
             if !enabled {
                 return Err(WireError::new(
                     ErrorKind::NotAllowed,
@@ -155,28 +154,40 @@ pub async fn handle(
                 )
                 .with_hint("ask an admin to turn it on: run `mslinkctl request`"));
             }
-            if exists {
-                return Err(WireError::new(ErrorKind::NotAllowed, format!("{email} is already linked"))
-                    .with_hint(format!(
-                        "see `mslinkctl status`; to link it afresh run `mslinkctl disconnect {email}` first"
-                    )));
+            let email = args.email.clone();
+            let link = links::connect(daemon, &subject, args, &mut interaction).await?;
+            if subject != actor {
+                let detail = format!("{email} for {subject}");
+                store
+                    .call(move |db| db.audit(&actor, "connect", Some(&detail), now))
+                    .await
+                    .map_err(internal)?;
             }
-            let provider = provider.map(|p| format!("{p} ")).unwrap_or_default();
-            Err(WireError::new(
-                ErrorKind::Failed,
-                format!("linking {provider}mailboxes is not available in this mslinkd build yet"),
-            )
-            .with_hint("upgrade mslinkd"))
+            Ok(DaemonReply::Link(link))
         }
-        CtlCommand::Check { email } | CtlCommand::Token { email, .. } => {
-            Err(not_found_link(&email))
+        CtlCommand::Detect { email } => {
+            validate_email(&email)?;
+            Ok(DaemonReply::Detect(daemon.detector.detect(daemon.config(), &email).await))
+        }
+        CtlCommand::Check { email } => {
+            Ok(DaemonReply::Link(links::check_now(daemon, &subject, &email).await?))
+        }
+        CtlCommand::Token { email, resource } => {
+            if subject != caller.name {
+                return Err(WireError::new(
+                    ErrorKind::PermissionDenied,
+                    "tokens are only given to the link's owner",
+                )
+                .with_hint("run `mslinkctl token` as that user"));
+            }
+            Ok(DaemonReply::Token(links::token(daemon, &subject, &email, resource).await?))
         }
         CtlCommand::Disconnect { email } => {
             let user = subject.clone();
             let removed = store
                 .call(move |db| {
                     let removed = db.delete_link(&user, &email)?.ok_or(email);
-                    if let Ok(email) = &removed
+                    if let Ok((_, email, _)) = &removed
                         && user != actor
                     {
                         db.audit(&actor, "disconnect", Some(&format!("{email} of {user}")), now)?;
@@ -186,8 +197,14 @@ pub async fn handle(
                 .await
                 .map_err(internal)?;
             match removed {
-                Ok(email) => {
+                Ok((id, email, provider)) => {
                     tracing::info!(link = %email, user = %subject, by = %caller.name, "link removed");
+                    daemon.scheduler.forget(id);
+                    daemon.events.emit(Event::LinkRemoved {
+                        email: email.clone(),
+                        user: subject.clone(),
+                        provider,
+                    });
                     Ok(DaemonReply::Disconnect(DisconnectReply { email, user: subject }))
                 }
                 Err(email) => Err(not_found_link(&email)),
@@ -254,21 +271,6 @@ fn validate_message(message: &str) -> Result<String, WireError> {
             .with_hint("write plain text"));
     }
     Ok(message.trim().to_owned())
-}
-
-/// A store failure: logged in full, reported to the client without internals.
-fn internal(error: StoreError) -> WireError {
-    tracing::error!(error = %error, "state store failed");
-    if error.is_storage_fault() {
-        WireError::new(
-            ErrorKind::Internal,
-            "mslinkd cannot write its database (disk full or read-only)",
-        )
-        .with_hint("free space or fix the state directory's permissions; nothing stored was lost")
-    } else {
-        WireError::new(ErrorKind::Internal, "mslinkd hit an internal error")
-            .with_hint("the daemon log has the details (journalctl -u mslinkd)")
-    }
 }
 
 #[cfg(test)]

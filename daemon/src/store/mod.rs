@@ -11,6 +11,7 @@
 //! Durability: WAL with `synchronous = FULL`, so a committed transaction survives `kill -9` and
 //! power loss. The database, its WAL and the lock file are created 0600 in a 0700 directory.
 
+mod links;
 mod queries;
 mod schema;
 
@@ -21,6 +22,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
+pub use links::{DueLink, LinkRecord, NewLink, Outcome, Transition};
 pub use queries::Db;
 
 /// The file name of the database inside `state_dir`.
@@ -47,6 +49,8 @@ pub enum StoreError {
     TooNew { found: i64, known: i64 },
     #[error("the store thread has stopped")]
     Stopped,
+    #[error("cannot seal a secret: {0}")]
+    Sealing(String),
 }
 
 impl StoreError {

@@ -7,12 +7,12 @@ use mslink_proto::{
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use super::StoreError;
+use super::{StoreError, Transition};
 
 /// A connection borrowed by one [`super::Store::call`] job.
 #[derive(Debug)]
 pub struct Db<'c> {
-    conn: &'c mut Connection,
+    pub(super) conn: &'c mut Connection,
 }
 
 impl<'c> Db<'c> {
@@ -38,57 +38,69 @@ impl<'c> Db<'c> {
     /// Turns the integration on or off, as one transaction with its consequences: enabling grants
     /// every pending request and resumes suspended links (due for a check now); disabling
     /// suspends every link, remembering its state. Recorded in the audit trail when it changes.
+    /// Returns the links whose state changed.
     pub fn set_integration(
         &mut self,
         enabled: bool,
         actor: &str,
         now: UnixTime,
-    ) -> Result<ToggleReply, StoreError> {
+    ) -> Result<(ToggleReply, Vec<Transition>), StoreError> {
         let tx = self.conn.transaction()?;
         let was: bool =
             tx.query_row("SELECT enabled FROM integration WHERE id = 1", [], |r| r.get(0))?;
         if was == enabled {
-            return Ok(ToggleReply {
-                enabled,
-                changed: false,
-                granted_requests: 0,
-                links_affected: 0,
-            });
+            let reply =
+                ToggleReply { enabled, changed: false, granted_requests: 0, links_affected: 0 };
+            return Ok((reply, Vec::new()));
         }
         tx.execute(
             "UPDATE integration SET enabled = ?1, changed_at = ?2, changed_by = ?3 WHERE id = 1",
             params![enabled, now, actor],
         )?;
-        let (granted, links, action, detail);
+        let (granted, affected, action, detail): (u64, Vec<(i64, String)>, &str, String);
         if enabled {
             granted = tx.execute(
                 "UPDATE requests SET state = 'granted', granted_at = ?1, granted_by = ?2
                  WHERE state = 'pending'",
                 params![now, actor],
             )? as u64;
-            links = tx.execute(
+            affected = collect(
+                &tx,
                 "UPDATE links SET state = COALESCE(state_before_suspend, 'active'),
                         state_before_suspend = NULL, reason = NULL, since = ?1, next_check = ?1,
                         generation = generation + 1
-                 WHERE state = 'suspended'",
+                 WHERE state = 'suspended' RETURNING id, 'suspended'",
                 params![now],
-            )? as u64;
+            )?;
             action = "enable";
-            detail = format!("granted {granted} request(s), resumed {links} link(s)");
+            detail = format!("granted {granted} request(s), resumed {} link(s)", affected.len());
         } else {
             granted = 0;
-            links = tx.execute(
+            affected = collect(
+                &tx,
                 "UPDATE links SET state_before_suspend = state, state = 'suspended',
                         reason = ?2, since = ?1, next_check = NULL, generation = generation + 1
-                 WHERE state != 'suspended'",
+                 WHERE state != 'suspended' RETURNING id, state_before_suspend",
                 params![now, format!("the Microsoft integration was disabled by {actor}")],
-            )? as u64;
+            )?;
             action = "disable";
-            detail = format!("suspended {links} link(s)");
+            detail = format!("suspended {} link(s)", affected.len());
         }
         insert_audit(&tx, now, actor, action, Some(&detail))?;
         tx.commit()?;
-        Ok(ToggleReply { enabled, changed: true, granted_requests: granted, links_affected: links })
+        let mut transitions = Vec::with_capacity(affected.len());
+        for (id, previous) in affected {
+            if let Some(link) = self.link_info(id)? {
+                transitions.push(Transition { id, link, previous: LinkState::parse(&previous) });
+            }
+        }
+        let reply = ToggleReply {
+            enabled,
+            changed: true,
+            granted_requests: granted,
+            links_affected: transitions.len() as u64,
+        };
+        Ok((reply, transitions))
     }
 
     /// Records `user`'s request, or updates their earlier one (a granted request becomes pending
@@ -130,22 +142,27 @@ impl<'c> Db<'c> {
 
     /// Links of one user, or of everyone (`None`), ordered by user then email.
     pub fn links(&self, user: Option<&str>) -> Result<Vec<LinkInfo>, StoreError> {
-        let mut stmt = self.conn.prepare(
+        self.links_where("?1 IS NULL OR user = ?1", [user])
+    }
+
+    /// Links matching an SQL condition, as status shows them.
+    pub(super) fn links_where(
+        &self,
+        condition: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<Vec<LinkInfo>, StoreError> {
+        let mut stmt = self.conn.prepare(&format!(
             "SELECT email, user, provider, state, reason, since, last_ok, next_check, token_expiry,
                     inbox_total, inbox_unread, calendar_ok, server_version, auth_scheme, endpoint
-             FROM links WHERE ?1 IS NULL OR user = ?1 ORDER BY user, email",
-        )?;
-        let rows = stmt.query_map([user], |row| {
+             FROM links WHERE {condition} ORDER BY user, email"
+        ))?;
+        let rows = stmt.query_map(params, |row| {
             let provider: String = row.get(2)?;
             let state: String = row.get(3)?;
             Ok(LinkInfo {
                 email: row.get(0)?,
                 user: row.get(1)?,
-                provider: if provider == "exchange" {
-                    Provider::Exchange
-                } else {
-                    Provider::Office365
-                },
+                provider: super::links::parse_provider(&provider),
                 // The CHECK constraints and this crate are the only writers; an unknown name would
                 // be a bug, shown as the most alarming state rather than hidden.
                 state: LinkState::parse(&state).unwrap_or(LinkState::Blocked),
@@ -178,14 +195,22 @@ impl<'c> Db<'c> {
             .is_some())
     }
 
-    /// Removes a link and its secrets. Returns the stored email, or `None` if there was none.
-    pub fn delete_link(&mut self, user: &str, email: &str) -> Result<Option<String>, StoreError> {
+    /// Removes a link and its secrets. Returns its id, stored email and provider, or `None` if
+    /// there was none.
+    pub fn delete_link(
+        &mut self,
+        user: &str,
+        email: &str,
+    ) -> Result<Option<(i64, String, Provider)>, StoreError> {
         Ok(self
             .conn
             .query_row(
-                "DELETE FROM links WHERE user = ?1 AND email = ?2 RETURNING email",
+                "DELETE FROM links WHERE user = ?1 AND email = ?2 RETURNING id, email, provider",
                 params![user, email],
-                |row| row.get(0),
+                |row| {
+                    let provider: String = row.get(2)?;
+                    Ok((row.get(0)?, row.get(1)?, super::links::parse_provider(&provider)))
+                },
             )
             .optional()?)
     }
@@ -216,6 +241,17 @@ impl<'c> Db<'c> {
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+}
+
+/// Runs an `UPDATE ... RETURNING id, text` and collects the rows.
+fn collect(
+    conn: &Connection,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> Result<Vec<(i64, String)>, StoreError> {
+    let mut stmt = conn.prepare(sql)?;
+    let rows = stmt.query_map(params, |row| Ok((row.get(0)?, row.get(1)?)))?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 /// SQLite integers are signed; counts are never negative.
@@ -299,7 +335,7 @@ mod tests {
         let mut db = Db::new(&mut conn);
         db.record_request("alice", None, 1).unwrap();
         db.record_request("bob", None, 2).unwrap();
-        let reply = db.set_integration(true, "root", 3).unwrap();
+        let (reply, _) = db.set_integration(true, "root", 3).unwrap();
         assert_eq!((reply.changed, reply.granted_requests), (true, 2));
         assert!(db.pending_requests().unwrap().is_empty());
         let alice = db.request_of("alice").unwrap().unwrap();
@@ -307,7 +343,7 @@ mod tests {
             (alice.state, alice.granted_by.as_deref()),
             (RequestState::Granted, Some("root"))
         );
-        assert!(!db.set_integration(true, "root", 4).unwrap().changed);
+        assert!(!db.set_integration(true, "root", 4).unwrap().0.changed);
         let audit = db.recent_audit(10).unwrap();
         assert_eq!(audit.len(), 1);
         assert_eq!((audit[0].actor.as_str(), audit[0].action.as_str()), ("root", "enable"));
@@ -320,11 +356,15 @@ mod tests {
         insert_link(&conn, "bob", "bob@contoso.test", "needs_reauth");
         let mut db = Db::new(&mut conn);
         db.set_integration(true, "root", 1).unwrap();
-        assert_eq!(db.set_integration(false, "root", 2).unwrap().links_affected, 2);
+        let (reply, suspended) = db.set_integration(false, "root", 2).unwrap();
+        assert_eq!(reply.links_affected, 2);
+        assert_eq!(suspended[1].previous, Some(LinkState::NeedsReauth));
         let links = db.links(None).unwrap();
         assert!(links.iter().all(|l| l.state == LinkState::Suspended));
         assert!(links[0].reason.as_deref().unwrap().contains("disabled by root"));
-        assert_eq!(db.set_integration(true, "root", 3).unwrap().links_affected, 2);
+        let (reply, resumed) = db.set_integration(true, "root", 3).unwrap();
+        assert_eq!(reply.links_affected, 2);
+        assert!(resumed.iter().all(|t| t.previous == Some(LinkState::Suspended)));
         let links = db.links(None).unwrap();
         assert_eq!(links[0].state, LinkState::Active);
         assert_eq!(links[1].state, LinkState::NeedsReauth);
@@ -342,9 +382,7 @@ mod tests {
         assert!(db.link_exists("alice", "alice@contoso.TEST").unwrap());
         assert!(!db.link_exists("bob", "alice@contoso.test").unwrap());
         assert_eq!(db.delete_link("bob", "alice@contoso.test").unwrap(), None);
-        assert_eq!(
-            db.delete_link("alice", "ALICE@contoso.test").unwrap().as_deref(),
-            Some("Alice@Contoso.test")
-        );
+        let (_, email, provider) = db.delete_link("alice", "ALICE@contoso.test").unwrap().unwrap();
+        assert_eq!((email.as_str(), provider), ("Alice@Contoso.test", Provider::Office365));
     }
 }

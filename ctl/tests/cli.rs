@@ -1,0 +1,44 @@
+//! `mslinkctl` on its own: usage errors, an unreachable daemon, monitoring output. (Having an
+//! integration test also makes `cargo test` build the binary the end-to-end tests run.)
+
+use std::process::Command;
+
+fn ctl(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_mslinkctl")).args(args).output().expect("run");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn an_unreachable_daemon_is_exit_3_naming_the_socket_and_the_fix() {
+    let (code, _, stderr) = ctl(&["--socket", "/nonexistent/mslinkd.sock", "status"]);
+    assert_eq!(code, 3, "{stderr}");
+    assert!(stderr.contains("/nonexistent/mslinkd.sock"), "{stderr}");
+    assert!(stderr.contains("systemctl start mslinkd"), "{stderr}");
+}
+
+#[test]
+fn monitoring_sees_an_unreachable_daemon_as_critical() {
+    let (code, stdout, _) = ctl(&["--socket", "/nonexistent/mslinkd.sock", "status", "--check"]);
+    assert_eq!(code, 2);
+    assert!(stdout.starts_with("MSLINK CRITICAL - mslinkd not answering"), "{stdout}");
+}
+
+#[test]
+fn json_errors_are_one_versioned_document() {
+    let (code, stdout, _) = ctl(&["--socket", "/nonexistent/mslinkd.sock", "--json", "requests"]);
+    assert_eq!(code, 3);
+    let doc: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
+    assert_eq!(doc["format_version"], 1);
+    assert!(doc["error"]["message"].as_str().unwrap_or("").contains("cannot reach mslinkd"));
+}
+
+#[test]
+fn usage_errors_are_exit_2() {
+    assert_eq!(ctl(&["connect"]).0, 2);
+    assert_eq!(ctl(&["frobnicate"]).0, 2);
+    assert_eq!(ctl(&["connect", "a@b.c", "--device-code", "--paste"]).0, 2);
+}

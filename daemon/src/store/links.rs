@@ -1,0 +1,353 @@
+//! Link rows: create or re-link, load for background work, and commit the outcome of that work
+//! only if nobody changed the link meanwhile (the `generation` check, STYLE habit 6).
+//!
+//! Secrets are sealed by the caller-supplied `seal` closure inside the same transaction as the
+//! row they belong to, so a link never exists without its secret, and a rotated refresh token is
+//! durable before anyone uses the new access token.
+
+use mslink_proto::{LinkInfo, LinkState, Provider, UnixTime};
+use rusqlite::{OptionalExtension, Row, params};
+
+use super::{Db, StoreError};
+use crate::health::{CheckReport, Failure};
+
+/// Everything background work needs to know about a link.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinkRecord {
+    pub id: i64,
+    pub user: String,
+    pub email: String,
+    pub provider: Provider,
+    pub state: LinkState,
+    /// Bumped by every user or admin change; background commits must match it.
+    pub generation: i64,
+    /// Provider-specific, non-secret JSON (the EWS endpoint, ...).
+    pub details: String,
+    /// Sealed provider secret (see `crate::vault`).
+    pub secret: Option<Vec<u8>>,
+    pub token_expiry: Option<UnixTime>,
+    pub next_check: Option<UnixTime>,
+    /// Consecutive transient failures, for backoff.
+    pub failures: u32,
+}
+
+/// A link that has just passed its first sign-in and first check.
+#[derive(Debug, Clone)]
+pub struct NewLink {
+    pub user: String,
+    pub email: String,
+    pub provider: Provider,
+    pub details: String,
+    pub endpoint: Option<String>,
+    pub auth_scheme: Option<String>,
+    pub report: CheckReport,
+    pub token_expiry: Option<UnixTime>,
+    pub next_check: UnixTime,
+}
+
+/// What a background refresh or check concluded.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    /// The check passed.
+    Healthy { report: CheckReport, next_check: UnixTime },
+    /// It failed; `next_attempt` is `None` when nothing should retry (needs_reauth, blocked).
+    Failed { failure: Failure, next_attempt: Option<UnixTime> },
+}
+
+/// A link's timers, for the scheduler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DueLink {
+    pub id: i64,
+    pub next_check: Option<UnixTime>,
+    pub token_expiry: Option<UnixTime>,
+}
+
+/// A state change caused by a commit, for events.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transition {
+    pub id: i64,
+    pub link: LinkInfo,
+    /// `None` for a new link.
+    pub previous: Option<LinkState>,
+}
+
+const RECORD_COLUMNS: &str = "id, user, email, provider, state, generation, details, secret, \
+                              token_expiry, next_check, failures";
+
+fn record_from_row(row: &Row<'_>) -> rusqlite::Result<LinkRecord> {
+    let provider: String = row.get(3)?;
+    let state: String = row.get(4)?;
+    Ok(LinkRecord {
+        id: row.get(0)?,
+        user: row.get(1)?,
+        email: row.get(2)?,
+        provider: parse_provider(&provider),
+        state: LinkState::parse(&state).unwrap_or(LinkState::Blocked),
+        generation: row.get(5)?,
+        details: row.get(6)?,
+        secret: row.get(7)?,
+        token_expiry: row.get(8)?,
+        next_check: row.get(9)?,
+        failures: row.get(10)?,
+    })
+}
+
+pub(super) fn parse_provider(name: &str) -> Provider {
+    if name == "exchange" { Provider::Exchange } else { Provider::Office365 }
+}
+
+impl Db<'_> {
+    /// The link `user` has to `email` (case-insensitive), with its secret.
+    pub fn link_record(&self, user: &str, email: &str) -> Result<Option<LinkRecord>, StoreError> {
+        let sql = format!("SELECT {RECORD_COLUMNS} FROM links WHERE user = ?1 AND email = ?2");
+        Ok(self.conn.query_row(&sql, params![user, email], record_from_row).optional()?)
+    }
+
+    /// A link by id, with its secret.
+    pub fn link_record_by_id(&self, id: i64) -> Result<Option<LinkRecord>, StoreError> {
+        let sql = format!("SELECT {RECORD_COLUMNS} FROM links WHERE id = ?1");
+        Ok(self.conn.query_row(&sql, [id], record_from_row).optional()?)
+    }
+
+    /// One link as status shows it.
+    pub fn link_info(&self, id: i64) -> Result<Option<LinkInfo>, StoreError> {
+        Ok(self.links_where("id = ?1", [id])?.pop())
+    }
+
+    /// Creates the link, or replaces the credentials and state of an existing one (a re-link
+    /// after a password change or revoked consent). `seal(id)` seals the secret for that row.
+    pub fn save_link(
+        &mut self,
+        new: &NewLink,
+        now: UnixTime,
+        seal: impl FnOnce(i64) -> Result<Vec<u8>, StoreError>,
+    ) -> Result<Transition, StoreError> {
+        let tx = self.conn.transaction()?;
+        let previous: Option<String> = tx
+            .query_row(
+                "SELECT state FROM links WHERE user = ?1 AND email = ?2",
+                params![new.user, new.email],
+                |row| row.get(0),
+            )
+            .optional()?;
+        let report = &new.report;
+        let id: i64 = tx.query_row(
+            "INSERT INTO links (user, email, provider, state, since, last_ok, next_check,
+                                token_expiry, inbox_total, inbox_unread, calendar_ok,
+                                server_version, auth_scheme, endpoint, details, created_at)
+             VALUES (?1, ?2, ?3, 'active', ?4, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?4)
+             ON CONFLICT (user, email) DO UPDATE SET
+                 provider = ?3, state = 'active', state_before_suspend = NULL, reason = NULL,
+                 since = ?4, last_ok = ?4, next_check = ?5, token_expiry = ?6,
+                 inbox_total = ?7, inbox_unread = ?8, calendar_ok = ?9, server_version = ?10,
+                 auth_scheme = ?11, endpoint = ?12, details = ?13, failures = 0,
+                 generation = generation + 1
+             RETURNING id",
+            params![
+                new.user,
+                new.email,
+                new.provider.as_str(),
+                now,
+                new.next_check,
+                new.token_expiry,
+                report.inbox_total.map(|n| n as i64),
+                report.inbox_unread.map(|n| n as i64),
+                report.calendar_ok,
+                report.server_version,
+                new.auth_scheme,
+                new.endpoint,
+                new.details,
+            ],
+            |row| row.get(0),
+        )?;
+        tx.execute("UPDATE links SET secret = ?2 WHERE id = ?1", params![id, seal(id)?])?;
+        tx.commit()?;
+        let link = self.link_info(id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+        Ok(Transition { id, link, previous: previous.as_deref().and_then(LinkState::parse) })
+    }
+
+    /// Stores a refreshed secret (a rotated refresh token) if the link is still the one the
+    /// refresh started from. Returns false, storing nothing, if it changed meanwhile.
+    pub fn store_refreshed_secret(
+        &mut self,
+        id: i64,
+        generation: i64,
+        sealed: &[u8],
+        token_expiry: UnixTime,
+    ) -> Result<bool, StoreError> {
+        let changed = self.conn.execute(
+            "UPDATE links SET secret = ?3, token_expiry = ?4 WHERE id = ?1 AND generation = ?2",
+            params![id, generation, sealed, token_expiry],
+        )?;
+        Ok(changed == 1)
+    }
+
+    /// Commits a background outcome if the link is still at `generation`. Returns the state
+    /// change it caused (`None` when the link changed meanwhile or its state stayed the same).
+    pub fn record_outcome(
+        &mut self,
+        id: i64,
+        generation: i64,
+        outcome: &Outcome,
+        now: UnixTime,
+    ) -> Result<Option<Transition>, StoreError> {
+        let tx = self.conn.transaction()?;
+        let previous: Option<String> = tx
+            .query_row(
+                "SELECT state FROM links WHERE id = ?1 AND generation = ?2",
+                params![id, generation],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(previous) = previous.as_deref().and_then(LinkState::parse) else {
+            return Ok(None);
+        };
+        if previous == LinkState::Suspended {
+            // Disabled while the work ran (the generation bump should have caught it).
+            return Ok(None);
+        }
+        let new_state = match outcome {
+            Outcome::Healthy { report, next_check } => {
+                tx.execute(
+                    "UPDATE links SET state = 'active', reason = NULL, last_ok = ?2,
+                            next_check = ?3, inbox_total = ?4, inbox_unread = ?5,
+                            calendar_ok = ?6, server_version = COALESCE(?7, server_version),
+                            failures = 0,
+                            since = CASE WHEN state = 'active' THEN since ELSE ?2 END
+                     WHERE id = ?1",
+                    params![
+                        id,
+                        now,
+                        next_check,
+                        report.inbox_total.map(|n| n as i64),
+                        report.inbox_unread.map(|n| n as i64),
+                        report.calendar_ok,
+                        report.server_version,
+                    ],
+                )?;
+                LinkState::Active
+            }
+            Outcome::Failed { failure, next_attempt } => {
+                tx.execute(
+                    "UPDATE links SET state = ?2, reason = ?3, next_check = ?4,
+                            failures = failures + 1,
+                            since = CASE WHEN state = ?2 THEN since ELSE ?5 END
+                     WHERE id = ?1",
+                    params![id, failure.state.as_str(), failure.describe(), next_attempt, now],
+                )?;
+                failure.state
+            }
+        };
+        tx.commit()?;
+        if new_state == previous {
+            return Ok(None);
+        }
+        let link = self.link_info(id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
+        Ok(Some(Transition { id, link, previous: Some(previous) }))
+    }
+
+    /// When each link that background work looks after (`active` or `degraded`) is next due.
+    pub fn due_links(&self) -> Result<Vec<DueLink>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, next_check, token_expiry FROM links WHERE state IN ('active', 'degraded')",
+        )?;
+        let rows = stmt.query_map([], |row| {
+            Ok(DueLink { id: row.get(0)?, next_check: row.get(1)?, token_expiry: row.get(2)? })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::Failure;
+
+    fn db() -> rusqlite::Connection {
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        super::super::schema::migrate(&mut conn).unwrap();
+        conn
+    }
+
+    fn new_link(email: &str) -> NewLink {
+        NewLink {
+            user: "alice".into(),
+            email: email.into(),
+            provider: Provider::Exchange,
+            details: "{}".into(),
+            endpoint: Some("https://mail.contoso.test/EWS/Exchange.asmx".into()),
+            auth_scheme: Some("ntlm".into()),
+            report: CheckReport {
+                inbox_total: Some(12),
+                inbox_unread: Some(3),
+                calendar_ok: true,
+                server_version: Some("15.2.1544.4".into()),
+            },
+            token_expiry: None,
+            next_check: 1000,
+        }
+    }
+
+    #[test]
+    fn saving_twice_relinks_and_bumps_the_generation() {
+        let mut conn = db();
+        let mut db = Db::new(&mut conn);
+        let first =
+            db.save_link(&new_link("alice@contoso.test"), 10, |id| Ok(vec![id as u8])).unwrap();
+        assert_eq!(first.previous, None);
+        assert_eq!(first.link.state, LinkState::Active);
+        assert_eq!(first.link.auth_scheme.as_deref(), Some("ntlm"));
+        let record = db.link_record("alice", "ALICE@contoso.test").unwrap().unwrap();
+        assert_eq!(record.secret, Some(vec![record.id as u8]));
+        let again = db.save_link(&new_link("alice@contoso.test"), 20, |_| Ok(vec![9])).unwrap();
+        assert_eq!(again.previous, Some(LinkState::Active));
+        let relinked = db.link_record_by_id(record.id).unwrap().unwrap();
+        assert_eq!((relinked.generation, relinked.secret), (record.generation + 1, Some(vec![9])));
+    }
+
+    #[test]
+    fn a_failed_seal_leaves_no_link() {
+        let mut conn = db();
+        let mut db = Db::new(&mut conn);
+        let err = db.save_link(&new_link("a@contoso.test"), 1, |_| Err(StoreError::Stopped));
+        assert!(err.is_err());
+        assert!(db.links(None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn stale_outcomes_are_ignored() {
+        let mut conn = db();
+        let mut db = Db::new(&mut conn);
+        db.save_link(&new_link("a@contoso.test"), 1, |_| Ok(vec![])).unwrap();
+        let record = db.link_record("alice", "a@contoso.test").unwrap().unwrap();
+        db.save_link(&new_link("a@contoso.test"), 2, |_| Ok(vec![])).unwrap();
+        let failed = Outcome::Failed { failure: Failure::reauth("HTTP 401"), next_attempt: None };
+        assert_eq!(db.record_outcome(record.id, record.generation, &failed, 3).unwrap(), None);
+        assert!(!db.store_refreshed_secret(record.id, record.generation, b"x", 9).unwrap());
+        assert_eq!(db.link_info(record.id).unwrap().unwrap().state, LinkState::Active);
+    }
+
+    #[test]
+    fn outcomes_move_states_and_report_transitions() {
+        let mut conn = db();
+        let mut db = Db::new(&mut conn);
+        db.save_link(&new_link("a@contoso.test"), 1, |_| Ok(vec![])).unwrap();
+        let r = db.link_record("alice", "a@contoso.test").unwrap().unwrap();
+        let busy = Outcome::Failed {
+            failure: Failure::transient("ErrorServerBusy"),
+            next_attempt: Some(50),
+        };
+        let t = db.record_outcome(r.id, r.generation, &busy, 5).unwrap().unwrap();
+        assert_eq!((t.previous, t.link.state), (Some(LinkState::Active), LinkState::Degraded));
+        assert_eq!(t.link.reason.as_deref(), Some("ErrorServerBusy"));
+        assert_eq!(db.record_outcome(r.id, r.generation, &busy, 6).unwrap(), None, "same state");
+        assert_eq!(db.link_record_by_id(r.id).unwrap().unwrap().failures, 2);
+        let healthy = Outcome::Healthy { report: CheckReport::default(), next_check: 99 };
+        let t = db.record_outcome(r.id, r.generation, &healthy, 7).unwrap().unwrap();
+        assert_eq!((t.link.state, t.link.reason, t.link.since), (LinkState::Active, None, 7));
+        assert_eq!(
+            db.due_links().unwrap(),
+            vec![DueLink { id: r.id, next_check: Some(99), token_expiry: None }]
+        );
+    }
+}
