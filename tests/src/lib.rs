@@ -141,7 +141,7 @@ impl Daemon {
         let mut child = Command::new(bin("mslinkd"))
             .arg("--config")
             .arg(&self.config)
-            .env("MSLINK_LOG", "info")
+            .env("MSLINK_LOG", "info,mslinkd::links=debug")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -237,6 +237,8 @@ pub fn wait_for_log(stderr: ChildStderr, needle: &str, limit: Duration) -> Resul
         let mut seen = String::new();
         let mut told = false;
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            // Captured with the test's output, so a failing test shows the daemon's log.
+            eprintln!("mslinkd: {line}");
             if !told {
                 seen.push_str(&line);
                 seen.push('\n');
@@ -289,5 +291,91 @@ pub fn ctl_at(socket: &Path, user: &str, args: &[&str]) -> CtlOutput {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+pub mod peers;
+
+impl Daemon {
+    /// Starts `mslinkctl ARGS` as `user` without waiting, with piped stdio, for conversations
+    /// (sign-ins, password prompts).
+    pub fn spawn_ctl(&self, user: &str, args: &[&str]) -> CtlChild {
+        let mut child = Command::new("runuser")
+            .args(["-u", user, "--"])
+            .arg(bin("mslinkctl"))
+            .arg("--socket")
+            .arg(&self.socket)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn mslinkctl");
+        let stderr = child.stderr.take().expect("stderr");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        CtlChild { child, stderr: rx, seen: Vec::new() }
+    }
+}
+
+/// A running `mslinkctl`, read line by line.
+#[derive(Debug)]
+pub struct CtlChild {
+    child: Child,
+    stderr: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl CtlChild {
+    /// Waits for a stderr line matching `wanted` and returns it.
+    pub fn wait_for_stderr(&mut self, wanted: impl Fn(&str) -> bool, limit: Duration) -> String {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match self.stderr.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if wanted(&line) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!(
+                    "mslinkctl never printed the line wanted; it printed:\n{}",
+                    self.seen.join("\n")
+                ),
+            }
+        }
+    }
+
+    /// Writes a line to its stdin.
+    pub fn type_line(&mut self, line: &str) {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().expect("stdin");
+        writeln!(stdin, "{line}").expect("write to mslinkctl");
+    }
+
+    /// Sends SIGINT (Ctrl-C).
+    pub fn interrupt(&self) {
+        // runuser forwards the signal to mslinkctl.
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("SIGINT");
+    }
+
+    /// Waits for it to exit.
+    pub fn finish(mut self) -> CtlOutput {
+        drop(self.child.stdin.take());
+        let out = self.child.wait_with_output().expect("wait for mslinkctl");
+        self.seen.extend(self.stderr.try_iter());
+        CtlOutput {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: self.seen.join("\n"),
+        }
     }
 }

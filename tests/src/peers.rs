@@ -1,0 +1,90 @@
+//! The real and faithful-fake peers of `tests/peers/`, started on loopback for one test each:
+//! `oidc.mjs` (a real OAuth2/OIDC server), `graph.mjs` (fake Graph), `signin.mjs` (Chromium),
+//! `ews/ews_server.py` (fake EWS with a real NTLM acceptor). `.ci/setup` installs what they need.
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+/// `tests/peers/` in the workspace.
+pub fn dir() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/peers"))
+}
+
+/// A peer process, killed when dropped.
+#[derive(Debug)]
+pub struct Peer {
+    child: Child,
+    /// The base URL from its `READY` line.
+    pub url: String,
+    /// The rest of the `READY` line (the EWS fake's plain-HTTP URL).
+    pub extra: Vec<String>,
+}
+
+impl Peer {
+    /// Starts `program ARGS` in `tests/peers` and waits for its `READY` line.
+    pub fn start(program: &str, args: &[&str]) -> Peer {
+        let mut child = Command::new(program)
+            .args(args)
+            .current_dir(dir())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {program} {args:?} ({e}); run .ci/setup"));
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            let first = lines.next().and_then(Result::ok);
+            let _ = tx.send(first);
+            for _ in lines {}
+        });
+        let line =
+            rx.recv_timeout(Duration::from_secs(60)).ok().flatten().unwrap_or_else(|| {
+                panic!("{program} {args:?} did not print READY (run .ci/setup?)")
+            });
+        let mut words = line.split_whitespace();
+        assert_eq!(words.next(), Some("READY"), "{program} said {line:?}");
+        let url = words.next().expect("READY url").trim_end_matches('/').to_owned();
+        Peer { child, url, extra: words.map(str::to_owned).collect() }
+    }
+
+    /// `node tests/peers/NAME ARGS --exit-with-stdin`.
+    pub fn node(script: &str, args: &[&str]) -> Peer {
+        let mut all = vec![script];
+        all.extend_from_slice(args);
+        all.push("--exit-with-stdin");
+        Peer::start("node", &all)
+    }
+
+    /// POSTs JSON to a `/test/...` control endpoint of this peer.
+    pub fn control(&self, path: &str, json: &str) {
+        let out = Command::new("curl")
+            .args(["-sS", "-k", "--fail", "-X", "POST", "-H", "Content-Type: application/json"])
+            .arg("--data")
+            .arg(json)
+            .arg(format!("{}{path}", self.url))
+            .output()
+            .expect("curl");
+        assert!(out.status.success(), "{path}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Signs in through the provider's pages in a real headless Chromium.
+pub fn signin(args: &[&str]) -> Output {
+    Command::new("node")
+        .arg("signin.mjs")
+        .args(args)
+        .current_dir(dir())
+        .output()
+        .expect("run signin.mjs (run .ci/setup)")
+}

@@ -1,0 +1,194 @@
+//! On-premises Exchange links through the real binaries, against the EWS fake (real TLS with a
+//! throwaway CA, a real NTLM acceptor), reached by name through `[network] resolve`.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use mslink_e2e::peers::{Peer, dir};
+use mslink_e2e::{ADMIN, ALICE, Daemon, ensure_accounts, require_root};
+use serde_json::Value;
+
+const PASSWORD: &str = "Winter-2026!";
+
+/// A CA and a server certificate for the contoso.test names, made with openssl.
+fn make_ca(out: &Path) {
+    let status = Command::new("bash")
+        .arg(dir().join("ews/make_ca.sh"))
+        .arg(out)
+        .args(["mail.contoso.test", "autodiscover.contoso.test", "contoso.test"])
+        .output()
+        .expect("make_ca.sh");
+    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+}
+
+struct Exchange {
+    server: Peer,
+    daemon: Daemon,
+    ews_url: String,
+}
+
+/// The EWS fake offering `auth`, and a daemon trusting its CA (or not).
+fn exchange(auth: &str, trust_ca: bool) -> Exchange {
+    let pki = tempfile::tempdir().expect("tempdir");
+    make_ca(pki.path());
+    let users = pki.path().join("users.json");
+    std::fs::write(
+        &users,
+        format!(
+            r#"{{"alice@contoso.test": {{"username": "CONTOSO\\alice", "upn": "alice@contoso.test",
+                 "password": "{PASSWORD}", "inbox_total": 12, "inbox_unread": 3}}}}"#
+        ),
+    )
+    .expect("users");
+    let p = |name: &str| pki.path().join(name).display().to_string();
+    let server = Peer::start(
+        "python3",
+        &[
+            "ews/ews_server.py",
+            "--port",
+            "0",
+            "--cert",
+            &p("server.pem"),
+            "--key",
+            &p("server.key"),
+            "--users",
+            &p("users.json"),
+            "--auth",
+            auth,
+        ],
+    );
+    let port = server.url.rsplit(':').next().expect("port").to_owned();
+    let ca = if trust_ca { format!("ca_file = {:?}\n", p("ca.pem")) } else { String::new() };
+    let daemon = Daemon::start(&format!(
+        "[network]\n{ca}[network.resolve]\n\"mail.contoso.test\" = \"127.0.0.1\"\n\
+         [schedule]\nretry_min = \"1s\"\nretry_max = \"2s\"\n"
+    ));
+    // Keep the CA directory alive as long as the daemon reads it.
+    std::mem::forget(pki);
+    daemon.ctl(ADMIN, &["enable"]).expect_code(0);
+    Exchange {
+        server,
+        daemon,
+        ews_url: format!("https://mail.contoso.test:{port}/EWS/Exchange.asmx"),
+    }
+}
+
+fn connect(world: &Exchange, password: &str) -> mslink_e2e::CtlOutput {
+    let mut ctl = world.daemon.spawn_ctl(
+        ALICE,
+        &[
+            "connect",
+            "alice@contoso.test",
+            "--provider",
+            "exchange",
+            "--server",
+            &world.ews_url,
+            "--password-stdin",
+        ],
+    );
+    ctl.type_line(password);
+    ctl.finish()
+}
+
+fn link(world: &Exchange) -> Value {
+    world.daemon.ctl(ALICE, &["--json", "status"]).expect_code(0).json()["links"][0].clone()
+}
+
+fn server_log(world: &Exchange) -> Vec<Value> {
+    let out = Command::new("curl")
+        .args(["-sS", "-k"])
+        .arg(format!("{}/test/log", world.server.url))
+        .output()
+        .expect("curl");
+    serde_json::from_slice::<Value>(&out.stdout)
+        .expect("log JSON")
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_user_links_an_exchange_mailbox_with_ntlm_and_keeps_it_through_a_password_change() {
+    if !require_root(
+        "a_user_links_an_exchange_mailbox_with_ntlm_and_keeps_it_through_a_password_change",
+    ) {
+        return;
+    }
+    ensure_accounts();
+    let world = exchange("ntlm", true);
+
+    // A wrong password: exit 7, nothing stored.
+    let wrong = connect(&world, "not-the-password");
+    wrong.expect_code(7);
+    assert!(link(&world).is_null(), "a failed connect stores nothing");
+
+    let linked = connect(&world, PASSWORD);
+    linked.expect_code(0);
+    let now = link(&world);
+    assert_eq!(now["state"], "active", "{now}");
+    assert_eq!(now["provider"], "exchange");
+    assert_eq!(now["auth_scheme"], "ntlm");
+    assert_eq!(now["inbox_total"], 12);
+    assert_eq!(now["inbox_unread"], 3);
+    assert_eq!(now["calendar_ok"], true);
+    assert!(now["server_version"].as_str().unwrap_or("").starts_with("15."), "{now}");
+    let text = world.daemon.ctl(ALICE, &["status"]).expect_code(0).stdout.clone();
+    assert!(text.contains("inbox: 12 items, 3 unread") && text.contains("auth: ntlm"), "{text}");
+
+    // The password changes on the server: the next check says needs_reauth.
+    world
+        .server
+        .control("/test/password", r#"{"user": "alice@contoso.test", "password": "Spring-2027!"}"#);
+    world.daemon.ctl(ALICE, &["check", "alice@contoso.test"]).expect_code(7);
+    assert_eq!(link(&world)["state"], "needs_reauth");
+    // Connecting again with the new password updates the stored one.
+    connect(&world, "Spring-2027!").expect_code(0);
+    assert_eq!(link(&world)["state"], "active");
+    world.daemon.ctl(ALICE, &["check", "alice@contoso.test"]).expect_code(0);
+
+    // A busy server: degraded, then active again by itself once it recovers.
+    world.server.control("/test/mode", r#"{"mode": "busy", "back_off_ms": 1000}"#);
+    world.daemon.ctl(ALICE, &["check", "alice@contoso.test"]).expect_code(1);
+    let busy = link(&world);
+    assert_eq!(busy["state"], "degraded");
+    assert!(busy["reason"].as_str().unwrap_or("").contains("ErrorServerBusy"), "{busy}");
+    world.server.control("/test/mode", r#"{"mode": "ok"}"#);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while link(&world)["state"] != "active" {
+        assert!(std::time::Instant::now() < deadline, "the link did not recover by itself");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[test]
+fn basic_only_servers_work_over_https() {
+    if !require_root("basic_only_servers_work_over_https") {
+        return;
+    }
+    ensure_accounts();
+    let world = exchange("basic", true);
+    connect(&world, PASSWORD).expect_code(0);
+    assert_eq!(link(&world)["auth_scheme"], "basic");
+}
+
+#[test]
+fn an_untrusted_certificate_is_refused_before_any_password_is_sent() {
+    if !require_root("an_untrusted_certificate_is_refused_before_any_password_is_sent") {
+        return;
+    }
+    ensure_accounts();
+    let world = exchange("ntlm,basic", false);
+    let refused = connect(&world, PASSWORD);
+    refused.expect_code(1);
+    assert!(
+        refused.stderr.contains("mail.contoso.test") && refused.stderr.contains("ca_file"),
+        "{}",
+        refused.stderr
+    );
+    let log = server_log(&world);
+    assert!(
+        log.iter().all(|entry| entry["credentials_sent"] != true),
+        "no credentials may reach an untrusted server: {log:?}"
+    );
+}

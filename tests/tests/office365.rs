@@ -1,0 +1,224 @@
+//! Office365 links through the real binaries: a real OAuth2/OIDC server (oidc-provider), a real
+//! headless Chromium signing in on its pages, and a fake Microsoft Graph that validates tokens
+//! against that server (SPEC §1, §4, §7).
+
+use std::time::Duration;
+
+use mslink_e2e::peers::{Peer, signin};
+use mslink_e2e::{ADMIN, ALICE, BOB, CtlOutput, Daemon, ensure_accounts, require_root};
+use serde_json::Value;
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+/// A real OIDC server with short-lived access tokens, the Graph fake in front of it, and a
+/// daemon pointed at both, with the integration enabled.
+struct World {
+    oidc: Peer,
+    graph: Peer,
+    daemon: Daemon,
+}
+
+fn world(access_ttl: u32) -> World {
+    let oidc = Peer::node(
+        "oidc.mjs",
+        &["--port", "0", "--access-ttl", &access_ttl.to_string(), "--device-interval", "1"],
+    );
+    let graph = Peer::node(
+        "graph.mjs",
+        &["--port", "0", "--introspect", &format!("{}/token/introspection", oidc.url)],
+    );
+    let o = &oidc.url;
+    let daemon = Daemon::start(&format!(
+        "[office365]\nclient_id = \"mslink-test\"\n\
+         authority = \"{o}/organizations/v2.0\"\nauthorize_url = \"{o}/auth\"\n\
+         token_url = \"{o}/token\"\ndevice_code_url = \"{o}/device/auth\"\n\
+         graph_url = \"{g}/v1.0\"\n\
+         scopes = [\"openid\", \"offline_access\", \"User.Read\", \"Mail.Read\", \"Calendars.Read\"]\n\
+         [schedule]\nrefresh_before_expiry = \"1s\"\nretry_min = \"1s\"\nretry_max = \"2s\"\n",
+        g = graph.url
+    ));
+    daemon.ctl(ADMIN, &["enable"]).expect_code(0);
+    World { oidc, graph, daemon }
+}
+
+/// `connect --provider office365` in the browser flow, with Chromium signing in as `login`.
+fn connect_with_browser(
+    world: &World,
+    user: &str,
+    email: &str,
+    login: &str,
+    decline: bool,
+) -> CtlOutput {
+    let mut ctl = world
+        .daemon
+        .spawn_ctl(user, &["connect", email, "--provider", "office365", "--no-browser"]);
+    let url = ctl.wait_for_stderr(|l| l.trim_start().starts_with("http"), MINUTE).trim().to_owned();
+    let mut args = vec!["--url", url.as_str(), "--login", login];
+    if decline {
+        args.push("--decline");
+    }
+    let browser = signin(&args);
+    assert!(
+        browser.status.success(),
+        "signin.mjs failed: {}{}",
+        String::from_utf8_lossy(&browser.stdout),
+        String::from_utf8_lossy(&browser.stderr)
+    );
+    ctl.finish()
+}
+
+fn link_of(daemon: &Daemon, user: &str) -> Value {
+    let status = daemon.ctl(user, &["--json", "status"]).expect_code(0).json();
+    status["links"][0].clone()
+}
+
+#[test]
+fn a_user_links_a_mailbox_through_the_browser_and_it_stays_healthy() {
+    if !require_root("a_user_links_a_mailbox_through_the_browser_and_it_stays_healthy") {
+        return;
+    }
+    ensure_accounts();
+    let world = world(3);
+
+    let linked =
+        connect_with_browser(&world, ALICE, "alice@contoso.test", "alice@contoso.test", false);
+    linked.expect_code(0);
+    assert!(
+        linked.stdout.contains("alice@contoso.test") && linked.stdout.contains("active"),
+        "{}",
+        linked.stdout
+    );
+    let link = link_of(&world.daemon, ALICE);
+    assert_eq!(link["state"], "active");
+    assert_eq!(link["provider"], "office365");
+    assert_eq!(link["calendar_ok"], true);
+    assert!(link["inbox_total"].is_u64(), "{link}");
+
+    // The token lives 3 s and is refreshed (with rotation) ahead of expiry in the background;
+    // after several lifetimes a check still passes and `token` hands out a working token.
+    for _ in 0..3 {
+        std::thread::sleep(Duration::from_secs(3));
+        world.daemon.ctl(ALICE, &["check", "alice@contoso.test"]).expect_code(0);
+    }
+    let token = world.daemon.ctl(ALICE, &["token", "alice@contoso.test"]);
+    assert!(token.expect_code(0).stdout.trim().len() > 20, "{}", token.stdout);
+    // Only the owner gets tokens, and Bob cannot see Alice's link at all.
+    world.daemon.ctl(ADMIN, &["--user", ALICE, "token", "alice@contoso.test"]).expect_code(4);
+    world.daemon.ctl(BOB, &["check", "alice@contoso.test"]).expect_code(5);
+
+    // Revoking the grant at the provider: the next refresh fails with invalid_grant.
+    world.oidc.control("/test/revoke?sub=alice@contoso.test", "{}");
+    std::thread::sleep(Duration::from_secs(3));
+    let refused = world.daemon.ctl(ALICE, &["check", "alice@contoso.test"]);
+    refused.expect_code(7);
+    assert_eq!(link_of(&world.daemon, ALICE)["state"], "needs_reauth");
+    let check = world.daemon.ctl(ADMIN, &["status", "--check"]);
+    assert!(check.expect_code(2).stdout.contains("1 needs_reauth"), "{}", check.stdout);
+
+    // Signing in again restores it.
+    connect_with_browser(&world, ALICE, "alice@contoso.test", "alice@contoso.test", false)
+        .expect_code(0);
+    assert_eq!(link_of(&world.daemon, ALICE)["state"], "active");
+}
+
+#[test]
+fn declined_and_mismatched_sign_ins_link_nothing() {
+    if !require_root("declined_and_mismatched_sign_ins_link_nothing") {
+        return;
+    }
+    ensure_accounts();
+    let world = world(60);
+    let declined =
+        connect_with_browser(&world, ALICE, "alice@contoso.test", "alice@contoso.test", true);
+    declined.expect_code(7);
+    let wrong =
+        connect_with_browser(&world, ALICE, "alice@contoso.test", "bob@contoso.test", false);
+    wrong.expect_code(7);
+    assert!(
+        wrong.stderr.contains("bob@contoso.test") && wrong.stderr.contains("alice@contoso.test"),
+        "{}",
+        wrong.stderr
+    );
+    let status = world.daemon.ctl(ALICE, &["--json", "status"]).expect_code(0).json();
+    assert_eq!(status["links"].as_array().map(Vec::len), Some(0));
+}
+
+#[test]
+fn device_code_and_paste_flows_link_mailboxes() {
+    if !require_root("device_code_and_paste_flows_link_mailboxes") {
+        return;
+    }
+    ensure_accounts();
+    let world = world(60);
+
+    let mut ctl = world.daemon.spawn_ctl(
+        BOB,
+        &["connect", "bob@contoso.test", "--provider", "office365", "--device-code"],
+    );
+    let visit = ctl.wait_for_stderr(|l| l.contains("open http"), MINUTE);
+    let verification =
+        visit.split_whitespace().find(|w| w.starts_with("http")).expect("URL").to_owned();
+    let code = ctl
+        .wait_for_stderr(|l| !l.trim().is_empty() && !l.trim().contains(' '), MINUTE)
+        .trim()
+        .to_owned();
+    let browser =
+        signin(&["--device", &verification, "--code", &code, "--login", "bob@contoso.test"]);
+    assert!(browser.status.success(), "{}", String::from_utf8_lossy(&browser.stderr));
+    ctl.finish().expect_code(0);
+    assert_eq!(link_of(&world.daemon, BOB)["state"], "active");
+
+    let mut ctl = world
+        .daemon
+        .spawn_ctl(ALICE, &["connect", "alice@contoso.test", "--provider", "office365", "--paste"]);
+    let url = ctl.wait_for_stderr(|l| l.trim_start().starts_with("http"), MINUTE).trim().to_owned();
+    // Nothing listens on the redirect URI: the browser ends on an error page whose address the
+    // user copies.
+    let browser = signin(&["--url", &url, "--login", "alice@contoso.test"]);
+    let printed = String::from_utf8_lossy(&browser.stdout);
+    let final_url = printed
+        .lines()
+        .find_map(|l| l.strip_prefix("FINAL_URL "))
+        .unwrap_or_else(|| panic!("signin.mjs printed no FINAL_URL: {printed}"));
+    ctl.type_line(final_url);
+    ctl.finish().expect_code(0);
+    assert_eq!(link_of(&world.daemon, ALICE)["state"], "active");
+}
+
+#[test]
+fn outages_degrade_links_which_recover_by_themselves() {
+    if !require_root("outages_degrade_links_which_recover_by_themselves") {
+        return;
+    }
+    ensure_accounts();
+    let world = world(2);
+    connect_with_browser(&world, ALICE, "alice@contoso.test", "alice@contoso.test", false)
+        .expect_code(0);
+
+    // Graph answers 503: transient, so degraded (never needs_reauth), and the daemon retries
+    // by itself (retry_min 1 s) until Graph is back.
+    world.graph.control("/test/mode", r#"{"mode":"error503"}"#);
+    world.daemon.ctl(ALICE, &["check", "alice@contoso.test"]).expect_code(1);
+    assert_eq!(link_of(&world.daemon, ALICE)["state"], "degraded");
+    let check = world.daemon.ctl(ADMIN, &["status", "--check"]);
+    assert!(check.expect_code(1).stdout.starts_with("MSLINK WARNING"), "{}", check.stdout);
+    world.graph.control("/test/mode", r#"{"mode":"ok"}"#);
+    let deadline = std::time::Instant::now() + MINUTE;
+    while link_of(&world.daemon, ALICE)["state"] != "active" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the link did not recover by itself: {}",
+            link_of(&world.daemon, ALICE)
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+
+    // The token endpoint gone: once the 2 s token expires, refreshing fails with a network
+    // error. That is transient too: degraded, never needs_reauth.
+    let World { oidc, graph: _graph, daemon } = world;
+    drop(oidc);
+    std::thread::sleep(Duration::from_secs(3));
+    daemon.ctl(ALICE, &["check", "alice@contoso.test"]).expect_code(1);
+    let link = link_of(&daemon, ALICE);
+    assert_eq!(link["state"], "degraded", "{link}");
+}
