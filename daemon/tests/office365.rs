@@ -1,0 +1,497 @@
+//! Office365 sign-in, refresh and Graph checks against real peers on 127.0.0.1: a real OAuth
+//! server (`oidc.mjs`, oidc-provider), a fake Graph that validates tokens at it (`graph.mjs`),
+//! and a real headless Chromium signing in on the provider's pages (`signin.mjs`).
+//!
+//! Setup (once): `apt-get install -y chromium` and `cd tests/peers && npm ci`.
+
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use mslink_proto::{ConnectEvent, ErrorKind, LinkState, Sensitive, SignInFlow};
+use mslinkd::config::{Config, Env};
+use mslinkd::health::Actor;
+use mslinkd::interaction::{Interaction, InteractionPeer};
+use mslinkd::office365::{self, Office365Error, Tokens};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+const ALICE: &str = "alice@contoso.test";
+const BOB: &str = "bob@contoso.test";
+
+fn peers_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers")
+}
+
+fn require_setup() {
+    assert!(
+        peers_dir().join("node_modules").is_dir(),
+        "the test peers are not installed: run `cd tests/peers && npm ci` (and `apt-get install -y chromium`)"
+    );
+}
+
+/// A node peer on 127.0.0.1; killed on drop (and `--exit-with-stdin` covers a lost handle).
+struct Peer {
+    url: String,
+    child: Child,
+}
+
+impl Peer {
+    async fn start(script: &str, args: &[&str]) -> Peer {
+        require_setup();
+        let mut child = Command::new("node")
+            .arg(peers_dir().join(script))
+            .args(["--port", "0", "--exit-with-stdin"])
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        forward_stderr(script, child.stderr.take().unwrap());
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let url = loop {
+            let line = lines
+                .next_line()
+                .await
+                .unwrap()
+                .unwrap_or_else(|| panic!("{script} exited before READY"));
+            if let Some(url) = line.strip_prefix("READY ") {
+                break url.trim().to_owned();
+            }
+        };
+        Peer { url, child }
+    }
+
+    async fn kill(&mut self) {
+        self.child.kill().await.unwrap();
+    }
+}
+
+fn forward_stderr(name: &str, stderr: impl tokio::io::AsyncRead + Unpin + Send + 'static) {
+    let name = name.to_owned();
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            eprintln!("[{name}] {line}");
+        }
+    });
+}
+
+/// Spawns with piped stdout/stderr, one spawn at a time in this process, so a child forked by
+/// another test thread never holds a copy of this child's pipe (and its EOF never goes missing).
+fn spawn(command: &mut Command) -> Child {
+    static SPAWN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = SPAWN.lock().unwrap_or_else(|poison| poison.into_inner());
+    command.stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true).spawn().unwrap()
+}
+
+/// Runs a sign-in flow next to the code that plays the user; if the flow ends first (an error
+/// before the awaited event), the user's side is dropped instead of waiting forever.
+async fn with_user<T>(
+    flow: impl std::future::Future<Output = Result<Tokens, Office365Error>>,
+    user: impl std::future::Future<Output = T>,
+) -> Result<Tokens, Office365Error> {
+    tokio::pin!(flow);
+    tokio::pin!(user);
+    let result = tokio::select! {
+        result = &mut flow => result,
+        _ = &mut user => flow.await,
+    };
+    result
+}
+
+/// Chromium is heavy and the machine small: one browser at a time across tests.
+static BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Runs signin.mjs; its exit code and `FINAL_URL`.
+async fn browser(args: &[&str]) -> (i32, Option<String>) {
+    let _one = BROWSER.lock().await;
+    let mut child = spawn(Command::new("node").arg(peers_dir().join("signin.mjs")).args(args));
+    forward_stderr("signin", child.stderr.take().unwrap());
+    let output = child.wait_with_output().await.unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let final_url = stdout.lines().find_map(|l| l.strip_prefix("FINAL_URL ")).map(str::to_owned);
+    (output.status.code().unwrap_or(-1), final_url)
+}
+
+struct Peers {
+    oidc: Peer,
+    graph: Peer,
+    /// Declared last: the peers are gone before the next test starts.
+    _serial: tokio::sync::MutexGuard<'static, ()>,
+}
+
+/// One test with peers at a time: under parallel runs a peer occasionally vanished mid-test
+/// and the test waited forever (not yet understood; see the issue note).
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+async fn peers(oidc_args: &[&str]) -> Peers {
+    let serial = SERIAL.lock().await;
+    let oidc = Peer::start("oidc.mjs", oidc_args).await;
+    let introspect = format!("{}/token/introspection", oidc.url);
+    let graph = Peer::start("graph.mjs", &["--introspect", &introspect]).await;
+    Peers { oidc, graph, _serial: serial }
+}
+
+fn config(peers: &Peers, extra: &str) -> Config {
+    let (oidc, graph) = (&peers.oidc.url, &peers.graph.url);
+    let text = format!(
+        "socket = \"/nonexistent/mslinkd.sock\"\nstate_dir = \"/nonexistent/state\"\n\
+         [office365]\nclient_id = \"mslink-test\"\nauthority = \"{oidc}\"\n\
+         authorize_url = \"{oidc}/auth\"\ntoken_url = \"{oidc}/token\"\n\
+         device_code_url = \"{oidc}/device/auth\"\ngraph_url = \"{graph}/v1.0\"\n{extra}"
+    );
+    Config::parse(&text, None, &Env::default()).unwrap()
+}
+
+/// The next event that `pick` accepts.
+async fn wait_for<T>(peer: &mut InteractionPeer, pick: impl Fn(ConnectEvent) -> Option<T>) -> T {
+    loop {
+        let event = peer.events.recv().await.expect("the flow ended without the expected event");
+        if let Some(found) = pick(event) {
+            return found;
+        }
+    }
+}
+
+async fn browser_sign_in(
+    config: &Config,
+    login: &str,
+    decline: bool,
+) -> Result<Tokens, Office365Error> {
+    let (mut interaction, mut peer) = Interaction::pair();
+    let drive = async {
+        let url = wait_for(&mut peer, |e| match e {
+            ConnectEvent::OpenBrowser { url } => Some(url),
+            _ => None,
+        })
+        .await;
+        let mut args = vec!["--url", url.as_str(), "--login", login];
+        if decline {
+            args.push("--decline");
+        }
+        let (code, final_url) = browser(&args).await;
+        assert_eq!(code, 0, "signin.mjs failed; final URL {final_url:?}");
+        peer
+    };
+    with_user(office365::sign_in(config, SignInFlow::Browser, login, &mut interaction), drive).await
+}
+
+async fn device_sign_in(
+    config: &Config,
+    login: &str,
+    decline: bool,
+) -> Result<Tokens, Office365Error> {
+    let (mut interaction, mut peer) = Interaction::pair();
+    let drive = async {
+        let (uri, code, expires_at) = wait_for(&mut peer, |e| match e {
+            ConnectEvent::DeviceCode { verification_uri, user_code, expires_at } => {
+                Some((verification_uri, user_code, expires_at))
+            }
+            _ => None,
+        })
+        .await;
+        assert!(expires_at > mslinkd::now(), "the device code must expire in the future");
+        let mut args = vec!["--device", uri.as_str(), "--code", code.as_str(), "--login", login];
+        if decline {
+            args.push("--decline");
+        }
+        let (status, final_url) = browser(&args).await;
+        assert_eq!(status, 0, "signin.mjs failed; final URL {final_url:?}");
+        peer
+    };
+    with_user(office365::sign_in(config, SignInFlow::DeviceCode, login, &mut interaction), drive)
+        .await
+}
+
+#[tokio::test]
+async fn browser_sign_in_links_a_mailbox_that_passes_its_check() {
+    let peers = peers(&[]).await;
+    let config = config(&peers, "");
+    let tokens = browser_sign_in(&config, ALICE, false).await.unwrap();
+    assert!(tokens.refresh_token.is_some());
+    assert!(tokens.expires_at > mslinkd::now());
+    let report =
+        office365::check(&config, &tokens.access_token, "Alice@Contoso.TEST").await.unwrap();
+    assert_eq!((report.inbox_total, report.inbox_unread), (Some(10), Some(3)));
+    assert!(report.calendar_ok);
+}
+
+#[tokio::test]
+async fn declining_in_the_browser_is_declined() {
+    let peers = peers(&[]).await;
+    let config = config(&peers, "");
+    let error = browser_sign_in(&config, ALICE, true).await.unwrap_err();
+    assert!(matches!(error, Office365Error::Declined { .. }), "{error:?}");
+    assert_eq!(error.wire_error().kind, ErrorKind::AuthRejected);
+}
+
+#[tokio::test]
+async fn a_callback_with_the_wrong_state_is_refused_and_ctrl_c_cancels() {
+    let peers = peers(&[]).await;
+    let config = config(&peers, "");
+    let (mut interaction, mut peer) = Interaction::pair();
+    let drive = async {
+        let url = wait_for(&mut peer, |e| match e {
+            ConnectEvent::OpenBrowser { url } => Some(url),
+            _ => None,
+        })
+        .await;
+        let url = url::Url::parse(&url).unwrap();
+        let redirect = url.query_pairs().find(|(k, _)| k == "redirect_uri").unwrap().1.into_owned();
+        assert!(redirect.starts_with("http://localhost:") && redirect.ends_with("/callback"));
+        let challenge = url.query_pairs().find(|(k, _)| k == "code_challenge_method").unwrap().1;
+        assert_eq!(challenge, "S256");
+        assert!(url.query_pairs().any(|(k, v)| k == "login_hint" && v == ALICE));
+        // The listener is on 127.0.0.1; a forged or stale redirect gets an error page.
+        let port = url::Url::parse(&redirect).unwrap().port().unwrap();
+        let forged = format!("http://127.0.0.1:{port}/callback?code=stolen&state=forged");
+        let answer = reqwest::get(&forged).await.unwrap();
+        assert_eq!(answer.status(), 400);
+        let missing = format!("http://127.0.0.1:{port}/callback?code=stolen");
+        assert_eq!(reqwest::get(&missing).await.unwrap().status(), 400);
+        peer.cancel.cancel(); // the user pressed Ctrl-C
+        peer
+    };
+    let result =
+        with_user(office365::sign_in(&config, SignInFlow::Browser, ALICE, &mut interaction), drive)
+            .await;
+    let error = result.unwrap_err();
+    assert!(matches!(error, Office365Error::Cancelled), "{error:?}");
+    assert_eq!(error.wire_error().kind, ErrorKind::Timeout);
+}
+
+#[tokio::test]
+async fn paste_sign_in_takes_the_url_from_the_address_bar() {
+    let peers = peers(&[]).await;
+    // A fixed port where nothing listens, as on a remote machine.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = config(&peers, &format!("redirect_listen = \"127.0.0.1:{port}\"\n"));
+    let (mut interaction, mut peer) = Interaction::pair();
+    let drive = async {
+        let url = wait_for(&mut peer, |e| match e {
+            ConnectEvent::PasteRedirect { url } => Some(url),
+            _ => None,
+        })
+        .await;
+        let (code, final_url) = browser(&["--url", &url, "--login", ALICE]).await;
+        assert_eq!(code, 3, "nothing listens on the redirect URI");
+        let final_url = final_url.unwrap();
+        assert!(
+            final_url.starts_with(&format!("http://localhost:{port}/callback?code=")),
+            "{final_url}"
+        );
+        peer.pasted.send(Sensitive::new(final_url)).await.unwrap();
+        peer
+    };
+    let result =
+        with_user(office365::sign_in(&config, SignInFlow::Paste, ALICE, &mut interaction), drive)
+            .await;
+    let tokens = result.unwrap();
+    office365::check(&config, &tokens.access_token, ALICE).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_pasted_url_from_another_attempt_is_refused() {
+    let peers = peers(&[]).await;
+    let config = config(&peers, "");
+    let (mut interaction, mut peer) = Interaction::pair();
+    let drive = async {
+        wait_for(&mut peer, |e| matches!(e, ConnectEvent::PasteRedirect { .. }).then_some(()))
+            .await;
+        let stale = "http://localhost/callback?code=abc&state=from-yesterday";
+        peer.pasted.send(Sensitive::new(stale)).await.unwrap();
+        peer
+    };
+    let result =
+        with_user(office365::sign_in(&config, SignInFlow::Paste, ALICE, &mut interaction), drive)
+            .await;
+    let error = result.unwrap_err();
+    assert!(matches!(error, Office365Error::BadRedirect(_)), "{error:?}");
+    assert!(error.wire_error().hint.unwrap().contains("address bar"));
+}
+
+#[tokio::test]
+async fn device_code_sign_in_and_a_check_for_someone_else() {
+    // --device-interval 1: polls every second (faster gets slow_down, which the flow honours).
+    let peers = peers(&["--device-interval", "1"]).await;
+    let config = config(&peers, "");
+    let tokens = device_sign_in(&config, BOB, false).await.unwrap();
+    office365::check(&config, &tokens.access_token, BOB).await.unwrap();
+    let error = office365::check(&config, &tokens.access_token, ALICE).await.unwrap_err();
+    let wire = error.wire_error();
+    assert_eq!(wire.kind, ErrorKind::AuthRejected);
+    assert!(wire.message.contains(ALICE) && wire.message.contains(BOB), "{}", wire.message);
+}
+
+#[tokio::test]
+async fn declining_a_device_code_is_declined() {
+    let peers = peers(&["--device-interval", "1"]).await;
+    let config = config(&peers, "");
+    let error = device_sign_in(&config, ALICE, true).await.unwrap_err();
+    assert!(matches!(error, Office365Error::Declined { .. }), "{error:?}");
+}
+
+#[tokio::test]
+async fn an_unused_device_code_times_out() {
+    let peers = peers(&["--device-interval", "1", "--device-ttl", "2"]).await;
+    let config = config(&peers, "");
+    let mut interaction = Interaction::detached();
+    let error = office365::sign_in(&config, SignInFlow::DeviceCode, ALICE, &mut interaction)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, Office365Error::TimedOut(_)), "{error:?}");
+    assert_eq!(error.wire_error().kind, ErrorKind::Timeout);
+}
+
+#[tokio::test]
+async fn rotated_refresh_tokens_keep_a_link_alive_and_a_replayed_one_ends_the_grant() {
+    let peers = peers(&["--access-ttl", "2"]).await;
+    let config = config(&peers, "");
+    let first = browser_sign_in(&config, ALICE, false).await.unwrap();
+    let original = first.refresh_token.clone().unwrap();
+    let mut current = first;
+    let mut refresh_token = original.clone();
+    for _ in 0..3 {
+        office365::check(&config, &current.access_token, ALICE).await.unwrap();
+        // Wait out the access token's real lifetime at the server.
+        let left = current.expires_at - mslinkd::now() + 1;
+        tokio::time::sleep(Duration::from_secs(u64::try_from(left.max(1)).unwrap())).await;
+        let expired = office365::check(&config, &current.access_token, ALICE).await.unwrap_err();
+        assert!(expired.is_token_rejected(), "{expired:?}");
+        let next = office365::refresh(&config, &refresh_token).await.unwrap();
+        let rotated = next.refresh_token.clone().expect("the server rotates refresh tokens");
+        assert_ne!(rotated, refresh_token);
+        refresh_token = rotated;
+        current = next;
+    }
+    office365::check(&config, &current.access_token, ALICE).await.unwrap();
+
+    // Presenting a consumed refresh token: invalid_grant, and the provider revokes the grant.
+    let replay = office365::refresh(&config, &original).await.unwrap_err();
+    let failure = replay.failure();
+    assert_eq!(failure.state, LinkState::NeedsReauth, "{replay}");
+    assert!(failure.reason.contains("invalid_grant"), "{}", failure.reason);
+    let after = office365::refresh(&config, &refresh_token).await.unwrap_err();
+    assert_eq!(after.failure().state, LinkState::NeedsReauth);
+}
+
+#[tokio::test]
+async fn revoking_the_grant_needs_reauth() {
+    let peers = peers(&[]).await;
+    let config = config(&peers, "");
+    let tokens = browser_sign_in(&config, ALICE, false).await.unwrap();
+    let revoked = reqwest::Client::new()
+        .post(format!("{}/test/revoke?sub={ALICE}", peers.oidc.url))
+        .send()
+        .await
+        .unwrap();
+    assert!(revoked.status().is_success());
+    let error =
+        office365::refresh(&config, tokens.refresh_token.as_ref().unwrap()).await.unwrap_err();
+    assert_eq!(error.failure().state, LinkState::NeedsReauth, "{error}");
+    assert!(!error.is_transient());
+    let check = office365::check(&config, &tokens.access_token, ALICE).await.unwrap_err();
+    assert!(check.is_token_rejected(), "{check:?}");
+}
+
+#[tokio::test]
+async fn the_provider_going_down_is_transient() {
+    let mut peers = peers(&[]).await;
+    let config = config(&peers, "");
+    peers.oidc.kill().await;
+    let error = office365::refresh(&config, &Sensitive::new("any")).await.unwrap_err();
+    let failure = error.failure();
+    assert_eq!(failure.state, LinkState::Degraded, "{error}");
+    assert!(error.is_transient());
+    assert!(error.wire_error().hint.unwrap().contains("try again"));
+    // The error names the server, never the request body.
+    assert!(!failure.reason.contains("any"), "{}", failure.reason);
+}
+
+async fn graph_mode(peers: &Peers, mode: serde_json::Value) {
+    let answer = reqwest::Client::new()
+        .post(format!("{}/test/mode", peers.graph.url))
+        .json(&mode)
+        .send()
+        .await
+        .unwrap();
+    assert!(answer.status().is_success());
+}
+
+#[tokio::test]
+async fn graph_failures_land_in_the_right_state() {
+    let peers = peers(&[]).await;
+    let config = config(&peers, "");
+    let token = Sensitive::new("not-checked-in-these-modes");
+
+    graph_mode(&peers, serde_json::json!({"mode": "throttle", "retryAfter": "2.5", "count": 1}))
+        .await;
+    let throttled = office365::check(&config, &token, ALICE).await.unwrap_err().failure();
+    assert_eq!(throttled.state, LinkState::Degraded);
+    assert_eq!(throttled.retry_after, Some(Duration::from_millis(2500)));
+
+    graph_mode(&peers, serde_json::json!({"mode": "error503", "retryAfter": "7", "count": 1}))
+        .await;
+    let unavailable = office365::check(&config, &token, ALICE).await.unwrap_err().failure();
+    assert_eq!(
+        (unavailable.state, unavailable.retry_after),
+        (LinkState::Degraded, Some(Duration::from_secs(7)))
+    );
+
+    graph_mode(&peers, serde_json::json!({"mode": "down", "count": 1})).await;
+    let down = office365::check(&config, &token, ALICE).await.unwrap_err();
+    assert!(down.is_transient(), "{down:?}");
+
+    graph_mode(&peers, serde_json::json!({"mode": "ok"})).await;
+    let unauthenticated = office365::check(&config, &token, ALICE).await.unwrap_err();
+    assert!(unauthenticated.is_token_rejected(), "{unauthenticated:?}");
+}
+
+#[tokio::test]
+async fn a_mailbox_without_exchange_online_is_blocked_for_the_tenant_admin() {
+    let peers = peers(&[]).await;
+    let config = config(&peers, "");
+    let tokens = browser_sign_in(&config, ALICE, false).await.unwrap();
+    graph_mode(&peers, serde_json::json!({"mode": "mailbox_not_enabled"})).await;
+    let error = office365::check(&config, &tokens.access_token, ALICE).await.unwrap_err();
+    let failure = error.failure();
+    assert_eq!((failure.state, failure.actor), (LinkState::Blocked, Actor::TenantAdmin), "{error}");
+    assert!(failure.reason.contains("MailboxNotEnabledForRESTAPI"));
+}
+
+#[tokio::test]
+async fn a_confidential_client_sends_its_secret_from_a_file() {
+    let peers = peers(&["--confidential-client-secret", "s3cret-value"]).await;
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("client_secret");
+    std::fs::write(&secret, "s3cret-value\n").unwrap();
+    let mut config = config(&peers, &format!("client_secret_file = {:?}\n", secret));
+    config.office365.client_id = Some("mslink-test-confidential".into());
+    let tokens = browser_sign_in(&config, ALICE, false).await.unwrap();
+    office365::refresh(&config, tokens.refresh_token.as_ref().unwrap()).await.unwrap();
+    // A wrong secret is the operator's problem, not the user's.
+    std::fs::write(&secret, "wrong").unwrap();
+    let error =
+        office365::refresh(&config, tokens.refresh_token.as_ref().unwrap()).await.unwrap_err();
+    let failure = error.failure();
+    assert_eq!((failure.state, failure.actor), (LinkState::Blocked, Actor::Operator), "{error}");
+    assert!(!format!("{error} {error:?}").contains("wrong"));
+}
+
+#[tokio::test]
+async fn a_missing_client_id_names_the_config_key() {
+    let config = Config::parse(
+        "socket = \"/nonexistent/s\"\nstate_dir = \"/nonexistent/d\"\n",
+        None,
+        &Env::default(),
+    )
+    .unwrap();
+    let error = office365::refresh(&config, &Sensitive::new("x")).await.unwrap_err();
+    assert!(matches!(error, Office365Error::NotConfigured));
+    assert!(error.wire_error().hint.unwrap().contains("[office365] client_id"));
+}
