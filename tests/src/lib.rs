@@ -6,6 +6,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStderr, Command, Output, Stdio};
 use std::sync::mpsc;
@@ -306,6 +307,8 @@ impl Daemon {
             .arg("--socket")
             .arg(&self.socket)
             .args(args)
+            // Its own process group, so Ctrl-C can reach mslinkctl through runuser.
+            .process_group(0)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -360,11 +363,10 @@ impl CtlChild {
         writeln!(stdin, "{line}").expect("write to mslinkctl");
     }
 
-    /// Sends SIGINT (Ctrl-C).
+    /// Sends SIGINT to its process group, as Ctrl-C at a terminal does.
     pub fn interrupt(&self) {
-        // runuser forwards the signal to mslinkctl.
-        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("SIGINT");
+        let group = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGINT).expect("SIGINT");
     }
 
     /// Waits for it to exit.

@@ -186,6 +186,28 @@ fn device_code_and_paste_flows_link_mailboxes() {
 }
 
 #[test]
+fn ctrl_c_during_sign_in_cancels_cleanly() {
+    if !require_root("ctrl_c_during_sign_in_cancels_cleanly") {
+        return;
+    }
+    ensure_accounts();
+    let world = world(60);
+    let mut ctl = world.daemon.spawn_ctl(
+        ALICE,
+        &["connect", "alice@contoso.test", "--provider", "office365", "--no-browser"],
+    );
+    ctl.wait_for_stderr(|l| l.trim_start().starts_with("http"), MINUTE);
+    ctl.interrupt();
+    let cancelled = ctl.finish();
+    cancelled.expect_code(8);
+    assert!(cancelled.stderr.contains("cancelled"), "{}", cancelled.stderr);
+    assert_eq!(link_of(&world.daemon, ALICE), Value::Null, "nothing was linked");
+    // The daemon dropped that sign-in and serves the next one.
+    connect_with_browser(&world, ALICE, "alice@contoso.test", "alice@contoso.test", false)
+        .expect_code(0);
+}
+
+#[test]
 fn outages_degrade_links_which_recover_by_themselves() {
     if !require_root("outages_degrade_links_which_recover_by_themselves") {
         return;
