@@ -42,7 +42,7 @@ use crate::config::{Config, DEFAULT_CONFIG_PATH, Env};
 use crate::detect::Detector;
 use crate::events::Bus;
 use crate::ipc::Limits;
-use crate::links::{Scheduler, SchedulerInbox};
+use crate::links::{LinkTurns, Scheduler, SchedulerInbox};
 use crate::store::{StateLock, Store, StoreError};
 use crate::vault::{Vault, VaultError};
 
@@ -60,6 +60,8 @@ pub struct Daemon {
     scheduler: Scheduler,
     /// Provider detection, with its per-domain cache.
     detector: Detector,
+    /// One round at a time per link.
+    link_turns: LinkTurns,
     /// The scheduler task's inbox, taken when serving starts.
     scheduler_inbox: std::sync::Mutex<Option<SchedulerInbox>>,
     /// What happened, for hooks, metrics and logs.
@@ -91,6 +93,7 @@ impl Daemon {
             vault,
             scheduler,
             detector: Detector::default(),
+            link_turns: LinkTurns::default(),
             scheduler_inbox: std::sync::Mutex::new(Some(inbox)),
             events: Bus::default(),
             _lock: lock,

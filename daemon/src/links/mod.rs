@@ -21,6 +21,7 @@ use mslink_proto::{
 use serde::{Deserialize, Serialize};
 
 pub use scheduler::{Scheduler, SchedulerInbox};
+pub use work::LinkTurns;
 pub(crate) use work::announce;
 
 use crate::Daemon;
@@ -213,7 +214,7 @@ pub async fn check_now(daemon: &Daemon, user: &str, email: &str) -> Result<LinkI
             .with_hint("an admin can turn it on with `mslinkctl enable`"));
     }
     let id = record.id;
-    let failure = work::perform(daemon, record, true).await.map_err(internal)?;
+    let failure = work::perform(daemon, id, true).await.map_err(internal)?;
     let link = daemon
         .store
         .call(move |db| db.link_info(id))
@@ -266,7 +267,7 @@ pub async fn token(
         return Err(WireError::new(ErrorKind::NotAllowed, format!("{email} is an Exchange link"))
             .with_hint("access tokens exist only for Office365 links"));
     }
-    work::fresh_token(daemon, record).await
+    work::fresh_token(daemon, record.id).await
 }
 
 fn not_found(email: &str) -> WireError {

@@ -161,19 +161,8 @@ impl Scheduler {
 }
 
 async fn run_one(daemon: &Daemon, id: i64) {
-    let record = match daemon.store.call(move |db| db.link_record_by_id(id)).await {
-        Ok(Some(record)) if matches!(record.state, LinkState::Active | LinkState::Degraded) => {
-            record
-        }
-        Ok(_) => return,
-        Err(e) => {
-            tracing::error!(link_id = id, error = %e, "cannot load a link; retrying in a minute");
-            daemon.scheduler.schedule(id, Some(crate::now() + 60));
-            return;
-        }
-    };
-    if let Err(e) = super::work::perform(daemon, record, false).await {
-        tracing::error!(link_id = id, error = %e, "cannot record a check; retrying in a minute");
+    if let Err(e) = super::work::perform(daemon, id, false).await {
+        tracing::error!(link_id = id, error = %e, "cannot load or record a round; retrying in a minute");
         daemon.scheduler.schedule(id, Some(crate::now() + 60));
     }
 }

@@ -5,6 +5,8 @@
 //! the generation the work started from, so a link re-linked, disabled or removed meanwhile is
 //! left alone (STYLE habit 6).
 
+use std::collections::HashMap;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use mslink_proto::{ErrorKind, LinkState, Provider, TokenReply, WireError};
@@ -18,6 +20,36 @@ use crate::exchange::{self, ExchangeEndpoint};
 use crate::health::{Actor, CheckReport, Failure};
 use crate::office365;
 use crate::store::{LinkRecord, Outcome, StoreError, Transition};
+
+/// Per-link turns: at most one round (refresh, check, `token`) runs on a link at a time.
+///
+/// Ownership: the map is behind a std mutex held only to find or insert an entry, never across
+/// `.await`; entries are weak, so links nobody is working on cost nothing.
+#[derive(Debug, Default)]
+pub struct LinkTurns {
+    turns: std::sync::Mutex<HashMap<i64, Weak<tokio::sync::Mutex<()>>>>,
+}
+
+impl LinkTurns {
+    /// Waits for link `id`'s turn; the turn ends when the guard is dropped.
+    pub async fn take(&self, id: i64) -> tokio::sync::OwnedMutexGuard<()> {
+        let turn = {
+            let mut turns = self.turns.lock().unwrap_or_else(|poison| poison.into_inner());
+            match turns.get(&id).and_then(Weak::upgrade) {
+                Some(turn) => turn,
+                None => {
+                    if turns.len() >= 1024 {
+                        turns.retain(|_, turn| turn.strong_count() > 0);
+                    }
+                    let turn = Arc::new(tokio::sync::Mutex::new(()));
+                    turns.insert(id, Arc::downgrade(&turn));
+                    turn
+                }
+            }
+        };
+        turn.lock_owned().await
+    }
+}
 
 /// `base` ± 10 %, in whole seconds, so a thousand links linked together spread out.
 pub(super) fn jittered(base: Duration) -> i64 {
@@ -120,9 +152,20 @@ async fn refresh(
 /// failure if the round failed (already committed).
 pub(super) async fn perform(
     daemon: &Daemon,
-    record: LinkRecord,
+    id: i64,
     force_check: bool,
 ) -> Result<Option<Failure>, StoreError> {
+    // One round at a time per link, on the link as it is once the lock is held: a second
+    // refresh with the same refresh token would present a superseded token, which a rotating
+    // server treats as replay and answers by revoking the whole grant.
+    let _turn = daemon.link_turns.take(id).await;
+    let Some(record) = daemon.store.call(move |db| db.link_record_by_id(id)).await? else {
+        return Ok(None);
+    };
+    let looked_after = matches!(record.state, LinkState::Active | LinkState::Degraded);
+    if record.state == LinkState::Suspended || !(looked_after || force_check) {
+        return Ok(None);
+    }
     let config = daemon.config();
     let now = crate::now();
     let check_due = force_check || record.next_check.is_none_or(|due| due <= now);
@@ -274,10 +317,14 @@ fn wrong_secret() -> Failure {
 }
 
 /// `token`: the stored access token if it has at least a minute left, else a refreshed one.
-pub(super) async fn fresh_token(
-    daemon: &Daemon,
-    record: LinkRecord,
-) -> Result<TokenReply, WireError> {
+pub(super) async fn fresh_token(daemon: &Daemon, id: i64) -> Result<TokenReply, WireError> {
+    let _turn = daemon.link_turns.take(id).await;
+    let record = daemon
+        .store
+        .call(move |db| db.link_record_by_id(id))
+        .await
+        .map_err(super::internal)?
+        .ok_or_else(|| WireError::new(ErrorKind::NotFound, "the link was removed meanwhile"))?;
     let config = daemon.config();
     let failed = |failure: Failure| {
         WireError::new(
@@ -366,6 +413,18 @@ mod tests {
             "jitter spreads refreshes: {} distinct seconds",
             distinct.len()
         );
+    }
+
+    #[tokio::test]
+    async fn a_link_has_one_turn_at_a_time() {
+        let turns = LinkTurns::default();
+        let first = turns.take(7).await;
+        let other_link = turns.take(8).await;
+        let second = tokio::time::timeout(Duration::from_millis(50), turns.take(7)).await;
+        assert!(second.is_err(), "link 7 is busy");
+        drop(first);
+        let _second = turns.take(7).await;
+        drop(other_link);
     }
 
     #[test]
