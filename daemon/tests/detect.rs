@@ -347,10 +347,17 @@ struct Ews {
     pki: tempfile::TempDir,
     control: reqwest::Client,
     host: String,
+    /// The HTTPS port.
+    port: u16,
 }
 
 impl Ews {
     async fn start(domain: &str, auth: &str) -> Ews {
+        Ews::start_on(domain, auth, &["--port", "443"]).await
+    }
+
+    /// `listen`: `--port N` and, for the HTTP-redirect method, `--http-port 80`.
+    async fn start_on(domain: &str, auth: &str, listen: &[&str]) -> Ews {
         let pki = tempfile::tempdir().unwrap();
         let host = format!("autodiscover.{domain}");
         let status = std::process::Command::new("bash")
@@ -375,7 +382,8 @@ impl Ews {
             let ip = next_ip();
             let mut child = Command::new("python3")
                 .arg(ews_dir().join("ews_server.py"))
-                .args(["--host", &ip.to_string(), "--port", "443", "--auth", auth])
+                .args(["--host", &ip.to_string(), "--auth", auth])
+                .args(listen)
                 .arg("--cert")
                 .arg(pki.path().join("server.pem"))
                 .arg("--key")
@@ -388,11 +396,17 @@ impl Ews {
                 .spawn()
                 .expect("python3 runs");
             let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-            if lines.next_line().await.unwrap().is_none() {
+            let Some(ready) = lines.next_line().await.unwrap() else {
                 // Could not bind (address taken): try the next address.
                 let _ = child.wait().await;
                 continue;
-            }
+            };
+            let port: u16 = ready
+                .split_whitespace()
+                .nth(1)
+                .and_then(|url| url.rsplit(':').next())
+                .and_then(|port| port.parse().ok())
+                .expect("READY https://IP:PORT");
             let control = reqwest::Client::builder()
                 .tls_certs_merge(
                     reqwest::Certificate::from_pem_bundle(
@@ -400,10 +414,10 @@ impl Ews {
                     )
                     .unwrap(),
                 )
-                .resolve(&host, SocketAddr::new(ip.into(), 443))
+                .resolve(&host, SocketAddr::new(ip.into(), port))
                 .build()
                 .unwrap();
-            return Ews { _child: child, ip, pki, control, host };
+            return Ews { _child: child, ip, pki, control, host, port };
         }
         panic!("the EWS fake did not start (pip install -r tests/peers/ews/requirements.txt)");
     }
@@ -414,14 +428,14 @@ impl Ews {
 
     /// The fake's request log (its `/test/` controls are never logged).
     async fn log(&self) -> Vec<Value> {
-        let url = format!("https://{}/test/log", self.host);
+        let url = format!("https://{}:{}/test/log", self.host, self.port);
         self.control.get(url).send().await.unwrap().json().await.unwrap()
     }
 
-    /// Requests reached the fake, and none carried a credential.
-    async fn assert_reached_without_credentials(&self) {
+    /// Requests reached the fake's `endpoint`, and none carried a credential.
+    async fn assert_reached_without_credentials(&self, endpoint: &str) {
         let log = self.log().await;
-        assert!(log.iter().any(|e| e["endpoint"] == "autodiscover"), "{log:#?}");
+        assert!(log.iter().any(|e| e["endpoint"] == endpoint), "{log:#?}");
         for entry in &log {
             assert_eq!(entry["credentials_sent"], json!(false), "{entry:#}");
             assert_eq!(entry["auth_scheme"], Value::Null, "{entry:#}");
@@ -601,8 +615,30 @@ async fn an_exchange_domain_found_only_at_autodiscover_host() {
     assert_points(&found, "mx", None, "no MX records");
     assert_points(&found, "srv", None, "no SRV record");
     // Detection is anonymous: the fake saw the POX request without any credential.
-    ews.assert_reached_without_credentials().await;
+    ews.assert_reached_without_credentials("autodiscover").await;
     ms.assert_no_credentials();
+}
+
+#[tokio::test]
+async fn an_exchange_domain_found_only_through_the_http_redirect() {
+    let Some(dns) = Dnsmasq::start(&[]).await else { return };
+    // HTTPS on a high port, the plain-HTTP redirect on port 80: nothing answers on 443.
+    let ews = Ews::start_on("adatum.test", "ntlm", &["--port", "0", "--http-port", "80"]).await;
+    let ms = Microsoft::start(Realm::Unknown, Tenant::Missing, V2::NotHere, None).await;
+    let mut resolve = nobody_at("adatum.test", &["autodiscover.adatum.test"]);
+    resolve.push(("autodiscover.adatum.test".into(), ews.ip));
+    let config = config(&ms, &dns, "5s", Some(&ews.ca()), &resolve);
+
+    let found = detect(config, "ivan@adatum.test").await;
+    assert_eq!(found.provider, Some(Provider::Exchange), "{found:#?}");
+    assert_points(
+        &found,
+        "autodiscover_http_redirect",
+        Some(Provider::Exchange),
+        "http://autodiscover.adatum.test/autodiscover/autodiscover.xml redirects to https://",
+    );
+    assert_points(&found, "autodiscover_host", None, "https://autodiscover.adatum.test/");
+    ews.assert_reached_without_credentials("autodiscover-redirect").await;
 }
 
 #[tokio::test]
@@ -648,7 +684,7 @@ async fn a_managed_realm_and_an_ntlm_autodiscover_conflict() {
     assert_eq!(found.provider, None, "conflicting evidence settles nothing");
     assert_points(&found, "user_realm", Some(Provider::Office365), "Managed");
     assert_points(&found, "autodiscover_host", Some(Provider::Exchange), "Negotiate, NTLM");
-    ews.assert_reached_without_credentials().await;
+    ews.assert_reached_without_credentials("autodiscover").await;
     ms.assert_no_credentials();
 }
 
