@@ -295,16 +295,49 @@ fn autodiscover_v2(body: &str) -> (Option<Provider>, String) {
     }
 }
 
+/// The authentication schemes offered by `WWW-Authenticate` header values. One value may hold
+/// several comma-separated challenges (IIS sends `Bearer client_id="…", …,Basic realm="…"` as
+/// one header), and quoted parameters may hold commas; a scheme is a piece that starts a
+/// challenge, i.e. whose first word is not an `name=value` parameter.
+fn offered_schemes<'a>(values: impl Iterator<Item = &'a str>) -> Vec<String> {
+    let mut schemes = Vec::new();
+    for value in values {
+        let (mut piece, mut quoted, mut escaped) = (String::new(), false, false);
+        let mut pieces = Vec::new();
+        for c in value.chars() {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' if quoted => escaped = true,
+                '"' => quoted = !quoted,
+                ',' if !quoted => {
+                    pieces.push(std::mem::take(&mut piece));
+                    continue;
+                }
+                _ => {}
+            }
+            piece.push(c);
+        }
+        pieces.push(piece);
+        for piece in pieces {
+            let word = piece.trim_start().split(' ').next().unwrap_or("");
+            if !word.is_empty() && !word.contains('=') && !word.contains('"') {
+                schemes.push(word.to_owned());
+            }
+        }
+    }
+    schemes
+}
+
 /// What a POX Autodiscover endpoint's answer to an anonymous request says.
 fn pox_answer(url: &str, response: &reqwest::Response) -> (Option<Provider>, String) {
     let status = response.status().as_u16();
-    let offers: Vec<String> = response
-        .headers()
-        .get_all(reqwest::header::WWW_AUTHENTICATE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .filter_map(|v| v.split([' ', ',']).next().map(str::to_owned))
-        .collect();
+    let offers = offered_schemes(
+        response
+            .headers()
+            .get_all(reqwest::header::WWW_AUTHENTICATE)
+            .iter()
+            .filter_map(|v| v.to_str().ok()),
+    );
     let on_premises = offers
         .iter()
         .any(|o| o.eq_ignore_ascii_case("NTLM") || o.eq_ignore_ascii_case("Negotiate"));
@@ -366,6 +399,32 @@ mod tests {
         assert_eq!(answers[1].0, Some(Provider::Office365));
         assert_eq!(answers[2].0, Some(Provider::Exchange));
         assert!(answers[2].1.contains("mail.domain.de"));
+    }
+
+    #[test]
+    fn every_challenge_of_a_combined_www_authenticate_header_counts() {
+        // On-premises Exchange 2019 without HMA (vector 3): Bearer and Basic in one header.
+        let vectors = vector("exo_ews_401_bearer_challenge.txt");
+        let combined = vectors
+            .lines()
+            .find_map(|l| l.strip_prefix("WWW-Authenticate=Bearer"))
+            .map(|rest| format!("Bearer{rest}"))
+            .unwrap();
+        assert_eq!(offered_schemes([combined.as_str()].into_iter()), ["Bearer", "Basic"]);
+        // With HMA (vector 2): one challenge per header, a comma inside a quoted parameter.
+        let separate: Vec<&str> = vectors
+            .lines()
+            .filter_map(|l| l.split_once(" \u{2192}"))
+            .filter(|(name, _)| name.eq_ignore_ascii_case("WWW-Authenticate"))
+            .map(|(_, value)| value)
+            .collect();
+        assert_eq!(separate.len(), 2);
+        assert_eq!(offered_schemes(separate.into_iter()), ["Bearer", "Basic"]);
+        assert_eq!(
+            offered_schemes(["Negotiate, NTLM", "Basic realm=\"a, b\""].into_iter()),
+            ["Negotiate", "NTLM", "Basic"]
+        );
+        assert_eq!(offered_schemes(["NTLM TlRMTVNTUAACAAAA=="].into_iter()), ["NTLM"]);
     }
 
     #[test]

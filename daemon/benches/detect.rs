@@ -1,0 +1,156 @@
+//! Detection latency when one probe hangs (issue 5): with a decisive answer the latency is bounded
+//! by that answer plus the settle window; without one, by `[detection] timeout`.
+//!
+//! ```sh
+//! cargo bench -p mslinkd --bench detect            # 40 rounds per case
+//! cargo bench -p mslinkd --bench detect -- 100     # more rounds
+//! ```
+//!
+//! Everything is local: a fake of Microsoft's user realm / OpenID configuration / Autodiscover v2
+//! on 127.0.0.1 whose Autodiscover v2 accepts requests and never answers (the hanging probe),
+//! dnsmasq (Debian `dnsmasq-base`) for MX and SRV when installed (else a closed UDP port, so DNS
+//! fails fast), and the POX Autodiscover names on loopback addresses where nothing listens
+//! (connections refused). Prints p50/p90/p99/max of `mslinkd::detect::detect` per case.
+
+#![allow(clippy::unwrap_used, clippy::print_stdout)] // a benchmark program, not library code
+
+use std::net::Ipv4Addr;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::Response;
+use mslinkd::config::{Config, Env};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// Whether the user realm says Managed (decisive) or Unknown (not decisive).
+#[derive(Clone, Copy)]
+struct Decisive(bool);
+
+async fn microsoft(State(decisive): State<Decisive>, request: Request) -> Response {
+    let path = request.uri().path().to_owned();
+    let json = |status: StatusCode, body: String| {
+        Response::builder()
+            .status(status)
+            .header(header::CONTENT_TYPE, "application/json; charset=utf-8")
+            .body(Body::from(body))
+            .unwrap()
+    };
+    if path == "/getuserrealm.srf" {
+        let kind = if decisive.0 { "Managed" } else { "Unknown" };
+        return json(
+            StatusCode::OK,
+            format!(r#"{{"State":4,"UserState":1,"Login":"x","NameSpaceType":"{kind}"}}"#),
+        );
+    }
+    if path.ends_with("/.well-known/openid-configuration") {
+        return json(
+            StatusCode::BAD_REQUEST,
+            r#"{"error":"invalid_tenant","error_description":"AADSTS90002: Tenant 'bench.test' not found.","error_codes":[90002]}"#.into(),
+        );
+    }
+    // Autodiscover v2: the hanging probe.
+    std::future::pending().await
+}
+
+/// dnsmasq on a free port, or `None` when it is not installed.
+async fn dnsmasq() -> Option<(Child, String)> {
+    let binary = ["/usr/sbin/dnsmasq", "/sbin/dnsmasq", "/usr/bin/dnsmasq"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())?;
+    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = Command::new(binary)
+        .args([
+            "--keep-in-foreground",
+            "--no-resolv",
+            "--no-hosts",
+            "--conf-file=/dev/null",
+            "--listen-address=127.0.0.1",
+            "--bind-interfaces",
+            "--log-facility=-",
+            "--user=root",
+            "--pid-file=",
+            "--local=/test/",
+            "--mx-host=bench.test,mx1.bench.test,10",
+        ])
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .ok()?;
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if line.contains("started, version") {
+            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+            return Some((child, format!("127.0.0.1:{port}")));
+        }
+    }
+    None
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index.min(sorted.len() - 1)]
+}
+
+async fn case(name: &str, decisive: bool, deadline: &str, nameserver: &str, rounds: usize) {
+    let app = axum::Router::new().fallback(microsoft).with_state(Decisive(decisive));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let text = format!(
+        "[office365]\nauthority = \"{base}/organizations/v2.0\"\n\
+         [detection]\ntimeout = \"{deadline}\"\n\
+         user_realm_url = \"{base}/getuserrealm.srf\"\n\
+         autodiscover_v2_url = \"{base}/autodiscover/autodiscover.json/v1.0\"\n\
+         [network]\nnameservers = [\"{nameserver}\"]\n[network.resolve]\n\
+         \"bench.test\" = \"{nobody}\"\n\"autodiscover.bench.test\" = \"{nobody}\"\n",
+        nobody = Ipv4Addr::new(127, 254, 0, 1),
+    );
+    let config =
+        Arc::new(Config::parse(&text, None, &Env { is_root: true, ..Env::default() }).unwrap());
+    let mut took = Vec::with_capacity(rounds);
+    for round in 0..rounds {
+        let started = Instant::now();
+        let found = mslinkd::detect::detect(config.clone(), &format!("u{round}@bench.test")).await;
+        took.push(started.elapsed());
+        assert_eq!(found.provider.is_some(), decisive, "{found:#?}");
+    }
+    server.abort();
+    took.sort();
+    let ms = |d: Duration| format!("{:.1}", d.as_secs_f64() * 1000.0);
+    println!(
+        "{name:<44} deadline {deadline:>4}  n={rounds:<4} p50 {:>7} ms  p90 {:>7} ms  p99 {:>7} ms  max {:>7} ms",
+        ms(percentile(&took, 0.50)),
+        ms(percentile(&took, 0.90)),
+        ms(percentile(&took, 0.99)),
+        ms(took[took.len() - 1]),
+    );
+}
+
+#[tokio::main]
+async fn main() {
+    let rounds: usize = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with('-'))
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(40);
+    let dns = dnsmasq().await;
+    let nameserver = match &dns {
+        Some((_, addr)) => addr.clone(),
+        None => {
+            println!("(dnsmasq not installed: DNS goes to a closed port and fails fast)");
+            let closed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            closed.local_addr().unwrap().to_string()
+        }
+    };
+    println!("detection latency, Autodiscover v2 hanging (accepts, never answers):");
+    case("decisive realm (Managed) + hanging probe", true, "5s", &nameserver, rounds).await;
+    case("nothing decisive + hanging probe", false, "1s", &nameserver, rounds).await;
+}

@@ -1,0 +1,586 @@
+//! Provider detection (SPEC §6) through the real binaries: `mslinkctl detect EMAIL --json` and
+//! `mslinkctl connect EMAIL` without `--provider`, against a real DNS server (dnsmasq), fakes of
+//! Microsoft's user-realm, OpenID-configuration and Autodiscover v2 endpoints (a thread serving
+//! HTTP, written from `shared/vectors/detection`), the EWS fake for POX Autodiscover over real
+//! TLS, and a listener that accepts and never answers.
+//!
+//! One "world" serves every test domain:
+//!
+//! | domain | realm | tenant | Autodiscover v2 | DNS | POX |
+//! | --- | --- | --- | --- | --- | --- |
+//! | contoso.test | Managed | yes | Exchange Online | MX → *.mail.protection.outlook.com | – |
+//! | fabrikam.test | Federated | yes | Exchange Online | MX → own gateway | – |
+//! | tailspin.test | Unknown | AADSTS90002 | 302 | SRV → mail.tailspin.test | – |
+//! | northwind.test | Unknown | AADSTS90002 | 302 | – | autodiscover.DOMAIN: 401 NTLM |
+//! | nowhere.test | Unknown | AADSTS90002 | 302 | – | – |
+//! | woodgrove.test | Managed | AADSTS90002 | 302 | – | autodiscover.DOMAIN: 401 NTLM |
+//! | litware.test | Managed | yes | hangs | – | https://DOMAIN hangs |
+//! | stalled.test | Unknown | AADSTS90002 | hangs | – | autodiscover.DOMAIN hangs |
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use mslink_e2e::peers::{Peer, dir};
+use mslink_e2e::{ADMIN, ALICE, Daemon, ensure_accounts, require_root, require_tool};
+use serde_json::{Value, json};
+
+/// `[detection] timeout` of the test daemon.
+const DEADLINE: Duration = Duration::from_secs(4);
+
+/// A fresh loopback address (per process, another range than the other tests), for a fake on
+/// port 443 or for a name where nothing listens.
+fn next_ip() -> Ipv4Addr {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let host = (std::process::id() % 200 + n) % 60_000;
+    Ipv4Addr::new(127, 180 + (host / 250) as u8, 0, 2 + (host % 250) as u8)
+}
+
+/// A real DNS server on 127.0.0.1 at a free port, authoritative-like for `*.test`; every query is
+/// logged and kept.
+struct Dnsmasq {
+    child: Child,
+    addr: String,
+    queries: Arc<Mutex<Vec<String>>>,
+}
+
+impl Dnsmasq {
+    fn start(records: &[&str]) -> Dnsmasq {
+        for _ in 0..10 {
+            let port =
+                std::net::UdpSocket::bind("127.0.0.1:0").expect("udp").local_addr().expect("addr");
+            let mut child = Command::new("dnsmasq")
+                .args([
+                    "--keep-in-foreground",
+                    "--no-resolv",
+                    "--no-hosts",
+                    "--conf-file=/dev/null",
+                    "--listen-address=127.0.0.1",
+                    "--bind-interfaces",
+                    "--log-facility=-",
+                    "--log-queries",
+                    "--user=root",
+                    "--pid-file=",
+                    "--local=/test/",
+                ])
+                .arg(format!("--port={}", port.port()))
+                .args(records)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("dnsmasq");
+            let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+            let started = lines.by_ref().map_while(Result::ok).any(|l| l.contains("started,"));
+            if started {
+                let queries = Arc::new(Mutex::new(Vec::new()));
+                let log = queries.clone();
+                std::thread::spawn(move || {
+                    for line in lines.map_while(Result::ok) {
+                        if line.contains("query[") {
+                            log.lock().expect("lock").push(line);
+                        }
+                    }
+                });
+                return Dnsmasq { child, addr: format!("127.0.0.1:{}", port.port()), queries };
+            }
+            let _ = child.wait();
+        }
+        panic!("dnsmasq did not start");
+    }
+
+    fn was_asked(&self, kind: &str, name: &str) -> bool {
+        let wanted = format!("query[{kind}] {name} from");
+        self.queries.lock().expect("lock").iter().any(|line| line.contains(&wanted))
+    }
+}
+
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An HTTP answer of the Microsoft fake, or none ever.
+enum Reply {
+    Answer { status: &'static str, headers: Vec<(&'static str, String)>, body: String },
+    Hang,
+}
+
+fn json_reply(status: &'static str, body: &Value) -> Reply {
+    Reply::Answer {
+        status,
+        headers: vec![("Content-Type", "application/json; charset=utf-8".into())],
+        body: body.to_string(),
+    }
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' if i + 2 < bytes.len() => {
+                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
+                out.push(u8::from_str_radix(hex, 16).unwrap_or(b'?'));
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Fakes of login.microsoftonline.com (user realm, OpenID configuration) and
+/// outlook.office365.com (Autodiscover v2), one thread per connection, answering per domain.
+struct Microsoft {
+    base: String,
+    /// Requests seen: path and whether an `Authorization` header came with it.
+    seen: Arc<Mutex<Vec<(String, bool)>>>,
+}
+
+impl Microsoft {
+    fn start(ews_log: String) -> Microsoft {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().map_while(Result::ok) {
+                let (log, ews_log) = (log.clone(), ews_log.clone());
+                std::thread::spawn(move || serve(stream, &log, &ews_log));
+            }
+        });
+        Microsoft { base, seen }
+    }
+}
+
+fn serve(mut stream: TcpStream, seen: &Mutex<Vec<(String, bool)>>, ews_log: &str) {
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    let mut request_line = String::new();
+    if reader.read_line(&mut request_line).is_err() {
+        return;
+    }
+    let mut authorization = false;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+            break;
+        }
+        authorization |= line.to_ascii_lowercase().starts_with("authorization:");
+    }
+    let target = request_line.split_whitespace().nth(1).unwrap_or("/").to_owned();
+    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+    seen.lock().expect("lock").push((path.to_owned(), authorization));
+    let query: HashMap<String, String> = query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| (percent_decode(k), percent_decode(v)))
+        .collect();
+    match microsoft(path, &query, ews_log) {
+        Reply::Answer { status, headers, body } => {
+            let mut head = format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\n", body.len());
+            for (name, value) in headers {
+                head.push_str(&format!("{name}: {value}\r\n"));
+            }
+            head.push_str("Cache-Control: private\r\nConnection: close\r\n\r\n");
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(body.as_bytes());
+        }
+        // Hold the connection, saying nothing, until the client gives up.
+        Reply::Hang => {
+            let _ = reader.read(&mut [0; 1]);
+        }
+    }
+}
+
+/// What Microsoft says about `path` for the test domains (see the module table).
+fn microsoft(path: &str, query: &HashMap<String, String>, ews_log: &str) -> Reply {
+    let domain_of = |address: &str| address.rsplit_once('@').map_or("", |(_, d)| d).to_owned();
+    if path == "/getuserrealm.srf" {
+        let login = query.get("login").cloned().unwrap_or_default();
+        let domain = domain_of(&login);
+        let managed = json!({
+            "State": 4, "UserState": 1, "Login": login, "NameSpaceType": "Managed",
+            "DomainName": domain, "FederationBrandName": "Contoso Ltd",
+            "CloudInstanceName": "microsoftonline.com",
+            "CloudInstanceIssuerUri": "urn:federation:MicrosoftOnline"
+        });
+        let body = match domain.as_str() {
+            "contoso.test" | "litware.test" => managed,
+            "woodgrove.test" => {
+                // Answer once the POX request has reached the EWS fake, so both answers land in
+                // one settle window however loaded the machine is.
+                let start = Instant::now();
+                while !ews_saw(ews_log, "autodiscover.woodgrove.test")
+                    && start.elapsed() < Duration::from_secs(10)
+                {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                managed
+            }
+            "fabrikam.test" => json!({
+                "State": 3, "UserState": 2, "Login": login, "NameSpaceType": "Federated",
+                "DomainName": domain, "FederationGlobalVersion": -1,
+                "AuthURL": format!("https://sts.{domain}/adfs/ls/?username={login}&wa=wsignin1.0&wtrealm=urn%3afederation%3aMicrosoftOnline&wctx="),
+                "FederationBrandName": "Fabrikam", "AuthNForwardType": 1,
+                "CloudInstanceName": "microsoftonline.com",
+                "CloudInstanceIssuerUri": "urn:federation:MicrosoftOnline"
+            }),
+            _ => json!({"State": 4, "UserState": 1, "Login": login, "NameSpaceType": "Unknown"}),
+        };
+        return json_reply("200 OK", &body);
+    }
+    if let Some(rest) = path.strip_suffix("/v2.0/.well-known/openid-configuration") {
+        let domain = rest.trim_start_matches('/');
+        let tenant = "9188040d-6c67-4c5b-b112-36a304b66dad";
+        return match domain {
+            "contoso.test" | "fabrikam.test" | "litware.test" => json_reply(
+                "200 OK",
+                &json!({
+                    "token_endpoint": format!("https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token"),
+                    "jwks_uri": format!("https://login.microsoftonline.com/{tenant}/discovery/v2.0/keys"),
+                    "response_modes_supported": ["query", "fragment", "form_post"],
+                    "subject_types_supported": ["pairwise"],
+                    "id_token_signing_alg_values_supported": ["RS256"],
+                    "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
+                    "scopes_supported": ["openid", "profile", "email", "offline_access"],
+                    "issuer": format!("https://login.microsoftonline.com/{tenant}/v2.0"),
+                    "authorization_endpoint": format!("https://login.microsoftonline.com/{tenant}/oauth2/v2.0/authorize"),
+                    "device_authorization_endpoint": format!("https://login.microsoftonline.com/{tenant}/oauth2/v2.0/devicecode"),
+                    "cloud_instance_name": "microsoftonline.com"
+                }),
+            ),
+            _ => json_reply(
+                "400 Bad Request",
+                &json!({
+                    "error": "invalid_tenant",
+                    "error_description": format!("AADSTS90002: Tenant '{domain}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud.\r\nTrace ID: 5d0c7a3e-1b2a-4c3d-9e8f-001122334455\r\nCorrelation ID: 6e1d8b4f-2c3b-4d4e-8f90-112233445566\r\nTimestamp: 2026-01-12 09:30:00Z"),
+                    "error_codes": [90002],
+                    "timestamp": "2026-01-12 09:30:00Z",
+                    "error_uri": "https://login.microsoftonline.com/error?code=90002"
+                }),
+            ),
+        };
+    }
+    if let Some(email) = path.strip_prefix("/autodiscover/autodiscover.json/v1.0/") {
+        let email = percent_decode(email);
+        let protocol = query.get("Protocol").cloned().unwrap_or_default();
+        return match domain_of(&email).as_str() {
+            "litware.test" | "stalled.test" => Reply::Hang,
+            "contoso.test" | "fabrikam.test" => json_reply(
+                "200 OK",
+                &json!({"Protocol": protocol, "Url": "https://outlook.office365.com/EWS/Exchange.asmx"}),
+            ),
+            _ => {
+                let next = format!(
+                    "https://outlook.office365.com/autodiscover/autodiscover.json?Email={}&Protocol={protocol}&RedirectCount=1",
+                    email.replace('@', "%40")
+                );
+                Reply::Answer {
+                    status: "302 Found",
+                    headers: vec![
+                        ("Content-Type", "text/html; charset=utf-8".into()),
+                        ("Location", next.clone()),
+                    ],
+                    body: format!(
+                        "<html><head><title>Object moved</title></head><body>\r\n<h2>Object moved to <a href=\"{}\">here</a>.</h2>\r\n</body></html>\r\n",
+                        next.replace('&', "&amp;")
+                    ),
+                }
+            }
+        };
+    }
+    Reply::Answer { status: "404 Not Found", headers: Vec::new(), body: String::new() }
+}
+
+/// The EWS fake's request log (`/test/log`, read with curl).
+fn ews_log(url: &str) -> Vec<Value> {
+    let out = Command::new("curl").args(["-sS", "-k", url]).output().expect("curl");
+    serde_json::from_slice::<Value>(&out.stdout)
+        .ok()
+        .and_then(|v| v.as_array().cloned())
+        .unwrap_or_default()
+}
+
+fn ews_saw(url: &str, host: &str) -> bool {
+    ews_log(url).iter().any(|e| e["endpoint"] == "autodiscover" && e["host"] == host)
+}
+
+/// Accepts connections on `ip:443` and never sends a byte.
+fn black_hole(ip: Ipv4Addr) {
+    let listener = TcpListener::bind((ip, 443)).expect("bind the black hole");
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().map_while(Result::ok) {
+            held.push(stream);
+        }
+    });
+}
+
+/// Everything the test domains need, and a daemon configured to use it.
+struct World {
+    daemon: Daemon,
+    dns: Dnsmasq,
+    microsoft: Microsoft,
+    _ews: Peer,
+    ews_log_url: String,
+    _pki: tempfile::TempDir,
+}
+
+impl World {
+    fn start() -> World {
+        let pki = tempfile::tempdir().expect("tempdir");
+        let hosts = ["autodiscover.northwind.test", "autodiscover.woodgrove.test"];
+        let made = Command::new("bash")
+            .arg(dir().join("ews/make_ca.sh"))
+            .arg(pki.path())
+            .args(hosts)
+            .output()
+            .expect("make_ca.sh");
+        assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+        let p = |name: &str| pki.path().join(name).display().to_string();
+        std::fs::write(
+            pki.path().join("users.json"),
+            json!({"alice@northwind.test": {"username": "NORTHWIND\\alice",
+                   "upn": "alice@northwind.test", "password": "Alice-Pass1"}})
+            .to_string(),
+        )
+        .expect("users");
+        let ews_ip = next_ip();
+        let ews = Peer::start(
+            "python3",
+            &[
+                "ews/ews_server.py",
+                "--host",
+                &ews_ip.to_string(),
+                "--port",
+                "443",
+                "--cert",
+                &p("server.pem"),
+                "--key",
+                &p("server.key"),
+                "--users",
+                &p("users.json"),
+                "--auth",
+                "negotiate,ntlm",
+            ],
+        );
+        let ews_log_url = format!("{}/test/log", ews.url);
+        let dns = Dnsmasq::start(&[
+            "--mx-host=contoso.test,contoso-test.mail.protection.outlook.com,0",
+            "--mx-host=fabrikam.test,mx1.fabrikam.test,10",
+            "--mx-host=tailspin.test,mail.tailspin.test,10",
+            "--srv-host=_autodiscover._tcp.tailspin.test,mail.tailspin.test,443,0,0",
+        ]);
+        let microsoft = Microsoft::start(ews_log_url.clone());
+
+        let mut resolve = String::new();
+        for domain in [
+            "contoso.test",
+            "fabrikam.test",
+            "tailspin.test",
+            "northwind.test",
+            "nowhere.test",
+            "woodgrove.test",
+            "litware.test",
+            "stalled.test",
+        ] {
+            for name in [domain.to_owned(), format!("autodiscover.{domain}")] {
+                let ip = if hosts.contains(&name.as_str()) {
+                    ews_ip
+                } else if name == "litware.test" || name == "autodiscover.stalled.test" {
+                    let hole = next_ip();
+                    black_hole(hole);
+                    hole
+                } else {
+                    // Nothing listens there: connections are refused.
+                    next_ip()
+                };
+                resolve.push_str(&format!("\"{name}\" = \"{ip}\"\n"));
+            }
+        }
+        let daemon = Daemon::start(&format!(
+            "[office365]\nauthority = \"{base}/organizations/v2.0\"\n\
+             [detection]\ntimeout = \"{deadline}s\"\n\
+             user_realm_url = \"{base}/getuserrealm.srf\"\n\
+             autodiscover_v2_url = \"{base}/autodiscover/autodiscover.json/v1.0\"\n\
+             [network]\nnameservers = [\"{dns}\"]\nca_file = {ca:?}\n\
+             [network.resolve]\n{resolve}",
+            base = microsoft.base,
+            deadline = DEADLINE.as_secs(),
+            dns = dns.addr,
+            ca = p("ca.pem"),
+        ));
+        World { daemon, dns, microsoft, _ews: ews, ews_log_url, _pki: pki }
+    }
+
+    /// `mslinkctl detect EMAIL --json`, and how long it took from outside.
+    fn detect(&self, email: &str) -> (Value, Duration) {
+        let started = Instant::now();
+        let out = self.daemon.ctl(ALICE, &["detect", email, "--json"]);
+        let took = started.elapsed();
+        out.expect_code(0);
+        let found = out.json();
+        assert_eq!(found["kind"], "detect", "{found:#}");
+        assert_eq!(found["email"], email);
+        (found, took)
+    }
+
+    /// Requests reached the EWS fake and the Microsoft fakes, and none carried a credential.
+    fn assert_no_credentials_sent(&self) {
+        let log = ews_log(&self.ews_log_url);
+        assert!(log.iter().any(|e| e["endpoint"] == "autodiscover"), "{log:#?}");
+        for entry in &log {
+            assert_eq!(entry["credentials_sent"], json!(false), "{entry:#}");
+        }
+        let seen = self.microsoft.seen.lock().expect("lock");
+        assert!(seen.iter().all(|(_, authorization)| !authorization), "{seen:?}");
+    }
+}
+
+#[track_caller]
+fn evidence<'a>(found: &'a Value, probe: &str) -> &'a Value {
+    found["evidence"]
+        .as_array()
+        .and_then(|all| all.iter().find(|e| e["probe"] == probe))
+        .unwrap_or_else(|| panic!("no `{probe}` evidence: {found:#}"))
+}
+
+#[track_caller]
+fn assert_points(found: &Value, probe: &str, to: Value, detail: &str) {
+    let e = evidence(found, probe);
+    assert_eq!(e["points_to"], to, "{probe}: {found:#}");
+    assert!(e["detail"].as_str().unwrap_or("").contains(detail), "{probe} ≠ {detail:?}: {found:#}");
+}
+
+fn prerequisites(test: &str) -> bool {
+    require_root(test)
+        && require_tool("dnsmasq", test)
+        && require_tool("python3", test)
+        && require_tool("openssl", test)
+        && require_tool("curl", test)
+}
+
+#[test]
+fn office365_domains_are_detected_and_cached() {
+    if !prerequisites("office365_domains_are_detected_and_cached") {
+        return;
+    }
+    ensure_accounts();
+    let world = World::start();
+
+    let (found, _) = world.detect("alice@contoso.test");
+    assert_eq!(found["provider"], "office365", "{found:#}");
+    assert_eq!((&found["conflicting"], &found["cached"]), (&json!(false), &json!(false)));
+    assert_points(&found, "user_realm", json!("office365"), "Managed");
+    assert_points(&found, "mx", json!("office365"), "contoso-test.mail.protection.outlook.com");
+    assert_points(&found, "openid_configuration", json!("office365"), "tenant exists");
+    assert_points(&found, "autodiscover_v2", json!("office365"), "outlook.office365.com");
+    assert!(world.dns.was_asked("MX", "contoso.test"), "MX came from dnsmasq");
+
+    // Again, for another address of the domain: from the cache.
+    let asked = world.microsoft.seen.lock().expect("lock").len();
+    let (again, _) = world.detect("bob@contoso.test");
+    assert_eq!(again["cached"], true, "{again:#}");
+    assert_eq!((&again["provider"], &again["evidence"]), (&found["provider"], &found["evidence"]));
+    assert_eq!(world.microsoft.seen.lock().expect("lock").len(), asked, "no probe ran again");
+
+    let (federated, _) = world.detect("carol@fabrikam.test");
+    assert_eq!(federated["provider"], "office365", "{federated:#}");
+    assert_points(&federated, "user_realm", json!("office365"), "Federated via https://sts.");
+    assert_points(&federated, "mx", Value::Null, "mx1.fabrikam.test");
+
+    // The text form shows the same evidence.
+    let text = world.daemon.ctl(ALICE, &["detect", "carol@fabrikam.test"]);
+    text.expect_code(0);
+    assert!(text.stdout.starts_with("carol@fabrikam.test: office365"), "{}", text.stdout);
+    assert!(text.stdout.contains("user_realm") && text.stdout.contains("Federated"));
+}
+
+#[test]
+fn exchange_and_unknown_domains() {
+    if !prerequisites("exchange_and_unknown_domains") {
+        return;
+    }
+    ensure_accounts();
+    let world = World::start();
+
+    let (srv, _) = world.detect("dave@tailspin.test");
+    assert_eq!(srv["provider"], "exchange", "{srv:#}");
+    assert_points(&srv, "srv", json!("exchange"), "mail.tailspin.test:443");
+    assert_points(&srv, "user_realm", Value::Null, "Unknown");
+    assert_points(&srv, "openid_configuration", Value::Null, "AADSTS90002");
+    assert!(world.dns.was_asked("SRV", "_autodiscover._tcp.tailspin.test"));
+
+    let (host, _) = world.detect("alice@northwind.test");
+    assert_eq!(host["provider"], "exchange", "{host:#}");
+    assert_points(&host, "autodiscover_host", json!("exchange"), "autodiscover.northwind.test");
+    assert_points(&host, "autodiscover_host", json!("exchange"), "NTLM");
+    assert_points(&host, "srv", Value::Null, "no SRV record");
+    world.assert_no_credentials_sent();
+
+    let (unknown, took) = world.detect("erin@nowhere.test");
+    assert_eq!(unknown["provider"], Value::Null, "{unknown:#}");
+    assert_eq!(unknown["conflicting"], false);
+    assert!(
+        unknown["evidence"]
+            .as_array()
+            .is_some_and(|all| all.iter().all(|e| e["points_to"].is_null())),
+        "{unknown:#}"
+    );
+    assert!(took < DEADLINE, "every probe answered, so no deadline was waited for: {took:?}");
+
+    // `connect` without --provider and without a terminal: exit 6, naming --provider.
+    world.daemon.ctl(ADMIN, &["enable"]).expect_code(0);
+    let connect = world.daemon.ctl(ALICE, &["connect", "erin@nowhere.test"]);
+    connect.expect_code(6);
+    assert!(connect.stderr.contains("--provider"), "{}", connect.stderr);
+    assert!(connect.stderr.contains("no probe was decisive"), "{}", connect.stderr);
+}
+
+#[test]
+fn conflicting_evidence_and_hanging_probes() {
+    if !prerequisites("conflicting_evidence_and_hanging_probes") {
+        return;
+    }
+    ensure_accounts();
+    let world = World::start();
+
+    let (conflict, _) = world.detect("frank@woodgrove.test");
+    assert_eq!(conflict["provider"], Value::Null, "{conflict:#}");
+    assert_eq!(conflict["conflicting"], true, "{conflict:#}");
+    assert_points(&conflict, "user_realm", json!("office365"), "Managed");
+    assert_points(&conflict, "autodiscover_host", json!("exchange"), "Negotiate, NTLM");
+    world.assert_no_credentials_sent();
+    world.daemon.ctl(ADMIN, &["enable"]).expect_code(0);
+    let connect = world.daemon.ctl(ALICE, &["connect", "frank@woodgrove.test"]);
+    connect.expect_code(6);
+    assert!(connect.stderr.contains("conflicts") && connect.stderr.contains("--provider"));
+
+    // Autodiscover v2 and https://litware.test accept and never answer; the realm decides.
+    let (decisive, took) = world.detect("gina@litware.test");
+    assert_eq!(decisive["provider"], "office365", "{decisive:#}");
+    assert!(took < DEADLINE / 2, "the first decisive answer, not the deadline: {took:?}");
+    assert_points(&decisive, "unanswered", Value::Null, "2 slower probe(s)");
+
+    // Nothing decisive, two probes hanging: the answer comes at the deadline.
+    let (stalled, took) = world.detect("hank@stalled.test");
+    assert_eq!(stalled["provider"], Value::Null, "{stalled:#}");
+    let elapsed = Duration::from_millis(stalled["elapsed_ms"].as_u64().unwrap_or(0));
+    assert!(elapsed >= DEADLINE - Duration::from_millis(50), "ended early: {elapsed:?}");
+    assert!(took < DEADLINE + Duration::from_secs(2), "overran the deadline: {took:?}");
+}
