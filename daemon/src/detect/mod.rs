@@ -29,7 +29,7 @@ use crate::config::Config;
 /// How long to keep listening for contrary evidence after the first decisive answer.
 const SETTLE: Duration = Duration::from_millis(250);
 
-/// Detection with a short-lived per-domain cache.
+/// Detection with a short-lived per-domain cache of decided answers.
 ///
 /// Ownership: the cache is behind a std mutex held only to read or insert, never across
 /// `.await`.
@@ -49,7 +49,10 @@ impl Detector {
             return DetectReply { email: email.to_owned(), cached: true, ..reply.clone() };
         }
         let reply = detect(config, email).await;
-        self.cache_lock().insert(domain, (Instant::now(), reply.clone()));
+        // An unknown answer may be a passing network failure: ask again next time.
+        if reply.provider.is_some() {
+            self.cache_lock().insert(domain, (Instant::now(), reply.clone()));
+        }
         reply
     }
 
