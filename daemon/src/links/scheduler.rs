@@ -167,15 +167,23 @@ async fn run_one(daemon: &Daemon, id: i64) {
         }
         Ok(_) => return,
         Err(e) => {
-            tracing::error!(link_id = id, error = %e, "cannot load a link; retrying in a minute");
-            daemon.scheduler.schedule(id, Some(crate::now() + 60));
+            let retry = store_retry(daemon);
+            tracing::error!(link_id = id, error = %e, retry_in_secs = retry, "cannot load a link");
+            daemon.scheduler.schedule(id, Some(crate::now() + retry));
             return;
         }
     };
     if let Err(e) = super::work::perform(daemon, record, false).await {
-        tracing::error!(link_id = id, error = %e, "cannot record a check; retrying in a minute");
-        daemon.scheduler.schedule(id, Some(crate::now() + 60));
+        let retry = store_retry(daemon);
+        tracing::error!(link_id = id, error = %e, retry_in_secs = retry, "cannot record a check");
+        daemon.scheduler.schedule(id, Some(crate::now() + retry));
     }
+}
+
+/// A store failure (disk full, read-only) is retried like a transient provider failure, after
+/// `retry_min`, so links resume soon after the disk does.
+fn store_retry(daemon: &Daemon) -> i64 {
+    daemon.config().schedule.retry_min.as_secs().max(1) as i64
 }
 
 /// Sleeps until a wall-clock unix time.
