@@ -187,16 +187,17 @@ async fn reschedule(daemon: &Daemon, config: &Config, id: i64) -> Result<(), Sto
     Ok(())
 }
 
-/// When the scheduler should look at a link next.
+/// When the scheduler should look at a link next. A failure waits out its backoff even when the
+/// token is due: the refresh may be what failed, and retrying it at once is a tight loop against
+/// an endpoint that is down (the next attempt refreshes first anyway).
 fn next_due(config: &Config, outcome: &Outcome, token_expiry: Option<i64>) -> Option<i64> {
-    let check = match outcome {
-        Outcome::Healthy { next_check, .. } => *next_check,
-        Outcome::Failed { next_attempt, .. } => (*next_attempt)?,
-    };
-    Some(match token_expiry {
-        Some(expiry) => check.min(refresh_at(config, expiry)),
-        None => check,
-    })
+    match outcome {
+        Outcome::Healthy { next_check, .. } => Some(match token_expiry {
+            Some(expiry) => (*next_check).min(refresh_at(config, expiry)),
+            None => *next_check,
+        }),
+        Outcome::Failed { next_attempt, .. } => *next_attempt,
+    }
 }
 
 /// When to refresh a token that expires at `expiry`: `refresh_before_expiry` ahead, spread over
@@ -366,6 +367,19 @@ mod tests {
             "jitter spreads refreshes: {} distinct seconds",
             distinct.len()
         );
+    }
+
+    #[test]
+    fn a_failed_refresh_waits_out_its_backoff_even_with_the_token_due() {
+        let config = config();
+        let at = crate::now() + 40;
+        let failed =
+            Outcome::Failed { failure: Failure::transient("HTTP 500"), next_attempt: Some(at) };
+        // The token expired a minute ago: refresh_at is in the past.
+        let expired = Some(crate::now() - 60);
+        assert_eq!(next_due(&config, &failed, expired), Some(at));
+        let healthy = Outcome::Healthy { report: CheckReport::default(), next_check: i64::MAX };
+        assert!(next_due(&config, &healthy, expired).unwrap() < crate::now());
     }
 
     #[test]
