@@ -354,15 +354,15 @@ async fn calendar(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Resp
     }
 }
 
-/// A TCP listener that, while a `Reset` mode is on, drops each new connection with linger 0 (the
-/// client sees a connection reset).
+/// A TCP listener that, while a `Reset` mode is on, resets every connection: new ones at once,
+/// and kept-alive ones at their next read (linger 0, so the client sees an RST, not a FIN).
 struct ResettingListener {
     inner: tokio::net::TcpListener,
     shared: Arc<Shared>,
 }
 
 impl axum::serve::Listener for ResettingListener {
-    type Io = tokio::net::TcpStream;
+    type Io = ResettingStream;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
@@ -371,19 +371,72 @@ impl axum::serve::Listener for ResettingListener {
                 tokio::time::sleep(Duration::from_millis(5)).await;
                 continue;
             };
-            if self.shared.reset_all.load(Ordering::SeqCst) {
-                self.shared.stats.resets.fetch_add(1, Ordering::SeqCst);
-                #[allow(deprecated)] // linger 0 is the point: an RST, not a FIN
-                let _ = stream.set_linger(Some(Duration::ZERO));
-                drop(stream);
+            let _ = stream.set_nodelay(true);
+            let stream = ResettingStream { inner: stream, shared: self.shared.clone() };
+            if stream.reset_now() {
                 continue;
             }
-            let _ = stream.set_nodelay(true);
             return (stream, addr);
         }
     }
 
     fn local_addr(&self) -> std::io::Result<Self::Addr> {
         self.inner.local_addr()
+    }
+}
+
+/// A served connection that fails its next read while a `Reset` mode is on.
+struct ResettingStream {
+    inner: tokio::net::TcpStream,
+    shared: Arc<Shared>,
+}
+
+impl ResettingStream {
+    /// True (and the socket set to close with an RST) when a `Reset` mode is on.
+    fn reset_now(&self) -> bool {
+        if !self.shared.reset_all.load(Ordering::SeqCst) {
+            return false;
+        }
+        self.shared.stats.resets.fetch_add(1, Ordering::SeqCst);
+        #[allow(deprecated)] // linger 0 is the point: an RST, not a FIN
+        let _ = self.inner.set_linger(Some(Duration::ZERO));
+        true
+    }
+}
+
+impl tokio::io::AsyncRead for ResettingStream {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if self.reset_now() {
+            return std::task::Poll::Ready(Err(std::io::ErrorKind::ConnectionReset.into()));
+        }
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for ResettingStream {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
