@@ -147,6 +147,13 @@ async fn graph_outages_degrade_links_which_recover_with_bounded_retries() {
             buckets.iter().all(|&b| b <= 2 * LINKS as u64),
             "{mode:?}: a burst above two attempts per link per second: {buckets:?}"
         );
+        if retry_after.is_some() {
+            // Links throttled together do not all come back in the same second.
+            assert!(
+                buckets.iter().all(|&b| b < LINKS as u64),
+                "{mode:?}: every link retried in the same second: {buckets:?}"
+            );
+        }
         fake.set_graph_mode(Mode::Ok);
         // retry_max is 4 s (or Retry-After 3 s): every link is back within a few seconds.
         wait_all(&daemon, LinkState::Active, Duration::from_secs(20)).await;

@@ -27,13 +27,18 @@ pub(super) fn jittered(base: Duration) -> i64 {
 
 /// The wait before retry number `failures` (1-based): exponential from `retry_min`, capped at
 /// `retry_max`, with "equal jitter" (half fixed, half random), and never shorter than what the
-/// server asked for.
+/// server asked for. A server's `Retry-After` gets jitter of its own (up to half of it, at least
+/// 2 s): every link throttled together would otherwise come back in the same second.
 pub(super) fn backoff(config: &Config, failures: u32, server_asked: Option<Duration>) -> Duration {
     let min = config.schedule.retry_min.as_secs_f64();
     let max = config.schedule.retry_max.as_secs_f64();
     let exp = (min * 2f64.powi(failures.saturating_sub(1).min(30) as i32)).min(max);
     let wait = exp / 2.0 + rand::rng().random_range(0.0..=exp / 2.0);
-    Duration::from_secs_f64(wait).max(server_asked.unwrap_or_default())
+    let server = server_asked.map_or(0.0, |asked| {
+        let asked = asked.as_secs_f64();
+        asked + rand::rng().random_range(0.0..=(asked / 2.0).max(2.0))
+    });
+    Duration::from_secs_f64(wait.max(server))
 }
 
 /// Emits the events a committed state change means.
@@ -351,9 +356,17 @@ mod tests {
     }
 
     #[test]
-    fn backoff_honours_the_server() {
-        let wait = backoff(&config(), 1, Some(Duration::from_secs(600)));
-        assert_eq!(wait, Duration::from_secs(600));
+    fn backoff_honours_the_server_and_spreads_its_links() {
+        let waits: Vec<Duration> =
+            (0..200).map(|_| backoff(&config(), 1, Some(Duration::from_secs(600)))).collect();
+        assert!(waits.iter().all(|w| (600.0..=900.0).contains(&w.as_secs_f64())), "{waits:?}");
+        let seconds: std::collections::BTreeSet<u64> =
+            waits.iter().map(Duration::as_secs).collect();
+        assert!(seconds.len() > 50, "Retry-After is jittered: {} distinct seconds", seconds.len());
+        let short: Vec<u64> = (0..200)
+            .map(|_| backoff(&config(), 1, Some(Duration::from_secs(1))).as_secs())
+            .collect();
+        assert!(short.iter().all(|&s| s >= 1), "never sooner than asked");
     }
 
     #[test]
