@@ -149,10 +149,11 @@ async fn bench(args: &Args) -> Result<(), Error> {
     );
     for phase in [&refresh, &check, &steady] {
         println!(
-            "| daemon peak RSS, {} phase | {:.1} MB ({:.2} KB/link) | just after start-up: {:.1} MB |",
+            "| daemon peak RSS, {} phase | {:.1} MB ({:.2} KB/link); {:.1} MB once `status --all` ran | just after start-up: {:.1} MB |",
             phase.kind.name(),
+            mb(phase.work_rss),
+            phase.work_rss as f64 / 1024.0 / n as f64,
             mb(phase.peak_rss),
-            phase.peak_rss as f64 / 1024.0 / n as f64,
             mb(phase.rss_at_ready)
         );
     }
@@ -310,6 +311,9 @@ struct Phase {
     cores: f64,
     cpu_per_op: f64,
     rss_at_ready: u64,
+    /// Peak RSS before `status --all` (which builds every link's JSON at once).
+    work_rss: u64,
+    /// Peak RSS including `status --all`.
     peak_rss: u64,
     ctl: Latency,
     request_bytes: (usize, usize),
@@ -440,6 +444,7 @@ impl Phase {
             return Err(format!("{rejected} refreshes were rejected as superseded").into());
         }
 
+        let work_rss = proc_status(pid, "VmHWM:")?;
         let timed = Instant::now();
         let body = ctl::call(&socket, CtlCommand::Status { all: true }).await?;
         let reply: DaemonFrame = mslink_proto::decode(&body)?;
@@ -454,10 +459,11 @@ impl Phase {
         let (request_bytes, reply_bytes) = frame_sizes(&socket).await?;
         drop(child);
         println!(
-            "{} phase: ready in {:.0} ms, {done} checks and {refreshed} refreshes in {:.1} s, \
+            "{} phase: ready in {:.0} ms, {done} {} ({refreshed} refreshes) in {:.1} s, \
              daemon CPU {cpu:.1} s, peak RSS {:.1} MB",
             kind.name(),
             startup.as_secs_f64() * 1e3,
+            if kind == Kind::Refresh { "refreshes" } else { "checks" },
             storm.as_secs_f64(),
             mb(peak_rss)
         );
@@ -469,6 +475,7 @@ impl Phase {
             cores: cpu / storm.as_secs_f64(),
             cpu_per_op: cpu / done.max(1) as f64,
             rss_at_ready,
+            work_rss,
             peak_rss,
             ctl,
             request_bytes,
