@@ -392,7 +392,11 @@ impl CtlChild {
     pub fn finish(mut self) -> CtlOutput {
         drop(self.child.stdin.take());
         let out = self.child.wait_with_output().expect("wait for mslinkctl");
-        self.seen.extend(self.stderr.try_iter());
+        // The reader thread may still be forwarding the last lines (the error itself): wait for
+        // it to reach the end of the pipe, not just for what has arrived so far.
+        while let Ok(line) = self.stderr.recv_timeout(Duration::from_secs(5)) {
+            self.seen.push(line);
+        }
         CtlOutput {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
