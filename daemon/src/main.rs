@@ -124,7 +124,14 @@ async fn serve(config: Config, env: Env, activated: Option<Activated>) -> Result
     };
     let summary = Summary::read(&daemon).await.map(|s| s.line()).unwrap_or_default();
     let shutdown = CancellationToken::new();
-    tokio::spawn(stop_on_signal(shutdown.clone()));
+    // Catch the signals before telling anyone we are ready: a SIGTERM (or SIGHUP) arriving
+    // between READY and a spawned task's first poll would otherwise kill the daemon uncleanly.
+    // tokio keeps a handler installed once registered, so SIGHUP stays caught for
+    // `Daemon::serve`'s reloader.
+    use tokio::signal::unix::{SignalKind, signal};
+    let stops = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()));
+    drop(signal(SignalKind::hangup()));
+    tokio::spawn(stop_on_signal(stops, shutdown.clone()));
     tracing::info!(
         socket = %socket.display(),
         activated = owned.is_none(),
@@ -140,11 +147,10 @@ async fn serve(config: Config, env: Env, activated: Option<Activated>) -> Result
     Ok(())
 }
 
-async fn stop_on_signal(shutdown: CancellationToken) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) =
-        (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
-    else {
+type SignalStream = std::io::Result<tokio::signal::unix::Signal>;
+
+async fn stop_on_signal(stops: (SignalStream, SignalStream), shutdown: CancellationToken) {
+    let (Ok(mut term), Ok(mut int)) = stops else {
         tracing::error!("cannot install signal handlers; stop mslinkd with SIGKILL");
         return;
     };

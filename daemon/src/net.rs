@@ -33,18 +33,66 @@ pub enum NetError {
     Build(#[from] reqwest::Error),
 }
 
-/// Builds a client for `network`.
+/// A client for `network`. Building one loads and parses the system's root certificates
+/// (milliseconds of CPU), and background work asks for one per refresh and per check, so clients
+/// are shared: the same `[network]`, options and `ca_file` contents get a clone of the same client
+/// (and its pool of kept-alive connections). Connection-oriented auth (NTLM) always gets a fresh
+/// client: its connections are authenticated as one user and must never serve another.
 pub fn client(network: &Network, options: HttpOptions) -> Result<reqwest::Client, NetError> {
+    if options.connection_oriented_auth {
+        return build(network, options, read_ca(network)?.as_deref());
+    }
+    let ca = read_ca(network)?;
+    let key = ClientKey { network: network.clone(), timeout: options.timeout, ca };
+    let mut shared = SHARED.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, client)) = shared.iter().find(|(k, _)| *k == key) {
+        return Ok(client.clone());
+    }
+    let client = build(network, options, key.ca.as_deref())?;
+    // A handful of configurations at most (detection, Graph, EWS, before and after a reload).
+    if shared.len() >= 8 {
+        shared.remove(0);
+    }
+    shared.push((key, client.clone()));
+    Ok(client)
+}
+
+/// What makes two shared clients interchangeable.
+#[derive(PartialEq)]
+struct ClientKey {
+    network: Network,
+    timeout: Duration,
+    /// The CA file's contents when asked, so a replaced file takes effect without a reload.
+    ca: Option<Vec<u8>>,
+}
+
+/// Ownership: the list is only touched inside [`client`], never across an `.await`.
+static SHARED: std::sync::Mutex<Vec<(ClientKey, reqwest::Client)>> =
+    std::sync::Mutex::new(Vec::new());
+
+fn read_ca(network: &Network) -> Result<Option<Vec<u8>>, NetError> {
+    network
+        .ca_file
+        .as_ref()
+        .map(|path| {
+            std::fs::read(path).map_err(|source| NetError::CaFile { path: path.clone(), source })
+        })
+        .transpose()
+}
+
+fn build(
+    network: &Network,
+    options: HttpOptions,
+    ca: Option<&[u8]>,
+) -> Result<reqwest::Client, NetError> {
     let mut builder = reqwest::Client::builder()
         .user_agent(concat!("mslink/", env!("CARGO_PKG_VERSION")))
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(10).min(options.timeout))
         .timeout(options.timeout)
         .tls_info(true);
-    if let Some(path) = &network.ca_file {
-        let pem = std::fs::read(path)
-            .map_err(|source| NetError::CaFile { path: path.clone(), source })?;
-        let certs = reqwest::Certificate::from_pem_bundle(&pem)
+    if let (Some(path), Some(pem)) = (&network.ca_file, ca) {
+        let certs = reqwest::Certificate::from_pem_bundle(pem)
             .map_err(|source| NetError::CaParse { path: path.clone(), source })?;
         builder = builder.tls_certs_merge(certs);
     }

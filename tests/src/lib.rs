@@ -105,6 +105,8 @@ pub struct Daemon {
     /// Extra environment for the daemon process (e.g. `NOTIFY_SOCKET`).
     pub env: Vec<(String, String)>,
     child: Option<Child>,
+    /// Every line the daemon has logged, across restarts.
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Daemon {
@@ -131,7 +133,7 @@ impl Daemon {
         )
         .expect("write config");
         let env = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
-        let mut daemon = Daemon { dir, socket, config, env, child: None };
+        let mut daemon = Daemon { dir, socket, config, env, child: None, log: Default::default() };
         daemon.restart();
         daemon
     }
@@ -151,7 +153,7 @@ impl Daemon {
             .expect("spawn mslinkd");
         let stderr = child.stderr.take().expect("stderr");
         self.child = Some(child);
-        wait_for_log(stderr, "mslinkd ready", Duration::from_secs(30))
+        wait_for_log_into(stderr, "mslinkd ready", Duration::from_secs(30), Some(self.log.clone()))
             .unwrap_or_else(|log| panic!("mslinkd did not become ready; its log:\n{log}"));
     }
 
@@ -183,6 +185,12 @@ impl Daemon {
             child.kill().expect("SIGKILL");
             child.wait().expect("wait");
         }
+    }
+
+    /// The lines the daemon has logged so far that contain `needle`.
+    pub fn log_lines(&self, needle: &str) -> Vec<String> {
+        let log = self.log.lock().unwrap_or_else(|p| p.into_inner());
+        log.iter().filter(|l| l.contains(needle)).cloned().collect()
     }
 
     /// Runs `mslinkctl ARGS` as `user` (through `runuser`), against this daemon.
@@ -232,6 +240,16 @@ pub fn wait_until(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
 /// Reads the daemon's log until a line contains `needle`; keeps draining it afterwards so the
 /// daemon never blocks on a full pipe. On failure returns what was logged.
 pub fn wait_for_log(stderr: ChildStderr, needle: &str, limit: Duration) -> Result<(), String> {
+    wait_for_log_into(stderr, needle, limit, None)
+}
+
+/// Like [`wait_for_log`], also keeping every line in `keep`.
+fn wait_for_log_into(
+    stderr: ChildStderr,
+    needle: &str,
+    limit: Duration,
+    keep: Option<std::sync::Arc<std::sync::Mutex<Vec<String>>>>,
+) -> Result<(), String> {
     let (tx, rx) = mpsc::channel();
     let needle = needle.to_owned();
     std::thread::spawn(move || {
@@ -240,6 +258,9 @@ pub fn wait_for_log(stderr: ChildStderr, needle: &str, limit: Duration) -> Resul
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
             // Captured with the test's output, so a failing test shows the daemon's log.
             eprintln!("mslinkd: {line}");
+            if let Some(keep) = &keep {
+                keep.lock().unwrap_or_else(|p| p.into_inner()).push(line.clone());
+            }
             if !told {
                 seen.push_str(&line);
                 seen.push('\n');
@@ -373,7 +394,11 @@ impl CtlChild {
     pub fn finish(mut self) -> CtlOutput {
         drop(self.child.stdin.take());
         let out = self.child.wait_with_output().expect("wait for mslinkctl");
-        self.seen.extend(self.stderr.try_iter());
+        // The reader thread may still be forwarding the last lines (the error itself): wait for
+        // it to reach the end of the pipe, not just for what has arrived so far.
+        while let Ok(line) = self.stderr.recv_timeout(Duration::from_secs(5)) {
+            self.seen.push(line);
+        }
         CtlOutput {
             code: out.status.code().unwrap_or(-1),
             stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

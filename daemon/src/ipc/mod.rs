@@ -377,4 +377,45 @@ mod tests {
             Err(FrameError::Closed)
         ));
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// The daemon's async reader agrees with the ctl's blocking one on any byte stream,
+        /// however the stream is split, and never buffers more than one frame and one read.
+        #[test]
+        fn the_frame_reader_agrees_with_read_frame_on_any_input(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..1500),
+            split in 1usize..64,
+            cap in 1usize..512,
+        ) {
+            let mut expected = Vec::new();
+            let mut input = bytes.as_slice();
+            loop {
+                match mslink_proto::read_frame(&mut input, cap) {
+                    Ok(body) => expected.push(Ok(body)),
+                    Err(e) => { expected.push(Err(e.to_string())); break; }
+                }
+            }
+            let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
+            let got = runtime.block_on(async move {
+                let (mut client, mut server) = tokio::io::duplex(split);
+                tokio::spawn(async move {
+                    let _ = client.write_all(&bytes).await;
+                });
+                let mut frames = FrameReader::default();
+                let mut got = Vec::new();
+                loop {
+                    let next = frames.next(&mut server, cap).await;
+                    assert!(frames.buf.len() <= HEADER_LEN + cap + 8192);
+                    match next {
+                        Ok(body) => got.push(Ok(body)),
+                        Err(e) => { got.push(Err(e.to_string())); break; }
+                    }
+                }
+                got
+            });
+            proptest::prop_assert_eq!(got, expected);
+        }
+    }
 }

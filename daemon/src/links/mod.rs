@@ -50,6 +50,22 @@ impl LinkSecret {
     }
 }
 
+/// Seals Office365 tokens for link `id` exactly as background work stores them, for tools that
+/// write links straight into the store with [`crate::store::Db::insert_links`] while no daemon
+/// runs (the benchmark, fault tests seeding a storm). The daemon itself never takes links this way.
+pub fn seal_office365_tokens(
+    vault: &Vault,
+    id: i64,
+    tokens: &office365::Tokens,
+) -> Result<Vec<u8>, VaultError> {
+    LinkSecret::Office365 {
+        access_token: tokens.access_token.clone(),
+        refresh_token: tokens.refresh_token.clone(),
+        expires_at: tokens.expires_at,
+    }
+    .seal(vault, id)
+}
+
 /// Binds a sealed secret to its row.
 fn context(id: i64) -> Vec<u8> {
     format!("mslink-link:{id}").into_bytes()

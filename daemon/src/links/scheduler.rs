@@ -162,9 +162,16 @@ impl Scheduler {
 
 async fn run_one(daemon: &Daemon, id: i64) {
     if let Err(e) = super::work::perform(daemon, id, false).await {
-        tracing::error!(link_id = id, error = %e, "cannot load or record a round; retrying in a minute");
-        daemon.scheduler.schedule(id, Some(crate::now() + 60));
+        let retry = store_retry(daemon);
+        tracing::error!(link_id = id, error = %e, retry_in_secs = retry, "cannot load or record a round");
+        daemon.scheduler.schedule(id, Some(crate::now() + retry));
     }
+}
+
+/// A store failure (disk full, read-only) is retried like a transient provider failure, after
+/// `retry_min`, so links resume soon after the disk does.
+fn store_retry(daemon: &Daemon) -> i64 {
+    daemon.config().schedule.retry_min.as_secs().max(1) as i64
 }
 
 /// Sleeps until a wall-clock unix time.

@@ -59,13 +59,18 @@ pub(super) fn jittered(base: Duration) -> i64 {
 
 /// The wait before retry number `failures` (1-based): exponential from `retry_min`, capped at
 /// `retry_max`, with "equal jitter" (half fixed, half random), and never shorter than what the
-/// server asked for.
+/// server asked for. A server's `Retry-After` gets jitter of its own (up to half of it, at least
+/// 2 s): every link throttled together would otherwise come back in the same second.
 pub(super) fn backoff(config: &Config, failures: u32, server_asked: Option<Duration>) -> Duration {
     let min = config.schedule.retry_min.as_secs_f64();
     let max = config.schedule.retry_max.as_secs_f64();
     let exp = (min * 2f64.powi(failures.saturating_sub(1).min(30) as i32)).min(max);
     let wait = exp / 2.0 + rand::rng().random_range(0.0..=exp / 2.0);
-    Duration::from_secs_f64(wait).max(server_asked.unwrap_or_default())
+    let server = server_asked.map_or(0.0, |asked| {
+        let asked = asked.as_secs_f64();
+        asked + rand::rng().random_range(0.0..=(asked / 2.0).max(2.0))
+    });
+    Duration::from_secs_f64(wait.max(server))
 }
 
 /// Emits the events a committed state change means.
@@ -230,16 +235,17 @@ async fn reschedule(daemon: &Daemon, config: &Config, id: i64) -> Result<(), Sto
     Ok(())
 }
 
-/// When the scheduler should look at a link next.
+/// When the scheduler should look at a link next. A failure waits out its backoff even when the
+/// token is due: the refresh may be what failed, and retrying it at once is a tight loop against
+/// an endpoint that is down (the next attempt refreshes first anyway).
 fn next_due(config: &Config, outcome: &Outcome, token_expiry: Option<i64>) -> Option<i64> {
-    let check = match outcome {
-        Outcome::Healthy { next_check, .. } => *next_check,
-        Outcome::Failed { next_attempt, .. } => (*next_attempt)?,
-    };
-    Some(match token_expiry {
-        Some(expiry) => check.min(refresh_at(config, expiry)),
-        None => check,
-    })
+    match outcome {
+        Outcome::Healthy { next_check, .. } => Some(match token_expiry {
+            Some(expiry) => (*next_check).min(refresh_at(config, expiry)),
+            None => *next_check,
+        }),
+        Outcome::Failed { next_attempt, .. } => *next_attempt,
+    }
 }
 
 /// When to refresh a token that expires at `expiry`: `refresh_before_expiry` ahead, spread over
@@ -397,9 +403,17 @@ mod tests {
     }
 
     #[test]
-    fn backoff_honours_the_server() {
-        let wait = backoff(&config(), 1, Some(Duration::from_secs(600)));
-        assert_eq!(wait, Duration::from_secs(600));
+    fn backoff_honours_the_server_and_spreads_its_links() {
+        let waits: Vec<Duration> =
+            (0..200).map(|_| backoff(&config(), 1, Some(Duration::from_secs(600)))).collect();
+        assert!(waits.iter().all(|w| (600.0..=900.0).contains(&w.as_secs_f64())), "{waits:?}");
+        let seconds: std::collections::BTreeSet<u64> =
+            waits.iter().map(Duration::as_secs).collect();
+        assert!(seconds.len() > 50, "Retry-After is jittered: {} distinct seconds", seconds.len());
+        let short: Vec<u64> = (0..200)
+            .map(|_| backoff(&config(), 1, Some(Duration::from_secs(1))).as_secs())
+            .collect();
+        assert!(short.iter().all(|&s| s >= 1), "never sooner than asked");
     }
 
     #[test]
@@ -425,6 +439,19 @@ mod tests {
         drop(first);
         let _second = turns.take(7).await;
         drop(other_link);
+    }
+
+    #[test]
+    fn a_failed_refresh_waits_out_its_backoff_even_with_the_token_due() {
+        let config = config();
+        let at = crate::now() + 40;
+        let failed =
+            Outcome::Failed { failure: Failure::transient("HTTP 500"), next_attempt: Some(at) };
+        // The token expired a minute ago: refresh_at is in the past.
+        let expired = Some(crate::now() - 60);
+        assert_eq!(next_due(&config, &failed, expired), Some(at));
+        let healthy = Outcome::Healthy { report: CheckReport::default(), next_check: i64::MAX };
+        assert!(next_due(&config, &healthy, expired).unwrap() < crate::now());
     }
 
     #[test]

@@ -79,15 +79,24 @@ impl OAuthErrorBody {
     }
 }
 
+/// At most `max` characters of a server-supplied word, marked when cut: a reason is stored with
+/// the link and shown by `status`, whatever length the server sent.
+fn clip(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    match text.char_indices().nth(max) {
+        None => text.into(),
+        Some((end, _)) => format!("{}…", &text[..end]).into(),
+    }
+}
+
 impl std::fmt::Display for OAuthErrorBody {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.error)?;
+        f.write_str(&clip(&self.error, 100))?;
         let mut detail = Vec::new();
         if let Some(code) = self.aadsts() {
             detail.push(format!("AADSTS{code}"));
         }
         if let Some(sub) = &self.suberror {
-            detail.push(sub.clone());
+            detail.push(clip(sub, 100).into_owned());
         }
         if !detail.is_empty() {
             write!(f, " ({})", detail.join(", "))?;

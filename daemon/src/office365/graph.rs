@@ -133,10 +133,7 @@ impl Graph<'_> {
                 detail: format!("{path}: {e}"),
             });
         }
-        let (code, message) = match serde_json::from_slice::<GraphErrorBody>(&body) {
-            Ok(GraphErrorBody { error }) => (error.code, error.message),
-            Err(_) => (String::new(), format!("HTTP {status} without a Graph error body")),
-        };
+        let (code, message) = error_fields(&body, status);
         if status == 401 {
             return Err(Office365Error::TokenRejected {
                 message: if code.is_empty() { message } else { format!("{code}: {message}") },
@@ -152,9 +149,41 @@ impl Graph<'_> {
     }
 }
 
+/// Graph's error `code` and `message` from an error answer's body, bounded (they end up in the
+/// link's stored reason), or a note that the body was not Graph's.
+fn error_fields(body: &[u8], status: u16) -> (String, String) {
+    let clip = |text: String, max: usize| match text.char_indices().nth(max) {
+        None => text,
+        Some((end, _)) => format!("{}…", &text[..end]),
+    };
+    match serde_json::from_slice::<GraphErrorBody>(body) {
+        Ok(GraphErrorBody { error }) => (clip(error.code, 100), clip(error.message, 300)),
+        Err(_) => (String::new(), format!("HTTP {status} without a Graph error body")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// Any error body, Graph's or not, gives bounded fields without panicking.
+        #[test]
+        fn error_bodies_give_bounded_fields(
+            code in "\\PC{0,400}",
+            message in "\\PC{0,2000}",
+            junk in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+            status in 100u16..600,
+        ) {
+            let graph = serde_json::json!({"error": {"code": code, "message": message}}).to_string();
+            for body in [graph.as_bytes(), junk.as_slice()] {
+                let (code, message) = error_fields(body, status);
+                proptest::prop_assert!(code.chars().count() <= 101 && message.chars().count() <= 301);
+            }
+        }
+    }
 
     fn vector(name: &str) -> String {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/vectors/graph/");

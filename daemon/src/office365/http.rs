@@ -133,11 +133,14 @@ pub(crate) fn retry_after(headers: &http::HeaderMap, now: SystemTime) -> Option<
 pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     if let Ok(seconds) = value.parse::<f64>() {
         return (seconds.is_finite() && seconds >= 0.0)
-            .then(|| Duration::from_secs_f64(seconds.min(86_400.0)));
+            .then(|| Duration::from_secs_f64(seconds.min(MAX_RETRY_AFTER.as_secs_f64())));
     }
     let when = httpdate::parse_http_date(value).ok()?;
-    Some(when.duration_since(now).unwrap_or(Duration::ZERO))
+    Some(when.duration_since(now).unwrap_or(Duration::ZERO).min(MAX_RETRY_AFTER))
 }
+
+/// The longest wait a server may impose: a day, so a bogus date cannot park a link for years.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(86_400);
 
 #[cfg(test)]
 mod tests {
@@ -155,5 +158,26 @@ mod tests {
         assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now), Some(Duration::ZERO));
         assert_eq!(parse_retry_after("-1", now), None);
         assert_eq!(parse_retry_after("soon", now), None);
+        assert_eq!(
+            parse_retry_after("Fri, 31 Dec 9999 23:59:59 GMT", now),
+            Some(MAX_RETRY_AFTER),
+            "a date far ahead is capped like a number"
+        );
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+
+        /// Whatever the header says, the wait is at most a day and parsing never panics.
+        #[test]
+        fn retry_after_is_bounded(value in "\\PC{0,40}", ahead in proptest::prelude::any::<u32>()) {
+            let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+            let date = httpdate::fmt_http_date(now + Duration::from_secs(u64::from(ahead)));
+            for value in [value.as_str(), date.as_str()] {
+                if let Some(wait) = parse_retry_after(value, now) {
+                    proptest::prop_assert!(wait <= MAX_RETRY_AFTER, "{value:?} gave {wait:?}");
+                }
+            }
+        }
     }
 }

@@ -166,6 +166,55 @@ impl Db<'_> {
         Ok(Transition { id, link, previous: previous.as_deref().and_then(LinkState::parse) })
     }
 
+    /// Creates many new links in one transaction (an import, or seeding a benchmark): far
+    /// faster than one [`Db::save_link`] each, since the database syncs once. `seal(id, link)`
+    /// seals each link's secret for its row. All or nothing: a link that already exists, or a
+    /// seal that fails, rolls the whole batch back. Returns the new ids in order.
+    pub fn insert_links(
+        &mut self,
+        links: &[NewLink],
+        now: UnixTime,
+        mut seal: impl FnMut(i64, &NewLink) -> Result<Vec<u8>, StoreError>,
+    ) -> Result<Vec<i64>, StoreError> {
+        let tx = self.conn.transaction()?;
+        let mut ids = Vec::with_capacity(links.len());
+        {
+            let mut insert = tx.prepare(
+                "INSERT INTO links (user, email, provider, state, since, last_ok, next_check,
+                                    token_expiry, inbox_total, inbox_unread, calendar_ok,
+                                    server_version, auth_scheme, endpoint, details, created_at)
+                 VALUES (?1, ?2, ?3, 'active', ?4, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?4)
+                 RETURNING id",
+            )?;
+            let mut set_secret = tx.prepare("UPDATE links SET secret = ?2 WHERE id = ?1")?;
+            for new in links {
+                let report = &new.report;
+                let id: i64 = insert.query_row(
+                    params![
+                        new.user,
+                        new.email,
+                        new.provider.as_str(),
+                        now,
+                        new.next_check,
+                        new.token_expiry,
+                        report.inbox_total.map(|n| n as i64),
+                        report.inbox_unread.map(|n| n as i64),
+                        report.calendar_ok,
+                        report.server_version,
+                        new.auth_scheme,
+                        new.endpoint,
+                        new.details,
+                    ],
+                    |row| row.get(0),
+                )?;
+                set_secret.execute(params![id, seal(id, new)?])?;
+                ids.push(id);
+            }
+        }
+        tx.commit()?;
+        Ok(ids)
+    }
+
     /// Stores a refreshed secret (a rotated refresh token) if the link is still the one the
     /// refresh started from. Returns false, storing nothing, if it changed meanwhile.
     pub fn store_refreshed_secret(
@@ -303,6 +352,34 @@ mod tests {
         assert_eq!(again.previous, Some(LinkState::Active));
         let relinked = db.link_record_by_id(record.id).unwrap().unwrap();
         assert_eq!((relinked.generation, relinked.secret), (record.generation + 1, Some(vec![9])));
+    }
+
+    #[test]
+    fn bulk_inserts_seal_each_row_and_are_all_or_nothing() {
+        let mut conn = db();
+        let mut db = Db::new(&mut conn);
+        let batch: Vec<NewLink> =
+            (0..500).map(|i| new_link(&format!("user{i}@contoso.test"))).collect();
+        let ids = db.insert_links(&batch, 5, |id, _| Ok(id.to_be_bytes().to_vec())).unwrap();
+        assert_eq!(ids.len(), 500);
+        let record = db.link_record("alice", "user7@contoso.test").unwrap().unwrap();
+        assert_eq!((record.id, record.state), (ids[7], LinkState::Active));
+        assert_eq!(record.secret, Some(ids[7].to_be_bytes().to_vec()));
+        assert_eq!(db.due_links().unwrap().len(), 500);
+
+        // One existing link in a batch rolls the whole batch back.
+        let clash = vec![new_link("new@contoso.test"), new_link("USER3@contoso.test")];
+        assert!(db.insert_links(&clash, 6, |_, _| Ok(vec![])).is_err());
+        assert!(db.link_record("alice", "new@contoso.test").unwrap().is_none());
+        // So does a seal that fails.
+        let fresh = vec![new_link("a@x.test"), new_link("b@x.test")];
+        let mut n = 0;
+        let failing = |_: i64, _: &NewLink| {
+            n += 1;
+            if n == 2 { Err(StoreError::Stopped) } else { Ok(vec![]) }
+        };
+        assert!(db.insert_links(&fresh, 6, failing).is_err());
+        assert_eq!(db.links(None).unwrap().len(), 500);
     }
 
     #[test]

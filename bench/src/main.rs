@@ -1,0 +1,694 @@
+//! `mslink-bench`: mslinkd with N links against fast local fakes of the Microsoft endpoints,
+//! printing figures each beside the baseline measured in the same run (see BENCHMARKS.md).
+//!
+//! ```text
+//!  fakes (token + Graph, in this process) ── ceiling: their capacity driven alone
+//!  echo server on a Unix socket ──────────── floor: a round trip of the ctl's payload sizes
+//!  phase "refresh": seed N links whose tokens expire now ─▶ child mslinkd ─▶ until N refreshed
+//!  phase "check":   seed N links due for a check now    ─▶ child mslinkd ─▶ until N checked
+//!     each phase: startup to first answer, rate, CPU and RSS of the child alone, ctl p50/p99
+//!     with 64 concurrent clients during the storm, `status --all --json` afterwards
+//! ```
+//!
+//! The daemon runs as a child process (this binary re-executed with `--daemon CONFIG`), so its
+//! RSS and CPU time are its own, read from `/proc/PID/`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use mslink_bench::ctl;
+use mslink_bench::fake::{FakeMicrosoft, Stats};
+use mslink_bench::seed::{self, Seed};
+use mslink_proto::{CtlCommand, DaemonFrame};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Benchmarks mslinkd with many links against local fakes of the Microsoft endpoints.
+#[derive(Debug, Parser)]
+#[command(about, max_term_width = 100)]
+struct Args {
+    /// Links to seed.
+    #[arg(long, default_value_t = 10_000)]
+    links: usize,
+    /// Shorthand for --links 100000.
+    #[arg(long)]
+    large: bool,
+    /// `[schedule] max_concurrent` for the daemon (and the concurrency driving the ceiling).
+    #[arg(long, default_value_t = 16)]
+    max_concurrent: usize,
+    /// Concurrent `status` clients during each storm.
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+    /// Internal: run the daemon on this config (the bench re-executes itself with it).
+    #[arg(long, hide = true, value_name = "CONFIG")]
+    daemon: Option<PathBuf>,
+}
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// The steady sweep of 100,000 links: a check every 15 minutes, and a 60-minute token refreshed
+/// 5-7.5 minutes before it expires.
+const CHECKS_PER_S: f64 = 100_000.0 / 900.0;
+const REFRESHES_PER_S: f64 = 100_000.0 / (3600.0 - 300.0 * 1.25);
+/// In the steady phase tokens are refreshed 10-15 s ahead instead of 5-7.5 minutes (the work per
+/// refresh is the same), so the refresh rate is steady within seconds of start-up.
+const STEADY_AHEAD: i64 = 10;
+/// How long the steady phase is measured.
+const STEADY_WINDOW: Duration = Duration::from_secs(20);
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("mslink-bench: cannot start tokio: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = match &args.daemon {
+        Some(config) => runtime.block_on(run_daemon(config)),
+        None => runtime.block_on(bench(&args)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mslink-bench: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The child: what `mslinkd --config CONFIG` does, minus logging and systemd.
+async fn run_daemon(path: &Path) -> Result<(), Error> {
+    use mslinkd::config::{Config, Env};
+    let env = Env::from_process();
+    let config = Config::load(path, true, &env)?;
+    let listener = mslinkd::ipc::bind(&config.socket, None)?;
+    let daemon = mslinkd::Daemon::open(config, env)?;
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let stop = shutdown.clone();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::spawn(async move {
+        term.recv().await;
+        stop.cancel();
+    });
+    daemon.serve(listener, mslinkd::ipc::Limits::default(), shutdown).await;
+    Ok(())
+}
+
+async fn bench(args: &Args) -> Result<(), Error> {
+    let n = if args.large { 100_000 } else { args.links };
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    println!(
+        "mslink-bench: {n} links, max_concurrent {}, {} ctl clients, {cores} cores",
+        args.max_concurrent, args.clients
+    );
+    let fake = FakeMicrosoft::start(Duration::from_secs(3600)).await?;
+
+    let ceiling = Ceiling::measure(&fake, args.max_concurrent, Duration::from_secs(3)).await?;
+    println!(
+        "ceiling (fakes driven alone, {} concurrent, kept-alive connections): {:.0} refreshes/s, {:.0} checks/s (3 Graph GETs each)",
+        args.max_concurrent, ceiling.refreshes, ceiling.checks
+    );
+
+    let refresh = Phase::run(&fake, args, n, Kind::Refresh).await?;
+    let check = Phase::run(&fake, args, n, Kind::Check).await?;
+    let steady = Phase::run(&fake, args, n, Kind::Steady).await?;
+    let floor = echo_floor(args.clients, check.request_bytes, check.reply_bytes).await?;
+    let paced_floor = echo_paced(args.clients, check.request_bytes, check.reply_bytes).await?;
+
+    println!();
+    println!("| figure | value | baseline |");
+    println!("|---|---|---|");
+    println!(
+        "| refreshes/s sustained (storm, {n} links due at once) | {:.0} | {:.0}/s fake ceiling ({:.0} %) |",
+        refresh.rate,
+        ceiling.refreshes,
+        100.0 * refresh.rate / ceiling.refreshes
+    );
+    println!(
+        "| checks/s sustained (storm; 3 Graph GETs each) | {:.0} | {:.0}/s fake ceiling ({:.0} %) |",
+        check.rate,
+        ceiling.checks,
+        100.0 * check.rate / ceiling.checks
+    );
+    println!(
+        "| daemon CPU per refresh / per check | {:.2} / {:.2} ms | |",
+        refresh.cpu_per_op * 1e3,
+        check.cpu_per_op * 1e3
+    );
+    println!(
+        "| steady sweep of 100,000 links ({:.0} checks/s + {:.0} refreshes/s measured over {} s) | {:.2} cores | goal < 0.5 |",
+        steady.rate,
+        steady.refresh_rate,
+        STEADY_WINDOW.as_secs(),
+        steady.cores
+    );
+    for phase in [&refresh, &check, &steady] {
+        println!(
+            "| daemon peak RSS, {} phase | {:.1} MB ({:.2} KB/link); {:.1} MB once `status --all` ran | just after start-up: {:.1} MB |",
+            phase.kind.name(),
+            mb(phase.work_rss),
+            phase.work_rss as f64 / 1024.0 / n as f64,
+            mb(phase.peak_rss),
+            mb(phase.rss_at_ready)
+        );
+    }
+    println!(
+        "| start-up to first answer with {n} links | {:.0} ms | |",
+        refresh.startup.as_secs_f64() * 1e3
+    );
+    println!(
+        "| ctl `status` p50 / p99, {} clients once a second each, during the steady sweep | {:.2} / {:.2} ms | echo floor {:.2} / {:.2} ms; goal p99 < 5 ms |",
+        args.clients, steady.ctl.p50, steady.ctl.p99, paced_floor.p50, paced_floor.p99
+    );
+    for phase in [&refresh, &check] {
+        println!(
+            "| ctl `status` p50 / p99, {} clients back to back, during the {} storm | {:.2} / {:.2} ms | echo floor {:.2} / {:.2} ms |",
+            args.clients,
+            phase.kind.name(),
+            phase.ctl.p50,
+            phase.ctl.p99,
+            floor.p50,
+            floor.p99
+        );
+    }
+    println!(
+        "| `status --all --json` with {n} links (round trip + JSON) | {:.0} ms ({:.1} MB) | |",
+        check.status_all.as_secs_f64() * 1e3,
+        mb(check.status_all_bytes as u64)
+    );
+    Ok(())
+}
+
+fn mb(bytes: u64) -> f64 {
+    bytes as f64 / 1024.0 / 1024.0
+}
+
+/// The fakes' own capacity, driven by a client with kept-alive connections.
+struct Ceiling {
+    refreshes: f64,
+    checks: f64,
+}
+
+impl Ceiling {
+    async fn measure(
+        fake: &FakeMicrosoft,
+        concurrency: usize,
+        span: Duration,
+    ) -> Result<Ceiling, Error> {
+        let client = reqwest::Client::new();
+        let (c, url) = (client.clone(), format!("{}/token", fake.url));
+        let refreshes = drive(concurrency, span, move |task, round| {
+            let (client, url) = (c.clone(), url.clone());
+            async move {
+                let email = format!("ceiling{task}@bench.test");
+                let form = [
+                    ("grant_type", "refresh_token".to_owned()),
+                    ("refresh_token", format!("rt:{email}:{round}")),
+                    ("client_id", "bench".to_owned()),
+                ];
+                let response = client.post(&url).form(&form).send().await?;
+                if !response.status().is_success() {
+                    return Err(format!("ceiling refresh: HTTP {}", response.status()).into());
+                }
+                response.bytes().await?;
+                Ok(())
+            }
+        })
+        .await?;
+        let (c, base) = (client.clone(), format!("{}/v1.0", fake.url));
+        let checks = drive(concurrency, span, move |task, _| {
+            let (client, base) = (c.clone(), base.clone());
+            async move {
+                let bearer = format!("at:ceiling{task}@bench.test:0");
+                for path in ["/me", "/me/mailFolders/inbox", "/me/calendar"] {
+                    let response =
+                        client.get(format!("{base}{path}")).bearer_auth(&bearer).send().await?;
+                    if !response.status().is_success() {
+                        return Err(format!("ceiling check: HTTP {}", response.status()).into());
+                    }
+                    response.bytes().await?;
+                }
+                Ok(())
+            }
+        })
+        .await?;
+        Ok(Ceiling { refreshes, checks })
+    }
+}
+
+/// Runs `op(task, round)` in `concurrency` loops for `span`; returns operations per second.
+async fn drive<F, Fut>(concurrency: usize, span: Duration, op: F) -> Result<f64, Error>
+where
+    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = Result<(), Error>> + Send + 'static,
+{
+    let op = Arc::new(op);
+    let start = Instant::now();
+    let deadline = start + span;
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|task| {
+            let op = op.clone();
+            tokio::spawn(async move {
+                let mut rounds = 0;
+                while Instant::now() < deadline {
+                    op(task, rounds).await?;
+                    rounds += 1;
+                }
+                Ok::<u64, Error>(rounds)
+            })
+        })
+        .collect();
+    let mut total = 0;
+    for task in tasks {
+        total += task.await??;
+    }
+    Ok(total as f64 / start.elapsed().as_secs_f64())
+}
+
+/// Which storm a phase provokes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// Every token expires now; no check is due.
+    Refresh,
+    /// Every check is due now; tokens are fresh.
+    Check,
+    /// Checks and refreshes come due at the rate that keeps 100,000 links fresh (60-minute
+    /// tokens, a check every 15 minutes): 111 checks/s and 31 refreshes/s.
+    Steady,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Refresh => "refresh",
+            Kind::Check => "check",
+            Kind::Steady => "steady",
+        }
+    }
+
+    fn counter(self, stats: &Stats) -> &AtomicU64 {
+        match self {
+            Kind::Refresh => &stats.refreshed,
+            Kind::Check | Kind::Steady => &stats.checks,
+        }
+    }
+}
+
+/// What one phase measured.
+struct Phase {
+    kind: Kind,
+    startup: Duration,
+    /// Checks (or refreshes, in the refresh storm) per second.
+    rate: f64,
+    /// Refreshes per second.
+    refresh_rate: f64,
+    /// Daemon CPU over the phase, in cores.
+    cores: f64,
+    cpu_per_op: f64,
+    rss_at_ready: u64,
+    /// Peak RSS before `status --all` (which builds every link's JSON at once).
+    work_rss: u64,
+    /// Peak RSS including `status --all`.
+    peak_rss: u64,
+    ctl: Latency,
+    request_bytes: (usize, usize),
+    reply_bytes: (usize, usize),
+    status_all: Duration,
+    status_all_bytes: usize,
+}
+
+/// A child daemon, stopped (SIGTERM) when dropped.
+struct ChildDaemon(Child);
+
+impl Drop for ChildDaemon {
+    fn drop(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let _ = self.0.wait();
+    }
+}
+
+impl Phase {
+    async fn run(fake: &FakeMicrosoft, args: &Args, n: usize, kind: Kind) -> Result<Phase, Error> {
+        let dir = tempfile::tempdir()?;
+        let state = dir.path().join("state");
+        let socket = dir.path().join("mslinkd.sock");
+        let config = dir.path().join("mslinkd.toml");
+        let url = &fake.url;
+        let ahead = if kind == Kind::Steady { STEADY_AHEAD } else { 300 };
+        std::fs::write(
+            &config,
+            format!(
+                "socket = {socket:?}\nstate_dir = {state:?}\n\
+                 [office365]\nclient_id = \"bench\"\nauthority = \"{url}/organizations/v2.0\"\n\
+                 authorize_url = \"{url}/auth\"\ntoken_url = \"{url}/token\"\n\
+                 device_code_url = \"{url}/device\"\ngraph_url = \"{url}/v1.0\"\n\
+                 [schedule]\nmax_concurrent = {}\nrefresh_before_expiry = \"{ahead}s\"\n\
+                 check_interval = \"15m\"\n",
+                args.max_concurrent
+            ),
+        )?;
+        // Ten links belong to the user running the bench (whose `status` is timed); the rest
+        // to 10 links per made-up user.
+        let me = nix::unistd::User::from_uid(nix::unistd::geteuid())?
+            .map_or_else(|| "root".to_owned(), |u| u.name);
+        let now = mslinkd::now();
+        let seeds: Vec<Seed> = (0..n)
+            .map(|i| {
+                let (token_expiry, next_check) = match kind {
+                    Kind::Refresh => (now + 60, now + 7200),
+                    Kind::Check => (now + 7200, now - 1),
+                    // Link i is checked at 111/s and refreshed at 31/s from now on: the first
+                    // seconds of the steady sweep of 100,000 links.
+                    Kind::Steady => (
+                        now + ahead + 2 + (i as f64 / REFRESHES_PER_S) as i64,
+                        now + 2 + (i as f64 / CHECKS_PER_S) as i64,
+                    ),
+                };
+                Seed {
+                    user: if i < 10 { me.clone() } else { format!("bench{}", i / 10) },
+                    email: format!("{}{i}@bench.test", kind.name()),
+                    token_expiry,
+                    next_check,
+                }
+            })
+            .collect();
+        let seeded = Instant::now();
+        seed::office365_links(&state, &state.join("secret.key"), &format!("{url}/v1.0"), &seeds)
+            .await?;
+        println!(
+            "{} phase: seeded {n} links in {:.1} s",
+            kind.name(),
+            seeded.elapsed().as_secs_f64()
+        );
+
+        let counter = kind.counter(fake.stats());
+        let before = Stats::get(counter);
+        let refreshed_before = Stats::get(&fake.stats().refreshed);
+        let started = Instant::now();
+        let child = ChildDaemon(
+            Command::new(std::env::current_exe()?)
+                .arg("--daemon")
+                .arg(&config)
+                .stdin(Stdio::null())
+                .spawn()?,
+        );
+        let pid = child.0.id();
+        let startup = loop {
+            if ctl::status(&socket, false).await.is_ok() {
+                break started.elapsed();
+            }
+            if started.elapsed() > Duration::from_secs(120) {
+                return Err("the daemon did not answer within 2 minutes".into());
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        };
+        let cpu_at_ready = cpu_seconds(pid)?;
+        let rss_at_ready = proc_status(pid, "VmRSS:")?;
+
+        let (storm, cpu, ctl) = if kind == Kind::Steady {
+            // 64 users each asking for their status about once a second, through the window.
+            let ctl_task = tokio::spawn(ctl_paced(socket.clone(), args.clients, STEADY_WINDOW));
+            tokio::time::sleep(STEADY_WINDOW).await;
+            let cpu = cpu_seconds(pid)? - cpu_at_ready;
+            (STEADY_WINDOW, cpu, ctl_task.await??)
+        } else {
+            // ctl clients hammer `status` while the storm runs.
+            let ctl_task = tokio::spawn(ctl_latency(socket.clone(), args.clients, 40));
+            let storm_start = Instant::now();
+            let target = before + n as u64;
+            while Stats::get(counter) < target {
+                if storm_start.elapsed() > Duration::from_secs(1800) {
+                    let done = Stats::get(counter) - before;
+                    return Err(
+                        format!("{} storm: only {done} of {n} in 30 minutes", kind.name()).into()
+                    );
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let storm = storm_start.elapsed();
+            // The last commits land just after the fake answered.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let cpu = cpu_seconds(pid)? - cpu_at_ready;
+            (storm, cpu, ctl_task.await??)
+        };
+        let done = Stats::get(counter) - before;
+        let refreshed = Stats::get(&fake.stats().refreshed) - refreshed_before;
+        let rejected = Stats::get(&fake.stats().rejected);
+        if rejected > 0 {
+            return Err(format!("{rejected} refreshes were rejected as superseded").into());
+        }
+
+        let work_rss = proc_status(pid, "VmHWM:")?;
+        let timed = Instant::now();
+        let body = ctl::call(&socket, CtlCommand::Status { all: true }).await?;
+        let reply: DaemonFrame = mslink_proto::decode(&body)?;
+        let rendered = serde_json::to_string_pretty(&reply)?;
+        let status_all = timed.elapsed();
+        if let DaemonFrame::Reply { reply: mslink_proto::DaemonReply::Status(status) } = &reply
+            && status.links.len() != n
+        {
+            return Err(format!("status --all shows {} links, not {n}", status.links.len()).into());
+        }
+        let peak_rss = proc_status(pid, "VmHWM:")?;
+        let (request_bytes, reply_bytes) = frame_sizes(&socket).await?;
+        drop(child);
+        println!(
+            "{} phase: ready in {:.0} ms, {done} {} ({refreshed} refreshes) in {:.1} s, \
+             daemon CPU {cpu:.1} s, peak RSS {:.1} MB",
+            kind.name(),
+            startup.as_secs_f64() * 1e3,
+            if kind == Kind::Refresh { "refreshes" } else { "checks" },
+            storm.as_secs_f64(),
+            mb(peak_rss)
+        );
+        Ok(Phase {
+            kind,
+            startup,
+            rate: done as f64 / storm.as_secs_f64(),
+            refresh_rate: refreshed as f64 / storm.as_secs_f64(),
+            cores: cpu / storm.as_secs_f64(),
+            cpu_per_op: cpu / done.max(1) as f64,
+            rss_at_ready,
+            work_rss,
+            peak_rss,
+            ctl,
+            request_bytes,
+            reply_bytes,
+            status_all,
+            status_all_bytes: rendered.len(),
+        })
+    }
+}
+
+/// `clients` clients, each running one `status` a second (at a random phase) for `span`.
+async fn ctl_paced(socket: PathBuf, clients: usize, span: Duration) -> Result<Latency, Error> {
+    let deadline = Instant::now() + span;
+    let tasks: Vec<_> = (0..clients)
+        .map(|i| {
+            let socket = socket.clone();
+            tokio::spawn(async move {
+                let mut samples = Vec::new();
+                let mut tick = tokio::time::interval_at(
+                    tokio::time::Instant::now() + Duration::from_millis((i as u64 * 997) % 1000),
+                    Duration::from_secs(1),
+                );
+                while Instant::now() < deadline {
+                    tick.tick().await;
+                    let t = Instant::now();
+                    ctl::status(&socket, false).await?;
+                    samples.push(t.elapsed());
+                }
+                Ok::<_, Error>(samples)
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await??);
+    }
+    Ok(Latency::of(all))
+}
+
+/// A `VmRSS:`/`VmHWM:` line of `/proc/PID/status`, in bytes.
+fn proc_status(pid: u32, field: &str) -> Result<u64, Error> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kb: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| format!("no {field} in /proc/{pid}/status"))?;
+    Ok(kb * 1024)
+}
+
+/// User + system CPU time of a process, in seconds.
+fn cpu_seconds(pid: u32) -> Result<f64, Error> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = text.rsplit_once(')').map(|(_, r)| r).ok_or("bad /proc/PID/stat")?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)?.unwrap_or(100) as f64;
+    Ok(ticks / hz)
+}
+
+/// Round-trip percentiles, in milliseconds.
+struct Latency {
+    p50: f64,
+    p99: f64,
+}
+
+impl Latency {
+    fn of(mut samples: Vec<Duration>) -> Latency {
+        samples.sort();
+        let at = |q: f64| {
+            let i = ((samples.len() as f64 * q) as usize).min(samples.len().saturating_sub(1));
+            samples.get(i).map_or(0.0, |d| d.as_secs_f64() * 1e3)
+        };
+        Latency { p50: at(0.50), p99: at(0.99) }
+    }
+}
+
+/// `clients` concurrent clients, each running `rounds` `status` commands (connect, hello,
+/// command, reply: what one `mslinkctl status` does over the socket).
+async fn ctl_latency(socket: PathBuf, clients: usize, rounds: usize) -> Result<Latency, Error> {
+    let tasks: Vec<_> = (0..clients)
+        .map(|_| {
+            let socket = socket.clone();
+            tokio::spawn(async move {
+                let mut samples = Vec::with_capacity(rounds);
+                for _ in 0..rounds {
+                    let t = Instant::now();
+                    ctl::status(&socket, false).await?;
+                    samples.push(t.elapsed());
+                }
+                Ok::<_, Error>(samples)
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await??);
+    }
+    Ok(Latency::of(all))
+}
+
+/// The sizes of (hello, status command) frames and (welcome, status reply) frames.
+async fn frame_sizes(socket: &Path) -> Result<((usize, usize), (usize, usize)), Error> {
+    use mslink_proto::{ClientFrame, MAX_CLIENT_FRAME, PROTOCOL_VERSION, encode};
+    let hello = ClientFrame::Hello { protocol_version: PROTOCOL_VERSION, client: "bench".into() };
+    let command = ClientFrame::Command { act_as: None, command: CtlCommand::Status { all: false } };
+    let requests =
+        (encode(&hello, MAX_CLIENT_FRAME)?.len(), encode(&command, MAX_CLIENT_FRAME)?.len());
+    let mut stream = tokio::net::UnixStream::connect(socket).await?;
+    stream.write_all(&encode(&hello, MAX_CLIENT_FRAME)?).await?;
+    let welcome = ctl::read_body(&mut stream).await?.len() + 4;
+    stream.write_all(&encode(&command, MAX_CLIENT_FRAME)?).await?;
+    let reply = ctl::read_body(&mut stream).await?.len() + 4;
+    Ok((requests, (welcome, reply)))
+}
+
+/// A server that answers the ctl's exchange (two requests, two replies, of the ctl's sizes) by
+/// echoing bytes of those sizes back: the floor under any round trip over a Unix socket.
+async fn echo_server(
+    (hello, command): (usize, usize),
+    (welcome, reply): (usize, usize),
+) -> Result<(tempfile::TempDir, PathBuf, tokio::task::JoinHandle<()>), Error> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("echo.sock");
+    let listener = tokio::net::UnixListener::bind(&path)?;
+    let server = tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; hello.max(command)];
+                let answers = [(hello, vec![b'w'; welcome]), (command, vec![b'r'; reply])];
+                for (len, answer) in answers {
+                    stream.read_exact(&mut buf[..len]).await?;
+                    stream.write_all(&answer).await?;
+                }
+                Ok::<(), std::io::Error>(())
+            });
+        }
+    });
+    Ok((dir, path, server))
+}
+
+/// One exchange with the echo server.
+async fn echo_once(
+    path: &Path,
+    (hello, command): (usize, usize),
+    (welcome, reply): (usize, usize),
+) -> Result<Duration, Error> {
+    let mut buf = vec![0u8; welcome.max(reply)];
+    let t = Instant::now();
+    let mut stream = tokio::net::UnixStream::connect(path).await?;
+    stream.write_all(&vec![b'h'; hello]).await?;
+    stream.read_exact(&mut buf[..welcome]).await?;
+    stream.write_all(&vec![b'c'; command]).await?;
+    stream.read_exact(&mut buf[..reply]).await?;
+    Ok(t.elapsed())
+}
+
+/// The floor for back-to-back clients: `clients` loops of 40 exchanges each.
+async fn echo_floor(
+    clients: usize,
+    requests: (usize, usize),
+    replies: (usize, usize),
+) -> Result<Latency, Error> {
+    let (_dir, path, server) = echo_server(requests, replies).await?;
+    let tasks: Vec<_> = (0..clients)
+        .map(|_| {
+            let path = path.clone();
+            tokio::spawn(async move {
+                let mut samples = Vec::new();
+                for _ in 0..40 {
+                    samples.push(echo_once(&path, requests, replies).await?);
+                }
+                Ok::<_, Error>(samples)
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await??);
+    }
+    server.abort();
+    Ok(Latency::of(all))
+}
+
+/// The floor for paced clients: `clients` clients once a second each, for 5 s.
+async fn echo_paced(
+    clients: usize,
+    requests: (usize, usize),
+    replies: (usize, usize),
+) -> Result<Latency, Error> {
+    let (_dir, path, server) = echo_server(requests, replies).await?;
+    let tasks: Vec<_> = (0..clients)
+        .map(|i| {
+            let path = path.clone();
+            tokio::spawn(async move {
+                let mut samples = Vec::new();
+                let mut tick = tokio::time::interval_at(
+                    tokio::time::Instant::now() + Duration::from_millis((i as u64 * 997) % 1000),
+                    Duration::from_secs(1),
+                );
+                for _ in 0..5 {
+                    tick.tick().await;
+                    samples.push(echo_once(&path, requests, replies).await?);
+                }
+                Ok::<_, Error>(samples)
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await??);
+    }
+    server.abort();
+    Ok(Latency::of(all))
+}

@@ -1,0 +1,76 @@
+//! Seeding links straight into a daemon's state directory while no daemon runs, through the
+//! daemon's own store and vault (so the rows and sealed secrets are exactly what `connect` would
+//! have written). This is a library path for tools, not a way into a running daemon: the store
+//! is locked while a daemon runs, and opening it here fails then.
+
+use std::path::Path;
+
+use mslink_proto::{Provider, Sensitive};
+use mslinkd::health::CheckReport;
+use mslinkd::office365::Tokens;
+use mslinkd::store::{NewLink, Store, StoreError};
+use mslinkd::vault::Vault;
+
+use crate::fake::first_refresh_token;
+
+/// One Office365 link to seed: its owner, mailbox, and when its token (the fake's generation 0)
+/// expires and its next check is due, in Unix seconds.
+#[derive(Debug, Clone)]
+pub struct Seed {
+    pub user: String,
+    pub email: String,
+    pub token_expiry: i64,
+    pub next_check: i64,
+}
+
+/// Inserts `links` as active Office365 links, in batches of 10,000 per transaction.
+pub async fn office365_links(
+    state_dir: &Path,
+    key_file: &Path,
+    graph_url: &str,
+    links: &[Seed],
+) -> Result<Vec<i64>, Box<dyn std::error::Error + Send + Sync>> {
+    let (store, lock) = Store::open(state_dir)?;
+    let vault = std::sync::Arc::new(Vault::open_or_create(key_file)?);
+    let mut ids = Vec::with_capacity(links.len());
+    for chunk in links.chunks(10_000) {
+        let batch: Vec<NewLink> = chunk
+            .iter()
+            .map(|seed| NewLink {
+                user: seed.user.clone(),
+                email: seed.email.clone(),
+                provider: Provider::Office365,
+                details: "{}".into(),
+                endpoint: Some(graph_url.to_owned()),
+                auth_scheme: Some("oauth2 authorization code".into()),
+                report: CheckReport {
+                    inbox_total: Some(42),
+                    inbox_unread: Some(3),
+                    calendar_ok: true,
+                    server_version: None,
+                },
+                token_expiry: Some(seed.token_expiry),
+                next_check: seed.next_check,
+            })
+            .collect();
+        let vault = vault.clone();
+        let now = mslinkd::now();
+        let new = store
+            .call(move |db| {
+                db.insert_links(&batch, now, |id, link| {
+                    let tokens = Tokens {
+                        access_token: Sensitive::new(format!("at:{}:0", link.email)),
+                        refresh_token: Some(Sensitive::new(first_refresh_token(&link.email))),
+                        expires_at: link.token_expiry.unwrap_or_default(),
+                    };
+                    mslinkd::links::seal_office365_tokens(&vault, id, &tokens)
+                        .map_err(|e| StoreError::Sealing(e.to_string()))
+                })
+            })
+            .await?;
+        ids.extend(new);
+    }
+    drop(store);
+    drop(lock);
+    Ok(ids)
+}
