@@ -45,6 +45,34 @@ pub struct NewLink {
     pub next_check: UnixTime,
 }
 
+/// Inserting a new, active link; `?1`..`?13` are [`NewLink::values`].
+const INSERT_LINK: &str = "INSERT INTO links (user, email, provider, state, since, last_ok,
+        next_check, token_expiry, inbox_total, inbox_unread, calendar_ok, server_version,
+        auth_scheme, endpoint, details, created_at)
+     VALUES (?1, ?2, ?3, 'active', ?4, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?4)";
+
+impl NewLink {
+    /// The values of [`INSERT_LINK`]'s parameters, in order; `now` is when it was linked.
+    fn values(&self, now: UnixTime) -> [rusqlite::types::Value; 13] {
+        let report = &self.report;
+        [
+            self.user.clone().into(),
+            self.email.clone().into(),
+            self.provider.as_str().to_owned().into(),
+            now.into(),
+            self.next_check.into(),
+            self.token_expiry.into(),
+            report.inbox_total.map(|n| n as i64).into(),
+            report.inbox_unread.map(|n| n as i64).into(),
+            report.calendar_ok.into(),
+            report.server_version.clone().into(),
+            self.auth_scheme.clone().into(),
+            self.endpoint.clone().into(),
+            self.details.clone().into(),
+        ]
+    }
+}
+
 /// What a background refresh or check concluded.
 #[derive(Debug, Clone)]
 pub enum Outcome {
@@ -130,34 +158,18 @@ impl Db<'_> {
                 |row| row.get(0),
             )
             .optional()?;
-        let report = &new.report;
         let id: i64 = tx.query_row(
-            "INSERT INTO links (user, email, provider, state, since, last_ok, next_check,
-                                token_expiry, inbox_total, inbox_unread, calendar_ok,
-                                server_version, auth_scheme, endpoint, details, created_at)
-             VALUES (?1, ?2, ?3, 'active', ?4, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?4)
-             ON CONFLICT (user, email) DO UPDATE SET
-                 provider = ?3, state = 'active', state_before_suspend = NULL, reason = NULL,
-                 since = ?4, last_ok = ?4, next_check = ?5, token_expiry = ?6,
-                 inbox_total = ?7, inbox_unread = ?8, calendar_ok = ?9, server_version = ?10,
-                 auth_scheme = ?11, endpoint = ?12, details = ?13, failures = 0,
-                 generation = generation + 1
-             RETURNING id",
-            params![
-                new.user,
-                new.email,
-                new.provider.as_str(),
-                now,
-                new.next_check,
-                new.token_expiry,
-                report.inbox_total.map(|n| n as i64),
-                report.inbox_unread.map(|n| n as i64),
-                report.calendar_ok,
-                report.server_version,
-                new.auth_scheme,
-                new.endpoint,
-                new.details,
-            ],
+            &format!(
+                "{INSERT_LINK}
+                 ON CONFLICT (user, email) DO UPDATE SET
+                     provider = ?3, state = 'active', state_before_suspend = NULL, reason = NULL,
+                     since = ?4, last_ok = ?4, next_check = ?5, token_expiry = ?6,
+                     inbox_total = ?7, inbox_unread = ?8, calendar_ok = ?9, server_version = ?10,
+                     auth_scheme = ?11, endpoint = ?12, details = ?13, failures = 0,
+                     generation = generation + 1
+                 RETURNING id"
+            ),
+            rusqlite::params_from_iter(new.values(now)),
             |row| row.get(0),
         )?;
         tx.execute("UPDATE links SET secret = ?2 WHERE id = ?1", params![id, seal(id)?])?;
@@ -179,34 +191,11 @@ impl Db<'_> {
         let tx = self.conn.transaction()?;
         let mut ids = Vec::with_capacity(links.len());
         {
-            let mut insert = tx.prepare(
-                "INSERT INTO links (user, email, provider, state, since, last_ok, next_check,
-                                    token_expiry, inbox_total, inbox_unread, calendar_ok,
-                                    server_version, auth_scheme, endpoint, details, created_at)
-                 VALUES (?1, ?2, ?3, 'active', ?4, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?4)
-                 RETURNING id",
-            )?;
+            let mut insert = tx.prepare(&format!("{INSERT_LINK} RETURNING id"))?;
             let mut set_secret = tx.prepare("UPDATE links SET secret = ?2 WHERE id = ?1")?;
             for new in links {
-                let report = &new.report;
-                let id: i64 = insert.query_row(
-                    params![
-                        new.user,
-                        new.email,
-                        new.provider.as_str(),
-                        now,
-                        new.next_check,
-                        new.token_expiry,
-                        report.inbox_total.map(|n| n as i64),
-                        report.inbox_unread.map(|n| n as i64),
-                        report.calendar_ok,
-                        report.server_version,
-                        new.auth_scheme,
-                        new.endpoint,
-                        new.details,
-                    ],
-                    |row| row.get(0),
-                )?;
+                let id: i64 = insert
+                    .query_row(rusqlite::params_from_iter(new.values(now)), |row| row.get(0))?;
                 set_secret.execute(params![id, seal(id, new)?])?;
                 ids.push(id);
             }
