@@ -25,7 +25,7 @@ pub use work::LinkTurns;
 pub(crate) use work::announce;
 
 use crate::Daemon;
-use crate::exchange::{self, ExchangeEndpoint, Login};
+use crate::exchange::{self, Login};
 use crate::office365;
 use crate::store::{NewLink, StoreError};
 use crate::vault::{Vault, VaultError};
@@ -187,7 +187,7 @@ pub async fn connect(
                     WireError::new(ErrorKind::Internal, format!("cannot store the endpoint: {e}"))
                 })?,
                 endpoint: Some(endpoint.ews_url.clone()),
-                auth_scheme: Some(auth_name(&endpoint).to_owned()),
+                auth_scheme: Some(endpoint.auth.as_str().to_owned()),
                 report,
                 token_expiry: None,
                 next_check: now + work::jittered(config.schedule.check_interval),
@@ -209,13 +209,6 @@ pub async fn connect(
     work::announce(daemon, &transition);
     daemon.scheduler.schedule_link(transition.id, &transition.link, &config);
     Ok(transition.link)
-}
-
-fn auth_name(endpoint: &ExchangeEndpoint) -> &'static str {
-    match endpoint.auth {
-        crate::config::ExchangeAuth::Ntlm => "ntlm",
-        crate::config::ExchangeAuth::Basic => "basic",
-    }
 }
 
 /// Runs a check of `user`'s link now and returns it as it then stands.
