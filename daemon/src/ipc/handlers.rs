@@ -207,7 +207,7 @@ pub async fn handle(
                     });
                     Ok(DaemonReply::Disconnect(DisconnectReply { email, user: subject }))
                 }
-                Err(email) => Err(not_found_link(&email)),
+                Err(email) => Err(links::not_found(&email)),
             }
         }
     }
@@ -236,11 +236,6 @@ async fn subject(caller: &Caller, act_as: Option<String>) -> Result<String, Wire
         )
         .with_hint("check the name given to --user (see `getent passwd`)"))
     }
-}
-
-fn not_found_link(email: &str) -> WireError {
-    WireError::new(ErrorKind::NotFound, format!("no link for {email}"))
-        .with_hint("`mslinkctl status` lists your links")
 }
 
 fn validate_email(email: &str) -> Result<(), WireError> {

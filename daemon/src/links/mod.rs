@@ -279,7 +279,8 @@ pub async fn token(
     work::fresh_token(daemon, record.id).await
 }
 
-fn not_found(email: &str) -> WireError {
+/// No such link for this user (another user's link is reported the same way: never leaked).
+pub(crate) fn not_found(email: &str) -> WireError {
     WireError::new(ErrorKind::NotFound, format!("no link for {email}"))
         .with_hint("`mslinkctl status` lists your links")
 }
