@@ -115,6 +115,17 @@ pub fn first_refresh_token(email: &str) -> String {
 }
 
 impl FakeMicrosoft {
+    /// The `[office365]` config section that points mslinkd at these fakes (ends in a newline;
+    /// the fakes accept any client id).
+    pub fn office365_config(&self) -> String {
+        let url = &self.url;
+        format!(
+            "[office365]\nclient_id = \"mslink-test\"\nauthority = \"{url}/organizations/v2.0\"\n\
+             authorize_url = \"{url}/auth\"\ntoken_url = \"{url}/token\"\n\
+             device_code_url = \"{url}/device\"\ngraph_url = \"{url}/v1.0\"\n"
+        )
+    }
+
     /// Starts the fakes on a free loopback port; access tokens it issues live `expires_in`.
     pub async fn start(expires_in: Duration) -> std::io::Result<FakeMicrosoft> {
         let shared = Arc::new(Shared::default());

@@ -339,16 +339,13 @@ impl Phase {
         let state = dir.path().join("state");
         let socket = dir.path().join("mslinkd.sock");
         let config = dir.path().join("mslinkd.toml");
-        let url = &fake.url;
+        let (url, office365) = (&fake.url, fake.office365_config());
         let ahead = if kind == Kind::Steady { STEADY_AHEAD } else { 300 };
         std::fs::write(
             &config,
             format!(
                 "socket = {socket:?}\nstate_dir = {state:?}\n\
-                 [office365]\nclient_id = \"bench\"\nauthority = \"{url}/organizations/v2.0\"\n\
-                 authorize_url = \"{url}/auth\"\ntoken_url = \"{url}/token\"\n\
-                 device_code_url = \"{url}/device\"\ngraph_url = \"{url}/v1.0\"\n\
-                 [schedule]\nmax_concurrent = {}\nrefresh_before_expiry = \"{ahead}s\"\n\
+                 {office365}[schedule]\nmax_concurrent = {}\nrefresh_before_expiry = \"{ahead}s\"\n\
                  check_interval = \"15m\"\n",
                 args.max_concurrent
             ),

@@ -48,15 +48,12 @@ async fn start(fake: &FakeMicrosoft, links: usize, expires_in: i64, schedule: &s
     let socket = dir.path().join("mslinkd.sock");
     let state = dir.path().join("state");
     let config_file = dir.path().join("mslinkd.toml");
-    let url = &fake.url;
+    let (url, office365) = (&fake.url, fake.office365_config());
     std::fs::write(
         &config_file,
         format!(
             "socket = {socket:?}\nstate_dir = {state:?}\n\
-             [office365]\nclient_id = \"mslink-test\"\nauthority = \"{url}/organizations/v2.0\"\n\
-             authorize_url = \"{url}/auth\"\ntoken_url = \"{url}/token\"\n\
-             device_code_url = \"{url}/device\"\ngraph_url = \"{url}/v1.0\"\n\
-             [schedule]\nmax_concurrent = {MAX_CONCURRENT}\n{schedule}"
+             {office365}[schedule]\nmax_concurrent = {MAX_CONCURRENT}\n{schedule}"
         ),
     )
     .unwrap();

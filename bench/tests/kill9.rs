@@ -34,12 +34,9 @@ fn kill_9_during_a_refresh_storm_loses_no_link_and_no_refresh_token() {
     // Access tokens live 2 s and are refreshed 1-1.5 s ahead: every link refreshes about once
     // a second, and is checked every few seconds.
     let fake = runtime.block_on(FakeMicrosoft::start(Duration::from_secs(2))).unwrap();
-    let url = &fake.url;
+    let (url, office365) = (&fake.url, fake.office365_config());
     let mut daemon = Daemon::start(&format!(
-        "[office365]\nclient_id = \"mslink-test\"\nauthority = \"{url}/organizations/v2.0\"\n\
-         authorize_url = \"{url}/auth\"\ntoken_url = \"{url}/token\"\n\
-         device_code_url = \"{url}/device\"\ngraph_url = \"{url}/v1.0\"\n\
-         [schedule]\nrefresh_before_expiry = \"1s\"\ncheck_interval = \"3s\"\n\
+        "{office365}[schedule]\nrefresh_before_expiry = \"1s\"\ncheck_interval = \"3s\"\n\
          retry_min = \"1s\"\nretry_max = \"2s\"\nmax_concurrent = 16\n"
     ));
     daemon.stop();

@@ -59,12 +59,9 @@ fn a_full_disk_is_reported_loudly_and_recovered_from() {
     ensure_accounts();
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let fake = runtime.block_on(FakeMicrosoft::start(Duration::from_secs(3))).unwrap();
-    let url = &fake.url;
+    let (url, office365) = (&fake.url, fake.office365_config());
     let mut daemon = Daemon::start(&format!(
-        "[office365]\nclient_id = \"mslink-test\"\nauthority = \"{url}/organizations/v2.0\"\n\
-         authorize_url = \"{url}/auth\"\ntoken_url = \"{url}/token\"\n\
-         device_code_url = \"{url}/device\"\ngraph_url = \"{url}/v1.0\"\n\
-         [schedule]\nrefresh_before_expiry = \"1s\"\ncheck_interval = \"2s\"\n\
+        "{office365}[schedule]\nrefresh_before_expiry = \"1s\"\ncheck_interval = \"2s\"\n\
          retry_min = \"1s\"\nretry_max = \"2s\"\n"
     ));
     daemon.stop();
