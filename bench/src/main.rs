@@ -486,30 +486,43 @@ impl Phase {
 /// `clients` clients, each running one `status` a second (at a random phase) for `span`.
 async fn ctl_paced(socket: PathBuf, clients: usize, span: Duration) -> Result<Latency, Error> {
     let deadline = Instant::now() + span;
-    let tasks: Vec<_> = (0..clients)
-        .map(|i| {
-            let socket = socket.clone();
-            tokio::spawn(async move {
-                let mut samples = Vec::new();
-                let mut tick = tokio::time::interval_at(
-                    tokio::time::Instant::now() + Duration::from_millis((i as u64 * 997) % 1000),
-                    Duration::from_secs(1),
-                );
-                while Instant::now() < deadline {
-                    tick.tick().await;
-                    let t = Instant::now();
-                    ctl::status(&socket, false).await?;
-                    samples.push(t.elapsed());
-                }
-                Ok::<_, Error>(samples)
-            })
-        })
-        .collect();
+    pooled(clients, |i| {
+        let socket = socket.clone();
+        async move {
+            let mut samples = Vec::new();
+            let mut tick = tokio::time::interval_at(
+                tokio::time::Instant::now() + Duration::from_millis((i as u64 * 997) % 1000),
+                Duration::from_secs(1),
+            );
+            while Instant::now() < deadline {
+                tick.tick().await;
+                samples.push(timed_status(&socket).await?);
+            }
+            Ok(samples)
+        }
+    })
+    .await
+}
+
+/// Runs `client(i)` for `clients` concurrent clients and pools their round-trip samples.
+async fn pooled<F, Fut>(clients: usize, client: F) -> Result<Latency, Error>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<Duration>, Error>> + Send + 'static,
+{
+    let tasks: Vec<_> = (0..clients).map(|i| tokio::spawn(client(i))).collect();
     let mut all = Vec::new();
     for task in tasks {
         all.extend(task.await??);
     }
     Ok(Latency::of(all))
+}
+
+/// One `status` round trip (connect, hello, command, reply: what `mslinkctl status` does).
+async fn timed_status(socket: &std::path::Path) -> Result<Duration, Error> {
+    let t = Instant::now();
+    ctl::status(socket, false).await?;
+    Ok(t.elapsed())
 }
 
 /// A `VmRSS:`/`VmHWM:` line of `/proc/PID/status`, in bytes.
@@ -551,28 +564,19 @@ impl Latency {
     }
 }
 
-/// `clients` concurrent clients, each running `rounds` `status` commands (connect, hello,
-/// command, reply: what one `mslinkctl status` does over the socket).
+/// `clients` concurrent clients, each running `rounds` `status` commands back to back.
 async fn ctl_latency(socket: PathBuf, clients: usize, rounds: usize) -> Result<Latency, Error> {
-    let tasks: Vec<_> = (0..clients)
-        .map(|_| {
-            let socket = socket.clone();
-            tokio::spawn(async move {
-                let mut samples = Vec::with_capacity(rounds);
-                for _ in 0..rounds {
-                    let t = Instant::now();
-                    ctl::status(&socket, false).await?;
-                    samples.push(t.elapsed());
-                }
-                Ok::<_, Error>(samples)
-            })
-        })
-        .collect();
-    let mut all = Vec::new();
-    for task in tasks {
-        all.extend(task.await??);
-    }
-    Ok(Latency::of(all))
+    pooled(clients, |_| {
+        let socket = socket.clone();
+        async move {
+            let mut samples = Vec::with_capacity(rounds);
+            for _ in 0..rounds {
+                samples.push(timed_status(&socket).await?);
+            }
+            Ok(samples)
+        }
+    })
+    .await
 }
 
 /// The sizes of (hello, status command) frames and (welcome, status reply) frames.
