@@ -15,8 +15,6 @@
 #![allow(clippy::unwrap_used, clippy::print_stdout)] // a benchmark program, not library code
 
 use std::net::Ipv4Addr;
-use std::path::Path;
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -25,8 +23,10 @@ use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::Response;
 use mslinkd::config::{Config, Env};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+
+#[path = "../tests/support/dnsmasq.rs"]
+mod dnsmasq;
+use dnsmasq::Dnsmasq;
 
 /// Whether the user realm says Managed (decisive) or Unknown (not decisive).
 #[derive(Clone, Copy)]
@@ -56,42 +56,6 @@ async fn microsoft(State(decisive): State<Decisive>, request: Request) -> Respon
     }
     // Autodiscover v2: the hanging probe.
     std::future::pending().await
-}
-
-/// dnsmasq on a free port, or `None` when it is not installed.
-async fn dnsmasq() -> Option<(Child, String)> {
-    let binary = ["/usr/sbin/dnsmasq", "/sbin/dnsmasq", "/usr/bin/dnsmasq"]
-        .into_iter()
-        .find(|p| Path::new(p).exists())?;
-    let port = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut child = Command::new(binary)
-        .args([
-            "--keep-in-foreground",
-            "--no-resolv",
-            "--no-hosts",
-            "--conf-file=/dev/null",
-            "--listen-address=127.0.0.1",
-            "--bind-interfaces",
-            "--log-facility=-",
-            "--user=root",
-            "--pid-file=",
-            "--local=/test/",
-            "--mx-host=bench.test,mx1.bench.test,10",
-        ])
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .ok()?;
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
-        if line.contains("started, version") {
-            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-            return Some((child, format!("127.0.0.1:{port}")));
-        }
-    }
-    None
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -141,9 +105,9 @@ async fn main() {
         .find(|a| !a.starts_with('-'))
         .and_then(|a| a.parse().ok())
         .unwrap_or(40);
-    let dns = dnsmasq().await;
+    let dns = Dnsmasq::start(&["--mx-host=bench.test,mx1.bench.test,10".to_owned()]).await;
     let nameserver = match &dns {
-        Some((_, addr)) => addr.clone(),
+        Some(dns) => dns.addr.clone(),
         None => {
             println!("(dnsmasq not installed: DNS goes to a closed port and fails fast)");
             let closed = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();

@@ -29,6 +29,10 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::Notify;
 
+#[path = "support/dnsmasq.rs"]
+mod dnsmasq;
+use dnsmasq::Dnsmasq;
+
 /// Aborts a background task (a fake server) when the test drops it.
 struct Task(tokio::task::JoinHandle<()>);
 
@@ -45,85 +49,6 @@ fn next_ip() -> Ipv4Addr {
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     let host = (std::process::id() % 200 + n) % 60_000;
     Ipv4Addr::new(127, 100 + (host / 250) as u8, 0, 2 + (host % 250) as u8)
-}
-
-// ---------------------------------------------------------------------------------------------
-// dnsmasq
-
-/// A real DNS server on 127.0.0.1 at a free port, answering only for `*.test` (anything else
-/// there is NXDOMAIN or NODATA, as from an authoritative server), logging every query.
-struct Dnsmasq {
-    _child: Child,
-    addr: String,
-    queries: Arc<Mutex<Vec<String>>>,
-}
-
-impl Dnsmasq {
-    /// `records`: dnsmasq options such as `--mx-host=...` and `--srv-host=...`. `None` when
-    /// dnsmasq is not installed (outside CI).
-    async fn start(records: &[String]) -> Option<Dnsmasq> {
-        let Some(binary) = ["/usr/sbin/dnsmasq", "/sbin/dnsmasq", "/usr/bin/dnsmasq"]
-            .into_iter()
-            .find(|p| Path::new(p).exists())
-        else {
-            assert!(std::env::var_os("CI").is_none(), "dnsmasq is missing; .ci/setup installs it");
-            eprintln!("SKIPPED: dnsmasq is not installed (apt-get install dnsmasq-base)");
-            return None;
-        };
-        for _ in 0..10 {
-            let port =
-                std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-            let mut child = Command::new(binary)
-                .args([
-                    "--keep-in-foreground",
-                    "--no-resolv",
-                    "--no-hosts",
-                    "--conf-file=/dev/null",
-                    "--listen-address=127.0.0.1",
-                    "--bind-interfaces",
-                    "--log-facility=-",
-                    "--log-queries",
-                    "--user=root",
-                    "--pid-file=",
-                    "--local=/test/",
-                ])
-                .arg(format!("--port={port}"))
-                .args(records)
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .kill_on_drop(true)
-                .spawn()
-                .unwrap();
-            let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                if line.contains("started, version") {
-                    let queries = Arc::new(Mutex::new(Vec::new()));
-                    let log = queries.clone();
-                    tokio::spawn(async move {
-                        while let Ok(Some(line)) = lines.next_line().await {
-                            if line.contains("query[") {
-                                log.lock().unwrap().push(line);
-                            }
-                        }
-                    });
-                    return Some(Dnsmasq {
-                        _child: child,
-                        addr: format!("127.0.0.1:{port}"),
-                        queries,
-                    });
-                }
-            }
-            // The port was taken meanwhile: try another.
-            let _ = child.wait().await;
-        }
-        panic!("dnsmasq did not start");
-    }
-
-    /// True when dnsmasq was asked for `kind` (`MX`, `SRV`) records of `name`.
-    fn was_asked(&self, kind: &str, name: &str) -> bool {
-        let wanted = format!("query[{kind}] {name} from");
-        self.queries.lock().unwrap().iter().any(|line| line.contains(&wanted))
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

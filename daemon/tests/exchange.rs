@@ -23,6 +23,10 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
+#[path = "support/dnsmasq.rs"]
+mod dnsmasq;
+use dnsmasq::Dnsmasq;
+
 const NAMES: [&str; 6] = [
     "mail.contoso.test",
     "autodiscover.contoso.test",
@@ -516,62 +520,12 @@ async fn finds_the_server_through_the_http_redirect_method() {
     assert_credentials_only_over_https(&log);
 }
 
-/// A real DNS server (dnsmasq) answering the SRV record; skipped with a note when dnsmasq is
-/// not installed.
-struct Dnsmasq {
-    _child: Child,
-    addr: String,
-}
-
-impl Dnsmasq {
-    async fn start(srv: &str) -> Option<Dnsmasq> {
-        let binary = ["/usr/sbin/dnsmasq", "/sbin/dnsmasq", "/usr/bin/dnsmasq"]
-            .into_iter()
-            .find(|p| Path::new(p).exists())?;
-        for _ in 0..10 {
-            let port =
-                std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-            let mut child = Command::new(binary)
-                .args([
-                    "--keep-in-foreground",
-                    "--no-resolv",
-                    "--no-hosts",
-                    "--conf-file=/dev/null",
-                    "--listen-address=127.0.0.1",
-                    "--bind-interfaces",
-                    "--log-facility=-",
-                    "--user=root",
-                    "--pid-file=",
-                ])
-                .arg(format!("--port={port}"))
-                .arg(format!("--srv-host={srv}"))
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .kill_on_drop(true)
-                .spawn()
-                .ok()?;
-            let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                if line.contains("started, version") {
-                    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-                    return Some(Dnsmasq { _child: child, addr: format!("127.0.0.1:{port}") });
-                }
-            }
-            let _ = child.wait().await;
-        }
-        None
-    }
-}
-
 #[tokio::test]
 async fn finds_the_server_through_an_srv_record() {
     let pki = Pki::new();
     let fake = Fake::start(&pki, 0, None, &[]).await;
     let srv = format!("_autodiscover._tcp.contoso.test,mail.contoso.test,{},0,0", fake.https_port);
-    let Some(dns) = Dnsmasq::start(&srv).await else {
-        eprintln!("SKIPPED: dnsmasq is not installed (apt-get install dnsmasq-base)");
-        return;
-    };
+    let Some(dns) = Dnsmasq::start(&[format!("--srv-host={srv}")]).await else { return };
     let nobody = next_ip();
     let config = config(
         &["ntlm", "basic"],
