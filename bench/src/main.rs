@@ -86,8 +86,8 @@ async fn run_daemon(path: &Path) -> Result<(), Error> {
     use mslinkd::config::{Config, Env};
     let env = Env::from_process();
     let config = Config::load(path, true, &env)?;
-    let listener = mslinkd::ipc::bind(&config.socket, None)?;
-    let daemon = mslinkd::Daemon::open(config, env)?;
+    let socket = config.socket.clone();
+    let listener = mslinkd::Listener::Owned(mslinkd::ipc::bind(&socket, None)?, socket);
     let shutdown = tokio_util::sync::CancellationToken::new();
     let stop = shutdown.clone();
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
@@ -95,7 +95,8 @@ async fn run_daemon(path: &Path) -> Result<(), Error> {
         term.recv().await;
         stop.cancel();
     });
-    daemon.serve(listener, mslinkd::ipc::Limits::default(), shutdown).await;
+    let options = mslinkd::Options { env, ..mslinkd::Options::default() };
+    mslinkd::run_with(config, listener, shutdown, options).await?;
     Ok(())
 }
 

@@ -13,9 +13,9 @@ use mslink_bench::ctl;
 use mslink_bench::fake::{FakeMicrosoft, Mode, Stats};
 use mslink_bench::seed::{self, Seed};
 use mslink_proto::{LinkState, MAX_CLIENT_FRAME};
-use mslinkd::Daemon;
 use mslinkd::config::{Config, Env};
-use mslinkd::ipc::{self, Limits};
+use mslinkd::ipc;
+use mslinkd::{Listener, Options, run_with};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio_util::sync::CancellationToken;
@@ -26,14 +26,14 @@ const MAX_CONCURRENT: u64 = 4;
 struct InProcess {
     socket: PathBuf,
     shutdown: CancellationToken,
-    served: tokio::task::JoinHandle<()>,
+    served: tokio::task::JoinHandle<Result<(), mslinkd::OpenError>>,
     _dir: tempfile::TempDir,
 }
 
 impl InProcess {
     async fn stop(self) {
         self.shutdown.cancel();
-        tokio::time::timeout(Duration::from_secs(30), self.served).await.unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(30), self.served).await.unwrap().unwrap().unwrap();
     }
 }
 
@@ -70,10 +70,10 @@ async fn start(fake: &FakeMicrosoft, links: usize, expires_in: i64, schedule: &s
         .await
         .unwrap();
     let config = Config::load(&config_file, true, &Env::default()).unwrap();
-    let listener = ipc::bind(&socket, None).unwrap();
-    let daemon = Daemon::open(config, Env::default()).unwrap();
+    let listener = Listener::Owned(ipc::bind(&socket, None).unwrap(), socket.clone());
     let shutdown = CancellationToken::new();
-    let served = tokio::spawn(daemon.serve(listener, Limits::default(), shutdown.clone()));
+    let options = Options { env: Env::default(), ..Options::default() };
+    let served = tokio::spawn(run_with(config, listener, shutdown.clone(), options));
     InProcess { socket, shutdown, served, _dir: dir }
 }
 

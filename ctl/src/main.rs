@@ -10,7 +10,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use mslink_proto::{CtlCommand, ErrorKind, Provider, SignInFlow, TokenResource};
+use mslink_proto::{
+    ConnectEvent, CtlCommand, DaemonReply, ErrorKind, LinkState, Provider, SignInFlow,
+    TokenResource,
+};
 
 use crate::client::{Client, CtlError};
 
@@ -106,10 +109,17 @@ enum Command {
         /// The mailbox address
         email: String,
     },
-    /// Check a link now and show the result
+    /// Check a link now and show the result (admins: `--all` re-checks many links)
     Check {
         /// The linked mailbox address
-        email: String,
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        email: Option<String>,
+        /// Admins: re-check every link now, with progress and a summary (exit 1 if any failed)
+        #[arg(long)]
+        all: bool,
+        /// With --all: only the links in this state
+        #[arg(long, value_enum, requires = "all")]
+        state: Option<StateArg>,
     },
     /// Print a fresh Office365 access token for your link (for mail tools such as mutt or isync)
     Token {
@@ -136,6 +146,28 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out_dir: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum StateArg {
+    Active,
+    Degraded,
+    #[value(name = "needs_reauth")]
+    NeedsReauth,
+    Blocked,
+    Suspended,
+}
+
+impl From<StateArg> for LinkState {
+    fn from(arg: StateArg) -> Self {
+        match arg {
+            StateArg::Active => LinkState::Active,
+            StateArg::Degraded => LinkState::Degraded,
+            StateArg::NeedsReauth => LinkState::NeedsReauth,
+            StateArg::Blocked => LinkState::Blocked,
+            StateArg::Suspended => LinkState::Suspended,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -213,7 +245,23 @@ fn main() -> ExitCode {
         Command::Disable => CtlCommand::Disable,
         Command::Reload => CtlCommand::Reload,
         Command::Detect { email } => CtlCommand::Detect { email },
-        Command::Check { email } => CtlCommand::Check { email },
+        Command::Check { all: true, state, .. } => {
+            let command = CtlCommand::CheckAll { state: state.map(LinkState::from) };
+            let outcome = Client::connect(&socket).and_then(|mut client| {
+                // Many checks take as long as the slowest servers; progress shows it is alive.
+                client.wait_without_timeout();
+                client.call_with_progress(cli.user, command, |event| {
+                    if let ConnectEvent::Step { message } = event {
+                        eprintln!("{message}");
+                    }
+                    Ok(None)
+                })
+            });
+            let failed = matches!(&outcome, Ok(DaemonReply::CheckAll(r)) if !r.failed.is_empty());
+            let code = finish(outcome, cli.json);
+            return if failed && code == ExitCode::SUCCESS { ExitCode::FAILURE } else { code };
+        }
+        Command::Check { email, .. } => CtlCommand::Check { email: email.unwrap_or_default() },
         Command::Token { email, resource } => CtlCommand::Token {
             email,
             resource: match resource {

@@ -71,6 +71,12 @@ pub fn reply(reply: &DaemonReply, as_json: bool) {
         DaemonReply::Disconnect(d) => {
             println!("Removed the link to {} (user {}) and its stored secrets.", d.email, d.user)
         }
+        DaemonReply::CheckAll(r) => {
+            println!("Checked {} link(s): {} ok, {} failed.", r.checked, r.ok, r.failed.len());
+            for failed in &r.failed {
+                println!("  {:<32} {:<13} {}", failed.email, failed.state, failed.reason);
+            }
+        }
     }
 }
 

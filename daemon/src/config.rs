@@ -14,6 +14,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
 use serde::{Deserialize, Deserializer, de};
@@ -165,6 +166,11 @@ pub struct Schedule {
     pub max_concurrent: usize,
     pub retry_min: StdDuration,
     pub retry_max: StdDuration,
+    /// How often a link blocked on the operator (app registration, `key_file`, `ca_file`) is
+    /// re-checked by itself; also after every successful reload.
+    pub recheck_blocked: StdDuration,
+    /// How often a link blocked on the tenant admin (policy, consent) is re-checked.
+    pub recheck_tenant_blocked: StdDuration,
 }
 
 /// `[detection]`.
@@ -189,7 +195,25 @@ pub struct Metrics {
     pub listen: Option<SocketAddr>,
 }
 
+/// Whether two configs agree on one key.
+type SameValue = fn(&Config, &Config) -> bool;
+
+/// The keys a running daemon cannot change: they name what it has already opened (its socket,
+/// its state, its key). Reload refuses a change to any of them, naming it; every other key applies
+/// live. The one declared list: add a key here, and reload's rule follows.
+const RESTART_KEYS: &[(&str, SameValue)] = &[
+    ("socket", |a, b| a.socket == b.socket),
+    ("socket_group", |a, b| a.socket_group == b.socket_group),
+    ("state_dir", |a, b| a.state_dir == b.state_dir),
+    ("key_file", |a, b| a.key_file == b.key_file),
+];
+
 impl Config {
+    /// The first key whose change from `self` to `next` needs a restart, if any.
+    pub fn needs_restart_for(&self, next: &Config) -> Option<&'static str> {
+        RESTART_KEYS.iter().find(|(_, same)| !same(self, next)).map(|(key, _)| *key)
+    }
+
     /// Loads `path`. A missing file at the default path means built-in defaults; a missing file
     /// that was named explicitly is an error.
     pub fn load(path: &Path, explicit: bool, env: &Env) -> Result<Config, ConfigError> {
@@ -284,6 +308,8 @@ struct RawSchedule {
     max_concurrent: Option<Spanned<usize>>,
     retry_min: Option<Duration>,
     retry_max: Option<Spanned<Duration>>,
+    recheck_blocked: Option<Duration>,
+    recheck_tenant_blocked: Option<Duration>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -483,6 +509,8 @@ impl RawSchedule {
             max_concurrent,
             retry_min,
             retry_max,
+            recheck_blocked: or(self.recheck_blocked, 6 * 3600),
+            recheck_tenant_blocked: or(self.recheck_tenant_blocked, 24 * 3600),
         })
     }
 }
@@ -593,6 +621,36 @@ impl<'de> Deserialize<'de> for Nameserver {
             .or_else(|_| text.parse::<IpAddr>().map(|ip| SocketAddr::new(ip, 53)))
             .map(Nameserver)
             .map_err(|_| de::Error::custom(format!("`{text}` is not an IP address or IP:PORT")))
+    }
+}
+
+/// The config in force, shared by everyone who reads it. A reload replaces it whole; readers take
+/// the `Arc` and let go at once (never held across `.await`), and tasks that must act on a change
+/// (the metrics listener) wait for one with [`SharedConfig::changed`].
+#[derive(Debug, Clone)]
+pub struct SharedConfig {
+    current: Arc<tokio::sync::watch::Sender<Arc<Config>>>,
+}
+
+impl SharedConfig {
+    /// Shares `config`.
+    pub fn new(config: Config) -> SharedConfig {
+        SharedConfig { current: Arc::new(tokio::sync::watch::Sender::new(Arc::new(config))) }
+    }
+
+    /// The config in force now.
+    pub fn get(&self) -> Arc<Config> {
+        self.current.borrow().clone()
+    }
+
+    /// Puts `next` in force.
+    pub fn replace(&self, next: Arc<Config>) {
+        self.current.send_replace(next);
+    }
+
+    /// A receiver that is told of every replacement.
+    pub fn changed(&self) -> tokio::sync::watch::Receiver<Arc<Config>> {
+        self.current.subscribe()
     }
 }
 

@@ -26,6 +26,23 @@ pub enum Actor {
 }
 
 impl Actor {
+    /// How it is stored.
+    pub fn key(self) -> &'static str {
+        match self {
+            Actor::Nobody => "nobody",
+            Actor::User => "user",
+            Actor::TenantAdmin => "tenant_admin",
+            Actor::Operator => "operator",
+        }
+    }
+
+    /// The inverse of [`Actor::key`].
+    pub fn parse(key: &str) -> Option<Actor> {
+        [Actor::Nobody, Actor::User, Actor::TenantAdmin, Actor::Operator]
+            .into_iter()
+            .find(|actor| actor.key() == key)
+    }
+
     /// The words status shows.
     pub fn as_str(self) -> &'static str {
         match self {

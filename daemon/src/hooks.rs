@@ -16,25 +16,31 @@
 //! The environment is cleared except `PATH`, so no secret or systemd variable reaches the hook.
 //! Every variable is always set (empty when it does not apply), so `set -u` scripts work.
 //!
-//! The daemon never waits for a hook: runs happen in their own tasks, at most [`MAX_RUNNING`] at
-//! once; events wait in the event bus meanwhile (a bounded queue: when it overflows the oldest are
-//! dropped and the loss is logged). Runs may finish out of order; `MSLINK_SEQ` orders them.
-//! The command is read from the config at each event, so `mslinkctl reload` changes it.
+//! The daemon never waits for a hook, and no event that calls for one is lost silently: the
+//! follower drains the event bus at once into its own queue, and starts runs from the queue, at
+//! most [`MAX_RUNNING`] at once and never two for the same link, so each link's runs happen in
+//! order. While a link's state change waits, a newer one for the same link replaces it
+//! (coalesced: the run sees the latest state and reason, and the `MSLINK_PREVIOUS_STATE` of the
+//! first change it stands for), and that is counted (`mslink_hook_events_coalesced_total`).
+//! Requests, toggles and removals are never coalesced. Anything that still cannot be passed on
+//! (the bus overflowing, the queue over [`MAX_QUEUED`]) is counted in
+//! `mslink_events_lost_total{consumer="hooks"}` and logged. `MSLINK_SEQ` numbers the runs.
+//! The command is read from the config when a run starts, so `mslinkctl reload` changes it.
 
 use std::process::Stdio;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use std::collections::{HashSet, VecDeque};
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
-use tokio::sync::Semaphore;
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-use crate::Daemon;
-use crate::events::Event;
+use tokio::task::JoinSet;
+
+use crate::config::SharedConfig;
+use crate::events::{Bus, Event};
 
 /// How long one run may take before its process group is killed.
 pub const TIMEOUT: Duration = Duration::from_secs(30);
@@ -42,6 +48,8 @@ pub const TIMEOUT: Duration = Duration::from_secs(30);
 pub const MAX_RUNNING: usize = 4;
 /// How long running hooks get to finish once the daemon stops.
 const STOP_GRACE: Duration = Duration::from_secs(5);
+/// Events waiting for a run at most; past that they are counted as lost.
+pub const MAX_QUEUED: usize = 100_000;
 /// How much of a failing hook's stderr goes into the log.
 const STDERR_KEPT: usize = 2048;
 /// `PATH` when the daemon has none.
@@ -106,50 +114,114 @@ struct Vars {
     message: String,
 }
 
+/// The link an event is about, for ordering and coalescing; `None` for organisation events.
+fn link_key(event: &Event) -> Option<(String, String)> {
+    match event {
+        Event::LinkState { email, user, .. } | Event::LinkRemoved { email, user, .. } => {
+            Some((user.clone(), email.to_ascii_lowercase()))
+        }
+        _ => None,
+    }
+}
+
+/// Events waiting for a run, oldest first.
+#[derive(Debug, Default)]
+struct Queue {
+    waiting: VecDeque<Event>,
+}
+
+impl Queue {
+    /// Queues `event`; returns false when it replaced (coalesced into) a waiting state change of
+    /// the same link.
+    fn push(&mut self, event: Event) -> bool {
+        if let Event::LinkState { state, reason, .. } = &event {
+            let key = link_key(&event);
+            let waiting = self.waiting.iter_mut().rev().find(|e| link_key(e) == key);
+            if let Some(Event::LinkState { state: s, reason: r, .. }) = waiting {
+                (*s, *r) = (*state, reason.clone());
+                return false;
+            }
+        }
+        self.waiting.push_back(event);
+        true
+    }
+
+    /// The oldest event whose link has no run in progress.
+    fn next(&mut self, busy: &HashSet<(String, String)>) -> Option<Event> {
+        let at =
+            self.waiting.iter().position(|e| link_key(e).is_none_or(|k| !busy.contains(&k)))?;
+        self.waiting.remove(at)
+    }
+}
+
 /// Follows the event bus and runs the hook for each event that calls for it, until `shutdown`;
 /// then gives running hooks [`STOP_GRACE`] to finish.
 pub async fn follow(
-    daemon: Arc<Daemon>,
+    config: SharedConfig,
+    bus: Bus,
     mut events: broadcast::Receiver<Event>,
     shutdown: CancellationToken,
 ) {
-    let slots = Arc::new(Semaphore::new(MAX_RUNNING));
-    let runs = TaskTracker::new();
+    let mut queue = Queue::default();
+    let mut busy: HashSet<(String, String)> = HashSet::new();
+    let mut runs: JoinSet<Option<(String, String)>> = JoinSet::new();
     let seq = AtomicU64::new(0);
     loop {
-        let event = tokio::select! {
+        while runs.len() < MAX_RUNNING {
+            let Some(event) = queue.next(&busy) else { break };
+            let Some(command) = config.get().hooks.on_state_change.clone() else { continue };
+            let Some(env) =
+                environment(&event, seq.fetch_add(1, Ordering::Relaxed) + 1, crate::now())
+            else {
+                continue;
+            };
+            let key = link_key(&event);
+            if let Some(key) = &key {
+                busy.insert(key.clone());
+            }
+            let stop = shutdown.clone();
+            runs.spawn(async move {
+                run(&command, &env, TIMEOUT, stop).await;
+                key
+            });
+        }
+        tokio::select! {
             () = shutdown.cancelled() => break,
+            Some(done) = runs.join_next(), if !runs.is_empty() => {
+                if let Ok(Some(key)) = done {
+                    busy.remove(&key);
+                }
+            }
             event = events.recv() => match event {
-                Ok(event) => event,
+                // Routine work never pages anyone: keep it out of the queue.
+                Ok(Event::Refreshed { .. } | Event::Checked { .. }) => {}
+                Ok(event) if queue.waiting.len() >= MAX_QUEUED => {
+                    tracing::error!(event = ?event, "on_state_change queue full; event not passed on");
+                    bus.note_lost("hooks", 1);
+                }
+                Ok(event) => {
+                    if !queue.push(event) {
+                        bus.note_coalesced(1);
+                    }
+                }
                 Err(RecvError::Lagged(n)) => {
-                    tracing::error!(lost = n, "hooks fell behind; {n} events were not passed to on_state_change");
-                    continue;
+                    tracing::error!(lost = n, "hooks fell behind the event bus; {n} events were not passed to on_state_change");
+                    bus.note_lost("hooks", n);
                 }
                 Err(RecvError::Closed) => break,
             },
-        };
-        let Some(command) = daemon.config().hooks.on_state_change.clone() else {
-            continue;
-        };
-        let Some(env) = environment(&event, seq.fetch_add(1, Ordering::Relaxed) + 1, crate::now())
-        else {
-            continue;
-        };
-        let slot = tokio::select! {
-            () = shutdown.cancelled() => break,
-            slot = slots.clone().acquire_owned() => match slot {
-                Ok(slot) => slot,
-                Err(_) => break,
-            },
-        };
-        let stop = shutdown.clone();
-        runs.spawn(async move {
-            run(&command, &env, TIMEOUT, stop).await;
-            drop(slot);
-        });
+        }
     }
-    runs.close();
-    runs.wait().await;
+    if !queue.waiting.is_empty() {
+        tracing::warn!(
+            events = queue.waiting.len(),
+            "mslinkd stopped before these events reached on_state_change"
+        );
+    }
+    let _ = tokio::time::timeout(STOP_GRACE + Duration::from_secs(1), async {
+        while runs.join_next().await.is_some() {}
+    })
+    .await;
 }
 
 /// How one run ended.

@@ -1,17 +1,19 @@
 //! `mslinkd`: the daemon that owns mslink's state and serves `mslinkctl`.
 //!
-//! The entry point is [`run`]: give it a validated [`Config`], a bound control socket and a
-//! shutdown token, and it serves until the token is cancelled. `main.rs` only parses flags, loads
-//! the config, sets up logging, binds the socket and wires signals to the token; tests call
-//! [`run`] in-process on a temporary socket.
+//! The entry point is [`run`] (or [`run_with`], for a clock, limits or an event bus of the
+//! caller's): give it a validated [`Config`], a bound control socket and a shutdown token, and it
+//! serves until the token is cancelled, then removes the socket it owns. `main.rs` only parses
+//! flags, loads the config, sets up logging, binds the socket and wires signals to the token;
+//! tests and the benchmark call the same function in-process on a temporary socket.
 //!
 //! ```text
-//!  main ─▶ Config::load ─▶ Daemon::open (state lock, SQLite) ─▶ ipc::bind ─▶ Daemon::serve
-//!                                                                       ├─ ipc::serve (connections)
-//!                                                                       ├─ SIGHUP ─▶ Daemon::reload
-//!                                                                       └─ ops (hooks, metrics, systemd)
+//!  run ─▶ Daemon::open (state lock, SQLite, key) ─▶ ready ─▶ serve ─┬─ ipc::serve (connections)
+//!                                                                   ├─ links::run_scheduler
+//!                                                                   ├─ SIGHUP ─▶ Daemon::reload
+//!                                                                   └─ ops (hooks, metrics, systemd)
 //! ```
 
+pub mod clock;
 pub mod config;
 pub mod detect;
 pub mod dns;
@@ -33,39 +35,32 @@ pub mod systemd;
 pub mod vault;
 
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use tokio::net::UnixListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, DEFAULT_CONFIG_PATH, Env};
-use crate::detect::Detector;
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Config, DEFAULT_CONFIG_PATH, Env, SharedConfig};
 use crate::events::Bus;
 use crate::ipc::Limits;
-use crate::links::{LinkTurns, Scheduler, SchedulerInbox};
+use crate::links::{Links, SchedulerInbox};
 use crate::store::{StateLock, Store, StoreError};
 use crate::vault::{Vault, VaultError};
 
-/// The running daemon's shared state.
+/// The running daemon: the config in force, the store, the link service and the event bus.
 ///
-/// Ownership: `config` is swapped whole on reload; readers clone the `Arc` and drop the lock at
-/// once (never held across `.await`). `store` is a handle to the store thread.
+/// Ownership: `config` is replaced whole on reload (see [`SharedConfig`]); `store` is a handle to
+/// the store thread; `links` owns the link lifecycle; the state lock lives as long as this does.
 #[derive(Debug)]
 pub struct Daemon {
-    config: RwLock<Arc<Config>>,
+    config: SharedConfig,
     env: Env,
     store: Store,
-    vault: Arc<Vault>,
-    /// Hands links to the background worker.
-    scheduler: Scheduler,
-    /// Provider detection, with its per-domain cache.
-    detector: Detector,
-    /// One round at a time per link.
-    link_turns: LinkTurns,
-    /// The scheduler task's inbox, taken when serving starts.
-    scheduler_inbox: std::sync::Mutex<Option<SchedulerInbox>>,
+    links: Arc<Links>,
+    clock: Arc<dyn Clock>,
     /// What happened, for hooks, metrics and logs.
-    pub events: Bus,
+    events: Bus,
     _lock: StateLock,
 }
 
@@ -80,87 +75,164 @@ pub enum OpenError {
     Interrupted,
 }
 
+/// The control socket to serve.
+#[derive(Debug)]
+pub enum Listener {
+    /// Bound by us at this path: removed when the daemon stops.
+    Owned(UnixListener, PathBuf),
+    /// Passed by systemd: systemd's, never removed.
+    Passed(UnixListener),
+}
+
+/// What [`run_with`] takes beside the config; [`Options::default`] is what production uses.
+pub struct Options {
+    pub env: Env,
+    pub limits: Limits,
+    pub clock: Arc<dyn Clock>,
+    /// The event bus; pass a clone of one to watch or inject events.
+    pub events: Bus,
+    /// Called with the status summary once the database is open, just before serving.
+    pub ready: Option<Box<dyn FnOnce(String) + Send>>,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            env: Env::from_process(),
+            limits: Limits::default(),
+            clock: Arc::new(SystemClock),
+            events: Bus::default(),
+            ready: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options").field("limits", &self.limits).field("clock", &self.clock).finish()
+    }
+}
+
+/// Runs the daemon on `listener` until `shutdown` is cancelled, on production defaults.
+pub async fn run(
+    config: Config,
+    listener: Listener,
+    shutdown: CancellationToken,
+) -> Result<(), OpenError> {
+    run_with(config, listener, shutdown, Options::default()).await
+}
+
+/// [`run`], with the caller's [`Options`].
+pub async fn run_with(
+    config: Config,
+    listener: Listener,
+    shutdown: CancellationToken,
+    options: Options,
+) -> Result<(), OpenError> {
+    let (listener, owned) = match listener {
+        Listener::Owned(listener, path) => (listener, Some(path)),
+        Listener::Passed(listener) => (listener, None),
+    };
+    let Options { env, limits, clock, events, ready } = options;
+    let opened = tokio::task::spawn_blocking(move || Daemon::open(config, env, clock, events))
+        .await
+        .map_err(|_| OpenError::Interrupted)
+        .and_then(|opened| opened);
+    let result = match opened {
+        Ok((daemon, inbox)) => {
+            if let Some(ready) = ready {
+                let summary = systemd::Summary::read(&daemon.store).await;
+                ready(summary.map(|s| s.line()).unwrap_or_default());
+            }
+            daemon.serve(inbox, listener, limits, shutdown).await;
+            Ok(())
+        }
+        Err(e) => Err(e),
+    };
+    if let Some(socket) = owned {
+        let _ = std::fs::remove_file(socket);
+    }
+    result
+}
+
 impl Daemon {
     /// Takes the state directory's lock, opens the database and loads (or creates) the key.
-    pub fn open(config: Config, env: Env) -> Result<Daemon, OpenError> {
+    fn open(
+        config: Config,
+        env: Env,
+        clock: Arc<dyn Clock>,
+        events: Bus,
+    ) -> Result<(Daemon, SchedulerInbox), OpenError> {
         let (store, lock) = Store::open(&config.state_dir)?;
         let vault = Arc::new(Vault::open_or_create(&config.key_file)?);
-        let (scheduler, inbox) = Scheduler::new();
-        Ok(Daemon {
-            config: RwLock::new(Arc::new(config)),
-            env,
-            store,
-            vault,
-            scheduler,
-            detector: Detector::default(),
-            link_turns: LinkTurns::default(),
-            scheduler_inbox: std::sync::Mutex::new(Some(inbox)),
-            events: Bus::default(),
-            _lock: lock,
-        })
+        let config = SharedConfig::new(config);
+        let (links, inbox) =
+            Links::new(config.clone(), store.clone(), vault, clock.clone(), events.clone());
+        let daemon =
+            Daemon { config, env, store, links: Arc::new(links), clock, events, _lock: lock };
+        Ok((daemon, inbox))
     }
 
     /// The config in force now.
     pub fn config(&self) -> Arc<Config> {
-        self.config.read().unwrap_or_else(|poison| poison.into_inner()).clone()
+        self.config.get()
+    }
+
+    /// Now, by the daemon's clock.
+    pub fn now(&self) -> i64 {
+        self.clock.now()
     }
 
     /// Re-reads the config file. An invalid file, or one that changes what only a restart can
-    /// change, is refused and the running config stays in force.
-    pub fn reload(&self) -> Result<Arc<Config>, String> {
+    /// change, is refused and the running config stays in force; anything else applies live,
+    /// and links blocked on the operator are re-checked.
+    pub async fn reload(&self) -> Result<Arc<Config>, String> {
         let current = self.config();
         let (path, explicit) = match &current.source {
             Some(path) => (path.clone(), true),
             None => (PathBuf::from(DEFAULT_CONFIG_PATH), false),
         };
-        let next = Config::load(&path, explicit, &self.env).map_err(|e| e.to_string())?;
-        let fixed: [(&str, bool); 4] = [
-            ("socket", next.socket != current.socket),
-            ("socket_group", next.socket_group != current.socket_group),
-            ("state_dir", next.state_dir != current.state_dir),
-            ("key_file", next.key_file != current.key_file),
-        ];
-        if let Some((key, _)) = fixed.iter().find(|(_, changed)| *changed) {
+        let env = self.env.clone();
+        let load = path.clone();
+        let next = tokio::task::spawn_blocking(move || Config::load(&load, explicit, &env))
+            .await
+            .map_err(|_| "the reload was interrupted".to_owned())?
+            .map_err(|e| e.to_string())?;
+        if let Some(key) = current.needs_restart_for(&next) {
             return Err(format!(
                 "config {}: `{key}` cannot change while mslinkd runs; restart mslinkd to apply it",
                 path.display()
             ));
         }
         let next = Arc::new(next);
-        *self.config.write().unwrap_or_else(|poison| poison.into_inner()) = next.clone();
+        self.config.replace(next.clone());
         tracing::info!(config = %path.display(), "config reloaded");
+        self.links.config_reloaded().await;
         Ok(next)
     }
 
     /// Serves the control socket until `shutdown` is cancelled; SIGHUP reloads the config.
-    pub async fn serve(self, listener: UnixListener, limits: Limits, shutdown: CancellationToken) {
-        let inbox = self.scheduler_inbox.lock().unwrap_or_else(|p| p.into_inner()).take();
+    async fn serve(
+        self,
+        inbox: SchedulerInbox,
+        listener: UnixListener,
+        limits: Limits,
+        shutdown: CancellationToken,
+    ) {
         let daemon = Arc::new(self);
         let reloader = tokio::spawn(reload_on_sighup(daemon.clone(), shutdown.clone()));
-        let ops = ops::spawn(&daemon, &shutdown);
-        let scheduler = inbox
-            .map(|inbox| tokio::spawn(Scheduler::run(daemon.clone(), inbox, shutdown.clone())));
+        let ops = ops::spawn(&daemon.config, &daemon.store, &daemon.events, &shutdown);
+        let scheduler = tokio::spawn(links::run_scheduler(
+            daemon.links.clone(),
+            daemon.clock.clone(),
+            inbox,
+            shutdown.clone(),
+        ));
         ipc::serve(daemon, listener, limits, shutdown).await;
         let _ = reloader.await;
-        if let Some(scheduler) = scheduler {
-            let _ = scheduler.await;
-        }
+        let _ = scheduler.await;
         ops.wait().await;
     }
-}
-
-/// Runs the daemon on `listener` until `shutdown` is cancelled.
-pub async fn run(
-    config: Config,
-    listener: UnixListener,
-    shutdown: CancellationToken,
-) -> Result<(), OpenError> {
-    let env = Env::from_process();
-    let daemon = tokio::task::spawn_blocking(move || Daemon::open(config, env))
-        .await
-        .map_err(|_| OpenError::Interrupted)??;
-    daemon.serve(listener, Limits::default(), shutdown).await;
-    Ok(())
 }
 
 async fn reload_on_sighup(daemon: Arc<Daemon>, shutdown: CancellationToken) {
@@ -173,8 +245,7 @@ async fn reload_on_sighup(daemon: Arc<Daemon>, shutdown: CancellationToken) {
         tokio::select! {
             () = shutdown.cancelled() => return,
             _ = hangups.recv() => {
-                let daemon = daemon.clone();
-                if let Ok(Err(e)) = tokio::task::spawn_blocking(move || daemon.reload()).await {
+                if let Err(e) = daemon.reload().await {
                     tracing::error!(error = %e, "reload refused; the running config is unchanged");
                 }
             }
@@ -182,9 +253,7 @@ async fn reload_on_sighup(daemon: Arc<Daemon>, shutdown: CancellationToken) {
     }
 }
 
-/// The wall clock in Unix seconds, as stored and shown.
+/// The system's wall clock in Unix seconds, for code outside the link lifecycle (logs, hooks).
 pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
+    SystemClock.now()
 }

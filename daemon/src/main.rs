@@ -6,9 +6,9 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
 use mslinkd::config::{Config, DEFAULT_CONFIG_PATH, Env};
-use mslinkd::ipc::{self, Limits};
-use mslinkd::systemd::{self, Activated, Summary};
-use mslinkd::{Daemon, logging};
+use mslinkd::ipc;
+use mslinkd::systemd::{self, Activated};
+use mslinkd::{Listener, Options, logging};
 use tokio_util::sync::CancellationToken;
 
 /// The mslink daemon: keeps Microsoft mailbox and calendar links alive and serves mslinkctl.
@@ -97,15 +97,8 @@ fn main() -> ExitCode {
 
 async fn serve(config: Config, env: Env, activated: Option<Activated>) -> Result<(), String> {
     let socket = config.socket.clone();
-    let group = config.socket_group.clone();
-    // Lock the state directory before touching the socket, so a second daemon on the same state
-    // never disturbs the first one's socket.
-    let daemon = tokio::task::spawn_blocking(move || Daemon::open(config, env))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
     // A socket systemd passed is systemd's: serve it, never delete it.
-    let (listener, owned) = match activated {
+    let listener = match activated {
         Some(Activated { listener, path }) => {
             if path.as_deref().is_some_and(|p| p != socket) {
                 tracing::warn!(
@@ -118,31 +111,34 @@ async fn serve(config: Config, env: Env, activated: Option<Activated>) -> Result
                 .set_nonblocking(true)
                 .and_then(|()| tokio::net::UnixListener::from_std(listener))
                 .map_err(|e| format!("cannot use the socket systemd passed: {e}"))?;
-            (listener, None)
+            Listener::Passed(listener)
         }
-        None => (ipc::bind(&socket, group.as_deref()).map_err(|e| e.to_string())?, Some(&socket)),
+        None => Listener::Owned(
+            ipc::bind(&socket, config.socket_group.as_deref()).map_err(|e| e.to_string())?,
+            socket.clone(),
+        ),
     };
-    let summary = Summary::read(&daemon).await.map(|s| s.line()).unwrap_or_default();
+    let activated = matches!(listener, Listener::Passed(_));
     let shutdown = CancellationToken::new();
     // Catch the signals before telling anyone we are ready: a SIGTERM (or SIGHUP) arriving
     // between READY and a spawned task's first poll would otherwise kill the daemon uncleanly.
-    // tokio keeps a handler installed once registered, so SIGHUP stays caught for
-    // `Daemon::serve`'s reloader.
+    // tokio keeps a handler installed once registered, so SIGHUP stays caught for the daemon's
+    // reloader.
     use tokio::signal::unix::{SignalKind, signal};
     let stops = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()));
     drop(signal(SignalKind::hangup()));
     tokio::spawn(stop_on_signal(stops, shutdown.clone()));
-    tracing::info!(
-        socket = %socket.display(),
-        activated = owned.is_none(),
-        version = env!("CARGO_PKG_VERSION"),
-        "mslinkd ready"
-    );
-    systemd::notify_ready(&summary);
-    daemon.serve(listener, Limits::default(), shutdown).await;
-    if let Some(socket) = owned {
-        let _ = std::fs::remove_file(socket);
-    }
+    let ready = move |summary: String| {
+        tracing::info!(
+            socket = %socket.display(),
+            activated,
+            version = env!("CARGO_PKG_VERSION"),
+            "mslinkd ready"
+        );
+        systemd::notify_ready(&summary);
+    };
+    let options = Options { env, ready: Some(Box::new(ready)), ..Options::default() };
+    mslinkd::run_with(config, listener, shutdown, options).await.map_err(|e| e.to_string())?;
     tracing::info!("mslinkd stopped");
     Ok(())
 }

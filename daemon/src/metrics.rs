@@ -28,8 +28,9 @@ use mslink_proto::{LinkState, Provider};
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio_util::sync::CancellationToken;
 
-use crate::Daemon;
-use crate::events::Event;
+use crate::config::SharedConfig;
+use crate::events::{Bus, BusStats, Event};
+use crate::store::Store;
 
 /// Upper bounds (seconds) of the check latency histogram's buckets.
 const LATENCY_BUCKETS: [f64; 11] = [0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0];
@@ -51,8 +52,6 @@ struct Counters {
     /// New state → count of links that entered it.
     state_changes: BTreeMap<&'static str, u64>,
     requests: u64,
-    /// Events this recorder missed because it fell behind.
-    lost_events: u64,
 }
 
 #[derive(Debug, Default, Clone)]
@@ -98,13 +97,10 @@ impl Recorder {
         }
     }
 
-    fn lost(&self, n: u64) {
-        self.counters.lock().unwrap_or_else(|poison| poison.into_inner()).lost_events += n;
-    }
-
     /// Counts events from `events` until `shutdown`.
     pub async fn follow(
         self: Arc<Self>,
+        bus: Bus,
         mut events: broadcast::Receiver<Event>,
         shutdown: CancellationToken,
     ) {
@@ -115,7 +111,7 @@ impl Recorder {
                     Ok(event) => self.record(&event),
                     Err(RecvError::Lagged(n)) => {
                         tracing::warn!(lost = n, "metrics fell behind the event bus; counters undercount");
-                        self.lost(n);
+                        bus.note_lost("metrics", n);
                     }
                     Err(RecvError::Closed) => return,
                 },
@@ -135,7 +131,12 @@ pub struct LinkSample {
 }
 
 /// Renders the whole exposition: counters from `recorder`, gauges from `links`.
-pub fn render(recorder: &Recorder, links: &[LinkSample], integration_enabled: bool) -> String {
+pub fn render(
+    recorder: &Recorder,
+    bus: &BusStats,
+    links: &[LinkSample],
+    integration_enabled: bool,
+) -> String {
     let c = recorder.counters.lock().unwrap_or_else(|poison| poison.into_inner());
     let mut out = String::with_capacity(4096);
     header(&mut out, "mslink_build_info", "gauge", "The running mslinkd's version (always 1).");
@@ -209,9 +210,21 @@ pub fn render(recorder: &Recorder, links: &[LinkSample], integration_enabled: bo
     header(&mut out, name, "counter", "Requests for the integration made by users.");
     let _ = writeln!(out, "{name} {}", c.requests);
 
-    let name = "mslink_metrics_lost_events_total";
-    header(&mut out, name, "counter", "Events the metrics missed because they fell behind.");
-    let _ = writeln!(out, "{name} {}", c.lost_events);
+    let name = "mslink_events_lost_total";
+    header(&mut out, name, "counter", "Events a consumer (hooks, metrics) could not pass on.");
+    for consumer in ["hooks", "metrics"] {
+        let n = bus.lost.get(consumer).copied().unwrap_or(0);
+        let _ = writeln!(out, "{name}{{consumer=\"{consumer}\"}} {n}");
+    }
+
+    let name = "mslink_hook_events_coalesced_total";
+    header(
+        &mut out,
+        name,
+        "counter",
+        "Link state changes merged into a later change of the same link before the hook ran.",
+    );
+    let _ = writeln!(out, "{name} {}", bus.coalesced);
     out
 }
 
@@ -226,12 +239,13 @@ fn escape(value: &str) -> String {
 
 #[derive(Debug, Clone)]
 struct Endpoint {
-    daemon: Arc<Daemon>,
+    store: Store,
     recorder: Arc<Recorder>,
+    bus: Bus,
 }
 
 async fn scrape(State(endpoint): State<Endpoint>) -> axum::response::Response {
-    let read = endpoint.daemon.store.call(|db| {
+    let read = endpoint.store.call(|db| {
         let enabled = db.integration()?.enabled;
         let links = db
             .links(None)?
@@ -249,7 +263,7 @@ async fn scrape(State(endpoint): State<Endpoint>) -> axum::response::Response {
     match tokio::time::timeout(SCRAPE_BUDGET, read).await {
         Ok(Ok((enabled, links))) => (
             [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-            render(&endpoint.recorder, &links, enabled),
+            render(&endpoint.recorder, &endpoint.bus.stats(), &links, enabled),
         )
             .into_response(),
         Ok(Err(e)) => {
@@ -265,11 +279,59 @@ async fn scrape(State(endpoint): State<Endpoint>) -> axum::response::Response {
     }
 }
 
-/// Binds `addr` now (so a clash is reported at start) and returns the server to spawn.
-pub fn bind(
-    addr: SocketAddr,
-    daemon: Arc<Daemon>,
+/// Serves `[metrics] listen` until `shutdown`, following reloads: a changed address is bound
+/// anew (and the old one released), a removed one stops the endpoint. An address that cannot be
+/// bound is logged and the daemon carries on: keeping links alive matters more than exporting
+/// numbers, and Prometheus reports the target down.
+pub async fn serve(
+    config: SharedConfig,
+    store: Store,
     recorder: Arc<Recorder>,
+    bus: Bus,
+    shutdown: CancellationToken,
+) {
+    let mut changes = config.changed();
+    let mut listen = changes.borrow_and_update().metrics.listen;
+    loop {
+        let stop = shutdown.child_token();
+        let endpoint =
+            Endpoint { store: store.clone(), recorder: recorder.clone(), bus: bus.clone() };
+        let server = listen.and_then(|addr| match bind(addr, endpoint, stop.clone()) {
+            Ok(server) => Some(tokio::spawn(server)),
+            Err(e) => {
+                tracing::error!(listen = %addr, error = %e, "cannot serve metrics on `[metrics] listen`; fix it and reload");
+                None
+            }
+        });
+        let next = loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break None,
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        break None;
+                    }
+                    let next = changes.borrow_and_update().metrics.listen;
+                    if next != listen {
+                        break Some(next);
+                    }
+                }
+            }
+        };
+        stop.cancel();
+        if let Some(server) = server {
+            let _ = server.await;
+        }
+        match next {
+            Some(next) => listen = next,
+            None => return,
+        }
+    }
+}
+
+/// Binds `addr` now (so a clash is reported at once) and returns the server to spawn.
+fn bind(
+    addr: SocketAddr,
+    endpoint: Endpoint,
     shutdown: CancellationToken,
 ) -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
     let listener = std::net::TcpListener::bind(addr)?;
@@ -279,7 +341,7 @@ pub fn bind(
     let app = Router::new()
         .route("/metrics", get(scrape))
         .route("/", get(|| async { "mslinkd: Prometheus metrics are at /metrics\n" }))
-        .with_state(Endpoint { daemon, recorder });
+        .with_state(endpoint);
     Ok(async move {
         tracing::info!(listen = %bound, "serving Prometheus metrics at /metrics");
         let served = axum::serve(listener, app)
@@ -323,7 +385,7 @@ mod tests {
             state: LinkState::Active,
             last_ok: Some(1_700_000_000),
         }];
-        let text = render(&recorder, &links, true);
+        let text = render(&recorder, &BusStats::default(), &links, true);
         assert!(text.contains("mslink_links{state=\"active\"} 1\n"), "{text}");
         assert!(text.contains("mslink_checks_total{provider=\"exchange\",result=\"ok\"} 1\n"));
         assert!(

@@ -9,39 +9,44 @@
 //! ```
 //!
 //! Each subscribes to the event bus before `spawn` returns, so no event emitted afterwards is
-//! missed. A metrics port that cannot be bound is logged as an error and the daemon carries on:
-//! keeping links alive matters more than exporting numbers, and Prometheus reports the target
-//! down. All tasks stop on `shutdown`; the returned tracker waits for them.
+//! missed. Each gets the handles it needs (config, store, bus), not the whole daemon. All tasks
+//! stop on `shutdown`; the returned tracker waits for them.
 
 use std::sync::Arc;
 
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::{Daemon, hooks, metrics, systemd};
+use crate::config::SharedConfig;
+use crate::events::Bus;
+use crate::store::Store;
+use crate::{hooks, metrics, systemd};
 
-/// Starts the ops tasks; `wait` on the result after `shutdown` to let them finish.
-pub fn spawn(daemon: &Arc<Daemon>, shutdown: &CancellationToken) -> TaskTracker {
+/// Starts the ops tasks with what each needs; `wait` on the result after `shutdown`.
+pub fn spawn(
+    config: &SharedConfig,
+    store: &Store,
+    events: &Bus,
+    shutdown: &CancellationToken,
+) -> TaskTracker {
     let tasks = TaskTracker::new();
-    tasks.spawn(hooks::follow(daemon.clone(), daemon.events.subscribe(), shutdown.clone()));
-
+    tasks.spawn(hooks::follow(
+        config.clone(),
+        events.clone(),
+        events.subscribe(),
+        shutdown.clone(),
+    ));
     let recorder = Arc::new(metrics::Recorder::default());
-    tasks.spawn(recorder.clone().follow(daemon.events.subscribe(), shutdown.clone()));
-    if let Some(addr) = daemon.config().metrics.listen {
-        match metrics::bind(addr, daemon.clone(), recorder, shutdown.clone()) {
-            Ok(server) => {
-                tasks.spawn(server);
-            }
-            Err(e) => tracing::error!(
-                listen = %addr,
-                error = %e,
-                "cannot serve metrics on `[metrics] listen`; fix it and restart mslinkd"
-            ),
-        }
-    }
-
-    tasks.spawn(systemd::report_status(daemon.clone(), shutdown.clone()));
-    tasks.spawn(systemd::watchdog(daemon.clone(), shutdown.clone()));
+    tasks.spawn(recorder.clone().follow(events.clone(), events.subscribe(), shutdown.clone()));
+    tasks.spawn(metrics::serve(
+        config.clone(),
+        store.clone(),
+        recorder,
+        events.clone(),
+        shutdown.clone(),
+    ));
+    tasks.spawn(systemd::report_status(store.clone(), events.subscribe(), shutdown.clone()));
+    tasks.spawn(systemd::watchdog(store.clone(), shutdown.clone()));
     tasks.close();
     tasks
 }

@@ -13,7 +13,6 @@
 
 use std::os::unix::net::UnixListener as StdUnixListener;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use mslink_proto::LinkState;
@@ -21,8 +20,8 @@ use sd_notify::NotifyState;
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 
-use crate::Daemon;
 use crate::events::Event;
+use crate::store::Store;
 
 /// A listening socket handed over by systemd (`mslinkd.socket`) or `systemd-socket-activate`.
 #[derive(Debug)]
@@ -83,9 +82,8 @@ pub struct Summary {
 
 impl Summary {
     /// Reads the integration toggle and counts links per state.
-    pub async fn read(daemon: &Daemon) -> Result<Summary, crate::store::StoreError> {
-        daemon
-            .store
+    pub async fn read(store: &Store) -> Result<Summary, crate::store::StoreError> {
+        store
             .call(|db| {
                 let enabled = db.integration()?.enabled;
                 let links = db.links(None)?;
@@ -121,10 +119,13 @@ impl Summary {
 
 /// Keeps STATUS= current: once at start, then after each event that can change the counts
 /// (coalesced, so a burst of state changes costs one store query).
-pub async fn report_status(daemon: Arc<Daemon>, shutdown: CancellationToken) {
-    let mut events = daemon.events.subscribe();
+pub async fn report_status(
+    store: Store,
+    mut events: tokio::sync::broadcast::Receiver<Event>,
+    shutdown: CancellationToken,
+) {
     loop {
-        match Summary::read(&daemon).await {
+        match Summary::read(&store).await {
             Ok(summary) => notify_status(&summary.line()),
             Err(e) => tracing::warn!(error = %e, "cannot count links for the systemd status"),
         }
@@ -156,7 +157,7 @@ pub async fn report_status(daemon: Arc<Daemon>, shutdown: CancellationToken) {
 
 /// Pings the watchdog at half of `WATCHDOG_USEC`, but only while the store thread answers: a
 /// wedged database makes systemd restart the daemon, a merely busy runtime does not.
-pub async fn watchdog(daemon: Arc<Daemon>, shutdown: CancellationToken) {
+pub async fn watchdog(store: Store, shutdown: CancellationToken) {
     let Some(period) = sd_notify::watchdog_enabled() else {
         return;
     };
@@ -169,7 +170,7 @@ pub async fn watchdog(daemon: Arc<Daemon>, shutdown: CancellationToken) {
             () = shutdown.cancelled() => return,
             _ = ticks.tick() => {}
         }
-        match tokio::time::timeout(every, daemon.store.call(|db| db.integration())).await {
+        match tokio::time::timeout(every, store.call(|db| db.integration())).await {
             Ok(Ok(_)) => notify("WATCHDOG", &[NotifyState::Watchdog]),
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "store failing; withholding the watchdog ping")

@@ -8,10 +8,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use mslink_proto::{LinkState, Provider};
-use mslinkd::Daemon;
 use mslinkd::config::{Config, Env};
-use mslinkd::events::Event;
-use mslinkd::ipc::{self, Limits};
+use mslinkd::events::{Bus, Event};
+use mslinkd::ipc;
+use mslinkd::{Listener, Options, run_with};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
@@ -52,11 +52,11 @@ async fn link_events_reach_the_hook_and_the_metrics() {
     )
     .unwrap();
     let config = Config::load(&config_file, true, &Env::default()).unwrap();
-    let listener = ipc::bind(&config.socket, None).unwrap();
-    let daemon = Daemon::open(config, Env::default()).unwrap();
-    let bus = daemon.events.clone();
+    let listener = Listener::Owned(ipc::bind(&config.socket, None).unwrap(), config.socket.clone());
+    let bus = Bus::default();
     let shutdown = CancellationToken::new();
-    let served = tokio::spawn(daemon.serve(listener, Limits::default(), shutdown.clone()));
+    let options = Options { env: Env::default(), events: bus.clone(), ..Options::default() };
+    let served = tokio::spawn(run_with(config, listener, shutdown.clone(), options));
     // The endpoint answering means the ops tasks have subscribed.
     for _ in 0..500 {
         if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
@@ -128,7 +128,7 @@ async fn link_events_reach_the_hook_and_the_metrics() {
     parse_with_prometheus_client(&text);
 
     shutdown.cancel();
-    served.await.unwrap();
+    served.await.unwrap().unwrap();
 }
 
 /// Feeds the exposition to the reference Python parser, when it is installed.

@@ -10,9 +10,9 @@ use mslink_proto::{
     ClientFrame, CtlCommand, DaemonFrame, DaemonReply, ErrorKind, MAX_CLIENT_FRAME,
     MAX_DAEMON_FRAME, PROTOCOL_VERSION, decode, encode,
 };
-use mslinkd::Daemon;
 use mslinkd::config::{Config, Env};
 use mslinkd::ipc::{self, Limits};
+use mslinkd::{Listener, Options, run_with};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio_util::sync::CancellationToken;
@@ -21,7 +21,7 @@ struct TestDaemon {
     socket: PathBuf,
     config_file: PathBuf,
     shutdown: CancellationToken,
-    served: tokio::task::JoinHandle<()>,
+    served: tokio::task::JoinHandle<Result<(), mslinkd::OpenError>>,
     _dir: tempfile::TempDir,
 }
 
@@ -35,10 +35,10 @@ async fn start(limits: Limits) -> TestDaemon {
     )
     .unwrap();
     let config = Config::load(&config_file, true, &Env::default()).unwrap();
-    let listener = ipc::bind(&socket, None).unwrap();
-    let daemon = Daemon::open(config, Env::default()).unwrap();
+    let listener = Listener::Owned(ipc::bind(&socket, None).unwrap(), socket.clone());
     let shutdown = CancellationToken::new();
-    let served = tokio::spawn(daemon.serve(listener, limits, shutdown.clone()));
+    let options = Options { env: Env::default(), limits, ..Options::default() };
+    let served = tokio::spawn(run_with(config, listener, shutdown.clone(), options));
     TestDaemon { socket, config_file, shutdown, served, _dir: dir }
 }
 
@@ -203,7 +203,7 @@ async fn shutdown_closes_idle_connections_and_returns() {
     let mut idle = connected(&daemon).await;
     daemon.shutdown.cancel();
     assert!(receive(&mut idle).await.is_none());
-    tokio::time::timeout(Duration::from_secs(10), daemon.served).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), daemon.served).await.unwrap().unwrap().unwrap();
 }
 
 #[tokio::test]

@@ -59,6 +59,11 @@ pub enum CtlCommand {
     Connect(ConnectArgs),
     /// Run a connectivity check now.
     Check { email: String },
+    /// Re-check every link, or every link in `state`, now (admins).
+    CheckAll {
+        #[serde(default)]
+        state: Option<LinkState>,
+    },
     /// Provider detection only: the answer and its evidence (no credentials are sent).
     Detect { email: String },
     /// Remove a link and its secrets.
@@ -192,6 +197,24 @@ pub enum DaemonReply {
     Link(LinkInfo),
     Token(TokenReply),
     Detect(DetectReply),
+    CheckAll(CheckAllReply),
+}
+
+/// `check --all`: how many links were checked and which failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckAllReply {
+    pub checked: u64,
+    pub ok: u64,
+    /// The links whose check failed, by address.
+    pub failed: Vec<CheckedLink>,
+}
+
+/// One failed check of `check --all`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CheckedLink {
+    pub email: String,
+    pub state: LinkState,
+    pub reason: String,
 }
 
 /// `detect`: which provider serves an address, and why mslink thinks so.

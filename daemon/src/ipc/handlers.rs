@@ -1,16 +1,17 @@
-//! One handler per command. Each decides who may do what (SPEC §2), asks the store, and returns a
-//! typed reply or a [`WireError`] whose message says what happened and whose hint says what to do.
+//! One arm per command: decide who may do what (SPEC §2), then either read the store (status,
+//! requests) or hand the command to the link service, and return a typed reply or a
+//! [`WireError`] (mapped once, in `super::errors`).
 
 use mslink_proto::{
-    CtlCommand, DaemonReply, DisconnectReply, ErrorKind, ReloadReply, RequestReply, RequestsReply,
-    StatusReply, WireError,
+    CtlCommand, DaemonReply, ErrorKind, ReloadReply, RequestReply, RequestsReply, StatusReply,
+    WireError,
 };
 
+use super::errors::internal;
 use crate::Daemon;
 use crate::events::Event;
 use crate::identity::{Caller, user_exists};
 use crate::interaction::Interaction;
-use crate::links::{self, internal};
 
 /// How many audit entries `status` shows an admin.
 const RECENT_ACTIONS: u32 = 10;
@@ -38,8 +39,9 @@ pub async fn handle(
         }
     };
     let store = &daemon.store;
+    let links = &daemon.links;
     let actor = caller.name.clone();
-    let now = crate::now();
+    let now = daemon.now();
     match command {
         CtlCommand::Status { all } => {
             if all {
@@ -108,30 +110,11 @@ pub async fn handle(
         CtlCommand::Enable | CtlCommand::Disable => {
             let enable = matches!(command, CtlCommand::Enable);
             require_admin(if enable { "enable" } else { "disable" })?;
-            let (reply, transitions) = store
-                .call(move |db| db.set_integration(enable, &actor, now))
-                .await
-                .map_err(internal)?;
-            if reply.changed {
-                tracing::info!(
-                    by = %caller.name,
-                    enabled = enable,
-                    granted_requests = reply.granted_requests,
-                    links = reply.links_affected,
-                    "Microsoft integration toggled"
-                );
-                daemon.events.emit(Event::Integration { enabled: enable, by: caller.name.clone() });
-            }
-            let config = daemon.config();
-            for transition in &transitions {
-                links::announce(daemon, transition);
-                daemon.scheduler.schedule_link(transition.id, &transition.link, &config);
-            }
-            Ok(DaemonReply::Toggle(reply))
+            Ok(DaemonReply::Toggle(links.set_integration(enable, &caller.name).await?))
         }
         CtlCommand::Reload => {
             require_admin("reload")?;
-            let config = daemon.reload().map_err(|message| {
+            let config = daemon.reload().await.map_err(|message| {
                 WireError::new(ErrorKind::Failed, message)
                     .with_hint("fix the config file and run `mslinkctl reload` again; the running config is unchanged")
             })?;
@@ -146,16 +129,8 @@ pub async fn handle(
         }
         CtlCommand::Connect(args) => {
             validate_email(&args.email)?;
-            let enabled = store.call(|db| db.integration()).await.map_err(internal)?.enabled;
-            if !enabled {
-                return Err(WireError::new(
-                    ErrorKind::NotAllowed,
-                    "the Microsoft integration is not enabled for this organisation",
-                )
-                .with_hint("ask an admin to turn it on: run `mslinkctl request`"));
-            }
             let email = args.email.clone();
-            let link = links::connect(daemon, &subject, args, &mut interaction).await?;
+            let link = links.connect(&subject, args, &mut interaction).await?;
             if subject != actor {
                 let detail = format!("{email} for {subject}");
                 store
@@ -167,10 +142,12 @@ pub async fn handle(
         }
         CtlCommand::Detect { email } => {
             validate_email(&email)?;
-            Ok(DaemonReply::Detect(daemon.detector.detect(daemon.config(), &email).await))
+            Ok(DaemonReply::Detect(links.detector().detect(daemon.config(), &email).await))
         }
-        CtlCommand::Check { email } => {
-            Ok(DaemonReply::Link(links::check_now(daemon, &subject, &email).await?))
+        CtlCommand::Check { email } => Ok(DaemonReply::Link(links.check(&subject, &email).await?)),
+        CtlCommand::CheckAll { state } => {
+            require_admin("check --all")?;
+            Ok(DaemonReply::CheckAll(links.check_all(state, &mut interaction).await?))
         }
         CtlCommand::Token { email, resource } => {
             if subject != caller.name {
@@ -180,35 +157,10 @@ pub async fn handle(
                 )
                 .with_hint("run `mslinkctl token` as that user"));
             }
-            Ok(DaemonReply::Token(links::token(daemon, &subject, &email, resource).await?))
+            Ok(DaemonReply::Token(links.token(&subject, &email, resource).await?))
         }
         CtlCommand::Disconnect { email } => {
-            let user = subject.clone();
-            let removed = store
-                .call(move |db| {
-                    let removed = db.delete_link(&user, &email)?.ok_or(email);
-                    if let Ok((_, email, _)) = &removed
-                        && user != actor
-                    {
-                        db.audit(&actor, "disconnect", Some(&format!("{email} of {user}")), now)?;
-                    }
-                    Ok(removed)
-                })
-                .await
-                .map_err(internal)?;
-            match removed {
-                Ok((id, email, provider)) => {
-                    tracing::info!(link = %email, user = %subject, by = %caller.name, "link removed");
-                    daemon.scheduler.forget(id);
-                    daemon.events.emit(Event::LinkRemoved {
-                        email: email.clone(),
-                        user: subject.clone(),
-                        provider,
-                    });
-                    Ok(DaemonReply::Disconnect(DisconnectReply { email, user: subject }))
-                }
-                Err(email) => Err(links::not_found(&email)),
-            }
+            Ok(DaemonReply::Disconnect(links.disconnect(&subject, &email, &caller.name).await?))
         }
     }
 }

@@ -10,6 +10,7 @@
 //! closes that connection; a silent or slow client is dropped at its timeout. Nothing a client
 //! sends can stall the accept loop or another connection.
 
+mod errors;
 mod handlers;
 mod socket;
 

@@ -1,34 +1,82 @@
-//! Links: linking a mailbox (`connect`), checking it now (`check`), handing out a fresh token
-//! (`token`), and the background [`Scheduler`] that keeps every link alive.
+//! The link lifecycle, as one service: [`Links`]. Everything that creates, changes, checks or
+//! removes a link goes through it, whether a person asked (`connect`, `check`, `check --all`,
+//! `token`, `disconnect`, `enable`/`disable`) or background work did (the [`Scheduler`] runs
+//! [`Links`] as its [`Rounds`]).
 //!
 //! ```text
 //!  connect ─▶ provider sign-in ─▶ first check ─▶ save_link (row + sealed secret, one tx)
-//!                                                   └─▶ Event::LinkState, Scheduler::schedule
-//!  Scheduler ─(due)─▶ work::perform ─▶ refresh? ─▶ store_refreshed_secret (durable first)
-//!                                   └▶ check   ─▶ record_outcome (only if generation matches)
+//!  check / token / scheduler ─▶ perform: take the link's turn ─▶ schedule::work
+//!       ─▶ refresh? ─▶ store_refreshed_secret (durable first) ─▶ check? ─▶ record_outcome
+//!       ─▶ events ─▶ the committed timers ─▶ schedule::due ─▶ the scheduler's heap
+//!  disable ─▶ every link suspended, remembering state, reason, actor, since
+//!  enable  ─▶ every link restored exactly; active/degraded ones re-checked at once
 //! ```
 //!
 //! A link exists only once its first sign-in and first check succeeded (SPEC §1); a failed
-//! `connect` stores nothing and leaves an existing link as it was.
+//! `connect` stores nothing and leaves an existing link as it was. What errors mean for the user
+//! (exit code, hint) is decided at the IPC edge, from [`LinkError`].
 
+mod schedule;
 mod scheduler;
 mod work;
 
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use mslink_proto::{
-    ConnectArgs, ErrorKind, LinkInfo, Provider, Sensitive, SignInFlow, TokenReply, TokenResource,
-    WireError,
+    CheckAllReply, CheckedLink, ConnectArgs, DisconnectReply, LinkInfo, LinkState, Provider,
+    Sensitive, SignInFlow, ToggleReply, TokenReply, TokenResource,
 };
 use serde::{Deserialize, Serialize};
 
-pub use scheduler::{Scheduler, SchedulerInbox};
+pub use schedule::{Timers, Work};
+pub use scheduler::{Rounds, Scheduler, SchedulerInbox, run as run_scheduler};
 pub use work::LinkTurns;
-pub(crate) use work::announce;
 
-use crate::Daemon;
-use crate::exchange::{self, Login};
-use crate::office365;
-use crate::store::{NewLink, StoreError};
+use crate::clock::Clock;
+use crate::config::SharedConfig;
+use crate::detect::Detector;
+use crate::events::{Bus, Event};
+use crate::exchange::{self, ExchangeError, Login};
+use crate::health::{Actor, Failure};
+use crate::interaction::Interaction;
+use crate::office365::{self, Office365Error};
+use crate::store::{NewLink, Store, StoreError, Transition};
 use crate::vault::{Vault, VaultError};
+
+/// Why a lifecycle operation did not happen. Mapped to what the user sees in `ipc::errors`.
+#[derive(Debug, thiserror::Error)]
+pub enum LinkError {
+    #[error("no link for {0}")]
+    NotFound(String),
+    #[error("the Microsoft integration is not enabled for this organisation")]
+    Disabled,
+    #[error("{email} is already linked as an {existing} mailbox")]
+    LinkedAs { email: String, existing: Provider, wanted: Provider },
+    #[error("{0} is on an Exchange server, which needs its password")]
+    NeedsPassword(String),
+    #[error("cannot tell whether {email} is on Office365 or Exchange")]
+    Undetected { email: String, conflicting: bool },
+    #[error("{0} is an Exchange link")]
+    NoTokens(String),
+    #[error("EWS tokens are not issued")]
+    NoEwsTokens,
+    #[error("the check of {email} failed: {}", failure.describe())]
+    CheckFailed { email: String, failure: Failure },
+    #[error("cannot get a token for {email}: {}", failure.describe())]
+    TokenFailed { email: String, failure: Failure },
+    #[error("the link changed while this ran")]
+    Changed,
+    #[error(transparent)]
+    Office365(#[from] Office365Error),
+    #[error(transparent)]
+    Exchange(#[from] ExchangeError),
+    #[error("cannot seal the secret: {0}")]
+    Sealing(#[from] VaultError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
 
 /// The secret sealed with a link. Serialised to JSON only to be sealed at once.
 #[derive(Serialize, Deserialize)]
@@ -71,231 +119,443 @@ fn context(id: i64) -> Vec<u8> {
     format!("mslink-link:{id}").into_bytes()
 }
 
-/// Runs `connect` for `user` (on behalf of `actor`): sign in, first check, store the link.
-pub async fn connect(
-    daemon: &Daemon,
-    user: &str,
-    args: ConnectArgs,
-    interaction: &mut crate::interaction::Interaction,
-) -> Result<LinkInfo, WireError> {
-    let config = daemon.config();
-    let provider = match args.provider {
-        Some(provider) => provider,
-        None => {
-            interaction.step(format!("Finding out where {} is hosted", args.email)).await;
-            let found = daemon.detector.detect(config.clone(), &args.email).await;
-            match found.provider {
-                // A password is never sent before the provider is settled: an Exchange connect
-                // must come back with one.
-                Some(Provider::Exchange) if args.password.is_none() => {
-                    return Err(WireError::new(
-                        ErrorKind::Usage,
-                        format!(
-                            "{} is on an Exchange server, which needs its password",
-                            args.email
-                        ),
-                    )
-                    .with_hint("connect again with --provider exchange"));
-                }
-                Some(provider) => provider,
-                None => {
-                    let why = if found.conflicting {
-                        "the evidence conflicts"
-                    } else {
-                        "no probe was decisive"
-                    };
-                    return Err(WireError::new(
-                        ErrorKind::NotAllowed,
-                        format!("cannot tell whether {} is on Office365 or Exchange ({why})", args.email),
-                    )
-                    .with_hint("say which with --provider office365 or --provider exchange (`mslinkctl detect` shows the evidence)"));
-                }
-            }
-        }
-    };
-    let existing = {
-        let (user, email) = (user.to_owned(), args.email.clone());
-        daemon.store.call(move |db| db.link_record(&user, &email)).await.map_err(internal)?
-    };
-    if let Some(existing) = &existing
-        && existing.provider != provider
-    {
-        return Err(WireError::new(
-            ErrorKind::NotAllowed,
-            format!("{} is already linked as an {} mailbox", args.email, existing.provider),
-        )
-        .with_hint(format!(
-            "run `mslinkctl disconnect {}` first to link it as {provider}",
-            args.email
-        )));
+/// The link service. Shared (`Arc`) by the IPC handlers and the scheduler task.
+///
+/// Ownership: the store, vault, clock and bus are handles; `turns` is the only in-memory state
+/// (see [`LinkTurns`]); the scheduler's queue lives in its own task.
+#[derive(Debug)]
+pub struct Links {
+    config: SharedConfig,
+    store: Store,
+    vault: Arc<Vault>,
+    clock: Arc<dyn Clock>,
+    events: Bus,
+    detector: Detector,
+    turns: LinkTurns,
+    scheduler: Scheduler,
+}
+
+impl Links {
+    /// The service, and the inbox its scheduler task will read (see [`run_scheduler`]).
+    pub fn new(
+        config: SharedConfig,
+        store: Store,
+        vault: Arc<Vault>,
+        clock: Arc<dyn Clock>,
+        events: Bus,
+    ) -> (Links, SchedulerInbox) {
+        let (scheduler, inbox) = Scheduler::new();
+        let links = Links {
+            config,
+            store,
+            vault,
+            clock,
+            events,
+            detector: Detector::default(),
+            turns: LinkTurns::default(),
+            scheduler,
+        };
+        (links, inbox)
     }
-    let now = crate::now();
-    let (new, secret) = match provider {
-        Provider::Office365 => {
-            let tokens = office365::sign_in(&config, args.flow, &args.email, interaction)
-                .await
-                .map_err(|e| e.wire_error())?;
-            interaction.step("Checking the mailbox and calendar through Microsoft Graph").await;
-            let report = office365::check(&config, &tokens.access_token, &args.email)
-                .await
-                .map_err(|e| e.wire_error())?;
-            let new = NewLink {
-                user: user.to_owned(),
-                email: args.email.clone(),
-                provider,
-                details: "{}".into(),
-                endpoint: Some(config.office365.graph_url.as_str().to_owned()),
-                auth_scheme: Some(
-                    match args.flow {
-                        SignInFlow::DeviceCode => "oauth2 device code",
-                        SignInFlow::Browser | SignInFlow::Paste => "oauth2 authorization code",
+
+    /// Provider detection, with its per-domain cache.
+    pub fn detector(&self) -> &Detector {
+        &self.detector
+    }
+
+    /// `connect` for `user`: detect the provider if not given, sign in, first check, store.
+    pub async fn connect(
+        &self,
+        user: &str,
+        args: ConnectArgs,
+        interaction: &mut Interaction,
+    ) -> Result<LinkInfo, LinkError> {
+        let config = self.config.get();
+        let existing = {
+            let (user, email) = (user.to_owned(), args.email.clone());
+            self.store
+                .call(move |db| Ok((db.integration()?.enabled, db.link_record(&user, &email)?)))
+                .await?
+        };
+        let (true, existing) = existing else { return Err(LinkError::Disabled) };
+        let provider = match args.provider {
+            Some(provider) => provider,
+            None => {
+                interaction.step(format!("Finding out where {} is hosted", args.email)).await;
+                let found = self.detector.detect(config.clone(), &args.email).await;
+                match found.provider {
+                    // A password is never sent before the provider is settled: an Exchange
+                    // connect must come back with one.
+                    Some(Provider::Exchange) if args.password.is_none() => {
+                        return Err(LinkError::NeedsPassword(args.email));
                     }
-                    .to_owned(),
-                ),
-                report,
-                token_expiry: Some(tokens.expires_at),
-                next_check: now + work::jittered(config.schedule.check_interval),
-            };
-            let secret = LinkSecret::Office365 {
-                access_token: tokens.access_token,
-                refresh_token: tokens.refresh_token,
-                expires_at: tokens.expires_at,
-            };
-            (new, secret)
+                    Some(provider) => provider,
+                    None => {
+                        return Err(LinkError::Undetected {
+                            email: args.email,
+                            conflicting: found.conflicting,
+                        });
+                    }
+                }
+            }
+        };
+        if let Some(existing) = &existing
+            && existing.provider != provider
+        {
+            return Err(LinkError::LinkedAs {
+                email: args.email,
+                existing: existing.provider,
+                wanted: provider,
+            });
         }
-        Provider::Exchange => {
-            let Some(password) = args.password else {
-                return Err(WireError::new(
-                    ErrorKind::Usage,
-                    "an Exchange mailbox needs its password",
-                )
-                .with_hint("mslinkctl prompts for it; in scripts use --password-stdin"));
-            };
-            let login = Login {
-                email: &args.email,
-                username: args.username.as_deref(),
-                password: &password,
-                server: args.server.as_deref(),
-            };
-            let (endpoint, report) =
-                exchange::link(&config, login, interaction).await.map_err(|e| e.wire_error())?;
-            let new = NewLink {
-                user: user.to_owned(),
-                email: args.email.clone(),
-                provider,
-                details: serde_json::to_string(&endpoint).map_err(|e| {
-                    WireError::new(ErrorKind::Internal, format!("cannot store the endpoint: {e}"))
-                })?,
-                endpoint: Some(endpoint.ews_url.clone()),
-                auth_scheme: Some(endpoint.auth.as_str().to_owned()),
-                report,
-                token_expiry: None,
-                next_check: now + work::jittered(config.schedule.check_interval),
-            };
-            (new, LinkSecret::Exchange { password })
-        }
-    };
-    let vault = daemon.vault.clone();
-    let transition = daemon
-        .store
-        .call(move |db| {
-            db.save_link(&new, now, |id| {
-                secret.seal(&vault, id).map_err(|e| StoreError::Sealing(e.to_string()))
+        let now = self.clock.now();
+        let next_check = schedule::next_check(&config.schedule, now);
+        let (new, secret) = match provider {
+            Provider::Office365 => {
+                let tokens =
+                    office365::sign_in(&config, args.flow, &args.email, interaction).await?;
+                interaction.step("Checking the mailbox and calendar through Microsoft Graph").await;
+                let report = office365::check(&config, &tokens.access_token, &args.email).await?;
+                let new = NewLink {
+                    user: user.to_owned(),
+                    email: args.email.clone(),
+                    provider,
+                    details: "{}".into(),
+                    endpoint: Some(config.office365.graph_url.as_str().to_owned()),
+                    auth_scheme: Some(
+                        match args.flow {
+                            SignInFlow::DeviceCode => "oauth2 device code",
+                            SignInFlow::Browser | SignInFlow::Paste => "oauth2 authorization code",
+                        }
+                        .to_owned(),
+                    ),
+                    report,
+                    token_expiry: Some(tokens.expires_at),
+                    next_check,
+                };
+                let secret = LinkSecret::Office365 {
+                    access_token: tokens.access_token,
+                    refresh_token: tokens.refresh_token,
+                    expires_at: tokens.expires_at,
+                };
+                (new, secret)
+            }
+            Provider::Exchange => {
+                let Some(password) = args.password else {
+                    return Err(LinkError::NeedsPassword(args.email));
+                };
+                let login = Login {
+                    email: &args.email,
+                    username: args.username.as_deref(),
+                    password: &password,
+                    server: args.server.as_deref(),
+                };
+                let (endpoint, report) = exchange::link(&config, login, interaction).await?;
+                let new = NewLink {
+                    user: user.to_owned(),
+                    email: args.email.clone(),
+                    provider,
+                    details: serde_json::to_string(&endpoint).map_err(|e| {
+                        StoreError::Sealing(format!("cannot store the endpoint: {e}"))
+                    })?,
+                    endpoint: Some(endpoint.ews_url.clone()),
+                    auth_scheme: Some(endpoint.auth.as_str().to_owned()),
+                    report,
+                    token_expiry: None,
+                    next_check,
+                };
+                (new, LinkSecret::Exchange { password })
+            }
+        };
+        let vault = self.vault.clone();
+        let (transition, timers) = self
+            .store
+            .call(move |db| {
+                let transition = db.save_link(&new, now, |id| {
+                    secret.seal(&vault, id).map_err(|e| StoreError::Sealing(e.to_string()))
+                })?;
+                let timers = db.timers(transition.id)?;
+                Ok((transition, timers))
             })
-        })
-        .await
-        .map_err(internal)?;
-    tracing::info!(link = %transition.link.email, user, provider = %provider, "mailbox linked");
-    work::announce(daemon, &transition);
-    daemon.scheduler.schedule_link(transition.id, &transition.link, &config);
-    Ok(transition.link)
-}
+            .await?;
+        tracing::info!(link = %transition.link.email, user, provider = %provider, "mailbox linked");
+        self.announce(&transition);
+        self.schedule(transition.id, timers);
+        Ok(transition.link)
+    }
 
-/// Runs a check of `user`'s link now and returns it as it then stands.
-pub async fn check_now(daemon: &Daemon, user: &str, email: &str) -> Result<LinkInfo, WireError> {
-    let record = {
-        let (user, email) = (user.to_owned(), email.to_owned());
-        daemon.store.call(move |db| db.link_record(&user, &email)).await.map_err(internal)?
+    /// `check`: a round on `user`'s link now, whatever its schedule says; the link as it then
+    /// stands.
+    pub async fn check(&self, user: &str, email: &str) -> Result<LinkInfo, LinkError> {
+        let record = self.looked_up(user, email).await?;
+        let id = record.id;
+        let done = self.perform(id, work::Purpose::Check).await?;
+        self.schedule(id, done.timers);
+        if let Some(failure) = done.failure {
+            return Err(LinkError::CheckFailed { email: email.to_owned(), failure });
+        }
+        self.store
+            .call(move |db| db.link_info(id))
+            .await?
+            .ok_or_else(|| LinkError::NotFound(email.to_owned()))
     }
-    .ok_or_else(|| not_found(email))?;
-    if record.state == mslink_proto::LinkState::Suspended {
-        return Err(WireError::new(ErrorKind::NotAllowed, "the Microsoft integration is disabled")
-            .with_hint("an admin can turn it on with `mslinkctl enable`"));
-    }
-    let id = record.id;
-    let failure = work::perform(daemon, id, true).await.map_err(internal)?;
-    let link = daemon
-        .store
-        .call(move |db| db.link_info(id))
-        .await
-        .map_err(internal)?
-        .ok_or_else(|| not_found(email))?;
-    match failure {
-        None => Ok(link),
-        Some(failure) => Err(WireError::new(
-            if failure.state == mslink_proto::LinkState::NeedsReauth {
-                ErrorKind::AuthRejected
-            } else {
-                ErrorKind::Failed
-            },
-            format!("the check of {email} failed: {}", failure.describe()),
-        )
-        .with_hint(match failure.state {
-            mslink_proto::LinkState::NeedsReauth => {
-                format!("sign in again: `mslinkctl connect {email}`")
+
+    /// `check --all [--state]` (admins): re-checks every link (or those in `state`), at most
+    /// `max_concurrent` at once, telling `interaction` how far it has got.
+    pub async fn check_all(
+        &self,
+        state: Option<LinkState>,
+        interaction: &mut Interaction,
+    ) -> Result<CheckAllReply, LinkError> {
+        if !self.store.call(|db| db.integration()).await?.enabled {
+            return Err(LinkError::Disabled);
+        }
+        let targets = self.store.call(move |db| db.link_ids(state)).await?;
+        let total = targets.len() as u64;
+        let limit = self.config.get().schedule.max_concurrent;
+        let mut reply = CheckAllReply { checked: 0, ok: 0, failed: Vec::new() };
+        let mut pending = targets.into_iter();
+        let mut running = FuturesUnordered::new();
+        loop {
+            while running.len() < limit
+                && let Some((id, email)) = pending.next()
+            {
+                running.push(async move {
+                    let done = self.perform(id, work::Purpose::Check).await;
+                    (id, email, done)
+                });
             }
-            mslink_proto::LinkState::Blocked => {
-                "see the reason: someone other than mslink must act".to_owned()
+            let Some((id, email, done)) = running.next().await else { break };
+            reply.checked += 1;
+            match done {
+                Ok(done) => {
+                    self.schedule(id, done.timers);
+                    match done.failure {
+                        None => reply.ok += 1,
+                        Some(failure) => reply.failed.push(CheckedLink {
+                            email,
+                            state: failure.state,
+                            reason: failure.describe(),
+                        }),
+                    }
+                }
+                Err(e) => reply.failed.push(CheckedLink {
+                    email,
+                    state: LinkState::Degraded,
+                    reason: format!("not checked: {e}"),
+                }),
             }
-            _ => "mslinkd retries by itself; `mslinkctl status` shows when".to_owned(),
-        })),
+            if reply.checked == total || reply.checked.is_multiple_of(progress_every(total)) {
+                interaction
+                    .step(format!(
+                        "checked {}/{total}: {} ok, {} failed",
+                        reply.checked,
+                        reply.ok,
+                        reply.failed.len()
+                    ))
+                    .await;
+            }
+        }
+        reply.failed.sort_by(|a, b| a.email.cmp(&b.email));
+        Ok(reply)
+    }
+
+    /// `token`: a fresh access token for `user`'s own Office365 link, refreshed first (and
+    /// committed the way background work commits) when it has under a minute left.
+    pub async fn token(
+        &self,
+        user: &str,
+        email: &str,
+        resource: TokenResource,
+    ) -> Result<TokenReply, LinkError> {
+        if resource == TokenResource::Ews {
+            return Err(LinkError::NoEwsTokens);
+        }
+        let record = self.looked_up(user, email).await?;
+        if record.provider != Provider::Office365 {
+            return Err(LinkError::NoTokens(email.to_owned()));
+        }
+        let done = self.perform(record.id, work::Purpose::Token).await?;
+        self.schedule(record.id, done.timers);
+        match (done.token, done.failure) {
+            (Some(token), _) => Ok(token),
+            (None, Some(failure)) => {
+                Err(LinkError::TokenFailed { email: email.to_owned(), failure })
+            }
+            (None, None) => Err(LinkError::Changed),
+        }
+    }
+
+    /// `disconnect`: removes the link and its secrets; audited when `actor` is not the owner.
+    pub async fn disconnect(
+        &self,
+        user: &str,
+        email: &str,
+        actor: &str,
+    ) -> Result<DisconnectReply, LinkError> {
+        let (owner, email, actor) = (user.to_owned(), email.to_owned(), actor.to_owned());
+        let now = self.clock.now();
+        let by = actor.clone();
+        let removed = self
+            .store
+            .call(move |db| {
+                let removed = db.delete_link(&owner, &email)?.ok_or(email);
+                if let Ok((_, email, _)) = &removed
+                    && owner != actor
+                {
+                    db.audit(&actor, "disconnect", Some(&format!("{email} of {owner}")), now)?;
+                }
+                Ok(removed)
+            })
+            .await?;
+        let (id, email, provider) = removed.map_err(LinkError::NotFound)?;
+        tracing::info!(link = %email, user, by = %by, "link removed");
+        self.scheduler.schedule(id, None);
+        self.events.emit(Event::LinkRemoved {
+            email: email.clone(),
+            user: user.to_owned(),
+            provider,
+        });
+        Ok(DisconnectReply { email, user: user.to_owned() })
+    }
+
+    /// `enable` / `disable`: the organisation-wide toggle with its consequences (see
+    /// [`crate::store::Db::set_integration`]); the resumed links are scheduled.
+    pub async fn set_integration(
+        &self,
+        enable: bool,
+        actor: &str,
+    ) -> Result<ToggleReply, LinkError> {
+        let now = self.clock.now();
+        let by = actor.to_owned();
+        let (reply, transitions) = self
+            .store
+            .call(move |db| {
+                let (reply, transitions) = db.set_integration(enable, &by, now)?;
+                let timers =
+                    transitions.iter().map(|t| db.timers(t.id)).collect::<Result<Vec<_>, _>>()?;
+                Ok((reply, transitions.into_iter().zip(timers).collect::<Vec<_>>()))
+            })
+            .await?;
+        if reply.changed {
+            tracing::info!(
+                by = actor,
+                enabled = enable,
+                granted_requests = reply.granted_requests,
+                links = reply.links_affected,
+                "Microsoft integration toggled"
+            );
+            self.events.emit(Event::Integration { enabled: enable, by: actor.to_owned() });
+        }
+        for (transition, timers) in transitions {
+            self.announce(&transition);
+            self.schedule(transition.id, timers);
+        }
+        Ok(reply)
+    }
+
+    /// After a successful reload: the operator may have fixed what blocked links on them
+    /// (client secret, `key_file`, `ca_file`), so they are re-checked now.
+    pub async fn config_reloaded(&self) {
+        let now = self.clock.now();
+        match self.store.call(move |db| db.recheck_blocked(Actor::Operator, now)).await {
+            Ok(blocked) => {
+                if !blocked.is_empty() {
+                    tracing::info!(
+                        links = blocked.len(),
+                        "re-checking links blocked on the operator"
+                    );
+                }
+                for timers in blocked {
+                    self.schedule(timers.id, Some(timers));
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot re-check blocked links after the reload"),
+        }
+    }
+
+    /// `user`'s link to `email`, if the integration is on.
+    async fn looked_up(
+        &self,
+        user: &str,
+        email: &str,
+    ) -> Result<crate::store::LinkRecord, LinkError> {
+        let (owner, address) = (user.to_owned(), email.to_owned());
+        let (enabled, record) = self
+            .store
+            .call(move |db| Ok((db.integration()?.enabled, db.link_record(&owner, &address)?)))
+            .await?;
+        let record = record.ok_or_else(|| LinkError::NotFound(email.to_owned()))?;
+        if !enabled || record.state == LinkState::Suspended {
+            return Err(LinkError::Disabled);
+        }
+        Ok(record)
+    }
+
+    /// Hands the scheduler a link's committed timers.
+    fn schedule(&self, id: i64, timers: Option<Timers>) {
+        let config = self.config.get();
+        self.scheduler.schedule(id, timers.and_then(|t| schedule::due(&config.schedule, &t)));
+    }
+
+    /// Emits the events a committed state change means.
+    fn announce(&self, transition: &Transition) {
+        let link = &transition.link;
+        tracing::info!(
+            link = %link.email,
+            user = %link.user,
+            provider = %link.provider,
+            state = %link.state,
+            previous = transition.previous.map_or("none", LinkState::as_str),
+            reason = link.reason.as_deref().unwrap_or(""),
+            "link state changed"
+        );
+        self.events.emit(Event::LinkState {
+            email: link.email.clone(),
+            user: link.user.clone(),
+            provider: link.provider,
+            state: link.state,
+            previous: transition.previous,
+            reason: link.reason.clone(),
+        });
     }
 }
 
-/// A fresh access token for `user`'s own Office365 link, refreshing first if it is about to
-/// expire.
-pub async fn token(
-    daemon: &Daemon,
-    user: &str,
-    email: &str,
-    resource: TokenResource,
-) -> Result<TokenReply, WireError> {
-    if resource == TokenResource::Ews {
-        return Err(WireError::new(
-            ErrorKind::NotAllowed,
-            "EWS tokens are not issued: Exchange Online switches EWS off for third-party apps from October 2026",
-        )
-        .with_hint("use --resource graph (Microsoft Graph)"));
+impl Rounds for Links {
+    async fn load(&self) -> Vec<(i64, i64)> {
+        let config = self.config.get();
+        match self.store.call(|db| db.due_links()).await {
+            Ok(links) => links
+                .iter()
+                .filter_map(|t| schedule::due(&config.schedule, t).map(|due| (t.id, due)))
+                .collect(),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot load links; background work waits for changes");
+                Vec::new()
+            }
+        }
     }
-    let record = {
-        let (user, email) = (user.to_owned(), email.to_owned());
-        daemon.store.call(move |db| db.link_record(&user, &email)).await.map_err(internal)?
+
+    async fn round(&self, id: i64) -> Option<i64> {
+        let config = self.config.get();
+        match self.perform(id, work::Purpose::Background).await {
+            Ok(done) => done.timers.and_then(|t| schedule::due(&config.schedule, &t)),
+            Err(e) => {
+                // A store failure (disk full, read-only) is retried like a transient provider
+                // failure, after `retry_min`, so links resume soon after the disk does.
+                let retry = config.schedule.retry_min.as_secs().max(1) as i64;
+                tracing::error!(link_id = id, error = %e, retry_in_secs = retry, "cannot load or record a round");
+                Some(self.clock.now() + retry)
+            }
+        }
     }
-    .ok_or_else(|| not_found(email))?;
-    if record.provider != Provider::Office365 {
-        return Err(WireError::new(ErrorKind::NotAllowed, format!("{email} is an Exchange link"))
-            .with_hint("access tokens exist only for Office365 links"));
+
+    fn limit(&self) -> usize {
+        self.config.get().schedule.max_concurrent
     }
-    work::fresh_token(daemon, record.id).await
 }
 
-/// No such link for this user (another user's link is reported the same way: never leaked).
-pub(crate) fn not_found(email: &str) -> WireError {
-    WireError::new(ErrorKind::NotFound, format!("no link for {email}"))
-        .with_hint("`mslinkctl status` lists your links")
-}
-
-/// A store failure, logged in full and reported without internals.
-pub(crate) fn internal(error: StoreError) -> WireError {
-    tracing::error!(error = %error, "state store failed");
-    if error.is_storage_fault() {
-        WireError::new(
-            ErrorKind::Internal,
-            "mslinkd cannot write its database (disk full or read-only)",
-        )
-        .with_hint("free space or fix the state directory's permissions; nothing stored was lost")
-    } else {
-        WireError::new(ErrorKind::Internal, "mslinkd hit an internal error")
-            .with_hint("the daemon log has the details (journalctl -u mslinkd)")
-    }
+/// How often `check --all` reports progress: about every 5 %, at least every link for small runs.
+fn progress_every(total: u64) -> u64 {
+    (total / 20).max(1)
 }

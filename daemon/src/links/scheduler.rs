@@ -1,30 +1,49 @@
-//! The Scheduler: decides when each link is next refreshed or checked, and runs that work with
-//! at most `max_concurrent` links in flight.
+//! The Scheduler: holds every looked-after link's next due time and runs rounds when they come
+//! due, at most [`Rounds::limit`] at once. When to run a link is not decided here: each round
+//! returns its link's next due time (from [`super::schedule`]), and `schedule` commands bring
+//! links in from outside (linked, resumed, re-checked).
 //!
 //! ```text
 //!   schedule(id, due) ─▶ mpsc ─▶ [scheduler task: min-heap of (due, id) + latest due per id]
-//!                                     │ sleep_until(earliest due)   (no polling)
+//!                                     │ sleep towards the earliest due (at most a minute, then
+//!                                     │ read the wall clock again: suspend and clock jumps)
 //!                                     ▼
-//!                          permit (semaphore) ─▶ spawn work::perform ─▶ schedule(id, next)
+//!                  a free slot ─▶ JoinSet: Rounds::round(id) ─▶ Some(next due) ─▶ back in the heap
 //! ```
 //!
-//! Ownership: the heap and the `latest` map belong to the scheduler task alone; everyone else
-//! talks to it through the channel. A link rescheduled or forgotten leaves a stale heap entry
-//! behind, which is skipped when popped because it no longer matches `latest`.
+//! Ownership: the heap, `latest`, `running` and the join set belong to the scheduler task alone;
+//! everyone else talks to it through the channel. A link rescheduled or forgotten leaves a stale
+//! heap entry behind, which is skipped when popped because it no longer matches `latest`. A
+//! `schedule` for a link whose round is running waits beside it and is merged (the earlier time
+//! wins) with what the round returns.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use mslink_proto::{LinkInfo, LinkState};
-use tokio::sync::{Semaphore, mpsc};
-use tokio::time::Instant;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
-use crate::Daemon;
-use crate::config::Config;
+use crate::clock::{Clock, sleep_towards};
+
+/// How long rounds in flight get to finish once the daemon stops; then they are dropped (each
+/// commits atomically or not at all, so nothing is left half-written).
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// The work the scheduler runs. [`super::Links`] implements it; tests implement it with a
+/// simulated world.
+pub trait Rounds: Send + Sync + 'static {
+    /// Every looked-after link and when it is due, read once at start.
+    fn load(&self) -> impl Future<Output = Vec<(i64, i64)>> + Send;
+    /// Runs one round on link `id`; returns when it is next due (`None`: not until a person
+    /// acts).
+    fn round(&self, id: i64) -> impl Future<Output = Option<i64>> + Send;
+    /// How many rounds may run at once; read before each start, so a reload applies live.
+    fn limit(&self) -> usize;
+}
 
 /// A message to the scheduler task.
 #[derive(Debug)]
@@ -41,7 +60,7 @@ pub struct Scheduler {
     commands: mpsc::UnboundedSender<Command>,
 }
 
-/// The receiving end, handed to [`Scheduler::run`] once.
+/// The receiving end, handed to [`run`] once.
 #[derive(Debug)]
 pub struct SchedulerInbox(mpsc::UnboundedReceiver<Command>);
 
@@ -52,130 +71,335 @@ impl Scheduler {
         (Scheduler { commands }, SchedulerInbox(inbox))
     }
 
-    /// Look at link `id` at unix time `due`; `None` means nothing is due (needs_reauth,
-    /// blocked): forget it.
+    /// Look at link `id` at unix time `due`; `None` means nothing is due: forget it.
     pub fn schedule(&self, id: i64, due: Option<i64>) {
         let command = match due {
             Some(due) => Command::At(id, due),
             None => Command::Forget(id),
         };
         if self.commands.send(command).is_err() {
-            tracing::error!(
-                link_id = id,
-                "the scheduler has stopped; background work is not running"
-            );
+            tracing::debug!(link_id = id, "the scheduler has stopped; not scheduled");
+        }
+    }
+}
+
+/// The scheduler task's state.
+struct Queue {
+    heap: BinaryHeap<Reverse<(i64, i64)>>,
+    /// The one due time that counts per link.
+    latest: HashMap<i64, i64>,
+    /// Links whose round is running, with any `schedule` that came for them meanwhile.
+    running: HashMap<i64, Option<i64>>,
+}
+
+impl Queue {
+    fn set(&mut self, id: i64, due: Option<i64>) {
+        if let Some(waiting) = self.running.get_mut(&id) {
+            *waiting = match (*waiting, due) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            return;
+        }
+        match due {
+            Some(due) => {
+                self.latest.insert(id, due);
+                self.heap.push(Reverse((due, id)));
+            }
+            None => {
+                self.latest.remove(&id);
+            }
         }
     }
 
-    /// Schedules a freshly linked or resumed link by its stored times.
-    pub fn schedule_link(&self, link_id: i64, link: &LinkInfo, config: &Config) {
-        let due = match link.state {
-            LinkState::Active | LinkState::Degraded => {
-                let check = link.next_check.unwrap_or_else(crate::now);
-                Some(match link.token_expiry {
-                    Some(expiry) => check.min(super::work::refresh_at(config, expiry)),
-                    None => check,
-                })
+    /// The earliest live entry, dropping stale ones on the way.
+    fn earliest(&mut self) -> Option<(i64, i64)> {
+        while let Some(&Reverse((due, id))) = self.heap.peek() {
+            if self.latest.get(&id) == Some(&due) {
+                return Some((due, id));
             }
-            LinkState::NeedsReauth | LinkState::Blocked | LinkState::Suspended => None,
+            self.heap.pop();
+        }
+        None
+    }
+
+    fn finished(&mut self, id: i64, next: Option<i64>) {
+        let waiting = self.running.remove(&id).flatten();
+        let due = match (next, waiting) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         };
-        self.schedule(link_id, due);
+        self.set(id, due);
+    }
+}
+
+/// Runs until `shutdown`: loads every link that needs looking after, then serves the inbox and
+/// the due times. Gives rounds in flight [`STOP_GRACE`] to finish before returning.
+pub async fn run<R: Rounds>(
+    rounds: Arc<R>,
+    clock: Arc<dyn Clock>,
+    inbox: SchedulerInbox,
+    shutdown: CancellationToken,
+) {
+    let SchedulerInbox(mut inbox) = inbox;
+    let mut queue =
+        Queue { heap: BinaryHeap::new(), latest: HashMap::new(), running: HashMap::new() };
+    let loaded = tokio::select! {
+        () = shutdown.cancelled() => return,
+        loaded = rounds.load() => loaded,
+    };
+    tracing::info!(links = loaded.len(), "scheduler loaded links");
+    for (id, due) in loaded {
+        queue.set(id, Some(due));
+    }
+    let mut in_flight: JoinSet<(i64, Option<i64>)> = JoinSet::new();
+
+    loop {
+        let now = clock.now();
+        while in_flight.len() < rounds.limit().max(1) {
+            let Some((due, id)) = queue.earliest() else { break };
+            if due > now {
+                break;
+            }
+            queue.heap.pop();
+            queue.latest.remove(&id);
+            queue.running.insert(id, None);
+            let rounds = rounds.clone();
+            in_flight.spawn(async move { (id, rounds.round(id).await) });
+        }
+        let full = in_flight.len() >= rounds.limit().max(1);
+        let next = if full { None } else { queue.earliest().map(|(due, _)| due) };
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            command = inbox.recv() => match command {
+                Some(Command::At(id, due)) => queue.set(id, Some(due)),
+                Some(Command::Forget(id)) => queue.set(id, None),
+                None => break,
+            },
+            Some(done) = in_flight.join_next(), if !in_flight.is_empty() => match done {
+                Ok((id, next)) => queue.finished(id, next),
+                Err(e) => tracing::error!(error = %e, "a round panicked; its link waits for a change"),
+            },
+            () = sleep_towards(clock.as_ref(), next.unwrap_or(i64::MAX)), if next.is_some() => {}
+        }
+    }
+    let drained =
+        tokio::time::timeout(STOP_GRACE, async { while in_flight.join_next().await.is_some() {} })
+            .await;
+    if drained.is_err() {
+        tracing::warn!(
+            rounds = in_flight.len(),
+            "rounds still running at shutdown were stopped; their links are picked up at the next start"
+        );
+        in_flight.abort_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The scheduler and the schedule rule together, under tokio's paused clock, against a
+    //! simulated world: each round applies the rule to the link's timers as the real round does
+    //! (refresh moves the token, a check moves `next_check`), and counts what it did.
+
+    use std::sync::Mutex;
+
+    use mslink_proto::LinkState;
+
+    use super::*;
+    use crate::clock::TokioClock;
+    use crate::config::{Config, Env, Schedule};
+    use crate::links::schedule::{self, Timers};
+
+    const START: i64 = 1_800_000_000;
+    const TOKEN_LIFETIME: i64 = 3600;
+
+    #[derive(Debug, Default, Clone, Copy, PartialEq)]
+    struct Counts {
+        rounds: u64,
+        refreshes: u64,
+        checks: u64,
+        idle: u64,
     }
 
-    /// Forget link `id` (disconnected, suspended).
-    pub fn forget(&self, id: i64) {
-        let _ = self.commands.send(Command::Forget(id));
+    #[derive(Debug)]
+    struct World {
+        schedule: Schedule,
+        clock: Arc<TokioClock>,
+        links: Mutex<HashMap<i64, (Timers, Counts)>>,
+        running: Mutex<(usize, usize)>,
+        limit: std::sync::atomic::AtomicUsize,
+        /// How long a round takes, in simulated seconds.
+        round_takes: Duration,
     }
 
-    /// Runs until `shutdown`: loads every link that needs looking after, then serves the inbox
-    /// and the due times. Waits for work in flight before returning.
-    pub async fn run(daemon: Arc<Daemon>, inbox: SchedulerInbox, shutdown: CancellationToken) {
-        let SchedulerInbox(mut inbox) = inbox;
-        let config = daemon.config();
-        let permits = Arc::new(Semaphore::new(config.schedule.max_concurrent));
-        let tasks = TaskTracker::new();
-        let mut heap: BinaryHeap<Reverse<(i64, i64)>> = BinaryHeap::new();
-        let mut latest: HashMap<i64, i64> = HashMap::new();
-
-        match daemon.store.call(|db| db.due_links()).await {
-            Ok(links) => {
-                let now = crate::now();
-                for link in links {
-                    let check = link.next_check.unwrap_or(now);
-                    let due = link
-                        .token_expiry
-                        .map_or(check, |e| check.min(super::work::refresh_at(&config, e)));
-                    latest.insert(link.id, due);
-                    heap.push(Reverse((due, link.id)));
-                }
-                tracing::info!(links = latest.len(), "scheduler loaded links");
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot load links; background work waits for changes")
-            }
+    impl World {
+        fn new(links: i64, round_takes: Duration) -> Arc<World> {
+            let schedule =
+                Config::parse("", None, &Env { is_root: true, ..Env::default() }).unwrap().schedule;
+            let clock = Arc::new(TokioClock::starting_at(START));
+            let links = (0..links)
+                .map(|id| {
+                    let timers = Timers {
+                        id,
+                        state: LinkState::Active,
+                        actor: None,
+                        // Linked over the last 15 minutes, tokens issued then.
+                        next_check: Some(START + 900 - id % 900),
+                        token_expiry: Some(START + TOKEN_LIFETIME - id % 900),
+                        token_issued: Some(START - id % 900),
+                    };
+                    (id, (timers, Counts::default()))
+                })
+                .collect();
+            Arc::new(World {
+                limit: schedule.max_concurrent.into(),
+                schedule,
+                clock,
+                links: Mutex::new(links),
+                running: Mutex::new((0, 0)),
+                round_takes,
+            })
         }
 
-        loop {
-            let next = heap.peek().map(|Reverse((due, _))| *due);
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                command = inbox.recv() => match command {
-                    Some(Command::At(id, due)) => {
-                        tracing::debug!(link_id = id, in_secs = due - crate::now(), "scheduled");
-                        latest.insert(id, due);
-                        heap.push(Reverse((due, id)));
-                    }
-                    Some(Command::Forget(id)) => { latest.remove(&id); }
-                    None => break,
-                },
-                () = sleep_until_unix(next.unwrap_or(i64::MAX)), if next.is_some() => {
-                    let now = crate::now();
-                    while let Some(&Reverse((due, id))) = heap.peek() {
-                        if due > now {
-                            break;
-                        }
-                        heap.pop();
-                        if latest.get(&id) != Some(&due) {
-                            continue; // rescheduled or forgotten since
-                        }
-                        latest.remove(&id);
-                        let permit = tokio::select! {
-                            () = shutdown.cancelled() => break,
-                            permit = permits.clone().acquire_owned() => match permit {
-                                Ok(permit) => permit,
-                                Err(_) => break,
-                            },
-                        };
-                        let daemon = daemon.clone();
-                        tasks.spawn(async move {
-                            run_one(&daemon, id).await;
-                            drop(permit);
-                        });
-                    }
-                }
-            }
+        fn totals(&self) -> Counts {
+            let links = self.links.lock().unwrap();
+            links.values().fold(Counts::default(), |mut sum, (_, c)| {
+                sum.rounds += c.rounds;
+                sum.refreshes += c.refreshes;
+                sum.checks += c.checks;
+                sum.idle += c.idle;
+                sum
+            })
         }
-        tasks.close();
-        tasks.wait().await;
     }
-}
 
-async fn run_one(daemon: &Daemon, id: i64) {
-    if let Err(e) = super::work::perform(daemon, id, false).await {
-        let retry = store_retry(daemon);
-        tracing::error!(link_id = id, error = %e, retry_in_secs = retry, "cannot load or record a round");
-        daemon.scheduler.schedule(id, Some(crate::now() + retry));
+    impl Rounds for World {
+        async fn load(&self) -> Vec<(i64, i64)> {
+            let links = self.links.lock().unwrap();
+            links
+                .values()
+                .filter_map(|(t, _)| schedule::due(&self.schedule, t).map(|due| (t.id, due)))
+                .collect()
+        }
+
+        async fn round(&self, id: i64) -> Option<i64> {
+            {
+                let mut running = self.running.lock().unwrap();
+                running.0 += 1;
+                running.1 = running.1.max(running.0);
+            }
+            tokio::time::sleep(self.round_takes).await;
+            let now = self.clock.now();
+            let mut links = self.links.lock().unwrap();
+            let (timers, counts) = links.get_mut(&id).unwrap();
+            let work = schedule::work(&self.schedule, timers, now, false);
+            counts.rounds += 1;
+            if work.is_idle() {
+                counts.idle += 1;
+            }
+            if work.refresh {
+                counts.refreshes += 1;
+                timers.token_expiry = Some(now + TOKEN_LIFETIME);
+                timers.token_issued = Some(now);
+            }
+            if work.check {
+                counts.checks += 1;
+                timers.next_check = Some(schedule::next_check(&self.schedule, now));
+            }
+            self.running.lock().unwrap().0 -= 1;
+            schedule::due(&self.schedule, timers)
+        }
+
+        fn limit(&self) -> usize {
+            self.limit.load(std::sync::atomic::Ordering::SeqCst)
+        }
     }
-}
 
-/// A store failure (disk full, read-only) is retried like a transient provider failure, after
-/// `retry_min`, so links resume soon after the disk does.
-fn store_retry(daemon: &Daemon) -> i64 {
-    daemon.config().schedule.retry_min.as_secs().max(1) as i64
-}
+    fn start(world: &Arc<World>) -> (Scheduler, CancellationToken, tokio::task::JoinHandle<()>) {
+        let (scheduler, inbox) = Scheduler::new();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(run(
+            world.clone(),
+            world.clock.clone() as Arc<dyn Clock>,
+            inbox,
+            shutdown.clone(),
+        ));
+        (scheduler, shutdown, task)
+    }
 
-/// Sleeps until a wall-clock unix time.
-async fn sleep_until_unix(due: i64) {
-    let wait = (due - crate::now()).clamp(0, 86_400) as u64;
-    tokio::time::sleep_until(Instant::now() + Duration::from_secs(wait)).await;
+    #[tokio::test(start_paused = true)]
+    async fn six_hours_at_the_defaults_run_one_round_per_refresh_and_per_check() {
+        let world = World::new(200, Duration::from_millis(200));
+        let (_scheduler, shutdown, task) = start(&world);
+        tokio::time::sleep(Duration::from_secs(6 * 3600)).await;
+        shutdown.cancel();
+        task.await.unwrap();
+        let totals = world.totals();
+        assert_eq!(totals.idle, 0, "no round woke to find nothing due: {totals:?}");
+        // 6 h of 60-minute tokens refreshed 5-7.5 minutes early: 6 refreshes a link (the first
+        // token was issued up to 15 minutes before the start); checks every 15 min ± 10 %.
+        let per_link = |n: u64| n as f64 / 200.0;
+        assert!((5.5..=6.5).contains(&per_link(totals.refreshes)), "{totals:?}");
+        assert!((21.0..=26.0).contains(&per_link(totals.checks)), "{totals:?}");
+        assert!(
+            totals.rounds <= totals.refreshes + totals.checks,
+            "every round did a refresh, a check or both: {totals:?}"
+        );
+        let max_running = world.running.lock().unwrap().1;
+        assert!(max_running <= 16, "at most max_concurrent at once: {max_running}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn max_concurrent_applies_live() {
+        let world = World::new(100, Duration::from_secs(30));
+        world.links.lock().unwrap().values_mut().for_each(|(t, _)| t.next_check = Some(START));
+        let (_scheduler, shutdown, task) = start(&world);
+        tokio::time::sleep(Duration::from_secs(45)).await;
+        assert_eq!(world.running.lock().unwrap().1, 16, "the default limit");
+        world.limit.store(40, std::sync::atomic::Ordering::SeqCst);
+        world.running.lock().unwrap().1 = 0;
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        assert_eq!(world.running.lock().unwrap().1, 40, "raised by a reload");
+        shutdown.cancel();
+        task.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wall_clock_jump_is_noticed_within_a_minute() {
+        let world = World::new(1, Duration::from_millis(10));
+        {
+            let mut links = world.links.lock().unwrap();
+            let (t, _) = links.get_mut(&0).unwrap();
+            (t.next_check, t.token_expiry, t.token_issued) = (Some(START + 86_400), None, None);
+        }
+        let (_scheduler, shutdown, task) = start(&world);
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(world.totals().checks, 0);
+        // The machine slept for a day: monotonic time barely moved, the wall clock did.
+        world.clock.jump(86_400);
+        tokio::time::sleep(clock_grace()).await;
+        assert_eq!(world.totals().checks, 1, "checked within a minute of waking up");
+        shutdown.cancel();
+        task.await.unwrap();
+    }
+
+    fn clock_grace() -> Duration {
+        crate::clock::MAX_SLEEP + Duration::from_secs(1)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_schedule_during_a_round_is_kept() {
+        let world = World::new(1, Duration::from_secs(10));
+        world.links.lock().unwrap().get_mut(&0).unwrap().0.next_check = Some(START);
+        let (scheduler, shutdown, task) = start(&world);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(world.running.lock().unwrap().0, 1, "the round is running");
+        // Re-linked meanwhile: due again in 100 s, sooner than the round's own answer.
+        scheduler.schedule(0, Some(START + 100));
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        assert_eq!(world.totals().checks, 1);
+        assert_eq!(world.totals().rounds, 2, "the second wake was the one scheduled meanwhile");
+        shutdown.cancel();
+        task.await.unwrap();
+    }
 }

@@ -9,7 +9,8 @@ use mslink_proto::{LinkInfo, LinkState, Provider, UnixTime};
 use rusqlite::{OptionalExtension, Row, params};
 
 use super::{Db, StoreError};
-use crate::health::{CheckReport, Failure};
+use crate::health::{Actor, CheckReport, Failure};
+use crate::links::Timers;
 
 /// Everything background work needs to know about a link.
 #[derive(Debug, Clone, PartialEq)]
@@ -26,9 +27,26 @@ pub struct LinkRecord {
     /// Sealed provider secret (see `crate::vault`).
     pub secret: Option<Vec<u8>>,
     pub token_expiry: Option<UnixTime>,
+    pub token_issued: Option<UnixTime>,
     pub next_check: Option<UnixTime>,
     /// Consecutive transient failures, for backoff.
     pub failures: u32,
+    /// Who must act on a failed link.
+    pub actor: Option<Actor>,
+}
+
+impl LinkRecord {
+    /// The timers the schedule rule reads.
+    pub fn timers(&self) -> Timers {
+        Timers {
+            id: self.id,
+            state: self.state,
+            actor: self.actor,
+            next_check: self.next_check,
+            token_expiry: self.token_expiry,
+            token_issued: self.token_issued,
+        }
+    }
 }
 
 /// A link that has just passed its first sign-in and first check.
@@ -45,11 +63,13 @@ pub struct NewLink {
     pub next_check: UnixTime,
 }
 
-/// Inserting a new, active link; `?1`..`?13` are [`NewLink::values`].
+/// Inserting a new, active link; `?1`..`?13` are [`NewLink::values`]. A token stored with a new
+/// link was issued at `?4`, when it was linked.
 const INSERT_LINK: &str = "INSERT INTO links (user, email, provider, state, since, last_ok,
         next_check, token_expiry, inbox_total, inbox_unread, calendar_ok, server_version,
-        auth_scheme, endpoint, details, created_at)
-     VALUES (?1, ?2, ?3, 'active', ?4, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?4)";
+        auth_scheme, endpoint, details, created_at, token_issued)
+     VALUES (?1, ?2, ?3, 'active', ?4, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?4,
+             CASE WHEN ?6 IS NULL THEN NULL ELSE ?4 END)";
 
 impl NewLink {
     /// The values of [`INSERT_LINK`]'s parameters, in order; `now` is when it was linked.
@@ -82,14 +102,6 @@ pub enum Outcome {
     Failed { failure: Failure, next_attempt: Option<UnixTime> },
 }
 
-/// A link's timers, for the scheduler.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DueLink {
-    pub id: i64,
-    pub next_check: Option<UnixTime>,
-    pub token_expiry: Option<UnixTime>,
-}
-
 /// A state change caused by a commit, for events.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Transition {
@@ -100,7 +112,7 @@ pub struct Transition {
 }
 
 const RECORD_COLUMNS: &str = "id, user, email, provider, state, generation, details, secret, \
-                              token_expiry, next_check, failures";
+                              token_expiry, next_check, failures, actor, token_issued";
 
 fn record_from_row(row: &Row<'_>) -> rusqlite::Result<LinkRecord> {
     let provider: String = row.get(3)?;
@@ -117,6 +129,8 @@ fn record_from_row(row: &Row<'_>) -> rusqlite::Result<LinkRecord> {
         token_expiry: row.get(8)?,
         next_check: row.get(9)?,
         failures: row.get(10)?,
+        actor: row.get::<_, Option<String>>(11)?.as_deref().and_then(Actor::parse),
+        token_issued: row.get(12)?,
     })
 }
 
@@ -162,8 +176,11 @@ impl Db<'_> {
             &format!(
                 "{INSERT_LINK}
                  ON CONFLICT (user, email) DO UPDATE SET
-                     provider = ?3, state = 'active', state_before_suspend = NULL, reason = NULL,
+                     provider = ?3, state = 'active', reason = NULL, actor = NULL,
+                     state_before_suspend = NULL, reason_before_suspend = NULL,
+                     actor_before_suspend = NULL, since_before_suspend = NULL,
                      since = ?4, last_ok = ?4, next_check = ?5, token_expiry = ?6,
+                     token_issued = CASE WHEN ?6 IS NULL THEN NULL ELSE ?4 END,
                      inbox_total = ?7, inbox_unread = ?8, calendar_ok = ?9, server_version = ?10,
                      auth_scheme = ?11, endpoint = ?12, details = ?13, failures = 0,
                      generation = generation + 1
@@ -212,10 +229,12 @@ impl Db<'_> {
         generation: i64,
         sealed: &[u8],
         token_expiry: UnixTime,
+        now: UnixTime,
     ) -> Result<bool, StoreError> {
         let changed = self.conn.execute(
-            "UPDATE links SET secret = ?3, token_expiry = ?4 WHERE id = ?1 AND generation = ?2",
-            params![id, generation, sealed, token_expiry],
+            "UPDATE links SET secret = ?3, token_expiry = ?4, token_issued = ?5
+             WHERE id = ?1 AND generation = ?2",
+            params![id, generation, sealed, token_expiry, now],
         )?;
         Ok(changed == 1)
     }
@@ -250,7 +269,7 @@ impl Db<'_> {
                     "UPDATE links SET state = 'active', reason = NULL, last_ok = ?2,
                             next_check = ?3, inbox_total = ?4, inbox_unread = ?5,
                             calendar_ok = ?6, server_version = COALESCE(?7, server_version),
-                            failures = 0,
+                            failures = 0, actor = NULL,
                             since = CASE WHEN state = 'active' THEN since ELSE ?2 END
                      WHERE id = ?1",
                     params![
@@ -268,10 +287,17 @@ impl Db<'_> {
             Outcome::Failed { failure, next_attempt } => {
                 tx.execute(
                     "UPDATE links SET state = ?2, reason = ?3, next_check = ?4,
-                            failures = failures + 1,
+                            failures = failures + 1, actor = ?6,
                             since = CASE WHEN state = ?2 THEN since ELSE ?5 END
                      WHERE id = ?1",
-                    params![id, failure.state.as_str(), failure.describe(), next_attempt, now],
+                    params![
+                        id,
+                        failure.state.as_str(),
+                        failure.describe(),
+                        next_attempt,
+                        now,
+                        failure.actor.key()
+                    ],
                 )?;
                 failure.state
             }
@@ -284,13 +310,56 @@ impl Db<'_> {
         Ok(Some(Transition { id, link, previous: Some(previous) }))
     }
 
-    /// When each link that background work looks after (`active` or `degraded`) is next due.
-    pub fn due_links(&self) -> Result<Vec<DueLink>, StoreError> {
-        let mut stmt = self.conn.prepare(
-            "SELECT id, next_check, token_expiry FROM links WHERE state IN ('active', 'degraded')",
+    /// The timers of every link background work may look after (`active`, `degraded`,
+    /// `blocked`), for the scheduler to load at start.
+    pub fn due_links(&self) -> Result<Vec<Timers>, StoreError> {
+        self.timers_where("state IN ('active', 'degraded', 'blocked')", [])
+    }
+
+    /// One link's timers.
+    pub fn timers(&self, id: i64) -> Result<Option<Timers>, StoreError> {
+        Ok(self.timers_where("id = ?1", [id])?.pop())
+    }
+
+    /// Makes every link blocked on `actor` due for a re-check at `now` (after a reload, the
+    /// operator may have fixed the cause). Returns their timers.
+    pub fn recheck_blocked(&self, actor: Actor, now: UnixTime) -> Result<Vec<Timers>, StoreError> {
+        self.conn.execute(
+            "UPDATE links SET next_check = ?2 WHERE state = 'blocked' AND actor = ?1",
+            params![actor.key(), now],
         )?;
-        let rows = stmt.query_map([], |row| {
-            Ok(DueLink { id: row.get(0)?, next_check: row.get(1)?, token_expiry: row.get(2)? })
+        self.timers_where("state = 'blocked' AND actor = ?1", [actor.key()])
+    }
+
+    /// The links `check --all` looks at: every link, or those in `state`; `(id, email)`.
+    pub fn link_ids(&self, state: Option<LinkState>) -> Result<Vec<(i64, String)>, StoreError> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, email FROM links WHERE ?1 IS NULL OR state = ?1 ORDER BY user, email",
+        )?;
+        let rows =
+            stmt.query_map([state.map(LinkState::as_str)], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn timers_where(
+        &self,
+        condition: &str,
+        params: impl rusqlite::Params,
+    ) -> Result<Vec<Timers>, StoreError> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT id, state, actor, next_check, token_expiry, token_issued FROM links
+             WHERE {condition}"
+        ))?;
+        let rows = stmt.query_map(params, |row| {
+            let state: String = row.get(1)?;
+            Ok(Timers {
+                id: row.get(0)?,
+                state: LinkState::parse(&state).unwrap_or(LinkState::Blocked),
+                actor: row.get::<_, Option<String>>(2)?.as_deref().and_then(Actor::parse),
+                next_check: row.get(3)?,
+                token_expiry: row.get(4)?,
+                token_issued: row.get(5)?,
+            })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
@@ -389,7 +458,7 @@ mod tests {
         db.save_link(&new_link("a@contoso.test"), 2, |_| Ok(vec![])).unwrap();
         let failed = Outcome::Failed { failure: Failure::reauth("HTTP 401"), next_attempt: None };
         assert_eq!(db.record_outcome(record.id, record.generation, &failed, 3).unwrap(), None);
-        assert!(!db.store_refreshed_secret(record.id, record.generation, b"x", 9).unwrap());
+        assert!(!db.store_refreshed_secret(record.id, record.generation, b"x", 9, 3).unwrap());
         assert_eq!(db.link_info(record.id).unwrap().unwrap().state, LinkState::Active);
     }
 
@@ -413,7 +482,14 @@ mod tests {
         assert_eq!((t.link.state, t.link.reason, t.link.since), (LinkState::Active, None, 7));
         assert_eq!(
             db.due_links().unwrap(),
-            vec![DueLink { id: r.id, next_check: Some(99), token_expiry: None }]
+            vec![Timers {
+                id: r.id,
+                state: LinkState::Active,
+                actor: None,
+                next_check: Some(99),
+                token_expiry: None,
+                token_issued: None
+            }]
         );
     }
 }

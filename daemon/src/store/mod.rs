@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-pub use links::{DueLink, LinkRecord, NewLink, Outcome, Transition};
+pub use links::{LinkRecord, NewLink, Outcome, Transition};
 pub use queries::Db;
 
 /// The file name of the database inside `state_dir`.

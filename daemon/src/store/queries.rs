@@ -64,10 +64,18 @@ impl<'c> Db<'c> {
                  WHERE state = 'pending'",
                 params![now, actor],
             )? as u64;
+            // Each link comes back exactly as it was (state, reason, who must act, since when);
+            // the ones that were being looked after are re-checked at once.
             affected = collect(
                 &tx,
                 "UPDATE links SET state = COALESCE(state_before_suspend, 'active'),
-                        state_before_suspend = NULL, reason = NULL, since = ?1, next_check = ?1,
+                        reason = reason_before_suspend, actor = actor_before_suspend,
+                        since = COALESCE(since_before_suspend, ?1),
+                        next_check = CASE WHEN COALESCE(state_before_suspend, 'active')
+                                               IN ('active', 'degraded')
+                                          THEN ?1 ELSE next_check END,
+                        state_before_suspend = NULL, reason_before_suspend = NULL,
+                        actor_before_suspend = NULL, since_before_suspend = NULL,
                         generation = generation + 1
                  WHERE state = 'suspended' RETURNING id, 'suspended'",
                 params![now],
@@ -78,8 +86,10 @@ impl<'c> Db<'c> {
             granted = 0;
             affected = collect(
                 &tx,
-                "UPDATE links SET state_before_suspend = state, state = 'suspended',
-                        reason = ?2, since = ?1, next_check = NULL, generation = generation + 1
+                "UPDATE links SET state_before_suspend = state, reason_before_suspend = reason,
+                        actor_before_suspend = actor, since_before_suspend = since,
+                        state = 'suspended', reason = ?2, actor = NULL, since = ?1,
+                        generation = generation + 1
                  WHERE state != 'suspended' RETURNING id, state_before_suspend",
                 params![now, format!("the Microsoft integration was disabled by {actor}")],
             )?;
@@ -157,7 +167,9 @@ impl<'c> Db<'c> {
         params: impl rusqlite::Params,
     ) -> Result<Vec<LinkInfo>, StoreError> {
         let mut stmt = self.conn.prepare(&format!(
-            "SELECT email, user, provider, state, reason, since, last_ok, next_check, token_expiry,
+            "SELECT email, user, provider, state, reason, since, last_ok,
+                    CASE WHEN state IN ('needs_reauth', 'suspended') THEN NULL ELSE next_check END,
+                    token_expiry,
                     inbox_total, inbox_unread, calendar_ok, server_version, auth_scheme, endpoint
              FROM links WHERE {condition} ORDER BY user, email"
         ))?;
@@ -304,6 +316,7 @@ fn request_from_row(row: &Row<'_>) -> rusqlite::Result<AccessRequest> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::health::Actor;
 
     fn db() -> Connection {
         let mut conn = Connection::open_in_memory().unwrap();
@@ -359,6 +372,13 @@ mod tests {
         let mut conn = db();
         insert_link(&conn, "alice", "alice@contoso.test", "active");
         insert_link(&conn, "bob", "bob@contoso.test", "needs_reauth");
+        conn.execute(
+            "UPDATE links SET reason = 'AADSTS50173: grant expired', actor = 'user', since = 1,
+                    next_check = 77
+             WHERE user = 'bob'",
+            [],
+        )
+        .unwrap();
         let mut db = Db::new(&mut conn);
         db.set_integration(true, "root", 1).unwrap();
         let (reply, suspended) = db.set_integration(false, "root", 2).unwrap();
@@ -374,6 +394,12 @@ mod tests {
         assert_eq!(links[0].state, LinkState::Active);
         assert_eq!(links[1].state, LinkState::NeedsReauth);
         assert_eq!(links[0].next_check, Some(3), "resumed links are re-checked promptly");
+        let bob = db.link_record("bob", "bob@contoso.test").unwrap().unwrap();
+        assert_eq!(
+            (links[1].reason.as_deref(), links[1].since, bob.actor, bob.next_check),
+            (Some("AADSTS50173: grant expired"), 1, Some(Actor::User), Some(77)),
+            "enable restores exactly what disable found"
+        );
     }
 
     #[test]

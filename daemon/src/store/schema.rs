@@ -61,6 +61,16 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX links_by_user ON links (user);
     "#,
+    // 2: who must act on a failed link (blocked links are re-checked by it), what a suspended
+    // link was before (so `enable` restores it exactly), and when the access token was issued
+    // (a short-lived token is refreshed at half its life at the earliest).
+    r#"
+    ALTER TABLE links ADD COLUMN actor TEXT;
+    ALTER TABLE links ADD COLUMN reason_before_suspend TEXT;
+    ALTER TABLE links ADD COLUMN actor_before_suspend TEXT;
+    ALTER TABLE links ADD COLUMN since_before_suspend INTEGER;
+    ALTER TABLE links ADD COLUMN token_issued INTEGER;
+    "#,
 ];
 
 /// Brings the database up to the newest schema this build knows.
