@@ -32,6 +32,8 @@ pub enum Event {
     Requested { user: String, message: Option<String> },
     /// An admin turned the integration on or off.
     Integration { enabled: bool, by: String },
+    /// The scheduler ran a round (what the schedule said was due when it woke).
+    Round { refresh: bool, check: bool },
     /// A token refresh finished.
     Refreshed { email: String, user: String, provider: Provider, ok: bool },
     /// A connectivity check finished.

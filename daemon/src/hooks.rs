@@ -86,7 +86,7 @@ pub fn environment(event: &Event, seq: u64, now: i64) -> Option<Vec<(&'static st
             vars.state = if *enabled { "enabled" } else { "disabled" }.into();
         }
         // Routine work is for metrics, not for paging anyone.
-        Event::Refreshed { .. } | Event::Checked { .. } => return None,
+        Event::Refreshed { .. } | Event::Checked { .. } | Event::Round { .. } => return None,
     }
     Some(vec![
         ("MSLINK_EVENT", vars.event.to_owned()),
@@ -194,7 +194,7 @@ pub async fn follow(
             }
             event = events.recv() => match event {
                 // Routine work never pages anyone: keep it out of the queue.
-                Ok(Event::Refreshed { .. } | Event::Checked { .. }) => {}
+                Ok(Event::Refreshed { .. } | Event::Checked { .. } | Event::Round { .. }) => {}
                 Ok(event) if queue.waiting.len() >= MAX_QUEUED => {
                     tracing::error!(event = ?event, "on_state_change queue full; event not passed on");
                     bus.note_lost("hooks", 1);

@@ -52,7 +52,12 @@ struct Counters {
     /// New state → count of links that entered it.
     state_changes: BTreeMap<&'static str, u64>,
     requests: u64,
+    /// Background rounds by what they did.
+    rounds: BTreeMap<&'static str, u64>,
 }
+
+/// What a background round did, as `mslink_rounds_total{work}` names it.
+const ROUND_WORK: [&str; 4] = ["refresh", "check", "refresh_and_check", "idle"];
 
 #[derive(Debug, Default, Clone)]
 struct Histogram {
@@ -93,6 +98,15 @@ impl Recorder {
                 *c.state_changes.entry(state.as_str()).or_default() += 1;
             }
             Event::Requested { .. } => c.requests += 1,
+            Event::Round { refresh, check } => {
+                let work = match (refresh, check) {
+                    (true, false) => "refresh",
+                    (false, true) => "check",
+                    (true, true) => "refresh_and_check",
+                    (false, false) => "idle",
+                };
+                *c.rounds.entry(work).or_default() += 1;
+            }
             Event::LinkRemoved { .. } | Event::Integration { .. } => {}
         }
     }
@@ -209,6 +223,18 @@ pub fn render(
     let name = "mslink_requests_total";
     header(&mut out, name, "counter", "Requests for the integration made by users.");
     let _ = writeln!(out, "{name} {}", c.requests);
+
+    let name = "mslink_rounds_total";
+    header(
+        &mut out,
+        name,
+        "counter",
+        "Background rounds by what they did; `idle` (woken with nothing due) should stay 0.",
+    );
+    for work in ROUND_WORK {
+        let n = c.rounds.get(work).copied().unwrap_or(0);
+        let _ = writeln!(out, "{name}{{work=\"{work}\"}} {n}");
+    }
 
     let name = "mslink_events_lost_total";
     header(&mut out, name, "counter", "Events a consumer (hooks, metrics) could not pass on.");

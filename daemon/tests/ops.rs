@@ -166,3 +166,98 @@ fn parse_with_prometheus_client(text: &str) {
         .unwrap();
     assert_eq!(count[2], 2.0);
 }
+
+/// A storm of state changes against a slow hook: every link's last state reaches the hook, runs
+/// for one link never overlap or reorder, and nothing is lost (what was merged is counted).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_state_changes_reach_a_slow_hook() {
+    const LINKS: usize = 100;
+    const CHANGES: usize = 10_000;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("runs");
+    let config_file = dir.path().join("mslinkd.toml");
+    // Each run takes 20 ms; a run for a link that overlapped another of the same link would
+    // leave a `.lock` behind and be recorded as such.
+    let hook = format!(
+        r#"l="{dir}/$MSLINK_EMAIL.lock"; [ -e "$l" ] && echo OVERLAP >> {out}; touch "$l"; sleep 0.02; echo "$MSLINK_SEQ $MSLINK_EMAIL $MSLINK_STATE $MSLINK_REASON" >> {out}; rm "$l""#,
+        dir = dir.path().display(),
+        out = out.display(),
+    );
+    std::fs::write(
+        &config_file,
+        format!(
+            "socket = {:?}\nstate_dir = {:?}\n[hooks]\non_state_change = {:?}\n",
+            dir.path().join("mslinkd.sock"),
+            dir.path().join("state"),
+            hook,
+        ),
+    )
+    .unwrap();
+    let config = Config::load(&config_file, true, &Env::default()).unwrap();
+    let listener = Listener::Owned(ipc::bind(&config.socket, None).unwrap(), config.socket.clone());
+    let bus = Bus::default();
+    let shutdown = CancellationToken::new();
+    let options = Options { env: Env::default(), events: bus.clone(), ..Options::default() };
+    let served = tokio::spawn(run_with(config, listener, shutdown.clone(), options));
+    // The daemon is serving (and its ops tasks subscribed) once it answers on its socket.
+    for _ in 0..500 {
+        if tokio::net::UnixStream::connect(dir.path().join("mslinkd.sock")).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    let states =
+        [LinkState::Active, LinkState::Degraded, LinkState::NeedsReauth, LinkState::Blocked];
+    for n in 0..CHANGES {
+        bus.emit(Event::LinkState {
+            email: format!("user{}@example.com", n % LINKS),
+            user: "alice".into(),
+            provider: Provider::Office365,
+            state: states[(n / LINKS) % states.len()],
+            previous: None,
+            reason: Some(format!("change {n}")),
+        });
+        if n % 500 == 0 {
+            tokio::task::yield_now().await;
+        }
+    }
+    // The last change of link i is number CHANGES - LINKS + i.
+    let last_state = states[((CHANGES - 1) / LINKS) % states.len()];
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let lines = loop {
+        let text = std::fs::read_to_string(&out).unwrap_or_default();
+        let lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        let done = (0..LINKS)
+            .all(|i| lines.iter().any(|l| l.ends_with(&format!("change {}", CHANGES - LINKS + i))));
+        if done {
+            break lines;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not every final state arrived: {} runs",
+            lines.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    shutdown.cancel();
+    served.await.unwrap().unwrap();
+
+    assert!(!lines.iter().any(|l| l == "OVERLAP"), "two runs for one link overlapped");
+    let stats = bus.stats();
+    assert_eq!(stats.lost.values().sum::<u64>(), 0, "{stats:?}");
+    assert_eq!(lines.len() as u64 + stats.coalesced, CHANGES as u64, "{stats:?}");
+    for i in 0..LINKS {
+        let email = format!(" user{i}@example.com ");
+        let mine: Vec<(u64, &str)> = lines
+            .iter()
+            .filter(|l| l.contains(&email))
+            .map(|l| (l.split(' ').next().unwrap().parse().unwrap(), l.as_str()))
+            .collect();
+        let seqs: Vec<u64> = mine.iter().map(|(s, _)| *s).collect();
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "runs of one link in order: {seqs:?}");
+        let (_, last) = mine.last().unwrap();
+        assert!(last.contains(&format!(" {last_state} ")), "{last}");
+    }
+}

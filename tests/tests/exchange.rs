@@ -192,3 +192,61 @@ fn an_untrusted_certificate_is_refused_before_any_password_is_sent() {
         "no credentials may reach an untrusted server: {log:?}"
     );
 }
+
+/// `disable` suspends links and `enable` brings each back exactly as it was (a link that needed
+/// its user still says so, with the same reason); while disabled, nothing can be checked or
+/// linked. `check --all` re-checks many links with progress and a summary.
+#[test]
+fn disable_and_enable_keep_each_links_truth_and_check_all_rechecks() {
+    if !require_root("disable_and_enable_keep_each_links_truth_and_check_all_rechecks") {
+        return;
+    }
+    ensure_accounts();
+    let world = exchange("ntlm", true);
+    connect(&world, PASSWORD).expect_code(0);
+    world
+        .server
+        .control("/test/password", r#"{"user": "alice@contoso.test", "password": "Spring-2027!"}"#);
+    world.daemon.ctl(ALICE, &["check", "alice@contoso.test"]).expect_code(7);
+    let before = link(&world);
+    assert_eq!(before["state"], "needs_reauth", "{before}");
+
+    world.daemon.ctl(ADMIN, &["disable"]).expect_code(0);
+    assert_eq!(link(&world)["state"], "suspended");
+    for refused in [
+        world.daemon.ctl(ALICE, &["check", "alice@contoso.test"]),
+        world.daemon.ctl(ADMIN, &["check", "--all"]),
+    ] {
+        refused.expect_code(6);
+        assert!(refused.stderr.contains("mslinkctl request"), "{}", refused.stderr);
+    }
+
+    world.daemon.ctl(ADMIN, &["enable"]).expect_code(0);
+    let after = link(&world);
+    assert_eq!(after["state"], "needs_reauth", "enable restores the state: {after}");
+    assert_eq!(after["reason"], before["reason"], "and the reason that says who must act");
+    assert_eq!(after["since"], before["since"]);
+
+    world.daemon.ctl(ALICE, &["check", "--all"]).expect_code(4);
+    let all = world.daemon.ctl(ADMIN, &["check", "--all"]);
+    all.expect_code(1);
+    assert!(all.stdout.contains("Checked 1 link(s): 0 ok, 1 failed."), "{}", all.stdout);
+    assert!(all.stdout.contains("alice@contoso.test"), "{}", all.stdout);
+    assert!(all.stderr.contains("checked 1/1"), "progress: {}", all.stderr);
+
+    // The password is back: re-checking the links that needed their user heals them.
+    world.server.control(
+        "/test/password",
+        &format!(r#"{{"user": "alice@contoso.test", "password": "{PASSWORD}"}}"#),
+    );
+    let healed = world.daemon.ctl(ADMIN, &["--json", "check", "--all", "--state", "needs_reauth"]);
+    let summary = healed.expect_code(0).json();
+    assert_eq!(
+        (summary["checked"].as_u64(), summary["ok"].as_u64()),
+        (Some(1), Some(1)),
+        "{summary}"
+    );
+    assert_eq!(link(&world)["state"], "active");
+    let none = world.daemon.ctl(ADMIN, &["check", "--all", "--state", "blocked"]);
+    assert!(none.expect_code(0).stdout.contains("Checked 0 link(s)"), "{}", none.stdout);
+}

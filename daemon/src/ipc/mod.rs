@@ -259,6 +259,12 @@ impl Connection {
         loop {
             tokio::select! {
                 result = &mut work => {
+                    // Progress told just before the end still goes out, before the reply.
+                    while let Ok(event) = peer.events.try_recv() {
+                        if !client_gone && self.send(&DaemonFrame::Progress { event }).await.is_err() {
+                            client_gone = true;
+                        }
+                    }
                     return if client_gone { Err(Stop::Quiet) } else { Ok(result) };
                 }
                 () = self.shutdown.cancelled(), if !peer.cancel.is_cancelled() => peer.cancel.cancel(),

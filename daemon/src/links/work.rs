@@ -106,6 +106,9 @@ impl Links {
                 check: false,
             },
         };
+        if purpose == Purpose::Background {
+            self.events.emit(Event::Round { refresh: work.refresh, check: work.check });
+        }
         if work.is_idle() && purpose != Purpose::Token {
             return Ok(Done { timers: Some(timers), ..Done::default() });
         }
