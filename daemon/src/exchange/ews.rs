@@ -2,7 +2,7 @@
 //! folders, its response, SOAP faults, and a classification of EWS response codes.
 //!
 //! This module is pure (no I/O). Responses are parsed with the same bounded, entity-free tree
-//! builder as Autodiscover (see `super::autodiscover::dom`): capped size, depth and element
+//! builder as Autodiscover ([`super::xml`]), with this module's own caps: size, depth and element
 //! count, DOCTYPE refused, only the predefined XML entities resolved. Elements are matched by
 //! local name because Exchange versions differ in prefixes and default namespaces (compare the
 //! Exchange 2007 and 2013 samples), while requests are emitted with exact, fixed namespaces.
@@ -11,8 +11,7 @@ use std::fmt::Write as _;
 
 use thiserror::Error;
 
-use super::autodiscover::XmlError;
-use super::autodiscover::dom::{self, Element};
+use super::xml::{self, Element, XmlError};
 
 /// SOAP 1.1 envelope namespace, the only SOAP version EWS speaks.
 pub const SOAP_NS: &str = "http://schemas.xmlsoap.org/soap/envelope/";
@@ -28,8 +27,8 @@ pub const MAX_DEPTH: usize = 64;
 /// Most elements accepted in one response; bounds the parsed tree's memory.
 pub const MAX_ELEMENTS: usize = 20_000;
 
-const LIMITS: dom::Limits =
-    dom::Limits { max_bytes: MAX_RESPONSE_BYTES, max_depth: MAX_DEPTH, max_elements: MAX_ELEMENTS };
+const LIMITS: xml::Limits =
+    xml::Limits { max_bytes: MAX_RESPONSE_BYTES, max_depth: MAX_DEPTH, max_elements: MAX_ELEMENTS };
 
 /// Why an EWS response could not be turned into a typed result.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -136,7 +135,7 @@ pub fn get_folder_request_for_mailbox(
                  \x20           <t:EmailAddress>{}</t:EmailAddress>\n\
                  \x20         </t:Mailbox>\n\
                  \x20       </t:DistinguishedFolderId>",
-                dom::escape(address)
+                xml::escape(address)
             ),
         };
     }
@@ -157,7 +156,7 @@ pub fn get_folder_request_for_mailbox(
          \x20   </m:GetFolder>\n\
          \x20 </soap:Body>\n\
          </soap:Envelope>\n",
-        dom::escape(server_version)
+        xml::escape(server_version)
     )
 }
 
@@ -325,7 +324,7 @@ pub fn parse_response_status(xml: &[u8]) -> Result<ResponseStatus, EwsXmlError> 
 }
 
 fn parse_envelope(xml: &[u8]) -> Result<Element, EwsXmlError> {
-    let envelope = dom::parse(xml, LIMITS)?;
+    let envelope = xml::parse(xml, LIMITS)?;
     envelope.expect_name("Envelope")?;
     Ok(envelope)
 }

@@ -8,14 +8,15 @@
 //!                         ─wire_error()─▶ what `connect` prints (exit 7 for rejected credentials)
 //! ```
 //!
-//! `autodiscover` and `ews` are pure parsers; `client` does authenticated HTTP (NTLM via `ntlm`,
-//! Basic); `discover` walks the Autodiscover candidates.
+//! `autodiscover` and `ews` are pure parsers over the bounded tree builder in `xml`; `client`
+//! does authenticated HTTP (NTLM via `ntlm`, Basic); `discover` walks the Autodiscover candidates.
 
 pub mod autodiscover;
 pub mod client;
 pub mod discover;
 pub mod ews;
 pub mod ntlm;
+pub mod xml;
 
 use std::time::Duration;
 
