@@ -251,6 +251,7 @@ async fn links_through_autodiscover_with_ntlm_only() {
         .collect();
     assert!(!ews.is_empty(), "{log:#?}");
     assert_eq!(ews[0]["folders"], json!(["inbox", "calendar"]), "{:#}", ews[0]);
+    assert!(ews[0]["mailboxes"].is_null(), "the own mailbox is not named: {:#}", ews[0]);
     let type3: Vec<&Value> = log.iter().filter(|e| e["ntlm_message"] == 3).collect();
     assert!(type3.iter().all(|e| e["ntlm"]["channel_bindings"] == "present"), "{type3:#?}");
     assert!(log.iter().all(|e| e["password_sent"] != json!(true)));
@@ -395,6 +396,75 @@ async fn follows_a_redirect_addr_chain_and_stops_a_loop() {
         .await
         .unwrap_err();
     assert!(matches!(error, ExchangeError::TooManyRedirects { .. }), "{error}");
+}
+
+#[tokio::test]
+async fn a_delegate_links_the_named_mailbox_and_not_its_own() {
+    let pki = Pki::new();
+    let fake = Fake::start(&pki, 0, None, &[]).await;
+    let config =
+        config(&["ntlm", "basic"], Some(&pki.ca()), &[("mail.contoso.test", fake.ip)], &[]);
+    let server = format!("mail.contoso.test:{}", fake.https_port);
+    let bob = Sensitive::new("Bob:pass2 with colon");
+    let as_bob =
+        |email: &'static str| link(&config, email, Some("CONTOSO\\bob"), &bob, Some(&server));
+
+    // bob is nobody's delegate yet: alice's mailbox refuses him, and the reason says who acts.
+    let error = as_bob("alice@contoso.test").await.unwrap_err();
+    assert!(matches!(error, ExchangeError::MailboxAccessDenied { .. }), "{error}");
+    let failure = error.failure();
+    assert_eq!((failure.state, failure.actor), (LinkState::Blocked, Actor::User), "{error}");
+    assert!(
+        failure.reason.contains("ErrorAccessDenied")
+            && failure.reason.contains("alice@contoso.test")
+            && failure.reason.contains("delegate access"),
+        "{}",
+        failure.reason
+    );
+    let hint = error.wire_error().hint.unwrap();
+    assert!(
+        hint.contains("owner of alice@contoso.test") && hint.contains("Delegate Access"),
+        "{hint}"
+    );
+
+    // An address with no mailbox behind it.
+    let error = as_bob("nobody@contoso.test").await.unwrap_err();
+    assert!(matches!(error, ExchangeError::NoSuchMailbox { .. }), "{error}");
+    let failure = error.failure();
+    assert_eq!((failure.state, failure.actor), (LinkState::Blocked, Actor::User), "{error}");
+    assert!(failure.reason.contains("ErrorNonExistentMailbox"), "{}", failure.reason);
+
+    // alice makes bob her delegate: the link reads alice's inbox (12, 3 unread), not bob's (0).
+    fake.post(
+        "/test/delegates",
+        json!({"mailbox": "alice@contoso.test", "delegate": "bob@contoso.test",
+               "folders": ["inbox", "calendar"]}),
+    )
+    .await;
+    let (endpoint, report) = as_bob("alice@contoso.test").await.unwrap();
+    assert_eq!((report.inbox_total, report.inbox_unread), (Some(12), Some(3)));
+    assert!(report.calendar_ok);
+    assert_eq!(endpoint.username, "CONTOSO\\bob");
+    assert_eq!(endpoint.mailbox.as_deref(), Some("alice@contoso.test"));
+    let log = fake.log().await;
+    let read = log
+        .iter()
+        .rfind(|e| e["endpoint"] == "ews" && e["status"] == 200)
+        .unwrap_or_else(|| panic!("{log:#?}"));
+    assert_eq!(read["authenticated_user"], "bob@contoso.test");
+    assert_eq!(read["mailboxes"], json!(["alice@contoso.test", "alice@contoso.test"]));
+
+    // Background checks read the same mailbox, until alice takes the access back.
+    let report = exchange::check(&config, &endpoint, &bob).await.unwrap();
+    assert_eq!(report.inbox_total, Some(12));
+    fake.post(
+        "/test/delegates",
+        json!({"mailbox": "alice@contoso.test", "delegate": "bob@contoso.test", "folders": []}),
+    )
+    .await;
+    let error = exchange::check(&config, &endpoint, &bob).await.unwrap_err();
+    assert!(matches!(error, ExchangeError::MailboxAccessDenied { .. }), "{error}");
+    assert_eq!(error.failure().state, LinkState::Blocked);
 }
 
 #[tokio::test]

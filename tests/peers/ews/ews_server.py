@@ -295,6 +295,9 @@ class User:
         self.inbox_unread = int(spec.get("inbox_unread", 0))
         self.calendar_total = int(spec.get("calendar_total", 0))
         self.display_name = spec.get("display_name") or self.email.split("@")[0].capitalize()
+        # Delegates of this mailbox: address of the delegate -> distinguished folders it may open
+        # (what Outlook's Delegate Access / Add-MailboxFolderPermission grant).
+        self.delegates = {d.lower(): set(f) for d, f in (spec.get("delegates") or {}).items()}
         if "\\" in self.username:
             self.nb_domain, self.sam = self.username.split("\\", 1)
         else:
@@ -315,6 +318,11 @@ class User:
 
     def matches(self, domain, name):
         return ((domain or "").lower(), (name or "").lower()) in self.login_names()
+
+    def may_open(self, user, folder):
+        """Whether `user` (signed in) may open `folder` of this mailbox: its owner, or a delegate
+        granted that folder."""
+        return user is self or folder in self.delegates.get(user.email, ())
 
     def mailbox_guid(self):
         return str(uuid.uuid5(uuid.NAMESPACE_URL, "fake-ews-mailbox:" + self.email))
@@ -901,15 +909,19 @@ class EwsHandler(BaseHandler):
                 target = user
                 mb = fid.find("{%s}Mailbox" % NS_T)
                 if mb is not None:
+                    # Another mailbox, named by its SMTP address: Exchange resolves the address,
+                    # then checks the signed-in user's rights on that mailbox's folder.
                     addr = (mb.findtext("{%s}EmailAddress" % NS_T) or "").strip().lower()
+                    entry.setdefault("mailboxes", []).append(addr)
                     with STATE.lock:
                         target = STATE.users.get(addr)
+                        allowed = target is not None and target.may_open(user, name)
                     if target is None:
                         messages.append(RESPONSE_MESSAGE_ERROR.format(
                             op="GetFolder", code="ErrorNonExistentMailbox",
-                            text="No mailbox with such guid."))
+                            text="The SMTP address has no mailbox associated with it."))
                         continue
-                    if target is not user:
+                    if not allowed:
                         messages.append(RESPONSE_MESSAGE_ERROR.format(
                             op="GetFolder", code="ErrorAccessDenied", text="Access is denied. Check credentials and try again."))
                         continue
@@ -923,14 +935,17 @@ class EwsHandler(BaseHandler):
                 raw_id = fid.get("Id") or ""
                 folders_req.append("id:" + raw_id)
                 owner, name = decode_folder_id(raw_id)
+                with STATE.lock:
+                    owner_user = STATE.users.get(owner) if owner is not None else None
+                    allowed = owner_user is not None and owner_user.may_open(user, name)
                 if owner is None:
                     messages.append(RESPONSE_MESSAGE_ERROR.format(op="GetFolder", code="ErrorInvalidIdMalformed",
                                                                   text="Id is malformed."))
-                elif owner != user.email:
+                elif not allowed:
                     messages.append(RESPONSE_MESSAGE_ERROR.format(op="GetFolder", code="ErrorAccessDenied",
                                                                   text="Access is denied. Check credentials and try again."))
                 else:
-                    messages.append(RESPONSE_MESSAGE_OK.format(op="GetFolder", folder=self.folder_xml(user, name, base, additional)))
+                    messages.append(RESPONSE_MESSAGE_OK.format(op="GetFolder", folder=self.folder_xml(owner_user, name, base, additional)))
             else:
                 return self.schema_error("The element 'FolderIds' has invalid child element '%s'." % fid.tag, hdrs)
         entry["folders"] = folders_req
@@ -1085,6 +1100,22 @@ class EwsHandler(BaseHandler):
                 res = {"ok": True, "user": who, "inbox_total": u.inbox_total, "inbox_unread": u.inbox_unread,
                        "calendar_total": u.calendar_total}
             return self.test_json(200, res)
+        if lpath == "/test/delegates" and m == "POST":
+            owner = (data.get("mailbox") or "").lower()
+            delegate = (data.get("delegate") or "").lower()
+            folders = data.get("folders")
+            if not isinstance(folders, list) or not all(f in FOLDERS for f in folders):
+                return self.test_json(400, {"error": "folders: a list of %s" % ",".join(sorted(FOLDERS))})
+            with STATE.lock:
+                u = STATE.users.get(owner)
+                if u is None or delegate not in STATE.users:
+                    return self.test_json(404, {"error": "no such user %s or %s" % (owner, delegate)})
+                if folders:
+                    u.delegates[delegate] = set(folders)
+                else:
+                    u.delegates.pop(delegate, None)
+            log("TEST delegates of %s: %s -> %s" % (owner, delegate, folders))
+            return self.test_json(200, {"ok": True, "mailbox": owner, "delegate": delegate, "folders": folders})
         if lpath == "/test/log":
             if m == "GET":
                 with STATE.lock:
