@@ -287,6 +287,71 @@ async fn links_through_server_with_basic_only() {
     let log = fake.log().await;
     assert!(log.iter().all(|e| e["endpoint"] != "autodiscover"), "--server skips Autodiscover");
     assert!(log.iter().any(|e| e["auth_via"] == "Basic" && e["status"] == 200), "{log:#?}");
+
+    // A background check sends the password only once the server has asked for it.
+    fake.post("/test/log/clear", json!({})).await;
+    let report =
+        exchange::check(&config, &endpoint, &Sensitive::new("Bob:pass2 with colon")).await.unwrap();
+    assert_eq!(report.inbox_total, Some(0));
+    let log = fake.log().await;
+    let sent: Vec<(&Value, &Value)> =
+        log.iter().map(|e| (&e["credentials_sent"], &e["status"])).collect();
+    assert_eq!(sent, [(&json!(false), &json!(401)), (&json!(true), &json!(200))], "{log:#?}");
+}
+
+#[tokio::test]
+async fn each_host_is_answered_with_a_scheme_from_its_own_challenge() {
+    let pki = Pki::new();
+    // Autodiscover offers Basic and NTLM; EWS (another host name) takes NTLM only, as IIS
+    // allows per virtual directory.
+    let fake = Fake::start(
+        &pki,
+        443,
+        None,
+        &["--auth", "basic,ntlm", "--path-auth", "/EWS/Exchange.asmx=ntlm"],
+    )
+    .await;
+    let nobody = next_ip();
+    let config = config(
+        &["basic", "ntlm"],
+        Some(&pki.ca()),
+        &[
+            ("contoso.test", nobody),
+            ("autodiscover.contoso.test", fake.ip),
+            ("mail.contoso.test", fake.ip),
+        ],
+        &[],
+    );
+    let result = link(&config, "alice@contoso.test", None, &alice_password(), None).await;
+    let log = fake.log().await;
+    let (endpoint, report) = result.unwrap_or_else(|e| panic!("{e}: {log:#?}"));
+    assert_eq!(endpoint.ews_url, "https://mail.contoso.test/EWS/Exchange.asmx");
+    assert_eq!(endpoint.auth, ExchangeAuth::Ntlm);
+    assert_eq!(report.inbox_total, Some(12));
+
+    let at = |endpoint: &str| -> Vec<(Value, Value, Value)> {
+        log.iter()
+            .filter(|e| e["endpoint"] == endpoint)
+            .map(|e| (e["auth_scheme"].clone(), e["credentials_sent"].clone(), e["status"].clone()))
+            .collect()
+    };
+    // Autodiscover: challenged, then Basic (first in `[exchange] auth`, and offered there).
+    assert_eq!(
+        at("autodiscover"),
+        [(Value::Null, json!(false), json!(401)), (json!("Basic"), json!(true), json!(200))],
+        "{log:#?}"
+    );
+    // EWS: challenged on its own, then NTLM; the password never went there.
+    assert_eq!(
+        at("ews"),
+        [
+            (Value::Null, json!(false), json!(401)),
+            (json!("NTLM"), json!(false), json!(401)),
+            (json!("NTLM"), json!(true), json!(200)),
+        ],
+        "{log:#?}"
+    );
+    assert_credentials_only_over_https(&log);
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@
 //!          Autodiscover ──────┴─▶ EWS URL ─▶ GetFolder(inbox, calendar) with auth ─▶ ExchangeEndpoint
 //!            (--username not the address: the folders name the address's mailbox, as a delegate)
 //!   check: ExchangeEndpoint + stored password ─▶ GetFolder with the recorded scheme ─▶ CheckReport
+//!   (at every endpoint: no credentials until it challenges; the scheme from its own offers)
 //!   errors: ExchangeError ─failure()─▶ degraded / needs_reauth / blocked (SPEC §4)
 //!                         ─wire_error()─▶ what `connect` prints (exit 7 for rejected credentials)
 //! ```
@@ -292,7 +293,7 @@ async fn link_inner(
     interaction.step(format!("Checking the mailbox through EWS at {}", host_of(&ews_url))).await;
     let target = FolderTarget { username, mailbox: mailbox.as_deref() };
     let report = get_folders(&mut session, &ews_url, &target).await?;
-    let auth = session.scheme.ok_or_else(|| ExchangeError::Internal {
+    let auth = session.scheme_at(&ews_url).ok_or_else(|| ExchangeError::Internal {
         detail: "EWS answered without authentication".into(),
     })?;
     tracing::info!(ews_url = %ews_url, auth = auth.as_str(), "Exchange mailbox linked");
@@ -315,8 +316,9 @@ pub async fn check(
 ) -> Result<CheckReport, ExchangeError> {
     let url = server_url(&endpoint.ews_url)?;
     let credentials = Credentials { username: &endpoint.username, password };
+    // Only the recorded scheme, and only once the server has challenged for it: the first request
+    // goes without credentials, as at connect.
     let mut session = Session::new(client(config)?, credentials, vec![endpoint.auth]);
-    session.scheme = Some(endpoint.auth);
     let target =
         FolderTarget { username: &endpoint.username, mailbox: endpoint.mailbox.as_deref() };
     get_folders(&mut session, &url, &target).await

@@ -658,7 +658,7 @@ class EwsHandler(BaseHandler):
         if host.startswith("["):
             host = self.headers.get("Host").split("]")[0] + "]"
         realm = STATE.args.realm or host or "mail.contoso.test"
-        for a in STATE.args.auth:
+        for a in self.enabled_auth():
             if a == "ntlm":
                 out.append(("WWW-Authenticate", "NTLM"))
             elif a == "negotiate":
@@ -666,6 +666,11 @@ class EwsHandler(BaseHandler):
             elif a == "basic":
                 out.append(("WWW-Authenticate", 'Basic realm="%s"' % realm))
         return out
+
+    def enabled_auth(self):
+        """Schemes offered and accepted for this request's path: IIS configures authentication
+        per virtual directory (--path-auth), else the server-wide --auth."""
+        return STATE.args.path_auth.get(urlsplit(self.path).path.lower(), STATE.args.auth)
 
     def unauthorized(self, entry, reason=None, headers=None):
         if reason:
@@ -719,7 +724,7 @@ class EwsHandler(BaseHandler):
 
     def authenticate(self, entry):
         scheme, data, extra = self.auth_header_to_entry(entry)
-        enabled = STATE.args.auth
+        enabled = self.enabled_auth()
         if scheme is None:
             if self.conn_user is not None and STATE.args.ntlm_persist:
                 entry["auth_via"] = "%s (connection)" % self.ntlm_scheme_name()
@@ -1281,6 +1286,9 @@ def parse_args(argv):
     p.add_argument("--users", required=True, help="users JSON file")
     p.add_argument("--auth", default="negotiate,ntlm,basic",
                    help="comma list of negotiate,ntlm,basic: challenges offered, in this order (default: %(default)s)")
+    p.add_argument("--path-auth", action="append", default=[], metavar="PATH=LIST",
+                   help="schemes offered and accepted at PATH instead of --auth, like IIS authentication "
+                        "per virtual directory, e.g. /EWS/Exchange.asmx=ntlm (repeatable)")
     p.add_argument("--realm", default=None, help="Basic realm (default: host name of the Host header)")
     p.add_argument("--ews-url", default="https://mail.contoso.test:{port}/EWS/Exchange.asmx",
                    help="EwsUrl announced by Autodiscover ({port} = HTTPS port) (default: %(default)s)")
@@ -1323,10 +1331,21 @@ def load_users(path):
 def main(argv=None):
     global STATE
     args = parse_args(argv if argv is not None else sys.argv[1:])
-    args.auth = [a.strip().lower() for a in args.auth.split(",") if a.strip()]
-    for a in args.auth:
-        if a not in ("negotiate", "ntlm", "basic"):
-            raise SystemExit("--auth: unknown scheme %r" % a)
+    def schemes(text, flag):
+        out = [a.strip().lower() for a in text.split(",") if a.strip()]
+        for a in out:
+            if a not in ("negotiate", "ntlm", "basic"):
+                raise SystemExit("%s: unknown scheme %r" % (flag, a))
+        return out
+
+    args.auth = schemes(args.auth, "--auth")
+    path_auth = {}
+    for item in args.path_auth:
+        path, sep, text = item.partition("=")
+        if not sep or not path.startswith("/"):
+            raise SystemExit("--path-auth expects /PATH=LIST, got %r" % item)
+        path_auth[path.lower()] = schemes(text, "--path-auth")
+    args.path_auth = path_auth
     users = load_users(args.users)
     if not args.ntlm_domain:
         args.ntlm_domain = next((u.nb_domain for u in users.values() if u.nb_domain), "CONTOSO").upper()
