@@ -533,6 +533,44 @@ async fn a_delegate_links_the_named_mailbox_and_not_its_own() {
 }
 
 #[tokio::test]
+async fn an_exchange_2010_server_is_asked_in_a_schema_it_knows_and_checks_remember_it() {
+    let pki = Pki::new();
+    let fake = Fake::start(&pki, 0, None, &["--product", "exchange2010"]).await;
+    let config =
+        config(&["ntlm", "basic"], Some(&pki.ca()), &[("mail.contoso.test", fake.ip)], &[]);
+    let server = format!("mail.contoso.test:{}", fake.https_port);
+    let result = link(&config, "alice@contoso.test", None, &alice_password(), Some(&server)).await;
+    let log = fake.log().await;
+    let (endpoint, report) = result.unwrap_or_else(|e| panic!("{e}: {log:#?}"));
+    assert_eq!(report.inbox_total, Some(12));
+    assert!(report.server_version.as_deref().unwrap().starts_with("14.0."), "{report:?}");
+    // Exchange 2010 RTM refuses Exchange2010_SP2 and names no version: the oldest versioned
+    // schema, once.
+    assert_eq!(endpoint.request_server_version, "Exchange2007_SP1");
+    let asked: Vec<(&Value, &Value)> = log
+        .iter()
+        .filter(|e| !e["request_server_version"].is_null())
+        .map(|e| (&e["request_server_version"], &e["status"]))
+        .collect();
+    assert_eq!(
+        asked,
+        [(&json!("Exchange2010_SP2"), &json!(500)), (&json!("Exchange2007_SP1"), &json!(200))],
+        "{log:#?}"
+    );
+
+    // The background check asks in the remembered schema straight away.
+    fake.post("/test/log/clear", json!({})).await;
+    exchange::check(&config, &endpoint, &alice_password()).await.unwrap();
+    let log = fake.log().await;
+    let asked: Vec<&Value> = log
+        .iter()
+        .filter(|e| !e["request_server_version"].is_null())
+        .map(|e| &e["request_server_version"])
+        .collect();
+    assert_eq!(asked, [&json!("Exchange2007_SP1")], "{log:#?}");
+}
+
+#[tokio::test]
 async fn a_wrong_password_is_rejected_once_and_nothing_else_is_tried() {
     let pki = Pki::new();
     let fake = Fake::start(&pki, 443, None, &["--auth", "negotiate,ntlm,basic"]).await;

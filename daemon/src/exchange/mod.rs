@@ -32,8 +32,13 @@ use crate::net::{self, HttpOptions};
 use client::{Credentials, Session, host_of, is_loopback};
 use ews::{DistinguishedFolder, EwsXmlError};
 
-/// The schema version asked for: understood by Exchange 2010 SP2 and every later version.
+/// The schema version asked for first: understood by Exchange 2010 SP2 and every later version.
+/// Older servers refuse it (`ErrorInvalidServerVersion`) and are asked again in an older one.
 pub const REQUEST_SERVER_VERSION: &str = "Exchange2010_SP2";
+
+fn default_request_server_version() -> String {
+    REQUEST_SERVER_VERSION.to_owned()
+}
 
 /// Whole-request timeout for EWS and Autodiscover requests.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -50,6 +55,10 @@ pub struct ExchangeEndpoint {
     /// the username's own mailbox, which is also what links stored before this field meant.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mailbox: Option<String>,
+    /// The `RequestServerVersion` the server accepted at connect, so checks of an Exchange
+    /// 2007/2010 server need no refused first try. Links stored before this field: the default.
+    #[serde(default = "default_request_server_version")]
+    pub request_server_version: String,
 }
 
 /// What the user typed at `connect`.
@@ -119,6 +128,14 @@ pub enum ExchangeError {
     /// The mailbox was named (delegate access) and the server knows no mailbox by that address.
     #[error("{server} has no mailbox {mailbox} (EWS {code})")]
     NoSuchMailbox { server: String, mailbox: String, code: String },
+    /// The server refused the EWS schema version even after the fallback.
+    #[error("{server} refused the EWS schema version {requested} (EWS ErrorInvalidServerVersion)")]
+    ServerVersionRefused {
+        server: String,
+        requested: String,
+        /// The version the server named in the fault, if it named one.
+        offered: Option<&'static str>,
+    },
     #[error("{email} is an Exchange Online (Office365) mailbox")]
     ExchangeOnline { email: String },
     #[error("cancelled")]
@@ -156,6 +173,7 @@ impl ExchangeError {
                 ews::ErrorClass::Other => Failure::blocked(reason, Actor::Operator),
             },
             ExchangeError::NoSuitableAuth { .. }
+            | ExchangeError::ServerVersionRefused { .. }
             | ExchangeError::Config { .. }
             | ExchangeError::Internal { .. } => Failure::blocked(reason, Actor::Operator),
             ExchangeError::Ntlm { .. } | ExchangeError::TooManyRedirects { .. } => {
@@ -292,7 +310,8 @@ async fn link_inner(
     let mailbox = (!username.eq_ignore_ascii_case(login.email)).then_some(address);
     interaction.step(format!("Checking the mailbox through EWS at {}", host_of(&ews_url))).await;
     let target = FolderTarget { username, mailbox: mailbox.as_deref() };
-    let report = get_folders(&mut session, &ews_url, &target).await?;
+    let (report, request_server_version) =
+        get_folders(&mut session, &ews_url, &target, REQUEST_SERVER_VERSION).await?;
     let auth = session.scheme_at(&ews_url).ok_or_else(|| ExchangeError::Internal {
         detail: "EWS answered without authentication".into(),
     })?;
@@ -303,6 +322,7 @@ async fn link_inner(
         username: username.to_owned(),
         server_version: report.server_version.clone(),
         mailbox,
+        request_server_version,
     };
     Ok((endpoint, report))
 }
@@ -321,7 +341,9 @@ pub async fn check(
     let mut session = Session::new(client(config)?, credentials, vec![endpoint.auth]);
     let target =
         FolderTarget { username: &endpoint.username, mailbox: endpoint.mailbox.as_deref() };
-    get_folders(&mut session, &url, &target).await
+    let (report, _) =
+        get_folders(&mut session, &url, &target, &endpoint.request_server_version).await?;
+    Ok(report)
 }
 
 /// Whose folders a check reads.
@@ -365,16 +387,40 @@ fn response_error(server: String, error: ews::ResponseError) -> ExchangeError {
     }
 }
 
-/// EWS GetFolder for inbox and calendar of `target`'s mailbox.
+/// EWS GetFolder for inbox and calendar of `target`'s mailbox in schema `version`. A server
+/// that refuses the schema (Exchange 2007, 2010 RTM and SP1 know no newer names than their own)
+/// is asked once more: in the version its fault names, else in the oldest versioned schema.
+/// Returns the report and the version that was accepted.
 async fn get_folders(
     session: &mut Session<'_>,
     url: &Url,
     target: &FolderTarget<'_>,
+    version: &str,
+) -> Result<(CheckReport, String), ExchangeError> {
+    match get_folders_in(session, url, target, version).await {
+        Err(ExchangeError::ServerVersionRefused { offered, .. })
+            if offered.unwrap_or(ews::OLDEST_REQUEST_SERVER_VERSION) != version =>
+        {
+            let fallback = offered.unwrap_or(ews::OLDEST_REQUEST_SERVER_VERSION);
+            tracing::info!(server = %host_of(url), refused = version, fallback, "EWS schema fallback");
+            let report = get_folders_in(session, url, target, fallback).await?;
+            Ok((report, fallback.to_owned()))
+        }
+        result => result.map(|report| (report, version.to_owned())),
+    }
+}
+
+/// One GetFolder for inbox and calendar in schema `version`.
+async fn get_folders_in(
+    session: &mut Session<'_>,
+    url: &Url,
+    target: &FolderTarget<'_>,
+    version: &str,
 ) -> Result<CheckReport, ExchangeError> {
     let server = host_of(url);
     let body = ews::get_folder_request_for_mailbox(
         &[DistinguishedFolder::Inbox, DistinguishedFolder::Calendar],
-        REQUEST_SERVER_VERSION,
+        version,
         target.mailbox,
     );
     let reply = session.post_xml(url, &body).await?;
@@ -393,6 +439,13 @@ async fn get_folders(
     }
     let response = match ews::parse_get_folder_response(&reply.body) {
         Ok(response) => response,
+        Err(EwsXmlError::Fault(fault)) if fault.response_code == "ErrorInvalidServerVersion" => {
+            return Err(ExchangeError::ServerVersionRefused {
+                server,
+                requested: version.to_owned(),
+                offered: fault.server_version.as_ref().and_then(|v| v.request_server_version()),
+            });
+        }
         Err(EwsXmlError::Fault(fault)) => {
             return Err(ExchangeError::Ews {
                 server,
@@ -534,11 +587,14 @@ mod tests {
     }
 
     #[test]
-    fn endpoints_stored_before_the_mailbox_field_read_as_the_own_mailbox() {
+    fn endpoints_stored_before_mailbox_and_schema_read_as_before() {
         let stored = r#"{"ews_url":"https://m/EWS/Exchange.asmx","auth":"ntlm","username":"u","server_version":null}"#;
         let endpoint: ExchangeEndpoint = serde_json::from_str(stored).unwrap();
         assert_eq!(endpoint.mailbox, None);
-        assert_eq!(serde_json::to_string(&endpoint).unwrap(), stored);
+        assert_eq!(endpoint.request_server_version, REQUEST_SERVER_VERSION);
+        let again: ExchangeEndpoint =
+            serde_json::from_str(&serde_json::to_string(&endpoint).unwrap()).unwrap();
+        assert_eq!(again, endpoint);
     }
 
     #[test]

@@ -78,6 +78,19 @@ EXCHANGE_VERSIONS = {
     "V2017_04_14", "V2017_07_11",
 }
 
+# --product: which Exchange this server answers as. Each accepts the RequestServerVersion values
+# its schema defines (later versions keep the earlier ones; request versioning began with 2007
+# SP1, and a request without the header is read as Exchange2007) and answers any other with the
+# ErrorInvalidServerVersion fault. Exchange 2007's ServerVersionInfo has no Version attribute.
+PRODUCTS = {
+    "exchange2019": (SERVER_VERSION, EXCHANGE_VERSIONS),
+    "exchange2010": (dict(major=14, minor=0, build=639, revision=21, version="Exchange2010"),
+                     {"Exchange2007", "Exchange2007_SP1", "Exchange2010"}),
+    "exchange2007_sp1": (dict(major=8, minor=1, build=240, revision=6, version=None),
+                         {"Exchange2007", "Exchange2007_SP1"}),
+}
+ACCEPTED_VERSIONS = EXCHANGE_VERSIONS  # set from --product in main()
+
 # Distinguished folders the fake mailbox has: id -> (element, display name, folder class)
 FOLDERS = {
     "inbox": ("Folder", "Inbox", "IPF.Note"),
@@ -122,7 +135,7 @@ def now_iso():
 SOAP_RESPONSE = """<?xml version="1.0" encoding="utf-8"?>
 <s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/">
   <s:Header>
-    <h:ServerVersionInfo MajorVersion="{major}" MinorVersion="{minor}" MajorBuildNumber="{build}" MinorBuildNumber="{revision}" Version="{version}" xmlns:h="http://schemas.microsoft.com/exchange/services/2006/types" xmlns="http://schemas.microsoft.com/exchange/services/2006/types" xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"/>
+    <h:ServerVersionInfo MajorVersion="{major}" MinorVersion="{minor}" MajorBuildNumber="{build}" MinorBuildNumber="{revision}"{version_attr} xmlns:h="http://schemas.microsoft.com/exchange/services/2006/types" xmlns="http://schemas.microsoft.com/exchange/services/2006/types" xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"/>
   </s:Header>
   <s:Body xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:xsd="http://www.w3.org/2001/XMLSchema">
     <m:{op}Response xmlns:m="http://schemas.microsoft.com/exchange/services/2006/messages" xmlns:t="http://schemas.microsoft.com/exchange/services/2006/types">
@@ -859,7 +872,7 @@ class EwsHandler(BaseHandler):
             if v is not None:
                 rsv = v.get("Version")
                 entry["request_server_version"] = rsv
-                if rsv not in EXCHANGE_VERSIONS:
+                if rsv not in ACCEPTED_VERSIONS:
                     return self.soap_fault("ErrorInvalidServerVersion", "The specified server version is invalid.",
                                            headers=hdrs)
             if header.find("{%s}ExchangeImpersonation" % NS_T) is not None:
@@ -954,7 +967,10 @@ class EwsHandler(BaseHandler):
             else:
                 return self.schema_error("The element 'FolderIds' has invalid child element '%s'." % fid.tag, hdrs)
         entry["folders"] = folders_req
-        body = SOAP_RESPONSE.format(op="GetFolder", messages="\n".join(messages), **SERVER_VERSION)
+        v = SERVER_VERSION
+        version_attr = ' Version="%s"' % v["version"] if v["version"] else ""
+        body = SOAP_RESPONSE.format(op="GetFolder", messages="\n".join(messages), version_attr=version_attr,
+                                    major=v["major"], minor=v["minor"], build=v["build"], revision=v["revision"])
         self.send(200, body, "text/xml; charset=utf-8", hdrs + self.exch_headers())
 
     def folder_xml(self, user, name, base, additional):
@@ -1289,6 +1305,9 @@ def parse_args(argv):
     p.add_argument("--path-auth", action="append", default=[], metavar="PATH=LIST",
                    help="schemes offered and accepted at PATH instead of --auth, like IIS authentication "
                         "per virtual directory, e.g. /EWS/Exchange.asmx=ntlm (repeatable)")
+    p.add_argument("--product", choices=sorted(PRODUCTS), default="exchange2019",
+                   help="Exchange version answered as: its ServerVersionInfo and the RequestServerVersion values "
+                        "it accepts (default: %(default)s)")
     p.add_argument("--realm", default=None, help="Basic realm (default: host name of the Host header)")
     p.add_argument("--ews-url", default="https://mail.contoso.test:{port}/EWS/Exchange.asmx",
                    help="EwsUrl announced by Autodiscover ({port} = HTTPS port) (default: %(default)s)")
@@ -1329,8 +1348,9 @@ def load_users(path):
 
 
 def main(argv=None):
-    global STATE
+    global STATE, SERVER_VERSION, ACCEPTED_VERSIONS
     args = parse_args(argv if argv is not None else sys.argv[1:])
+    SERVER_VERSION, ACCEPTED_VERSIONS = PRODUCTS[args.product]
     def schemes(text, flag):
         out = [a.strip().lower() for a in text.split(",") if a.strip()]
         for a in out:

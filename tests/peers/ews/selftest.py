@@ -269,6 +269,21 @@ def main():
         finally:
             rc = fake.stop()
             check("SIGTERM -> exit 0", rc == 0, rc)
+
+        old = Fake(tmp, "--product", "exchange2010", "--auth", "basic")
+        try:
+            c = Client(old.port, ca)
+            st, _, data = c.req("POST", "/EWS/Exchange.asmx", GETFOLDER, basic_auth("CONTOSO\\alice", "Alice:Pass1"))
+            check("exchange2010: Exchange2013_SP1 -> 500 ErrorInvalidServerVersion",
+                  st == 500 and b"a:ErrorInvalidServerVersion</faultcode>" in data, (st, data[:300]))
+            older = GETFOLDER.replace(b"Exchange2013_SP1", b"Exchange2007_SP1")
+            st, _, data = c.req("POST", "/EWS/Exchange.asmx", older, basic_auth("CONTOSO\\alice", "Alice:Pass1"))
+            check("exchange2010: Exchange2007_SP1 -> 200 from 14.0 Exchange2010",
+                  st == 200 and b'MajorVersion="14" MinorVersion="0"' in data and b'Version="Exchange2010"' in data,
+                  (st, data[:300]))
+            c.close()
+        finally:
+            check("exchange2010: SIGTERM -> exit 0", old.stop() == 0)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print("%d passed, %d failed" % (len(PASSED), len(FAILED)))
