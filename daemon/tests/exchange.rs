@@ -251,6 +251,7 @@ async fn links_through_autodiscover_with_ntlm_only() {
         .collect();
     assert!(!ews.is_empty(), "{log:#?}");
     assert_eq!(ews[0]["folders"], json!(["inbox", "calendar"]), "{:#}", ews[0]);
+    assert!(ews[0]["mailboxes"].is_null(), "the own mailbox is not named: {:#}", ews[0]);
     let type3: Vec<&Value> = log.iter().filter(|e| e["ntlm_message"] == 3).collect();
     assert!(type3.iter().all(|e| e["ntlm"]["channel_bindings"] == "present"), "{type3:#?}");
     assert!(log.iter().all(|e| e["password_sent"] != json!(true)));
@@ -286,6 +287,71 @@ async fn links_through_server_with_basic_only() {
     let log = fake.log().await;
     assert!(log.iter().all(|e| e["endpoint"] != "autodiscover"), "--server skips Autodiscover");
     assert!(log.iter().any(|e| e["auth_via"] == "Basic" && e["status"] == 200), "{log:#?}");
+
+    // A background check sends the password only once the server has asked for it.
+    fake.post("/test/log/clear", json!({})).await;
+    let report =
+        exchange::check(&config, &endpoint, &Sensitive::new("Bob:pass2 with colon")).await.unwrap();
+    assert_eq!(report.inbox_total, Some(0));
+    let log = fake.log().await;
+    let sent: Vec<(&Value, &Value)> =
+        log.iter().map(|e| (&e["credentials_sent"], &e["status"])).collect();
+    assert_eq!(sent, [(&json!(false), &json!(401)), (&json!(true), &json!(200))], "{log:#?}");
+}
+
+#[tokio::test]
+async fn each_host_is_answered_with_a_scheme_from_its_own_challenge() {
+    let pki = Pki::new();
+    // Autodiscover offers Basic and NTLM; EWS (another host name) takes NTLM only, as IIS
+    // allows per virtual directory.
+    let fake = Fake::start(
+        &pki,
+        443,
+        None,
+        &["--auth", "basic,ntlm", "--path-auth", "/EWS/Exchange.asmx=ntlm"],
+    )
+    .await;
+    let nobody = next_ip();
+    let config = config(
+        &["basic", "ntlm"],
+        Some(&pki.ca()),
+        &[
+            ("contoso.test", nobody),
+            ("autodiscover.contoso.test", fake.ip),
+            ("mail.contoso.test", fake.ip),
+        ],
+        &[],
+    );
+    let result = link(&config, "alice@contoso.test", None, &alice_password(), None).await;
+    let log = fake.log().await;
+    let (endpoint, report) = result.unwrap_or_else(|e| panic!("{e}: {log:#?}"));
+    assert_eq!(endpoint.ews_url, "https://mail.contoso.test/EWS/Exchange.asmx");
+    assert_eq!(endpoint.auth, ExchangeAuth::Ntlm);
+    assert_eq!(report.inbox_total, Some(12));
+
+    let at = |endpoint: &str| -> Vec<(Value, Value, Value)> {
+        log.iter()
+            .filter(|e| e["endpoint"] == endpoint)
+            .map(|e| (e["auth_scheme"].clone(), e["credentials_sent"].clone(), e["status"].clone()))
+            .collect()
+    };
+    // Autodiscover: challenged, then Basic (first in `[exchange] auth`, and offered there).
+    assert_eq!(
+        at("autodiscover"),
+        [(Value::Null, json!(false), json!(401)), (json!("Basic"), json!(true), json!(200))],
+        "{log:#?}"
+    );
+    // EWS: challenged on its own, then NTLM; the password never went there.
+    assert_eq!(
+        at("ews"),
+        [
+            (Value::Null, json!(false), json!(401)),
+            (json!("NTLM"), json!(false), json!(401)),
+            (json!("NTLM"), json!(true), json!(200)),
+        ],
+        "{log:#?}"
+    );
+    assert_credentials_only_over_https(&log);
 }
 
 #[tokio::test]
@@ -395,6 +461,113 @@ async fn follows_a_redirect_addr_chain_and_stops_a_loop() {
         .await
         .unwrap_err();
     assert!(matches!(error, ExchangeError::TooManyRedirects { .. }), "{error}");
+}
+
+#[tokio::test]
+async fn a_delegate_links_the_named_mailbox_and_not_its_own() {
+    let pki = Pki::new();
+    let fake = Fake::start(&pki, 0, None, &[]).await;
+    let config =
+        config(&["ntlm", "basic"], Some(&pki.ca()), &[("mail.contoso.test", fake.ip)], &[]);
+    let server = format!("mail.contoso.test:{}", fake.https_port);
+    let bob = Sensitive::new("Bob:pass2 with colon");
+    let as_bob =
+        |email: &'static str| link(&config, email, Some("CONTOSO\\bob"), &bob, Some(&server));
+
+    // bob is nobody's delegate yet: alice's mailbox refuses him, and the reason says who acts.
+    let error = as_bob("alice@contoso.test").await.unwrap_err();
+    assert!(matches!(error, ExchangeError::MailboxAccessDenied { .. }), "{error}");
+    let failure = error.failure();
+    assert_eq!((failure.state, failure.actor), (LinkState::Blocked, Actor::User), "{error}");
+    assert!(
+        failure.reason.contains("ErrorAccessDenied")
+            && failure.reason.contains("alice@contoso.test")
+            && failure.reason.contains("delegate access"),
+        "{}",
+        failure.reason
+    );
+    let hint = error.wire_error().hint.unwrap();
+    assert!(
+        hint.contains("owner of alice@contoso.test") && hint.contains("Delegate Access"),
+        "{hint}"
+    );
+
+    // An address with no mailbox behind it.
+    let error = as_bob("nobody@contoso.test").await.unwrap_err();
+    assert!(matches!(error, ExchangeError::NoSuchMailbox { .. }), "{error}");
+    let failure = error.failure();
+    assert_eq!((failure.state, failure.actor), (LinkState::Blocked, Actor::User), "{error}");
+    assert!(failure.reason.contains("ErrorNonExistentMailbox"), "{}", failure.reason);
+
+    // alice makes bob her delegate: the link reads alice's inbox (12, 3 unread), not bob's (0).
+    fake.post(
+        "/test/delegates",
+        json!({"mailbox": "alice@contoso.test", "delegate": "bob@contoso.test",
+               "folders": ["inbox", "calendar"]}),
+    )
+    .await;
+    let (endpoint, report) = as_bob("alice@contoso.test").await.unwrap();
+    assert_eq!((report.inbox_total, report.inbox_unread), (Some(12), Some(3)));
+    assert!(report.calendar_ok);
+    assert_eq!(endpoint.username, "CONTOSO\\bob");
+    assert_eq!(endpoint.mailbox.as_deref(), Some("alice@contoso.test"));
+    let log = fake.log().await;
+    let read = log
+        .iter()
+        .rfind(|e| e["endpoint"] == "ews" && e["status"] == 200)
+        .unwrap_or_else(|| panic!("{log:#?}"));
+    assert_eq!(read["authenticated_user"], "bob@contoso.test");
+    assert_eq!(read["mailboxes"], json!(["alice@contoso.test", "alice@contoso.test"]));
+
+    // Background checks read the same mailbox, until alice takes the access back.
+    let report = exchange::check(&config, &endpoint, &bob).await.unwrap();
+    assert_eq!(report.inbox_total, Some(12));
+    fake.post(
+        "/test/delegates",
+        json!({"mailbox": "alice@contoso.test", "delegate": "bob@contoso.test", "folders": []}),
+    )
+    .await;
+    let error = exchange::check(&config, &endpoint, &bob).await.unwrap_err();
+    assert!(matches!(error, ExchangeError::MailboxAccessDenied { .. }), "{error}");
+    assert_eq!(error.failure().state, LinkState::Blocked);
+}
+
+#[tokio::test]
+async fn an_exchange_2010_server_is_asked_in_a_schema_it_knows_and_checks_remember_it() {
+    let pki = Pki::new();
+    let fake = Fake::start(&pki, 0, None, &["--product", "exchange2010"]).await;
+    let config =
+        config(&["ntlm", "basic"], Some(&pki.ca()), &[("mail.contoso.test", fake.ip)], &[]);
+    let server = format!("mail.contoso.test:{}", fake.https_port);
+    let result = link(&config, "alice@contoso.test", None, &alice_password(), Some(&server)).await;
+    let log = fake.log().await;
+    let (endpoint, report) = result.unwrap_or_else(|e| panic!("{e}: {log:#?}"));
+    assert_eq!(report.inbox_total, Some(12));
+    assert!(report.server_version.as_deref().unwrap().starts_with("14.0."), "{report:?}");
+    // Exchange 2010 RTM refuses Exchange2010_SP2 and names no version: the oldest versioned
+    // schema, once.
+    assert_eq!(endpoint.request_server_version, "Exchange2007_SP1");
+    let asked: Vec<(&Value, &Value)> = log
+        .iter()
+        .filter(|e| !e["request_server_version"].is_null())
+        .map(|e| (&e["request_server_version"], &e["status"]))
+        .collect();
+    assert_eq!(
+        asked,
+        [(&json!("Exchange2010_SP2"), &json!(500)), (&json!("Exchange2007_SP1"), &json!(200))],
+        "{log:#?}"
+    );
+
+    // The background check asks in the remembered schema straight away.
+    fake.post("/test/log/clear", json!({})).await;
+    exchange::check(&config, &endpoint, &alice_password()).await.unwrap();
+    let log = fake.log().await;
+    let asked: Vec<&Value> = log
+        .iter()
+        .filter(|e| !e["request_server_version"].is_null())
+        .map(|e| &e["request_server_version"])
+        .collect();
+    assert_eq!(asked, [&json!("Exchange2007_SP1")], "{log:#?}");
 }
 
 #[tokio::test]

@@ -2,17 +2,24 @@
 //! asks for.
 //!
 //! ```text
-//!  scheme unknown ─POST (no credentials)─▶ 401 + WWW-Authenticate offers ─choose([exchange] auth)─┐
-//!  scheme known ──────────────────────────────────────────────────────────────────────────────────┤
+//!  new endpoint ─POST (no credentials)─▶ 401 + WWW-Authenticate offers ─choose([exchange] auth)─┐
+//!  endpoint that challenged and accepted us earlier in this session ─────────────────────────────┤
 //!     ┌──────────────────────────────────────────────────────────────────────────────────────────┘
 //!     ├─ ntlm:  POST NTLM type 1 ─▶ 401 + challenge ─▶ POST NTLM type 3 (same connection) ─▶ reply
 //!     └─ basic: POST Basic user:password (HTTPS only) ─▶ reply
 //!  401 after credentials ─▶ ExchangeError::Rejected (never retried: no account lockouts)
 //! ```
 //!
+//! The scheme is chosen per endpoint (origin and path), from that endpoint's own challenge:
+//! IIS configures authentication per virtual directory, so Autodiscover may offer Basic where
+//! EWS on the next host (or the same one) takes only NTLM, and credentials go to an endpoint
+//! only once it has asked for them (SPEC §8).
+//!
 //! Credentials go only to `https://` URLs (reqwest always verifies the certificate; a failed
 //! verification ends the request before anything is sent), or NTLM to a loopback `http://` URL
 //! for tests: an NTLM exchange never carries the password itself.
+
+use std::collections::{HashMap, HashSet};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -57,14 +64,25 @@ impl std::fmt::Debug for Credentials<'_> {
     }
 }
 
-/// An HTTP client plus credentials, remembering the scheme that worked.
+/// An HTTP client plus credentials, remembering the scheme each endpoint accepted.
 #[derive(Debug)]
 pub struct Session<'a> {
     client: reqwest::Client,
     credentials: Credentials<'a>,
     allowed: Vec<ExchangeAuth>,
-    /// The scheme that last succeeded (or the stored one, for checks).
-    pub scheme: Option<ExchangeAuth>,
+    /// Endpoint (see [`endpoint_key`]) → the scheme it challenged for and accepted. Never
+    /// carried over to another endpoint.
+    accepted: HashMap<String, ExchangeAuth>,
+    /// Origins with a connection NTLM authenticated in this session. NTLM signs in a connection,
+    /// not a request (IIS keeps it signed in), so another endpoint of that origin may answer our
+    /// unauthenticated first request on it without a challenge.
+    ntlm_origins: HashSet<String>,
+}
+
+/// What a chosen scheme is remembered by: origin and path, without the query. Two virtual
+/// directories of one host can demand different schemes.
+fn endpoint_key(url: &Url) -> String {
+    format!("{}{}", url.origin().ascii_serialization(), url.path().to_ascii_lowercase())
 }
 
 /// The host of `url`, for messages.
@@ -194,13 +212,25 @@ impl<'a> Session<'a> {
         credentials: Credentials<'a>,
         allowed: Vec<ExchangeAuth>,
     ) -> Session<'a> {
-        Session { client, credentials, allowed, scheme: None }
+        Session {
+            client,
+            credentials,
+            allowed,
+            accepted: HashMap::new(),
+            ntlm_origins: HashSet::new(),
+        }
+    }
+
+    /// The scheme `url`'s endpoint challenged for and accepted in this session, if any.
+    pub fn scheme_at(&self, url: &Url) -> Option<ExchangeAuth> {
+        self.accepted.get(&endpoint_key(url)).copied()
     }
 
     /// POSTs `body` as `text/xml` to `url` with authentication.
     #[tracing::instrument(level = "debug", skip(self, body), fields(url = %url))]
     pub async fn post_xml(&mut self, url: &Url, body: &str) -> Result<Reply, ExchangeError> {
         let server = host_of(url);
+        let origin = url.origin().ascii_serialization();
         let https = url.scheme() == "https";
         let loopback_http = url.scheme() == "http" && is_loopback(url);
         if !(https || loopback_http) {
@@ -217,11 +247,15 @@ impl<'a> Session<'a> {
             }
             builder
         };
-        let (scheme, negotiate_header) = match self.scheme {
+        let (scheme, negotiate_header) = match self.scheme_at(url) {
             Some(scheme) => (scheme, false),
             None => {
                 let (reply, _) = send(request(None), &server).await?;
                 if reply.status != StatusCode::UNAUTHORIZED {
+                    if self.ntlm_origins.contains(&origin) {
+                        // Answered on the connection NTLM signed in earlier.
+                        self.accepted.insert(endpoint_key(url), ExchangeAuth::Ntlm);
+                    }
                     return Ok(reply);
                 }
                 let offers = Offers::from_headers(&reply.headers);
@@ -310,12 +344,16 @@ impl<'a> Session<'a> {
                 scheme,
             });
         }
-        self.scheme = Some(scheme);
+        if scheme == ExchangeAuth::Ntlm {
+            self.ntlm_origins.insert(origin);
+        }
+        self.accepted.insert(endpoint_key(url), scheme);
         Ok(reply)
     }
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -328,6 +366,16 @@ mod tests {
         let offers = Offers::from_headers(&headers);
         assert!(offers.ntlm && offers.negotiate && offers.basic);
         assert_eq!(offers.names, ["Negotiate", "NTLM", "Basic"]);
+    }
+
+    #[test]
+    fn schemes_are_remembered_per_endpoint() {
+        let key = |u: &str| endpoint_key(&Url::parse(u).unwrap());
+        let ews = key("https://mail.contoso.test/EWS/Exchange.asmx");
+        assert_eq!(ews, key("https://MAIL.contoso.test:443/ews/exchange.asmx?x=1"));
+        assert_ne!(ews, key("https://mail.contoso.test/autodiscover/autodiscover.xml"));
+        assert_ne!(ews, key("https://autodiscover.contoso.test/EWS/Exchange.asmx"));
+        assert_ne!(ews, key("https://mail.contoso.test:8443/EWS/Exchange.asmx"));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! folders, its response, SOAP faults, and a classification of EWS response codes.
 //!
 //! This module is pure (no I/O). Responses are parsed with the same bounded, entity-free tree
-//! builder as Autodiscover (see `super::autodiscover::dom`): capped size, depth and element
+//! builder as Autodiscover ([`super::xml`]), with this module's own caps: size, depth and element
 //! count, DOCTYPE refused, only the predefined XML entities resolved. Elements are matched by
 //! local name because Exchange versions differ in prefixes and default namespaces (compare the
 //! Exchange 2007 and 2013 samples), while requests are emitted with exact, fixed namespaces.
@@ -11,8 +11,7 @@ use std::fmt::Write as _;
 
 use thiserror::Error;
 
-use super::autodiscover::XmlError;
-use super::autodiscover::dom::{self, Element};
+use super::xml::{self, Element, XmlError};
 
 /// SOAP 1.1 envelope namespace, the only SOAP version EWS speaks.
 pub const SOAP_NS: &str = "http://schemas.xmlsoap.org/soap/envelope/";
@@ -28,8 +27,8 @@ pub const MAX_DEPTH: usize = 64;
 /// Most elements accepted in one response; bounds the parsed tree's memory.
 pub const MAX_ELEMENTS: usize = 20_000;
 
-const LIMITS: dom::Limits =
-    dom::Limits { max_bytes: MAX_RESPONSE_BYTES, max_depth: MAX_DEPTH, max_elements: MAX_ELEMENTS };
+const LIMITS: xml::Limits =
+    xml::Limits { max_bytes: MAX_RESPONSE_BYTES, max_depth: MAX_DEPTH, max_elements: MAX_ELEMENTS };
 
 /// Why an EWS response could not be turned into a typed result.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -66,6 +65,9 @@ pub struct SoapFault {
     pub message: Option<String>,
     /// `BackOffMilliseconds` from `detail/MessageXml`: how long the server asks us to wait.
     pub back_off_ms: Option<u64>,
+    /// The envelope's `ServerVersionInfo` header, when the fault carries one: after
+    /// `ErrorInvalidServerVersion` it names a schema this server does understand.
+    pub server_version: Option<ServerVersionInfo>,
 }
 
 /// A well-known folder addressed by name rather than by id, so the first check needs no prior
@@ -136,7 +138,7 @@ pub fn get_folder_request_for_mailbox(
                  \x20           <t:EmailAddress>{}</t:EmailAddress>\n\
                  \x20         </t:Mailbox>\n\
                  \x20       </t:DistinguishedFolderId>",
-                dom::escape(address)
+                xml::escape(address)
             ),
         };
     }
@@ -157,7 +159,7 @@ pub fn get_folder_request_for_mailbox(
          \x20   </m:GetFolder>\n\
          \x20 </soap:Body>\n\
          </soap:Envelope>\n",
-        dom::escape(server_version)
+        xml::escape(server_version)
     )
 }
 
@@ -176,6 +178,46 @@ pub struct ServerVersionInfo {
     /// `Version`: schema name such as `Exchange2010_SP1`, or an internal `V2_6`; absent on
     /// Exchange 2007.
     pub version: Option<String>,
+}
+
+/// The documented `RequestServerVersion` values (`ExchangeVersionType`), oldest first.
+pub const REQUEST_SERVER_VERSIONS: [&str; 7] = [
+    "Exchange2007",
+    "Exchange2007_SP1",
+    "Exchange2010",
+    "Exchange2010_SP1",
+    "Exchange2010_SP2",
+    "Exchange2013",
+    "Exchange2013_SP1",
+];
+
+/// The schema to fall back to when a server refuses ours without naming its own: request
+/// versioning began with Exchange 2007 SP1, and every later version still accepts it (and
+/// GetFolder with `Default` shape and a named mailbox is in it).
+pub const OLDEST_REQUEST_SERVER_VERSION: &str = "Exchange2007_SP1";
+
+impl ServerVersionInfo {
+    /// The `RequestServerVersion` this server understands: its `Version` when that is a
+    /// documented value, else the one its major/minor version shipped with (Exchange 2007
+    /// sends no `Version`; 2013 and later send internal names such as `V2_6`). `None` for a
+    /// version before EWS.
+    pub fn request_server_version(&self) -> Option<&'static str> {
+        let named = self.version.as_deref();
+        if let Some(known) = REQUEST_SERVER_VERSIONS.iter().find(|v| Some(**v) == named) {
+            return Some(known);
+        }
+        Some(match (self.major, self.minor) {
+            (8, 0) => "Exchange2007",
+            (8, _) => "Exchange2007_SP1",
+            (14, 0) => "Exchange2010",
+            (14, 1) => "Exchange2010_SP1",
+            (14, _) => "Exchange2010_SP2",
+            // Exchange 2013 SP1 is build 15.0.847.
+            (15, 0) if self.major_build < 847 => "Exchange2013",
+            (major, _) if major >= 15 => "Exchange2013_SP1",
+            _ => return None,
+        })
+    }
 }
 
 /// The concrete type of a returned folder: `t:Folder` for mail folders, `t:CalendarFolder`, ...
@@ -325,7 +367,7 @@ pub fn parse_response_status(xml: &[u8]) -> Result<ResponseStatus, EwsXmlError> 
 }
 
 fn parse_envelope(xml: &[u8]) -> Result<Element, EwsXmlError> {
-    let envelope = dom::parse(xml, LIMITS)?;
+    let envelope = xml::parse(xml, LIMITS)?;
     envelope.expect_name("Envelope")?;
     Ok(envelope)
 }
@@ -338,7 +380,9 @@ fn body_response<'a>(
     let body = envelope.child("Body").ok_or(XmlError::Missing("Envelope/Body"))?;
     let first = body.children.first().ok_or(XmlError::Missing("Envelope/Body/*"))?;
     if first.name == "Fault" {
-        return Err(EwsXmlError::Fault(Box::new(soap_fault(first))));
+        let mut fault = soap_fault(first);
+        fault.server_version = server_version(envelope);
+        return Err(EwsXmlError::Fault(Box::new(fault)));
     }
     match expected {
         Some(name) if first.name != name => {
@@ -362,6 +406,7 @@ fn soap_fault(fault: &Element) -> SoapFault {
         message: detail_text("Message"),
         back_off_ms: back_off(&message_xml),
         fault_code,
+        server_version: None,
     }
 }
 
@@ -811,6 +856,55 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().starts_with("EWS SOAP fault ErrorServerBusy:"), "{err}");
+    }
+
+    #[test]
+    fn an_invalid_server_version_fault_may_name_the_servers_schema() {
+        let fault_xml = |header: &str| {
+            format!(
+                r#"<s:Envelope xmlns:s="{SOAP_NS}">{header}<s:Body><s:Fault>
+                  <faultcode xmlns:a="{TYPES_NS}">a:ErrorInvalidServerVersion</faultcode>
+                  <faultstring>The specified server version is invalid.</faultstring>
+                  <detail><e:ResponseCode xmlns:e="http://schemas.microsoft.com/exchange/services/2006/errors">ErrorInvalidServerVersion</e:ResponseCode></detail>
+                </s:Fault></s:Body></s:Envelope>"#
+            )
+        };
+        let bare = fault(&fault_xml(""));
+        assert_eq!(bare.response_code, "ErrorInvalidServerVersion");
+        assert_eq!(bare.server_version, None);
+        let named = fault(&fault_xml(&format!(
+            r#"<s:Header><h:ServerVersionInfo xmlns:h="{TYPES_NS}" MajorVersion="14"
+                 MinorVersion="1" MajorBuildNumber="218" MinorBuildNumber="15"
+                 Version="Exchange2010_SP1"/></s:Header>"#
+        )));
+        let version = named.server_version.unwrap();
+        assert_eq!(version.request_server_version(), Some("Exchange2010_SP1"));
+    }
+
+    #[test]
+    fn the_request_version_follows_the_server_version() {
+        let info = |major, minor, major_build, version: Option<&str>| ServerVersionInfo {
+            major,
+            minor,
+            major_build,
+            minor_build: 0,
+            version: version.map(str::to_owned),
+        };
+        for (server, expected) in [
+            (info(8, 0, 685, None), Some("Exchange2007")),
+            (info(8, 3, 83, None), Some("Exchange2007_SP1")),
+            (info(14, 0, 639, Some("Exchange2010")), Some("Exchange2010")),
+            (info(14, 3, 123, Some("Exchange2010_SP2")), Some("Exchange2010_SP2")),
+            (info(14, 2, 247, None), Some("Exchange2010_SP2")),
+            (info(15, 0, 516, Some("V2_6")), Some("Exchange2013")),
+            (info(15, 0, 847, Some("V2_9")), Some("Exchange2013_SP1")),
+            (info(15, 2, 1544, Some("V2017_07_11")), Some("Exchange2013_SP1")),
+            (info(6, 5, 0, None), None),
+        ] {
+            assert_eq!(server.request_server_version(), expected, "{server:?}");
+        }
+        assert!(REQUEST_SERVER_VERSIONS.contains(&OLDEST_REQUEST_SERVER_VERSION));
+        assert!(REQUEST_SERVER_VERSIONS.contains(&super::super::REQUEST_SERVER_VERSION));
     }
 
     #[test]

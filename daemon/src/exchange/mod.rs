@@ -3,19 +3,22 @@
 //! ```text
 //!   link:  --server URL/host ─┐
 //!          Autodiscover ──────┴─▶ EWS URL ─▶ GetFolder(inbox, calendar) with auth ─▶ ExchangeEndpoint
+//!            (--username not the address: the folders name the address's mailbox, as a delegate)
 //!   check: ExchangeEndpoint + stored password ─▶ GetFolder with the recorded scheme ─▶ CheckReport
+//!   (at every endpoint: no credentials until it challenges; the scheme from its own offers)
 //!   errors: ExchangeError ─failure()─▶ degraded / needs_reauth / blocked (SPEC §4)
 //!                         ─wire_error()─▶ what `connect` prints (exit 7 for rejected credentials)
 //! ```
 //!
-//! `autodiscover` and `ews` are pure parsers; `client` does authenticated HTTP (NTLM via `ntlm`,
-//! Basic); `discover` walks the Autodiscover candidates.
+//! `autodiscover` and `ews` are pure parsers over the bounded tree builder in `xml`; `client`
+//! does authenticated HTTP (NTLM via `ntlm`, Basic); `discover` walks the Autodiscover candidates.
 
 pub mod autodiscover;
 pub mod client;
 pub mod discover;
 pub mod ews;
 pub mod ntlm;
+pub mod xml;
 
 use std::time::Duration;
 
@@ -29,19 +32,33 @@ use crate::net::{self, HttpOptions};
 use client::{Credentials, Session, host_of, is_loopback};
 use ews::{DistinguishedFolder, EwsXmlError};
 
-/// The schema version asked for: understood by Exchange 2010 SP2 and every later version.
+/// The schema version asked for first: understood by Exchange 2010 SP2 and every later version.
+/// Older servers refuse it (`ErrorInvalidServerVersion`) and are asked again in an older one.
 pub const REQUEST_SERVER_VERSION: &str = "Exchange2010_SP2";
+
+fn default_request_server_version() -> String {
+    REQUEST_SERVER_VERSION.to_owned()
+}
 
 /// Whole-request timeout for EWS and Autodiscover requests.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Non-secret facts stored with an Exchange link.
+/// Non-secret facts stored with an Exchange link (as the link's details JSON).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ExchangeEndpoint {
     pub ews_url: String,
     pub auth: ExchangeAuth,
     pub username: String,
     pub server_version: Option<String>,
+    /// The mailbox that was linked, when `username` signs in to someone else's (a delegate):
+    /// every GetFolder names it, so checks read that mailbox and not the username's own. `None`:
+    /// the username's own mailbox, which is also what links stored before this field meant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mailbox: Option<String>,
+    /// The `RequestServerVersion` the server accepted at connect, so checks of an Exchange
+    /// 2007/2010 server need no refused first try. Links stored before this field: the default.
+    #[serde(default = "default_request_server_version")]
+    pub request_server_version: String,
 }
 
 /// What the user typed at `connect`.
@@ -102,6 +119,23 @@ pub enum ExchangeError {
     NotDiscovered { domain: String, tried: Vec<String> },
     #[error("Autodiscover for {domain} redirected more than {} times", discover::MAX_REDIRECTS)]
     TooManyRedirects { domain: String },
+    /// The mailbox was named (delegate access) and the server refused `username` its folders.
+    #[error(
+        "{username} may not open the mailbox {mailbox} (EWS {code}): its owner has not given \
+         {username} delegate access to the inbox"
+    )]
+    MailboxAccessDenied { server: String, username: String, mailbox: String, code: String },
+    /// The mailbox was named (delegate access) and the server knows no mailbox by that address.
+    #[error("{server} has no mailbox {mailbox} (EWS {code})")]
+    NoSuchMailbox { server: String, mailbox: String, code: String },
+    /// The server refused the EWS schema version even after the fallback.
+    #[error("{server} refused the EWS schema version {requested} (EWS ErrorInvalidServerVersion)")]
+    ServerVersionRefused {
+        server: String,
+        requested: String,
+        /// The version the server named in the fault, if it named one.
+        offered: Option<&'static str>,
+    },
     #[error("{email} is an Exchange Online (Office365) mailbox")]
     ExchangeOnline { email: String },
     #[error("cancelled")]
@@ -139,12 +173,17 @@ impl ExchangeError {
                 ews::ErrorClass::Other => Failure::blocked(reason, Actor::Operator),
             },
             ExchangeError::NoSuitableAuth { .. }
+            | ExchangeError::ServerVersionRefused { .. }
             | ExchangeError::Config { .. }
             | ExchangeError::Internal { .. } => Failure::blocked(reason, Actor::Operator),
             ExchangeError::Ntlm { .. } | ExchangeError::TooManyRedirects { .. } => {
                 Failure::blocked(reason, Actor::TenantAdmin)
             }
-            ExchangeError::InvalidServer { .. }
+            // Delegate access is granted by the mailbox's owner (Outlook's Delegate Access, or an
+            // admin on their behalf): the user has to ask for it.
+            ExchangeError::MailboxAccessDenied { .. }
+            | ExchangeError::NoSuchMailbox { .. }
+            | ExchangeError::InvalidServer { .. }
             | ExchangeError::InvalidAddress { .. }
             | ExchangeError::InsecureUrl { .. }
             | ExchangeError::NotDiscovered { .. }
@@ -179,6 +218,15 @@ impl ExchangeError {
             }
             ExchangeError::ExchangeOnline { .. } => WireError::new(ErrorKind::Failed, message)
                 .with_hint("connect it with `--provider office365`"),
+            ExchangeError::MailboxAccessDenied { mailbox, username, .. } => {
+                WireError::new(ErrorKind::Failed, message).with_hint(format!(
+                    "ask the owner of {mailbox} to add {username} as a delegate with access to the \
+                     inbox and calendar (Outlook: File > Account Settings > Delegate Access), or \
+                     connect with the mailbox's own login"
+                ))
+            }
+            ExchangeError::NoSuchMailbox { .. } => WireError::new(ErrorKind::Failed, message)
+                .with_hint("check the address: with `--username`, EMAIL is the mailbox that login may open"),
             _ => {
                 let failure = self.failure();
                 let hint = if failure.is_transient() {
@@ -245,18 +293,26 @@ async fn link_inner(
     let explicit = login.server.map(server_url).transpose()?;
     let credentials = Credentials { username, password: login.password };
     let mut session = Session::new(client(config)?, credentials, config.exchange.auth.clone());
-    let ews_url = match explicit {
-        Some(url) => url,
+    // The address whose mailbox is linked: Autodiscover's answer may name it differently
+    // (redirectAddr), and that is the name the server knows it by.
+    let (ews_url, address) = match explicit {
+        Some(url) => (url, login.email.to_owned()),
         None => {
             let domain = discover::domain_of(login.email)
                 .ok_or_else(|| ExchangeError::InvalidAddress { email: login.email.to_owned() })?;
             interaction.step(format!("Looking up the Exchange server for {domain}")).await;
-            discover::discover(config, &mut session, login.email, interaction).await?.ews_url
+            let found = discover::discover(config, &mut session, login.email, interaction).await?;
+            (found.ews_url, found.email)
         }
     };
+    // A login other than the address may be a delegate of that mailbox: name it, or the server
+    // answers with the login's own mailbox.
+    let mailbox = (!username.eq_ignore_ascii_case(login.email)).then_some(address);
     interaction.step(format!("Checking the mailbox through EWS at {}", host_of(&ews_url))).await;
-    let report = get_folders(&mut session, &ews_url).await?;
-    let auth = session.scheme.ok_or_else(|| ExchangeError::Internal {
+    let target = FolderTarget { username, mailbox: mailbox.as_deref() };
+    let (report, request_server_version) =
+        get_folders(&mut session, &ews_url, &target, REQUEST_SERVER_VERSION).await?;
+    let auth = session.scheme_at(&ews_url).ok_or_else(|| ExchangeError::Internal {
         detail: "EWS answered without authentication".into(),
     })?;
     tracing::info!(ews_url = %ews_url, auth = auth.as_str(), "Exchange mailbox linked");
@@ -265,6 +321,8 @@ async fn link_inner(
         auth,
         username: username.to_owned(),
         server_version: report.server_version.clone(),
+        mailbox,
+        request_server_version,
     };
     Ok((endpoint, report))
 }
@@ -278,17 +336,92 @@ pub async fn check(
 ) -> Result<CheckReport, ExchangeError> {
     let url = server_url(&endpoint.ews_url)?;
     let credentials = Credentials { username: &endpoint.username, password };
+    // Only the recorded scheme, and only once the server has challenged for it: the first request
+    // goes without credentials, as at connect.
     let mut session = Session::new(client(config)?, credentials, vec![endpoint.auth]);
-    session.scheme = Some(endpoint.auth);
-    get_folders(&mut session, &url).await
+    let target =
+        FolderTarget { username: &endpoint.username, mailbox: endpoint.mailbox.as_deref() };
+    let (report, _) =
+        get_folders(&mut session, &url, &target, &endpoint.request_server_version).await?;
+    Ok(report)
 }
 
-/// EWS GetFolder for inbox and calendar.
-async fn get_folders(session: &mut Session<'_>, url: &Url) -> Result<CheckReport, ExchangeError> {
+/// Whose folders a check reads.
+struct FolderTarget<'a> {
+    /// Who signs in, for messages.
+    username: &'a str,
+    /// The mailbox named in the request (delegate access); `None`: the signed-in user's own.
+    mailbox: Option<&'a str>,
+}
+
+impl FolderTarget<'_> {
+    /// The error for a failed inbox message: a refused or unknown named mailbox gets a reason of
+    /// its own. A delegate without rights sees `ErrorAccessDenied`, or `ErrorFolderNotFound`
+    /// ("Handling delegation-related errors in EWS", Microsoft Learn).
+    fn inbox_error(&self, server: String, error: ews::ResponseError) -> ExchangeError {
+        match (self.mailbox, error.response_code.as_str()) {
+            (Some(mailbox), "ErrorAccessDenied" | "ErrorFolderNotFound") => {
+                ExchangeError::MailboxAccessDenied {
+                    server,
+                    username: self.username.to_owned(),
+                    mailbox: mailbox.to_owned(),
+                    code: error.response_code,
+                }
+            }
+            (Some(mailbox), "ErrorNonExistentMailbox") => ExchangeError::NoSuchMailbox {
+                server,
+                mailbox: mailbox.to_owned(),
+                code: error.response_code,
+            },
+            _ => response_error(server, error),
+        }
+    }
+}
+
+fn response_error(server: String, error: ews::ResponseError) -> ExchangeError {
+    ExchangeError::Ews {
+        server,
+        code: error.response_code,
+        message: error.message_text,
+        back_off: error.back_off_ms.map(Duration::from_millis),
+    }
+}
+
+/// EWS GetFolder for inbox and calendar of `target`'s mailbox in schema `version`. A server
+/// that refuses the schema (Exchange 2007, 2010 RTM and SP1 know no newer names than their own)
+/// is asked once more: in the version its fault names, else in the oldest versioned schema.
+/// Returns the report and the version that was accepted.
+async fn get_folders(
+    session: &mut Session<'_>,
+    url: &Url,
+    target: &FolderTarget<'_>,
+    version: &str,
+) -> Result<(CheckReport, String), ExchangeError> {
+    match get_folders_in(session, url, target, version).await {
+        Err(ExchangeError::ServerVersionRefused { offered, .. })
+            if offered.unwrap_or(ews::OLDEST_REQUEST_SERVER_VERSION) != version =>
+        {
+            let fallback = offered.unwrap_or(ews::OLDEST_REQUEST_SERVER_VERSION);
+            tracing::info!(server = %host_of(url), refused = version, fallback, "EWS schema fallback");
+            let report = get_folders_in(session, url, target, fallback).await?;
+            Ok((report, fallback.to_owned()))
+        }
+        result => result.map(|report| (report, version.to_owned())),
+    }
+}
+
+/// One GetFolder for inbox and calendar in schema `version`.
+async fn get_folders_in(
+    session: &mut Session<'_>,
+    url: &Url,
+    target: &FolderTarget<'_>,
+    version: &str,
+) -> Result<CheckReport, ExchangeError> {
     let server = host_of(url);
-    let body = ews::get_folder_request(
+    let body = ews::get_folder_request_for_mailbox(
         &[DistinguishedFolder::Inbox, DistinguishedFolder::Calendar],
-        REQUEST_SERVER_VERSION,
+        version,
+        target.mailbox,
     );
     let reply = session.post_xml(url, &body).await?;
     let is_xml = reply
@@ -306,6 +439,13 @@ async fn get_folders(session: &mut Session<'_>, url: &Url) -> Result<CheckReport
     }
     let response = match ews::parse_get_folder_response(&reply.body) {
         Ok(response) => response,
+        Err(EwsXmlError::Fault(fault)) if fault.response_code == "ErrorInvalidServerVersion" => {
+            return Err(ExchangeError::ServerVersionRefused {
+                server,
+                requested: version.to_owned(),
+                offered: fault.server_version.as_ref().and_then(|v| v.request_server_version()),
+            });
+        }
         Err(EwsXmlError::Fault(fault)) => {
             return Err(ExchangeError::Ews {
                 server,
@@ -319,14 +459,7 @@ async fn get_folders(session: &mut Session<'_>, url: &Url) -> Result<CheckReport
     let mut messages = response.messages.into_iter();
     let inbox = match messages.next() {
         Some(Ok(folder)) => folder,
-        Some(Err(error)) => {
-            return Err(ExchangeError::Ews {
-                server,
-                code: error.response_code,
-                message: error.message_text,
-                back_off: error.back_off_ms.map(Duration::from_millis),
-            });
-        }
+        Some(Err(error)) => return Err(target.inbox_error(server, error)),
         None => {
             return Err(ExchangeError::Protocol {
                 server,
@@ -337,12 +470,7 @@ async fn get_folders(session: &mut Session<'_>, url: &Url) -> Result<CheckReport
     let calendar_ok = match messages.next() {
         Some(Ok(_)) => true,
         Some(Err(error)) if error.error_class() == ews::ErrorClass::Transient => {
-            return Err(ExchangeError::Ews {
-                server,
-                code: error.response_code,
-                message: error.message_text,
-                back_off: error.back_off_ms.map(Duration::from_millis),
-            });
+            return Err(response_error(server, error));
         }
         Some(Err(error)) => {
             tracing::warn!(server = %server, code = %error.response_code, "calendar not reachable");
@@ -430,6 +558,43 @@ mod tests {
         };
         assert!(unavailable.is_transient());
         assert_eq!(unavailable.failure().retry_after, Some(Duration::from_secs(7)));
+    }
+
+    #[test]
+    fn a_refused_delegate_is_blocked_until_the_owner_acts() {
+        use mslink_proto::LinkState;
+        let denied = ExchangeError::MailboxAccessDenied {
+            server: "m".into(),
+            username: "EXAMPLE\\bob".into(),
+            mailbox: "alice@example.com".into(),
+            code: "ErrorAccessDenied".into(),
+        };
+        let failure = denied.failure();
+        assert_eq!((failure.state, failure.actor), (LinkState::Blocked, Actor::User));
+        assert_eq!(
+            failure.reason,
+            "EXAMPLE\\bob may not open the mailbox alice@example.com (EWS ErrorAccessDenied): its \
+             owner has not given EXAMPLE\\bob delegate access to the inbox"
+        );
+        assert!(!denied.is_transient());
+        let missing = ExchangeError::NoSuchMailbox {
+            server: "m".into(),
+            mailbox: "alice@example.com".into(),
+            code: "ErrorNonExistentMailbox".into(),
+        };
+        assert_eq!(missing.failure().state, LinkState::Blocked);
+        assert!(missing.wire_error().hint.unwrap().contains("--username"));
+    }
+
+    #[test]
+    fn endpoints_stored_before_mailbox_and_schema_read_as_before() {
+        let stored = r#"{"ews_url":"https://m/EWS/Exchange.asmx","auth":"ntlm","username":"u","server_version":null}"#;
+        let endpoint: ExchangeEndpoint = serde_json::from_str(stored).unwrap();
+        assert_eq!(endpoint.mailbox, None);
+        assert_eq!(endpoint.request_server_version, REQUEST_SERVER_VERSION);
+        let again: ExchangeEndpoint =
+            serde_json::from_str(&serde_json::to_string(&endpoint).unwrap()).unwrap();
+        assert_eq!(again, endpoint);
     }
 
     #[test]

@@ -78,6 +78,19 @@ EXCHANGE_VERSIONS = {
     "V2017_04_14", "V2017_07_11",
 }
 
+# --product: which Exchange this server answers as. Each accepts the RequestServerVersion values
+# its schema defines (later versions keep the earlier ones; request versioning began with 2007
+# SP1, and a request without the header is read as Exchange2007) and answers any other with the
+# ErrorInvalidServerVersion fault. Exchange 2007's ServerVersionInfo has no Version attribute.
+PRODUCTS = {
+    "exchange2019": (SERVER_VERSION, EXCHANGE_VERSIONS),
+    "exchange2010": (dict(major=14, minor=0, build=639, revision=21, version="Exchange2010"),
+                     {"Exchange2007", "Exchange2007_SP1", "Exchange2010"}),
+    "exchange2007_sp1": (dict(major=8, minor=1, build=240, revision=6, version=None),
+                         {"Exchange2007", "Exchange2007_SP1"}),
+}
+ACCEPTED_VERSIONS = EXCHANGE_VERSIONS  # set from --product in main()
+
 # Distinguished folders the fake mailbox has: id -> (element, display name, folder class)
 FOLDERS = {
     "inbox": ("Folder", "Inbox", "IPF.Note"),
@@ -122,7 +135,7 @@ def now_iso():
 SOAP_RESPONSE = """<?xml version="1.0" encoding="utf-8"?>
 <s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/">
   <s:Header>
-    <h:ServerVersionInfo MajorVersion="{major}" MinorVersion="{minor}" MajorBuildNumber="{build}" MinorBuildNumber="{revision}" Version="{version}" xmlns:h="http://schemas.microsoft.com/exchange/services/2006/types" xmlns="http://schemas.microsoft.com/exchange/services/2006/types" xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"/>
+    <h:ServerVersionInfo MajorVersion="{major}" MinorVersion="{minor}" MajorBuildNumber="{build}" MinorBuildNumber="{revision}"{version_attr} xmlns:h="http://schemas.microsoft.com/exchange/services/2006/types" xmlns="http://schemas.microsoft.com/exchange/services/2006/types" xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"/>
   </s:Header>
   <s:Body xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:xsd="http://www.w3.org/2001/XMLSchema">
     <m:{op}Response xmlns:m="http://schemas.microsoft.com/exchange/services/2006/messages" xmlns:t="http://schemas.microsoft.com/exchange/services/2006/types">
@@ -295,6 +308,9 @@ class User:
         self.inbox_unread = int(spec.get("inbox_unread", 0))
         self.calendar_total = int(spec.get("calendar_total", 0))
         self.display_name = spec.get("display_name") or self.email.split("@")[0].capitalize()
+        # Delegates of this mailbox: address of the delegate -> distinguished folders it may open
+        # (what Outlook's Delegate Access / Add-MailboxFolderPermission grant).
+        self.delegates = {d.lower(): set(f) for d, f in (spec.get("delegates") or {}).items()}
         if "\\" in self.username:
             self.nb_domain, self.sam = self.username.split("\\", 1)
         else:
@@ -315,6 +331,11 @@ class User:
 
     def matches(self, domain, name):
         return ((domain or "").lower(), (name or "").lower()) in self.login_names()
+
+    def may_open(self, user, folder):
+        """Whether `user` (signed in) may open `folder` of this mailbox: its owner, or a delegate
+        granted that folder."""
+        return user is self or folder in self.delegates.get(user.email, ())
 
     def mailbox_guid(self):
         return str(uuid.uuid5(uuid.NAMESPACE_URL, "fake-ews-mailbox:" + self.email))
@@ -650,7 +671,7 @@ class EwsHandler(BaseHandler):
         if host.startswith("["):
             host = self.headers.get("Host").split("]")[0] + "]"
         realm = STATE.args.realm or host or "mail.contoso.test"
-        for a in STATE.args.auth:
+        for a in self.enabled_auth():
             if a == "ntlm":
                 out.append(("WWW-Authenticate", "NTLM"))
             elif a == "negotiate":
@@ -658,6 +679,11 @@ class EwsHandler(BaseHandler):
             elif a == "basic":
                 out.append(("WWW-Authenticate", 'Basic realm="%s"' % realm))
         return out
+
+    def enabled_auth(self):
+        """Schemes offered and accepted for this request's path: IIS configures authentication
+        per virtual directory (--path-auth), else the server-wide --auth."""
+        return STATE.args.path_auth.get(urlsplit(self.path).path.lower(), STATE.args.auth)
 
     def unauthorized(self, entry, reason=None, headers=None):
         if reason:
@@ -711,7 +737,7 @@ class EwsHandler(BaseHandler):
 
     def authenticate(self, entry):
         scheme, data, extra = self.auth_header_to_entry(entry)
-        enabled = STATE.args.auth
+        enabled = self.enabled_auth()
         if scheme is None:
             if self.conn_user is not None and STATE.args.ntlm_persist:
                 entry["auth_via"] = "%s (connection)" % self.ntlm_scheme_name()
@@ -846,7 +872,7 @@ class EwsHandler(BaseHandler):
             if v is not None:
                 rsv = v.get("Version")
                 entry["request_server_version"] = rsv
-                if rsv not in EXCHANGE_VERSIONS:
+                if rsv not in ACCEPTED_VERSIONS:
                     return self.soap_fault("ErrorInvalidServerVersion", "The specified server version is invalid.",
                                            headers=hdrs)
             if header.find("{%s}ExchangeImpersonation" % NS_T) is not None:
@@ -901,15 +927,19 @@ class EwsHandler(BaseHandler):
                 target = user
                 mb = fid.find("{%s}Mailbox" % NS_T)
                 if mb is not None:
+                    # Another mailbox, named by its SMTP address: Exchange resolves the address,
+                    # then checks the signed-in user's rights on that mailbox's folder.
                     addr = (mb.findtext("{%s}EmailAddress" % NS_T) or "").strip().lower()
+                    entry.setdefault("mailboxes", []).append(addr)
                     with STATE.lock:
                         target = STATE.users.get(addr)
+                        allowed = target is not None and target.may_open(user, name)
                     if target is None:
                         messages.append(RESPONSE_MESSAGE_ERROR.format(
                             op="GetFolder", code="ErrorNonExistentMailbox",
-                            text="No mailbox with such guid."))
+                            text="The SMTP address has no mailbox associated with it."))
                         continue
-                    if target is not user:
+                    if not allowed:
                         messages.append(RESPONSE_MESSAGE_ERROR.format(
                             op="GetFolder", code="ErrorAccessDenied", text="Access is denied. Check credentials and try again."))
                         continue
@@ -923,18 +953,24 @@ class EwsHandler(BaseHandler):
                 raw_id = fid.get("Id") or ""
                 folders_req.append("id:" + raw_id)
                 owner, name = decode_folder_id(raw_id)
+                with STATE.lock:
+                    owner_user = STATE.users.get(owner) if owner is not None else None
+                    allowed = owner_user is not None and owner_user.may_open(user, name)
                 if owner is None:
                     messages.append(RESPONSE_MESSAGE_ERROR.format(op="GetFolder", code="ErrorInvalidIdMalformed",
                                                                   text="Id is malformed."))
-                elif owner != user.email:
+                elif not allowed:
                     messages.append(RESPONSE_MESSAGE_ERROR.format(op="GetFolder", code="ErrorAccessDenied",
                                                                   text="Access is denied. Check credentials and try again."))
                 else:
-                    messages.append(RESPONSE_MESSAGE_OK.format(op="GetFolder", folder=self.folder_xml(user, name, base, additional)))
+                    messages.append(RESPONSE_MESSAGE_OK.format(op="GetFolder", folder=self.folder_xml(owner_user, name, base, additional)))
             else:
                 return self.schema_error("The element 'FolderIds' has invalid child element '%s'." % fid.tag, hdrs)
         entry["folders"] = folders_req
-        body = SOAP_RESPONSE.format(op="GetFolder", messages="\n".join(messages), **SERVER_VERSION)
+        v = SERVER_VERSION
+        version_attr = ' Version="%s"' % v["version"] if v["version"] else ""
+        body = SOAP_RESPONSE.format(op="GetFolder", messages="\n".join(messages), version_attr=version_attr,
+                                    major=v["major"], minor=v["minor"], build=v["build"], revision=v["revision"])
         self.send(200, body, "text/xml; charset=utf-8", hdrs + self.exch_headers())
 
     def folder_xml(self, user, name, base, additional):
@@ -1085,6 +1121,22 @@ class EwsHandler(BaseHandler):
                 res = {"ok": True, "user": who, "inbox_total": u.inbox_total, "inbox_unread": u.inbox_unread,
                        "calendar_total": u.calendar_total}
             return self.test_json(200, res)
+        if lpath == "/test/delegates" and m == "POST":
+            owner = (data.get("mailbox") or "").lower()
+            delegate = (data.get("delegate") or "").lower()
+            folders = data.get("folders")
+            if not isinstance(folders, list) or not all(f in FOLDERS for f in folders):
+                return self.test_json(400, {"error": "folders: a list of %s" % ",".join(sorted(FOLDERS))})
+            with STATE.lock:
+                u = STATE.users.get(owner)
+                if u is None or delegate not in STATE.users:
+                    return self.test_json(404, {"error": "no such user %s or %s" % (owner, delegate)})
+                if folders:
+                    u.delegates[delegate] = set(folders)
+                else:
+                    u.delegates.pop(delegate, None)
+            log("TEST delegates of %s: %s -> %s" % (owner, delegate, folders))
+            return self.test_json(200, {"ok": True, "mailbox": owner, "delegate": delegate, "folders": folders})
         if lpath == "/test/log":
             if m == "GET":
                 with STATE.lock:
@@ -1250,6 +1302,12 @@ def parse_args(argv):
     p.add_argument("--users", required=True, help="users JSON file")
     p.add_argument("--auth", default="negotiate,ntlm,basic",
                    help="comma list of negotiate,ntlm,basic: challenges offered, in this order (default: %(default)s)")
+    p.add_argument("--path-auth", action="append", default=[], metavar="PATH=LIST",
+                   help="schemes offered and accepted at PATH instead of --auth, like IIS authentication "
+                        "per virtual directory, e.g. /EWS/Exchange.asmx=ntlm (repeatable)")
+    p.add_argument("--product", choices=sorted(PRODUCTS), default="exchange2019",
+                   help="Exchange version answered as: its ServerVersionInfo and the RequestServerVersion values "
+                        "it accepts (default: %(default)s)")
     p.add_argument("--realm", default=None, help="Basic realm (default: host name of the Host header)")
     p.add_argument("--ews-url", default="https://mail.contoso.test:{port}/EWS/Exchange.asmx",
                    help="EwsUrl announced by Autodiscover ({port} = HTTPS port) (default: %(default)s)")
@@ -1290,12 +1348,24 @@ def load_users(path):
 
 
 def main(argv=None):
-    global STATE
+    global STATE, SERVER_VERSION, ACCEPTED_VERSIONS
     args = parse_args(argv if argv is not None else sys.argv[1:])
-    args.auth = [a.strip().lower() for a in args.auth.split(",") if a.strip()]
-    for a in args.auth:
-        if a not in ("negotiate", "ntlm", "basic"):
-            raise SystemExit("--auth: unknown scheme %r" % a)
+    SERVER_VERSION, ACCEPTED_VERSIONS = PRODUCTS[args.product]
+    def schemes(text, flag):
+        out = [a.strip().lower() for a in text.split(",") if a.strip()]
+        for a in out:
+            if a not in ("negotiate", "ntlm", "basic"):
+                raise SystemExit("%s: unknown scheme %r" % (flag, a))
+        return out
+
+    args.auth = schemes(args.auth, "--auth")
+    path_auth = {}
+    for item in args.path_auth:
+        path, sep, text = item.partition("=")
+        if not sep or not path.startswith("/"):
+            raise SystemExit("--path-auth expects /PATH=LIST, got %r" % item)
+        path_auth[path.lower()] = schemes(text, "--path-auth")
+    args.path_auth = path_auth
     users = load_users(args.users)
     if not args.ntlm_domain:
         args.ntlm_domain = next((u.nb_domain for u in users.values() if u.nb_domain), "CONTOSO").upper()

@@ -41,6 +41,18 @@ GETFOLDER = b"""<?xml version="1.0" encoding="utf-8"?>
   </m:GetFolder></soap:Body></soap:Envelope>"""
 
 
+def getfolder_of(mailbox, folders=("inbox", "calendar")):
+    """GetFolder naming another mailbox (delegate access)."""
+    ids = "".join('<t:DistinguishedFolderId Id="%s"><t:Mailbox><t:EmailAddress>%s</t:EmailAddress>'
+                  '</t:Mailbox></t:DistinguishedFolderId>' % (f, mailbox) for f in folders)
+    return GETFOLDER.replace(
+        b'<t:DistinguishedFolderId Id="inbox"/><t:DistinguishedFolderId Id="calendar"/>', ids.encode())
+
+
+def basic_auth(user, pw):
+    return "Basic " + base64.b64encode(("%s:%s" % (user, pw)).encode()).decode()
+
+
 def ad_request(addr):
     return ("""<?xml version="1.0" encoding="utf-8"?>
 <Autodiscover xmlns="http://schemas.microsoft.com/exchange/autodiscover/outlook/requestschema/2006">
@@ -126,7 +138,10 @@ def main():
         ca = os.path.join(tmp, "ca.pem")
         with open(os.path.join(tmp, "users.json"), "w") as fd:
             json.dump({"alice@contoso.test": {"username": "CONTOSO\\alice", "upn": "alice@contoso.test",
-                                              "password": "Alice:Pass1", "inbox_total": 12, "inbox_unread": 3}}, fd)
+                                              "password": "Alice:Pass1", "inbox_total": 12, "inbox_unread": 3,
+                                              "delegates": {"carol@contoso.test": ["inbox"]}},
+                       "bob@contoso.test": {"username": "CONTOSO\\bob", "password": "Bob-Pass1"},
+                       "carol@contoso.test": {"username": "CONTOSO\\carol", "password": "Carol-Pass1"}}, fd)
         fake = Fake(tmp, "--redirect-addr", "old@contoso.test=alice@contoso.test")
         ews = "https://mail.contoso.test:%d/EWS/Exchange.asmx" % fake.port
         ad = "https://autodiscover.contoso.test:%d/autodiscover/autodiscover.xml" % fake.port
@@ -184,6 +199,33 @@ def main():
             else:
                 print("skip curl checks: curl not installed")
 
+            c = Client(fake.port, ca)
+            st, _, data = c.req("POST", "/EWS/Exchange.asmx", getfolder_of("alice@contoso.test"),
+                                basic_auth("CONTOSO\\alice", "Alice:Pass1"))
+            check("owner naming her own mailbox -> both folders",
+                  st == 200 and data.count(b'ResponseClass="Success"') == 2, (st, data[:300]))
+            st, _, data = c.req("POST", "/EWS/Exchange.asmx", getfolder_of("alice@contoso.test"),
+                                basic_auth("CONTOSO\\bob", "Bob-Pass1"))
+            check("no delegate rights -> ErrorAccessDenied per folder",
+                  st == 200 and data.count(b"<m:ResponseCode>ErrorAccessDenied<") == 2, (st, data[:300]))
+            st, _, data = c.req("POST", "/EWS/Exchange.asmx", getfolder_of("alice@contoso.test"),
+                                basic_auth("CONTOSO\\carol", "Carol-Pass1"))
+            check("delegate with inbox only -> inbox of the owner, calendar ErrorAccessDenied",
+                  st == 200 and b"<t:TotalCount>12</t:TotalCount>" in data
+                  and data.count(b"<m:ResponseCode>ErrorAccessDenied<") == 1, (st, data[:300]))
+            st, _, data = c.req("POST", "/EWS/Exchange.asmx", getfolder_of("nobody@contoso.test", ["inbox"]),
+                                basic_auth("CONTOSO\\carol", "Carol-Pass1"))
+            check("unknown mailbox -> ErrorNonExistentMailbox",
+                  st == 200 and b"<m:ResponseCode>ErrorNonExistentMailbox<" in data, (st, data[:300]))
+            c.close()
+            test_json(fake, ca, "POST", "/test/delegates",
+                      {"mailbox": "alice@contoso.test", "delegate": "carol@contoso.test", "folders": []})
+            c = Client(fake.port, ca)
+            st, _, data = c.req("POST", "/EWS/Exchange.asmx", getfolder_of("alice@contoso.test", ["inbox"]),
+                                basic_auth("CONTOSO\\carol", "Carol-Pass1"))
+            check("/test/delegates [] revokes access", b"<m:ResponseCode>ErrorAccessDenied<" in data, (st, data[:300]))
+            c.close()
+
             st, _ = test_json(fake, ca, "POST", "/test/mode", {"mode": "busy", "back_off_ms": 1234})
             c, st, data = handshake(fake.port, ca, "NTLM", "CONTOSO\\alice", "Alice:Pass1")
             check("busy -> 500 ErrorServerBusy fault with BackOffMilliseconds",
@@ -227,6 +269,21 @@ def main():
         finally:
             rc = fake.stop()
             check("SIGTERM -> exit 0", rc == 0, rc)
+
+        old = Fake(tmp, "--product", "exchange2010", "--auth", "basic")
+        try:
+            c = Client(old.port, ca)
+            st, _, data = c.req("POST", "/EWS/Exchange.asmx", GETFOLDER, basic_auth("CONTOSO\\alice", "Alice:Pass1"))
+            check("exchange2010: Exchange2013_SP1 -> 500 ErrorInvalidServerVersion",
+                  st == 500 and b"a:ErrorInvalidServerVersion</faultcode>" in data, (st, data[:300]))
+            older = GETFOLDER.replace(b"Exchange2013_SP1", b"Exchange2007_SP1")
+            st, _, data = c.req("POST", "/EWS/Exchange.asmx", older, basic_auth("CONTOSO\\alice", "Alice:Pass1"))
+            check("exchange2010: Exchange2007_SP1 -> 200 from 14.0 Exchange2010",
+                  st == 200 and b'MajorVersion="14" MinorVersion="0"' in data and b'Version="Exchange2010"' in data,
+                  (st, data[:300]))
+            c.close()
+        finally:
+            check("exchange2010: SIGTERM -> exit 0", old.stop() == 0)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print("%d passed, %d failed" % (len(PASSED), len(FAILED)))
