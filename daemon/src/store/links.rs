@@ -492,4 +492,36 @@ mod tests {
             }]
         );
     }
+
+    #[test]
+    fn blocks_remember_who_must_act_and_operator_blocks_are_rechecked_on_demand() {
+        let mut conn = db();
+        let mut db = Db::new(&mut conn);
+        db.save_link(&new_link("a@contoso.test"), 1, |_| Ok(vec![])).unwrap();
+        db.save_link(&new_link("b@contoso.test"), 1, |_| Ok(vec![])).unwrap();
+        let a = db.link_record("alice", "a@contoso.test").unwrap().unwrap();
+        let b = db.link_record("alice", "b@contoso.test").unwrap().unwrap();
+        let operator = Outcome::Failed {
+            failure: Failure::blocked("invalid_client (AADSTS7000222)", Actor::Operator),
+            next_attempt: Some(21_600),
+        };
+        let tenant = Outcome::Failed {
+            failure: Failure::blocked("AADSTS53003", Actor::TenantAdmin),
+            next_attempt: Some(86_400),
+        };
+        db.record_outcome(a.id, a.generation, &operator, 10).unwrap();
+        db.record_outcome(b.id, b.generation, &tenant, 10).unwrap();
+        let timers = db.timers(a.id).unwrap().unwrap();
+        assert_eq!((timers.state, timers.actor), (LinkState::Blocked, Some(Actor::Operator)));
+        assert_eq!(db.due_links().unwrap().len(), 2, "blocked links are loaded at start");
+
+        let rechecked = db.recheck_blocked(Actor::Operator, 500).unwrap();
+        assert_eq!(rechecked.len(), 1);
+        assert_eq!((rechecked[0].id, rechecked[0].next_check), (a.id, Some(500)));
+        assert_eq!(db.timers(b.id).unwrap().unwrap().next_check, Some(86_400), "tenant waits");
+
+        let healthy = Outcome::Healthy { report: CheckReport::default(), next_check: 900 };
+        db.record_outcome(a.id, a.generation, &healthy, 501).unwrap();
+        assert_eq!(db.timers(a.id).unwrap().unwrap().actor, None, "healthy: nobody must act");
+    }
 }
