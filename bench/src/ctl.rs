@@ -4,22 +4,18 @@
 use std::path::Path;
 
 use mslink_proto::{
-    ClientFrame, CtlCommand, DaemonFrame, MAX_CLIENT_FRAME, MAX_DAEMON_FRAME, PROTOCOL_VERSION,
-    decode, encode, frame_len,
+    ClientFrame, CtlCommand, DaemonFrame, FrameReader, MAX_CLIENT_FRAME, MAX_DAEMON_FRAME,
+    PROTOCOL_VERSION, decode, encode,
 };
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
 
 /// Why a round trip failed.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
-/// Reads one frame body.
+/// Reads one frame body (with the reader the daemon uses).
 pub async fn read_body(stream: &mut UnixStream) -> Result<Vec<u8>, Error> {
-    let mut header = [0u8; 4];
-    stream.read_exact(&mut header).await?;
-    let mut body = vec![0u8; frame_len(header, MAX_DAEMON_FRAME)?];
-    stream.read_exact(&mut body).await?;
-    Ok(body)
+    Ok(FrameReader::default().next(stream, MAX_DAEMON_FRAME).await?)
 }
 
 /// Connects and says hello.

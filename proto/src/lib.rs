@@ -19,10 +19,14 @@
 mod frame;
 mod messages;
 
+#[cfg(feature = "tokio")]
+mod frame_async;
 pub use frame::{
     FrameError, HEADER_LEN, MAX_CLIENT_FRAME, MAX_DAEMON_FRAME, decode, encode, frame_len,
     read_frame, write_frame,
 };
+#[cfg(feature = "tokio")]
+pub use frame_async::FrameReader;
 pub use messages::*;
 
 /// Bumped on any incompatible change to the messages. The daemon refuses a client that speaks
