@@ -50,6 +50,8 @@ pub async fn office365_links(
                     server_version: None,
                 },
                 token_expiry: Some(seed.token_expiry),
+                // Tokens as Entra issues them: an hour's life, most of it behind them.
+                token_issued: Some(seed.token_expiry - 3600),
                 next_check: seed.next_check,
             })
             .collect();

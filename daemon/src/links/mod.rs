@@ -231,6 +231,7 @@ impl Links {
                     ),
                     report,
                     token_expiry: Some(tokens.expires_at),
+                    token_issued: Some(now),
                     next_check,
                 };
                 let secret = LinkSecret::Office365 {
@@ -262,6 +263,7 @@ impl Links {
                     auth_scheme: Some(endpoint.auth.as_str().to_owned()),
                     report,
                     token_expiry: None,
+                    token_issued: None,
                     next_check,
                 };
                 (new, LinkSecret::Exchange { password })

@@ -60,20 +60,20 @@ pub struct NewLink {
     pub auth_scheme: Option<String>,
     pub report: CheckReport,
     pub token_expiry: Option<UnixTime>,
+    /// When that token was issued (sign-in: now).
+    pub token_issued: Option<UnixTime>,
     pub next_check: UnixTime,
 }
 
-/// Inserting a new, active link; `?1`..`?13` are [`NewLink::values`]. A token stored with a new
-/// link was issued at `?4`, when it was linked.
+/// Inserting a new, active link; `?1`..`?14` are [`NewLink::values`].
 const INSERT_LINK: &str = "INSERT INTO links (user, email, provider, state, since, last_ok,
         next_check, token_expiry, inbox_total, inbox_unread, calendar_ok, server_version,
         auth_scheme, endpoint, details, created_at, token_issued)
-     VALUES (?1, ?2, ?3, 'active', ?4, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?4,
-             CASE WHEN ?6 IS NULL THEN NULL ELSE ?4 END)";
+     VALUES (?1, ?2, ?3, 'active', ?4, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?4, ?14)";
 
 impl NewLink {
     /// The values of [`INSERT_LINK`]'s parameters, in order; `now` is when it was linked.
-    fn values(&self, now: UnixTime) -> [rusqlite::types::Value; 13] {
+    fn values(&self, now: UnixTime) -> [rusqlite::types::Value; 14] {
         let report = &self.report;
         [
             self.user.clone().into(),
@@ -89,6 +89,7 @@ impl NewLink {
             self.auth_scheme.clone().into(),
             self.endpoint.clone().into(),
             self.details.clone().into(),
+            self.token_issued.into(),
         ]
     }
 }
@@ -180,7 +181,7 @@ impl Db<'_> {
                      state_before_suspend = NULL, reason_before_suspend = NULL,
                      actor_before_suspend = NULL, since_before_suspend = NULL,
                      since = ?4, last_ok = ?4, next_check = ?5, token_expiry = ?6,
-                     token_issued = CASE WHEN ?6 IS NULL THEN NULL ELSE ?4 END,
+                     token_issued = ?14,
                      inbox_total = ?7, inbox_unread = ?8, calendar_ok = ?9, server_version = ?10,
                      auth_scheme = ?11, endpoint = ?12, details = ?13, failures = 0,
                      generation = generation + 1
@@ -391,6 +392,7 @@ mod tests {
                 server_version: Some("15.2.1544.4".into()),
             },
             token_expiry: None,
+            token_issued: None,
             next_check: 1000,
         }
     }
