@@ -35,28 +35,35 @@ async fn wait_for(path: &Path) {
     panic!("{} was not written: the hook did not run", path.display());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn link_events_reach_the_hook_and_the_metrics() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("hook.env");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let config_file = dir.path().join("mslinkd.toml");
-    std::fs::write(
-        &config_file,
-        format!(
-            "socket = {:?}\nstate_dir = {:?}\n[hooks]\non_state_change = 'env > {o}.tmp && mv {o}.tmp {o}'\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n",
-            dir.path().join("mslinkd.sock"),
-            dir.path().join("state"),
-            o = out.display(),
-        ),
-    )
-    .unwrap();
+type Served = tokio::task::JoinHandle<Result<(), mslinkd::OpenError>>;
+
+/// An in-process daemon in `dir` with `extra` config, on an event bus the test can emit on.
+fn start(dir: &Path, extra: &str) -> (Bus, CancellationToken, Served) {
+    let config_file = dir.join("mslinkd.toml");
+    let (socket, state) = (dir.join("mslinkd.sock"), dir.join("state"));
+    std::fs::write(&config_file, format!("socket = {socket:?}\nstate_dir = {state:?}\n{extra}"))
+        .unwrap();
     let config = Config::load(&config_file, true, &Env::default()).unwrap();
     let listener = Listener::Owned(ipc::bind(&config.socket, None).unwrap(), config.socket.clone());
     let bus = Bus::default();
     let shutdown = CancellationToken::new();
     let options = Options { env: Env::default(), events: bus.clone(), ..Options::default() };
     let served = tokio::spawn(run_with(config, listener, shutdown.clone(), options));
+    (bus, shutdown, served)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn link_events_reach_the_hook_and_the_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("hook.env");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (bus, shutdown, served) = start(
+        dir.path(),
+        &format!(
+            "[hooks]\non_state_change = 'env > {o}.tmp && mv {o}.tmp {o}'\n[metrics]\nlisten = \"127.0.0.1:{port}\"\n",
+            o = out.display(),
+        ),
+    );
     // The endpoint answering means the ops tasks have subscribed.
     for _ in 0..500 {
         if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
@@ -175,7 +182,6 @@ async fn ten_thousand_state_changes_reach_a_slow_hook() {
     const CHANGES: usize = 10_000;
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("runs");
-    let config_file = dir.path().join("mslinkd.toml");
     // Each run takes 20 ms; a run for a link that overlapped another of the same link would
     // leave a `.lock` behind and be recorded as such.
     let hook = format!(
@@ -183,22 +189,8 @@ async fn ten_thousand_state_changes_reach_a_slow_hook() {
         dir = dir.path().display(),
         out = out.display(),
     );
-    std::fs::write(
-        &config_file,
-        format!(
-            "socket = {:?}\nstate_dir = {:?}\n[hooks]\non_state_change = {:?}\n",
-            dir.path().join("mslinkd.sock"),
-            dir.path().join("state"),
-            hook,
-        ),
-    )
-    .unwrap();
-    let config = Config::load(&config_file, true, &Env::default()).unwrap();
-    let listener = Listener::Owned(ipc::bind(&config.socket, None).unwrap(), config.socket.clone());
-    let bus = Bus::default();
-    let shutdown = CancellationToken::new();
-    let options = Options { env: Env::default(), events: bus.clone(), ..Options::default() };
-    let served = tokio::spawn(run_with(config, listener, shutdown.clone(), options));
+    let (bus, shutdown, served) =
+        start(dir.path(), &format!("[hooks]\non_state_change = {hook:?}\n"));
     // The daemon is serving (and its ops tasks subscribed) once it answers on its socket.
     for _ in 0..500 {
         if tokio::net::UnixStream::connect(dir.path().join("mslinkd.sock")).await.is_ok() {
