@@ -292,6 +292,28 @@ async fn the_configured_prompt_is_sent_on_the_authorization_request() {
     assert!(matches!(result, Err(Office365Error::Cancelled)), "{result:?}");
 }
 
+/// The redirect URI README.md tells the admin to register in Entra ("Mobile and desktop
+/// applications").
+fn readme_redirect_uri() -> String {
+    let readme = std::fs::read_to_string(peers_dir().join("../../README.md")).unwrap();
+    let readme = readme.split_whitespace().collect::<Vec<_>>().join(" ");
+    let start =
+        readme.find("redirect URI `").expect("README.md names the redirect URI to register")
+            + "redirect URI `".len();
+    readme[start..].split('`').next().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn the_redirect_uri_the_readme_has_admins_register_is_the_one_sent() {
+    // Registered as the README says, and nothing else. Like Entra for a loopback redirect URI of
+    // a desktop app (and RFC 8252 §7.3), the provider ignores the port but matches the path.
+    let registered = readme_redirect_uri();
+    let peers = peers(&["--registered-redirect-uri", &registered, ENTRA]).await;
+    let config = config(&peers, "");
+    let tokens = browser_sign_in(&config, ALICE, false).await.unwrap();
+    office365::check(&config, &tokens.access_token, ALICE).await.unwrap();
+}
+
 #[tokio::test]
 async fn a_callback_with_the_wrong_state_is_refused_and_ctrl_c_cancels() {
     let peers = peers(&[]).await;
