@@ -36,6 +36,9 @@ pub enum ConfigError {
     NoDefault { key: &'static str, why: &'static str },
 }
 
+/// The systemd credential (`LoadCredential=`) that holds the Entra app's client secret.
+pub const CLIENT_SECRET_CREDENTIAL: &str = "mslink.client-secret";
+
 /// The parts of the process environment that decide defaults.
 #[derive(Debug, Clone, Default)]
 pub struct Env {
@@ -43,6 +46,9 @@ pub struct Env {
     pub runtime_directory: Option<PathBuf>,
     pub state_directory: Option<PathBuf>,
     pub credentials_directory: Option<PathBuf>,
+    /// `$CREDENTIALS_DIRECTORY/mslink.client-secret` when systemd passed that credential: the
+    /// default for `[office365] client_secret_file`.
+    pub client_secret_credential: Option<PathBuf>,
     pub xdg_runtime_dir: Option<PathBuf>,
     pub xdg_state_home: Option<PathBuf>,
     pub home: Option<PathBuf>,
@@ -59,6 +65,11 @@ impl Env {
         };
         Env {
             is_root: nix::unistd::geteuid().is_root(),
+            // Like the key, the client secret credential is optional (the units load it when
+            // the credential store has it), so only one that is there counts.
+            client_secret_credential: dir("CREDENTIALS_DIRECTORY")
+                .map(|d| d.join(CLIENT_SECRET_CREDENTIAL))
+                .filter(|p| p.exists()),
             runtime_directory: dir("RUNTIME_DIRECTORY"),
             state_directory: dir("STATE_DIRECTORY"),
             // Only a credentials directory that holds our key decides `key_file`: the units load
@@ -106,6 +117,35 @@ pub struct Office365 {
     pub graph_url: EndpointUrl,
     pub scopes: Vec<String>,
     pub redirect_listen: SocketAddr,
+    /// Sent as `prompt` on the authorization request; `None`: no `prompt` parameter.
+    pub prompt: Option<Prompt>,
+}
+
+/// An OpenID Connect `prompt` value (OIDC Core §3.1.2.1) for the authorization request.
+///
+/// Not sent by default. An OpenID provider that follows OIDC Core §11 grants `offline_access`
+/// (and so a refresh token) only with `prompt=consent`; Entra ID grants it without.
+/// `none` is not offered: it forbids the interactive sign-in `connect` is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Prompt {
+    /// Ask for consent even when it was given before.
+    Consent,
+    /// Let the user pick among signed-in accounts (Entra: "Pick an account").
+    SelectAccount,
+    /// Ask for credentials again, ignoring a browser session.
+    Login,
+}
+
+impl Prompt {
+    /// The parameter's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Prompt::Consent => "consent",
+            Prompt::SelectAccount => "select_account",
+            Prompt::Login => "login",
+        }
+    }
 }
 
 /// Where the client secret comes from. The value itself is read when it is used, never logged.
@@ -242,6 +282,41 @@ impl Config {
     }
 }
 
+impl Config {
+    /// Problems that do not stop the daemon but that an operator should fix; `--check-config`
+    /// prints them and the daemon logs them at start.
+    ///
+    /// Today one: a config file that holds `[office365] client_secret` inline while other local
+    /// users can read it (the README installs the config 0640 for this reason; the secret
+    /// belongs in `client_secret_file` or the systemd credential).
+    pub fn warnings(&self) -> Vec<String> {
+        use std::os::unix::fs::PermissionsExt;
+        let mut warnings = Vec::new();
+        if let (Some(ClientSecret::Inline(_)), Some(source)) =
+            (&self.office365.client_secret, &self.source)
+            && let Ok(meta) = std::fs::metadata(source)
+        {
+            let mode = meta.permissions().mode() & 0o777;
+            let who = match (mode & 0o040 != 0, mode & 0o004 != 0) {
+                (true, true) => Some("its group and every local user"),
+                (true, false) => Some("its group"),
+                (false, true) => Some("every local user"),
+                (false, false) => None,
+            };
+            if let Some(who) = who {
+                warnings.push(format!(
+                    "config {path} holds `[office365] client_secret` and is readable by {who} \
+                     (mode {mode:04o}): move the secret to a file named by `client_secret_file` \
+                     (mode 0600) or to the systemd credential {CLIENT_SECRET_CREDENTIAL}, or run \
+                     `chmod 600 {path}`",
+                    path = source.display(),
+                ));
+            }
+        }
+        warnings
+    }
+}
+
 /// A cross-key rule that failed, before the line number is looked up.
 enum Problem {
     At { key: &'static str, span: std::ops::Range<usize>, message: String },
@@ -284,6 +359,7 @@ struct RawOffice365 {
     graph_url: Option<EndpointUrl>,
     scopes: Option<Spanned<Vec<String>>>,
     redirect_listen: Option<Spanned<SocketAddr>>,
+    prompt: Option<Prompt>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -357,7 +433,7 @@ impl RawConfig {
             key_file,
             admin_group: self.admin_group.unwrap_or_else(|| "mslink-admin".to_owned()),
             admin_users: self.admin_users,
-            office365: self.office365.resolve()?,
+            office365: self.office365.resolve(env)?,
             exchange: self.exchange.resolve()?,
             network: Network {
                 ca_file: self.network.ca_file,
@@ -395,7 +471,7 @@ impl RawConfig {
 }
 
 impl RawOffice365 {
-    fn resolve(self) -> Result<Office365, Problem> {
+    fn resolve(self, env: &Env) -> Result<Office365, Problem> {
         let tenant = self.tenant.unwrap_or_else(|| "organizations".to_owned());
         let authority = self
             .authority
@@ -415,14 +491,19 @@ impl RawOffice365 {
             }
             (Some(inline), None) => Some(ClientSecret::Inline(inline.into_inner())),
             (None, Some(path)) => Some(ClientSecret::File(path)),
-            (None, None) => None,
+            (None, None) => env.client_secret_credential.clone().map(ClientSecret::File),
         };
         let scopes = match self.scopes {
-            Some(scopes) if scopes.get_ref().is_empty() => {
+            // Without `offline_access` no refresh token is issued and every link would need
+            // a new sign-in within the hour.
+            Some(scopes) if !scopes.get_ref().iter().any(|s| s == "offline_access") => {
                 return Err(Problem::At {
                     key: "office365.scopes",
                     span: scopes.span(),
-                    message: "is empty; list at least `offline_access` and `User.Read`".into(),
+                    message: "lacks `offline_access`: without it Microsoft issues no refresh \
+                              token and links stop working within the hour; list at least \
+                              `offline_access` and `User.Read`"
+                        .into(),
                 });
             }
             Some(scopes) => scopes.into_inner(),
@@ -454,6 +535,7 @@ impl RawOffice365 {
             tenant,
             scopes,
             redirect_listen,
+            prompt: self.prompt,
         })
     }
 }
@@ -766,6 +848,78 @@ mod tests {
             "[office365]\nclient_secret = \"s3cret\"\nclient_secret_file = \"/run/secret\"\n",
         );
         assert!(err.contains("not both") && !err.contains("s3cret"), "{err}");
+    }
+
+    #[test]
+    fn the_client_secret_comes_from_the_systemd_credential_unless_the_config_names_one() {
+        let env = Env {
+            client_secret_credential: Some(
+                "/run/credentials/mslinkd.service/mslink.client-secret".into(),
+            ),
+            ..root_env()
+        };
+        let config = Config::parse("", None, &env).unwrap();
+        assert_eq!(
+            config.office365.client_secret,
+            Some(ClientSecret::File(
+                "/run/credentials/mslinkd.service/mslink.client-secret".into()
+            ))
+        );
+        let named =
+            Config::parse("[office365]\nclient_secret_file = \"/etc/mslink/s\"\n", None, &env);
+        assert_eq!(
+            named.unwrap().office365.client_secret,
+            Some(ClientSecret::File("/etc/mslink/s".into()))
+        );
+        assert_eq!(parse("").unwrap().office365.client_secret, None);
+    }
+
+    #[test]
+    fn check_config_warns_when_others_can_read_an_inline_client_secret() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mslinkd.toml");
+        std::fs::write(&path, "[office365]\nclient_secret = \"s3cret\"\n").unwrap();
+        let warnings = |mode| {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            Config::load(&path, true, &root_env()).unwrap().warnings()
+        };
+        let open = warnings(0o644);
+        assert_eq!(open.len(), 1, "{open:?}");
+        assert!(
+            open[0].contains("client_secret_file")
+                && open[0].contains("0644")
+                && open[0].contains(CLIENT_SECRET_CREDENTIAL)
+                && !open[0].contains("s3cret"),
+            "{}",
+            open[0]
+        );
+        assert!(warnings(0o640)[0].contains("readable by its group"));
+        assert_eq!(warnings(0o600), Vec::<String>::new());
+        // A config that only names the secret's file holds nothing secret.
+        std::fs::write(&path, "[office365]\nclient_secret_file = \"/etc/mslink/s\"\n").unwrap();
+        assert_eq!(warnings(0o644), Vec::<String>::new());
+    }
+
+    #[test]
+    fn scopes_without_offline_access_are_refused() {
+        let err = error("[office365]\nscopes = [\"User.Read\", \"Mail.Read\"]\n");
+        assert!(err.contains("line 2") && err.contains("offline_access"), "{err}");
+        assert!(error("[office365]\nscopes = []\n").contains("offline_access"));
+    }
+
+    #[test]
+    fn the_prompt_is_none_by_default_and_checked() {
+        assert_eq!(parse("").unwrap().office365.prompt, None);
+        let config = parse("[office365]\nprompt = \"consent\"\n").unwrap();
+        assert_eq!(config.office365.prompt, Some(Prompt::Consent));
+        assert_eq!(
+            parse("[office365]\nprompt = \"select_account\"\n").unwrap().office365.prompt,
+            Some(Prompt::SelectAccount)
+        );
+        // `none` forbids the interactive sign-in that `connect` is.
+        let err = error("[office365]\nprompt = \"none\"\n");
+        assert!(err.contains("line 2") && err.contains("consent"), "{err}");
     }
 
     #[test]

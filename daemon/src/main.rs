@@ -23,7 +23,8 @@ struct Args {
     /// built-in defaults]
     #[arg(long, value_name = "PATH")]
     config: Option<PathBuf>,
-    /// Validate the config and exit: 0 if valid, 1 with the key and line of the first problem
+    /// Validate the config and exit: 0 if valid, 1 with the key and line of the first problem;
+    /// warns (still 0) when the file holds a client secret that other users can read
     #[arg(long)]
     check_config: bool,
     /// Print a shell completion script for mslinkd and exit (for packagers)
@@ -68,6 +69,10 @@ fn main() -> ExitCode {
         }
     };
     if args.check_config {
+        // Valid but unsafe is still valid: the exit code stays 0, the warning goes to stderr.
+        for warning in config.warnings() {
+            eprintln!("mslinkd: warning: {warning}");
+        }
         match &config.source {
             Some(path) => println!("mslinkd: config {} is valid", path.display()),
             None => println!(
@@ -78,6 +83,9 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     logging::init();
+    for warning in config.warnings() {
+        tracing::warn!("{warning}");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(runtime) => runtime,
         Err(e) => {

@@ -2,6 +2,9 @@
 //! server (`oidc.mjs`, oidc-provider), a fake Graph that validates tokens at it (`graph.mjs`),
 //! and a real headless Chromium signing in on the provider's pages (`signin.mjs`).
 //!
+//! `oidc.mjs` behaves as stock oidc-provider (a standard OpenID provider) unless a test asks
+//! for one of Entra's differences by name ([`ENTRA`]); each such difference is tested both ways.
+//!
 //! Setup (once): `apt-get install -y chromium` and `cd tests/peers && npm ci`.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
@@ -17,6 +20,9 @@ use mslinkd::interaction::{Interaction, InteractionPeer};
 use mslinkd::office365::{self, Office365Error, Tokens};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
+
+/// Entra grants `offline_access` without `prompt=consent`; stock OpenID providers do not.
+const ENTRA: &str = "--entra-offline-access";
 
 const ALICE: &str = "alice@contoso.test";
 const BOB: &str = "bob@contoso.test";
@@ -210,7 +216,7 @@ async fn device_sign_in(
 
 #[tokio::test]
 async fn browser_sign_in_links_a_mailbox_that_passes_its_check() {
-    let peers = peers(&[]).await;
+    let peers = peers(&[ENTRA]).await;
     let config = config(&peers, "");
     let tokens = browser_sign_in(&config, ALICE, false).await.unwrap();
     assert!(tokens.refresh_token.is_some());
@@ -223,11 +229,89 @@ async fn browser_sign_in_links_a_mailbox_that_passes_its_check() {
 
 #[tokio::test]
 async fn declining_in_the_browser_is_declined() {
-    let peers = peers(&[]).await;
+    let peers = peers(&[ENTRA]).await;
     let config = config(&peers, "");
     let error = browser_sign_in(&config, ALICE, true).await.unwrap_err();
     assert!(matches!(error, Office365Error::Declined { .. }), "{error:?}");
     assert_eq!(error.wire_error().kind, ErrorKind::AuthRejected);
+}
+
+#[tokio::test]
+async fn a_stock_provider_without_prompt_consent_issues_no_refresh_token_and_is_refused() {
+    // Stock oidc-provider (OIDC Core §11) drops offline_access from a request without
+    // prompt=consent: the sign-in succeeds, but a link made of it would die within the hour.
+    let peers = peers(&[]).await;
+    let config = config(&peers, "");
+    let error = browser_sign_in(&config, ALICE, false).await.unwrap_err();
+    assert!(
+        matches!(error, Office365Error::NoRefreshToken { asked_consent: false, .. }),
+        "{error:?}"
+    );
+    let wire = error.wire_error();
+    assert_eq!(wire.kind, ErrorKind::AuthRejected);
+    assert!(
+        wire.message.contains("`offline_access`") && wire.message.contains("consent"),
+        "{}",
+        wire.message
+    );
+    assert!(wire.hint.unwrap().contains("prompt = \"consent\""));
+}
+
+#[tokio::test]
+async fn with_prompt_consent_a_stock_provider_issues_a_refresh_token_and_the_link_works() {
+    let peers = peers(&[]).await;
+    let config = config(&peers, "prompt = \"consent\"\n");
+    let tokens = browser_sign_in(&config, ALICE, false).await.unwrap();
+    let refresh_token = tokens.refresh_token.expect("prompt=consent keeps offline_access");
+    office365::check(&config, &tokens.access_token, ALICE).await.unwrap();
+    let refreshed = office365::refresh(&config, &refresh_token).await.unwrap();
+    office365::check(&config, &refreshed.access_token, ALICE).await.unwrap();
+}
+
+#[tokio::test]
+async fn the_configured_prompt_is_sent_on_the_authorization_request() {
+    let peers = peers(&[]).await;
+    let config = config(&peers, "prompt = \"select_account\"\n");
+    let (mut interaction, mut peer) = Interaction::pair();
+    let drive = async {
+        let url = wait_for(&mut peer, |e| match e {
+            ConnectEvent::OpenBrowser { url } => Some(url),
+            _ => None,
+        })
+        .await;
+        let url = url::Url::parse(&url).unwrap();
+        let prompts: Vec<_> = url.query_pairs().filter(|(k, _)| k == "prompt").collect();
+        assert_eq!(prompts.len(), 1, "{url}");
+        assert_eq!(prompts[0].1, "select_account");
+        peer.cancel.cancel();
+        peer
+    };
+    let result =
+        with_user(office365::sign_in(&config, SignInFlow::Browser, ALICE, &mut interaction), drive)
+            .await;
+    assert!(matches!(result, Err(Office365Error::Cancelled)), "{result:?}");
+}
+
+/// The redirect URI README.md tells the admin to register in Entra ("Mobile and desktop
+/// applications").
+fn readme_redirect_uri() -> String {
+    let readme = std::fs::read_to_string(peers_dir().join("../../README.md")).unwrap();
+    let readme = readme.split_whitespace().collect::<Vec<_>>().join(" ");
+    let start =
+        readme.find("redirect URI `").expect("README.md names the redirect URI to register")
+            + "redirect URI `".len();
+    readme[start..].split('`').next().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn the_redirect_uri_the_readme_has_admins_register_is_the_one_sent() {
+    // Registered as the README says, and nothing else. Like Entra for a loopback redirect URI of
+    // a desktop app (and RFC 8252 §7.3), the provider ignores the port but matches the path.
+    let registered = readme_redirect_uri();
+    let peers = peers(&["--registered-redirect-uri", &registered, ENTRA]).await;
+    let config = config(&peers, "");
+    let tokens = browser_sign_in(&config, ALICE, false).await.unwrap();
+    office365::check(&config, &tokens.access_token, ALICE).await.unwrap();
 }
 
 #[tokio::test]
@@ -247,6 +331,7 @@ async fn a_callback_with_the_wrong_state_is_refused_and_ctrl_c_cancels() {
         let challenge = url.query_pairs().find(|(k, _)| k == "code_challenge_method").unwrap().1;
         assert_eq!(challenge, "S256");
         assert!(url.query_pairs().any(|(k, v)| k == "login_hint" && v == ALICE));
+        assert!(!url.query_pairs().any(|(k, _)| k == "prompt"), "no prompt unless configured");
         // The listener is on 127.0.0.1; a forged or stale redirect gets an error page.
         let port = url::Url::parse(&redirect).unwrap().port().unwrap();
         let forged = format!("http://127.0.0.1:{port}/callback?code=stolen&state=forged");
@@ -267,10 +352,12 @@ async fn a_callback_with_the_wrong_state_is_refused_and_ctrl_c_cancels() {
 
 #[tokio::test]
 async fn paste_sign_in_takes_the_url_from_the_address_bar() {
+    // A stock provider, asked for consent so that it grants offline_access.
     let peers = peers(&[]).await;
     // A fixed port where nothing listens, as on a remote machine.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let config = config(&peers, &format!("redirect_listen = \"127.0.0.1:{port}\"\n"));
+    let config =
+        config(&peers, &format!("redirect_listen = \"127.0.0.1:{port}\"\nprompt = \"consent\"\n"));
     let (mut interaction, mut peer) = Interaction::pair();
     let drive = async {
         let url = wait_for(&mut peer, |e| match e {
@@ -328,12 +415,26 @@ async fn device_code_sign_in_and_a_check_for_someone_else() {
     assert!(wire.message.contains(ALICE) && wire.message.contains(BOB), "{}", wire.message);
 }
 
-#[tokio::test]
-async fn declining_a_device_code_is_declined() {
-    let peers = peers(&["--device-interval", "1"]).await;
+async fn declining_a_device_code(mode: &[&str]) {
+    let mut args = vec!["--device-interval", "1"];
+    args.extend_from_slice(mode);
+    let peers = peers(&args).await;
     let config = config(&peers, "");
     let error = device_sign_in(&config, ALICE, true).await.unwrap_err();
     assert!(matches!(error, Office365Error::Declined { .. }), "{error:?}");
+    assert_eq!(error.wire_error().kind, ErrorKind::AuthRejected);
+}
+
+#[tokio::test]
+async fn declining_a_device_code_is_declined() {
+    // RFC 8628 (and stock oidc-provider): access_denied.
+    declining_a_device_code(&[]).await;
+}
+
+#[tokio::test]
+async fn declining_a_device_code_at_entra_is_declined() {
+    // Entra names it authorization_declined.
+    declining_a_device_code(&["--entra-device-errors"]).await;
 }
 
 #[tokio::test]
@@ -350,7 +451,7 @@ async fn an_unused_device_code_times_out() {
 
 #[tokio::test]
 async fn rotated_refresh_tokens_keep_a_link_alive_and_a_replayed_one_ends_the_grant() {
-    let peers = peers(&["--access-ttl", "2"]).await;
+    let peers = peers(&["--access-ttl", "2", ENTRA]).await;
     let config = config(&peers, "");
     let first = browser_sign_in(&config, ALICE, false).await.unwrap();
     let original = first.refresh_token.clone().unwrap();
@@ -382,7 +483,7 @@ async fn rotated_refresh_tokens_keep_a_link_alive_and_a_replayed_one_ends_the_gr
 
 #[tokio::test]
 async fn revoking_the_grant_needs_reauth() {
-    let peers = peers(&[]).await;
+    let peers = peers(&[ENTRA]).await;
     let config = config(&peers, "");
     let tokens = browser_sign_in(&config, ALICE, false).await.unwrap();
     let revoked = reqwest::Client::new()
@@ -454,7 +555,7 @@ async fn graph_failures_land_in_the_right_state() {
 
 #[tokio::test]
 async fn a_mailbox_without_exchange_online_is_blocked_for_the_tenant_admin() {
-    let peers = peers(&[]).await;
+    let peers = peers(&[ENTRA]).await;
     let config = config(&peers, "");
     let tokens = browser_sign_in(&config, ALICE, false).await.unwrap();
     graph_mode(&peers, serde_json::json!({"mode": "mailbox_not_enabled"})).await;
@@ -466,7 +567,7 @@ async fn a_mailbox_without_exchange_online_is_blocked_for_the_tenant_admin() {
 
 #[tokio::test]
 async fn a_confidential_client_sends_its_secret_from_a_file() {
-    let peers = peers(&["--confidential-client-secret", "s3cret-value"]).await;
+    let peers = peers(&["--confidential-client-secret", "s3cret-value", ENTRA]).await;
     let dir = tempfile::tempdir().unwrap();
     let secret = dir.path().join("client_secret");
     std::fs::write(&secret, "s3cret-value\n").unwrap();

@@ -158,6 +158,11 @@ fn check_oauth(body: &OAuthErrorBody, status: u16) -> Result<(), TestCaseError> 
         status,
         body: Box::new(body.clone()),
         retry_after: None,
+        admin_consent: Some(
+            "https://login.microsoftonline.com/organizations/v2.0/adminconsent?client_id=\
+             00001111-aaaa-2222-bbbb-3333cccc4444&scope=offline_access+User.Read+Mail.Read"
+                .into(),
+        ),
     };
     let failure = error.failure();
     let _ = error.wire_error();

@@ -29,6 +29,8 @@ const USAGE = `usage: node oidc.mjs [flags]
   --redirect-uri URI                extra redirect URI for the clients, repeatable
                                     (always allowed: http://localhost/callback, http://127.0.0.1/callback,
                                      http://[::1]/callback, any port)
+  --registered-redirect-uri URI     the clients' only redirect URIs, as an admin registered them
+                                    (replaces the built-in list above), repeatable
   --confidential-client-id ID       (default mslink-test-confidential)        [env OIDC_CONFIDENTIAL_CLIENT_ID]
   --confidential-client-secret S    enables the confidential client           [env OIDC_CONFIDENTIAL_CLIENT_SECRET]
   --introspect-client-id ID         resource-server client for graph.mjs (default graph-fake)
@@ -40,13 +42,19 @@ const USAGE = `usage: node oidc.mjs [flags]
   --device-interval SECONDS         device polling interval; faster polls get slow_down (default 5, 0 = no check)
   --extra-scope SCOPE               extra accepted scope, repeatable
   --no-rotate-refresh-token         disable refresh token rotation (default: rotate on every use)
-  --exit-with-stdin                 exit when stdin reaches EOF (parent died)`;
+  --exit-with-stdin                 exit when stdin reaches EOF (parent died)
+Microsoft Entra ID's differences from stock oidc-provider (off by default):
+  --entra-offline-access            grant offline_access (a refresh token) without prompt=consent
+  --entra-select-account            accept prompt=select_account (as prompt=login)
+  --entra-device-errors             device-code polls answer Entra's error names
+                                    (authorization_declined, bad_verification_code)`;
 
 const flags = parseFlags(process.argv.slice(2), {
   port: { type: 'int', default: 0 },
   host: { type: 'string', default: '127.0.0.1' },
   'client-id': { type: 'string', default: 'mslink-test', env: 'OIDC_CLIENT_ID' },
   'redirect-uri': { type: 'list', default: [] },
+  'registered-redirect-uri': { type: 'list', default: [] },
   'confidential-client-id': { type: 'string', default: 'mslink-test-confidential', env: 'OIDC_CONFIDENTIAL_CLIENT_ID' },
   'confidential-client-secret': { type: 'string', default: undefined, env: 'OIDC_CONFIDENTIAL_CLIENT_SECRET' },
   'introspect-client-id': { type: 'string', default: 'graph-fake', env: 'OIDC_INTROSPECT_CLIENT_ID' },
@@ -59,6 +67,9 @@ const flags = parseFlags(process.argv.slice(2), {
   'extra-scope': { type: 'list', default: [] },
   'rotate-refresh-token': { type: 'bool', default: true },
   'exit-with-stdin': { type: 'bool', default: false },
+  'entra-offline-access': { type: 'bool', default: false },
+  'entra-select-account': { type: 'bool', default: false },
+  'entra-device-errors': { type: 'bool', default: false },
 }, USAGE);
 
 assertLoopbackHost(flags.host, '--host');
@@ -76,14 +87,17 @@ const SCOPES = [
 ];
 
 const DEVICE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code';
-const REDIRECT_URIS = [
-  // application_type "native": oidc-provider ignores the port when matching
-  // http redirect URIs on localhost / 127.0.0.1 / [::1] (RFC 8252 §7.3).
-  'http://localhost/callback',
-  'http://127.0.0.1/callback',
-  'http://[::1]/callback',
-  ...flags['redirect-uri'],
-];
+// application_type "native": oidc-provider ignores the port when matching
+// http redirect URIs on localhost / 127.0.0.1 / [::1] (RFC 8252 §7.3), and so
+// does Entra for "Mobile and desktop applications"; the path must match.
+const REDIRECT_URIS = flags['registered-redirect-uri'].length > 0
+  ? flags['registered-redirect-uri']
+  : [
+    'http://localhost/callback',
+    'http://127.0.0.1/callback',
+    'http://[::1]/callback',
+    ...flags['redirect-uri'],
+  ];
 
 const clients = [{
   client_id: flags['client-id'],
@@ -191,9 +205,10 @@ const configuration = {
   },
   renderError: pages.renderError,
   clientBasedCORS: () => false,
-  // Refresh tokens whenever the (granted) scope has offline_access; the
-  // `prompt=consent` requirement of OIDC for offline_access is satisfied by
-  // the request rewrite below instead of being demanded from the client.
+  // Refresh tokens whenever the granted scope has offline_access (stock
+  // behaviour). oidc-provider grants offline_access in an authorization
+  // request only with prompt=consent (OIDC Core §11); --entra-offline-access
+  // lifts that, as Entra does.
   issueRefreshToken: async (ctx, client, code) => client.grantTypeAllowed('refresh_token')
     && code.scopes.has('offline_access'),
   rotateRefreshToken: flags['rotate-refresh-token'],
@@ -360,28 +375,37 @@ async function handleInteraction(provider, req, res, url) {
 
 // ---- request tweaks on top of oidc-provider ----------------------------------
 
-// (1) OpenID Connect drops `offline_access` from an authorization request
-// unless it carries prompt=consent; Microsoft does not require that. Add the
-// consent prompt for such requests, so the user is asked (one click) and the
-// scope is kept, and refresh tokens are issued as with Microsoft. Also map
-// Microsoft's prompt=select_account to prompt=login.
-// (2) RFC 8628 slow_down: polling the token endpoint for a device code faster
-// than the interval answers slow_down and raises that code's interval by 5 s.
-// (3) The device authorization response gets `interval` (RFC 8628) and a
-// Microsoft-like `message`.
+// Always (RFC 8628 behaviour oidc-provider leaves to the deployment):
+// (1) slow_down: polling the token endpoint for a device code faster than the
+//     interval answers slow_down and raises that code's interval by 5 s.
+// (2) The device authorization response gets `interval` and a Microsoft-like
+//     `message`.
+// Only in the named Entra modes (Microsoft's differences, off by default so
+// that tests see what a standard OpenID provider does):
+// --entra-offline-access: OIDC drops `offline_access` from an authorization
+//     request without prompt=consent; Entra keeps it. The request gets the
+//     consent prompt added, so the scope (and a refresh token) is kept.
+// --entra-select-account: Entra accepts prompt=select_account; stock
+//     oidc-provider rejects it as unsupported. Mapped to the nearest, login.
+// --entra-device-errors: Entra's token endpoint names a declined device code
+//     `authorization_declined` (RFC 8628: access_denied) and an unknown one
+//     `bad_verification_code` (oidc-provider: invalid_grant).
 function installTweaks(provider) {
   const polls = new Map(); // device_code -> { last: ms, interval: s }
 
   provider.use(async (ctx, next) => {
-    if (ctx.method === 'GET' && ctx.path === '/auth') {
+    if (ctx.method === 'GET' && ctx.path === '/auth'
+        && (flags['entra-offline-access'] || flags['entra-select-account'])) {
       const q = { ...ctx.query };
       const scopes = String(q.scope ?? '').split(' ');
       const prompts = new Set(String(q.prompt ?? '').split(' ').filter(Boolean));
       let changed = false;
-      // Microsoft's prompt=select_account has no OIDC counterpart here; the
-      // nearest is a fresh login.
-      if (prompts.delete('select_account')) { prompts.add('login'); changed = true; }
-      if (scopes.includes('offline_access') && !prompts.has('consent') && !prompts.has('none')) {
+      if (flags['entra-select-account'] && prompts.delete('select_account')) {
+        prompts.add('login');
+        changed = true;
+      }
+      if (flags['entra-offline-access'] && scopes.includes('offline_access')
+          && !prompts.has('consent') && !prompts.has('none')) {
         prompts.add('consent');
         changed = true;
       }
@@ -391,13 +415,16 @@ function installTweaks(provider) {
       }
     }
 
-    if (ctx.method === 'POST' && ctx.path === '/token' && flags['device-interval'] > 0
+    let deviceGrant = false;
+    if (ctx.method === 'POST' && ctx.path === '/token'
+        && (flags['device-interval'] > 0 || flags['entra-device-errors'])
         && ctx.is('application/x-www-form-urlencoded')) {
       // Read the body here; oidc-provider then uses the pre-read body.
       const raw = await readBody(ctx.req);
       ctx.req.body = raw;
       const body = querystring.parse(raw);
-      if (body.grant_type === DEVICE_GRANT && typeof body.device_code === 'string') {
+      deviceGrant = body.grant_type === DEVICE_GRANT;
+      if (deviceGrant && flags['device-interval'] > 0 && typeof body.device_code === 'string') {
         const nowMs = Date.now();
         const p = polls.get(body.device_code);
         if (p && nowMs - p.last < p.interval * 1000) {
@@ -417,6 +444,11 @@ function installTweaks(provider) {
     }
 
     await next();
+
+    if (flags['entra-device-errors'] && deviceGrant && ctx.status === 400 && ctx.body?.error) {
+      const entra = { access_denied: 'authorization_declined', invalid_grant: 'bad_verification_code' }[ctx.body.error];
+      if (entra) ctx.body = { ...ctx.body, error: entra };
+    }
 
     if (ctx.method === 'POST' && ctx.path === '/device/auth' && ctx.status === 200 && ctx.body?.device_code) {
       ctx.body.interval = flags['device-interval'] || 5;

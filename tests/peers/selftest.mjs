@@ -96,6 +96,8 @@ async function main() {
   const authUrl = `${disco.authorization_endpoint}?${form({
     client_id: 'mslink-test', response_type: 'code', redirect_uri: redirectUri,
     scope: 'openid offline_access profile email User.Read Mail.Read Calendars.Read',
+    // OIDC Core §11: offline_access is granted only when consent is prompted for.
+    prompt: 'consent',
     state: 'st-1', code_challenge: challenge, code_challenge_method: 'S256',
   })}`;
   const s1 = await run('signin.mjs', ['--url', authUrl, '--login', 'alice@contoso.test']);
@@ -140,9 +142,9 @@ async function main() {
   const declined = new URL(s2.out.split('\n')[0].replace(/^FINAL_URL /, ''));
   check('declined sign-in redirects with error=access_denied', s2.code === 0 && declined.searchParams.get('error') === 'access_denied', s2.out + s2.err);
 
-  // ---- no offline_access -> no refresh token
+  // ---- offline_access without prompt=consent is dropped -> no refresh token (stock OIDC)
   const s3url = `${disco.authorization_endpoint}?${form({
-    client_id: 'mslink-test', response_type: 'code', redirect_uri: redirectUri, scope: 'openid User.Read',
+    client_id: 'mslink-test', response_type: 'code', redirect_uri: redirectUri, scope: 'openid offline_access User.Read',
     state: 'st-3', code_challenge: challenge, code_challenge_method: 'S256',
   })}`;
   const s3 = await run('signin.mjs', ['--url', s3url, '--login', 'bob@contoso.test']);
@@ -150,7 +152,8 @@ async function main() {
   const t3 = await post(disco.token_endpoint, form({
     grant_type: 'authorization_code', client_id: 'mslink-test', code: code3, redirect_uri: redirectUri, code_verifier: verifier,
   }));
-  check('without offline_access: access token but no refresh token', t3.status === 200 && !t3.json.refresh_token, t3.text);
+  check('offline_access without prompt=consent: access token, no refresh token, scope dropped',
+    t3.status === 200 && !t3.json.refresh_token && !t3.json.scope.split(' ').includes('offline_access'), t3.text);
 
   // ---- device flow (confidential client, client_secret_post)
   const da = await post(disco.device_authorization_endpoint, form({

@@ -36,6 +36,31 @@ fn check_config_accepts_a_good_file_and_the_commented_example() {
 }
 
 #[test]
+fn check_config_warns_about_a_client_secret_other_users_can_read() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("mslinkd.toml");
+    std::fs::write(&config, "[office365]\nclient_id = \"app\"\nclient_secret = \"s3cret\"\n")
+        .expect("write");
+    let path = config.to_str().expect("utf-8 path");
+    let check = |mode| {
+        std::fs::set_permissions(&config, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        mslinkd(&["--config", path, "--check-config"])
+    };
+    let (code, stdout, stderr) = check(0o644);
+    assert_eq!(code, 0, "a readable secret is unsafe, not invalid: {stderr}");
+    assert!(stdout.contains("is valid"), "{stdout}");
+    assert!(
+        stderr.contains("warning")
+            && stderr.contains("client_secret_file")
+            && !stderr.contains("s3cret"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = check(0o600);
+    assert_eq!((code, stderr.as_str()), (0, ""));
+}
+
+#[test]
 fn a_missing_named_config_is_an_error() {
     let (code, _, stderr) = mslinkd(&["--config", "/nonexistent/mslinkd.toml"]);
     assert_eq!(code, 1);

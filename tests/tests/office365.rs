@@ -1,6 +1,9 @@
 //! Office365 links through the real binaries: a real OAuth2/OIDC server (oidc-provider), a real
 //! headless Chromium signing in on its pages, and a fake Microsoft Graph that validates tokens
 //! against that server (SPEC §1, §4, §7).
+//!
+//! Most tests run the server in its Entra mode (`--entra-offline-access`: Entra grants a
+//! refresh token without `prompt=consent`); the stock behaviour has its own tests.
 
 use std::time::Duration;
 
@@ -19,10 +22,15 @@ struct World {
 }
 
 fn world(access_ttl: u32) -> World {
-    let oidc = Peer::node(
-        "oidc.mjs",
-        &["--port", "0", "--access-ttl", &access_ttl.to_string(), "--device-interval", "1"],
-    );
+    world_with(access_ttl, &["--entra-offline-access"], "")
+}
+
+/// A world whose OIDC server gets `oidc_args` and whose `[office365]` section gets `office365`.
+fn world_with(access_ttl: u32, oidc_args: &[&str], office365: &str) -> World {
+    let ttl = access_ttl.to_string();
+    let mut args = vec!["--port", "0", "--access-ttl", &ttl, "--device-interval", "1"];
+    args.extend_from_slice(oidc_args);
+    let oidc = Peer::node("oidc.mjs", &args);
     let graph = Peer::node(
         "graph.mjs",
         &["--port", "0", "--introspect", &format!("{}/token/introspection", oidc.url)],
@@ -34,6 +42,7 @@ fn world(access_ttl: u32) -> World {
          token_url = \"{o}/token\"\ndevice_code_url = \"{o}/device/auth\"\n\
          graph_url = \"{g}/v1.0\"\n\
          scopes = [\"openid\", \"offline_access\", \"User.Read\", \"Mail.Read\", \"Calendars.Read\"]\n\
+         {office365}\n\
          [schedule]\nrefresh_before_expiry = \"1s\"\nretry_min = \"1s\"\nretry_max = \"2s\"\n",
         g = graph.url
     ));
@@ -118,6 +127,36 @@ fn a_user_links_a_mailbox_through_the_browser_and_it_stays_healthy() {
     // Signing in again restores it.
     connect_with_browser(&world, ALICE, "alice@contoso.test", "alice@contoso.test", false)
         .expect_code(0);
+    assert_eq!(link_of(&world.daemon, ALICE)["state"], "active");
+}
+
+#[test]
+fn a_sign_in_without_a_refresh_token_is_refused_and_prompt_consent_fixes_it() {
+    if !require_root("a_sign_in_without_a_refresh_token_is_refused_and_prompt_consent_fixes_it") {
+        return;
+    }
+    ensure_accounts();
+    // Stock oidc-provider follows OIDC Core §11: no prompt=consent, no offline_access, no
+    // refresh token. The link would turn needs_reauth within the hour: connect refuses it.
+    let stock = world_with(60, &[], "");
+    let refused =
+        connect_with_browser(&stock, ALICE, "alice@contoso.test", "alice@contoso.test", false);
+    refused.expect_code(7);
+    assert!(
+        refused.stderr.contains("offline_access") && refused.stderr.contains("consent"),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(link_of(&stock.daemon, ALICE), Value::Null, "nothing was stored");
+    drop(stock);
+
+    // The same provider asked for consent issues one, and the link lives past its access token.
+    let world = world_with(2, &[], "prompt = \"consent\"");
+    connect_with_browser(&world, ALICE, "alice@contoso.test", "alice@contoso.test", false)
+        .expect_code(0);
+    assert_eq!(link_of(&world.daemon, ALICE)["state"], "active");
+    std::thread::sleep(Duration::from_secs(3));
+    world.daemon.ctl(ALICE, &["check", "alice@contoso.test"]).expect_code(0);
     assert_eq!(link_of(&world.daemon, ALICE)["state"], "active");
 }
 

@@ -1,21 +1,31 @@
 //! What can go wrong talking to the Microsoft identity platform and Graph, and what each failure
 //! means for a link (SPEC §4) and for `connect` (SPEC §3 exit codes).
 //!
-//! Microsoft's `error` field is the primary key (STYLE habit 2); the AADSTS number (from
-//! `error_codes` or the description) and `suberror` only refine it and are kept in the reason:
+//! Microsoft's `error` field is the primary key (STYLE habit 2): it says whether the answer is
+//! transient, a refused credential or a refused configuration. Only then does the AADSTS number
+//! (from `error_codes`, the description or `error_uri`) refine it, through one table of
+//! Microsoft's published codes ([`AADSTS`]) that also says why and who must act:
 //!
 //! ```text
 //!   HTTP 429 / 5xx, temporarily_unavailable, server_error,
-//!   network, unknown error codes                              -> degraded (Retry-After kept)
+//!   network, unknown `error` values                           -> degraded (Retry-After kept)
 //!   invalid_grant, interaction_required, login_required,
-//!   consent_required, access_denied                           -> needs_reauth (the user)
-//!     ... with AADSTS65001 (no admin consent), 53003 (CA)     -> blocked (the tenant admin)
+//!   consent_required, access_denied, expired_token            -> needs_reauth (the user)
 //!   invalid_client, unauthorized_client, invalid_scope,
 //!   invalid_request, unsupported_*                            -> blocked (the mslink operator)
-//!     ... unauthorized_client with AADSTS700016 (no app)      -> blocked (the tenant admin)
+//!     ... refined by AADSTS:  50076 50079 (MFA now required),
+//!                             50173 50133 700082 70043 (grant gone)  -> needs_reauth, saying why
+//!                             53000-53003 530033 530034 (Conditional Access) -> blocked (tenant admin)
+//!                             65001 65004 90094 (consent)    -> blocked (tenant admin, with the
+//!                                                               admin-consent URL)
+//!                             7000215 7000222 700016 (app, secret) -> blocked (the mslink operator)
 //!   Graph 401 InvalidAuthenticationToken                      -> TokenRejected: refresh, retry once
 //!   Graph 403, MailboxNotEnabledForRESTAPI                    -> blocked (the tenant admin)
 //! ```
+//!
+//! The device flow's own answers (RFC 8628 and Entra's names for them) end a sign-in instead:
+//! `access_denied` / `authorization_declined` -> Declined, `expired_token` -> TimedOut,
+//! `bad_verification_code` -> BadDeviceCode ([`device_poll_outcome`]).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -142,7 +152,38 @@ pub enum Office365Error {
         status: u16,
         body: Box<OAuthErrorBody>,
         retry_after: Option<Duration>,
+        /// Where a tenant admin grants consent to the configured app, for the reason of a
+        /// consent error (set by [`Office365Error::with_admin_consent`]).
+        admin_consent: Option<String>,
     },
+    /// The sign-in succeeded but brought no refresh token: the link could not outlive the
+    /// access token (an hour), so `connect` refuses it rather than store a link that turns
+    /// `needs_reauth` by itself.
+    #[error(
+        "the sign-in brought no refresh token: the identity provider did not grant \
+         `offline_access`{}, so the link would stop working when the access token expires; \
+         {}",
+        granted.as_ref().map(|g| format!(" (it granted: {})", clip(g, 200))).unwrap_or_default(),
+        if *asked_consent {
+            "it was not granted even with `prompt=consent`"
+        } else {
+            "an OpenID provider that follows OIDC Core §11 grants it only when the request asks \
+             for consent (`prompt=consent`)"
+        }
+    )]
+    NoRefreshToken {
+        /// The scopes the token response says were granted, when it says.
+        granted: Option<String>,
+        /// Whether the authorization request carried `prompt=consent`.
+        asked_consent: bool,
+    },
+    /// The token endpoint does not know the device code it was polled with
+    /// (`bad_verification_code`): not the user's doing, and polling again cannot help.
+    #[error(
+        "the token endpoint did not recognise the device code{}",
+        detail.as_ref().map(|d| format!(": {d}")).unwrap_or_default()
+    )]
+    BadDeviceCode { detail: Option<String> },
     /// No usable answer: network failure, or an HTTP error without an OAuth body (429, 5xx).
     #[error("{endpoint} is unavailable: {detail}")]
     Unavailable {
@@ -180,15 +221,18 @@ impl Office365Error {
             Office365Error::NotConfigured
             | Office365Error::ClientSecretFile { .. }
             | Office365Error::Client(_)
-            | Office365Error::Listen { .. } => Failure::blocked(reason, Actor::Operator),
+            | Office365Error::Listen { .. }
+            | Office365Error::NoRefreshToken { .. }
+            | Office365Error::BadDeviceCode { .. } => Failure::blocked(reason, Actor::Operator),
             Office365Error::Declined { .. }
             | Office365Error::TimedOut(_)
             | Office365Error::Cancelled
             | Office365Error::BadRedirect(_)
             | Office365Error::TokenRejected { .. }
             | Office365Error::WrongMailbox { .. } => Failure::reauth(reason),
-            Office365Error::OAuth { status, body, retry_after, .. } => {
-                classify_oauth(*status, body, reason).retry_after(*retry_after)
+            Office365Error::OAuth { status, body, retry_after, admin_consent, .. } => {
+                classify_oauth(*status, body, reason, admin_consent.as_deref())
+                    .retry_after(*retry_after)
             }
             Office365Error::Unavailable { retry_after, .. } => {
                 Failure::transient(reason).retry_after(*retry_after)
@@ -198,6 +242,15 @@ impl Office365Error {
                 classify_graph(*status, code, reason).retry_after(*retry_after)
             }
         }
+    }
+
+    /// Adds where a tenant admin grants consent to the configured app, so a consent error's
+    /// reason can say it (the error itself is made where the config is not known).
+    pub fn with_admin_consent(mut self, url: &str) -> Office365Error {
+        if let Office365Error::OAuth { admin_consent, .. } = &mut self {
+            *admin_consent = Some(url.to_owned());
+        }
+        self
     }
 
     /// True when retrying later may succeed (the link is `degraded`, not `needs_reauth`).
@@ -229,6 +282,23 @@ impl Office365Error {
             Office365Error::TimedOut(_) => WireError::new(ErrorKind::Timeout, message)
                 .with_hint("run `mslinkctl connect` again and finish signing in sooner"),
             Office365Error::Cancelled => WireError::new(ErrorKind::Timeout, message),
+            Office365Error::NoRefreshToken { asked_consent: false, .. } => {
+                WireError::new(ErrorKind::AuthRejected, message).with_hint(
+                    "nothing was stored; set `[office365] prompt = \"consent\"` in the mslinkd \
+                     config, run `mslinkctl reload`, and connect again",
+                )
+            }
+            Office365Error::NoRefreshToken { asked_consent: true, .. } => {
+                WireError::new(ErrorKind::AuthRejected, message).with_hint(
+                    "nothing was stored; the tenant admin must allow the app the \
+                     `offline_access` permission (maintain access to data), then connect again",
+                )
+            }
+            Office365Error::BadDeviceCode { .. } => WireError::new(ErrorKind::Failed, message)
+                .with_hint(
+                    "run `mslinkctl connect --device-code` again; if it repeats, \
+                     `[office365] device_code_url` and `token_url` belong to different servers",
+                ),
             Office365Error::BadRedirect(_) => WireError::new(ErrorKind::Failed, message).with_hint(
                 "after signing in, copy the whole address from the browser's address bar \
                  (it starts with http://localhost) and paste it",
@@ -273,40 +343,139 @@ fn capitalise(text: &str) -> String {
     }
 }
 
-/// SPEC §4 for an OAuth error answer. `reason` is the error's own text.
-fn classify_oauth(status: u16, body: &OAuthErrorBody, reason: String) -> Failure {
+/// What a failure means, before the reason is written: the `error` field's default, or an
+/// AADSTS code's refinement of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verdict {
+    /// The user must sign in again; `why` says what happened, when known.
+    Reauth(Option<&'static str>),
+    /// `Actor` must act; mslink cannot fix it by retrying.
+    Blocked(Actor, Option<&'static str>),
+    /// The app lacks consent: the tenant admin must grant it (the reason carries the
+    /// admin-consent URL).
+    AdminConsent(&'static str),
+}
+
+const fn reauth(why: &'static str) -> Verdict {
+    Verdict::Reauth(Some(why))
+}
+
+const fn blocked(actor: Actor, why: &'static str) -> Verdict {
+    Verdict::Blocked(actor, Some(why))
+}
+
+/// Microsoft's published AADSTS codes that change what a refusal means or who must act
+/// (learn.microsoft.com/entra/identity-platform/reference-error-codes). Consulted only once the
+/// `error` field has said the answer is a refusal, never to turn a transient answer into one.
+#[rustfmt::skip]
+const AADSTS: &[(&[u64], Verdict)] = &[
+    // Multi-factor authentication became required: a new interactive sign-in satisfies it.
+    (&[50076], reauth("the tenant now requires multi-factor authentication for this account; \
+                       the user must sign in again")),
+    (&[50079], reauth("the tenant now requires this account to register for multi-factor \
+                       authentication; the user must register, then sign in again")),
+    // The grant itself is gone.
+    (&[50173], reauth("the grant was revoked (for example after a password reset, or an admin \
+                       revoked the user's sessions); the user must sign in again")),
+    (&[50133], reauth("the session ended because the password expired or was changed; the \
+                       user must sign in again")),
+    (&[700082], reauth("the refresh token expired after going unused for too long; the user \
+                        must sign in again")),
+    (&[70043], reauth("a Conditional Access sign-in frequency policy ended the session; the \
+                       user must sign in again")),
+    // Conditional Access: signing in again meets the same policy.
+    (&[53000], blocked(Actor::TenantAdmin, "Conditional Access requires a compliant device; \
+                       the tenant admin must exempt mslink from that policy")),
+    (&[53001], blocked(Actor::TenantAdmin, "Conditional Access requires a domain-joined \
+                       device; the tenant admin must exempt mslink from that policy")),
+    (&[53002], blocked(Actor::TenantAdmin, "Conditional Access allows only approved client \
+                       apps; the tenant admin must approve mslink or exempt it")),
+    (&[53003, 530033, 530034], blocked(Actor::TenantAdmin, "a Conditional Access policy \
+                       blocks this sign-in; the tenant admin must change it or exempt mslink")),
+    // Consent: only an admin can grant it for the organisation.
+    (&[65001], Verdict::AdminConsent("the app has no consent for these permissions in this \
+                       tenant")),
+    (&[65004], Verdict::AdminConsent("consent to the app was declined, or users may not \
+                       consent to apps in this tenant")),
+    (&[90094], Verdict::AdminConsent("these permissions need an administrator's consent")),
+    // The app registration or its secret: whoever runs mslinkd.
+    (&[7000215], blocked(Actor::Operator, "the client secret is not the app registration's; \
+                         the mslink operator must install the current one")),
+    (&[7000222], blocked(Actor::Operator, "the client secret has expired; the mslink operator \
+                         must create a new one in the app registration and install it")),
+    (&[700016], blocked(Actor::Operator, "the app `[office365] client_id` does not exist in \
+                        this tenant; the mslink operator must check `client_id` and `tenant`")),
+];
+
+/// The table's verdict for an AADSTS code.
+fn aadsts_verdict(code: u64) -> Option<Verdict> {
+    AADSTS.iter().find(|(codes, _)| codes.contains(&code)).map(|&(_, verdict)| verdict)
+}
+
+/// SPEC §4 for an OAuth error answer. `reason` is the error's own text; `admin_consent` the
+/// URL a tenant admin grants consent at.
+fn classify_oauth(
+    status: u16,
+    body: &OAuthErrorBody,
+    reason: String,
+    admin_consent: Option<&str>,
+) -> Failure {
     if status == 429 || status >= 500 {
         return Failure::transient(reason);
     }
-    let code = body.aadsts();
-    match body.error.as_str() {
-        "temporarily_unavailable" | "server_error" | "slow_down" | "authorization_pending" => {
-            Failure::transient(reason)
-        }
+    let default = match body.error.as_str() {
         "invalid_grant"
         | "interaction_required"
         | "login_required"
         | "consent_required"
         | "access_denied"
-        | "expired_token" => match code {
-            // The app lacks admin consent in this tenant: signing in again does not help.
-            Some(65001) => Failure::blocked(reason, Actor::TenantAdmin),
-            // Conditional access blocks this sign-in.
-            Some(53003) => Failure::blocked(reason, Actor::TenantAdmin),
-            _ => Failure::reauth(reason),
-        },
-        "unauthorized_client" => match code {
-            // The application is not present in the user's tenant.
-            Some(700016) => Failure::blocked(reason, Actor::TenantAdmin),
-            _ => Failure::blocked(reason, Actor::Operator),
-        },
-        "invalid_client"
+        | "expired_token" => Verdict::Reauth(None),
+        "invalid_client" => blocked(
+            Actor::Operator,
+            "the identity platform refused the app's credentials; the mslink operator must \
+             check `[office365] client_id` and the client secret",
+        ),
+        "unauthorized_client"
         | "invalid_scope"
         | "invalid_request"
         | "unsupported_grant_type"
-        | "unsupported_response_type" => Failure::blocked(reason, Actor::Operator),
-        // Unknown codes: retrying is safe; a transient failure never costs the user a sign-in.
-        _ => Failure::transient(reason),
+        | "unsupported_response_type" => Verdict::Blocked(Actor::Operator, None),
+        // temporarily_unavailable, server_error, slow_down, authorization_pending, and codes
+        // not known here: retrying is safe; a transient failure never costs the user a sign-in.
+        _ => return Failure::transient(reason),
+    };
+    let verdict = body.aadsts().and_then(aadsts_verdict).unwrap_or(default);
+    let explained = |why: Option<&str>| match why {
+        Some(why) => format!("{why}: {reason}"),
+        None => reason.clone(),
+    };
+    match verdict {
+        Verdict::Reauth(why) => Failure::reauth(explained(why)),
+        Verdict::Blocked(actor, why) => Failure::blocked(explained(why), actor),
+        Verdict::AdminConsent(why) => {
+            let grant = match admin_consent {
+                Some(url) => format!("the tenant admin must grant admin consent at {url}"),
+                None => "the tenant admin must grant admin consent to the app".to_owned(),
+            };
+            Failure::blocked(format!("{why}; {grant}: {reason}"), Actor::TenantAdmin)
+        }
+    }
+}
+
+/// How a device-code poll's error answer ends the sign-in, when it is one of the device flow's
+/// own answers: RFC 8628's names, and Entra's (`authorization_declined`,
+/// `bad_verification_code`). `None`: an ordinary OAuth error, classified like any other.
+pub(crate) fn device_poll_outcome(body: &OAuthErrorBody) -> Option<Office365Error> {
+    let detail = || body.summary();
+    match body.error.as_str() {
+        "access_denied" | "authorization_declined" => {
+            Some(Office365Error::Declined { detail: detail() })
+        }
+        "expired_token" => Some(Office365Error::TimedOut(
+            "the device code expired before the sign-in was finished".into(),
+        )),
+        "bad_verification_code" => Some(Office365Error::BadDeviceCode { detail: detail() }),
+        _ => None,
     }
 }
 
@@ -336,6 +505,7 @@ mod tests {
             status,
             body: Box::new(body(json)),
             retry_after: None,
+            admin_consent: None,
         }
     }
 
@@ -378,12 +548,177 @@ mod tests {
         let client = state(401, r#"{"error":"invalid_client","error_codes":[7000215]}"#);
         assert_eq!((client.state, client.actor), (LinkState::Blocked, Actor::Operator));
         let app = state(400, r#"{"error":"unauthorized_client","error_codes":[700016]}"#);
-        assert_eq!((app.state, app.actor), (LinkState::Blocked, Actor::TenantAdmin));
+        assert_eq!((app.state, app.actor), (LinkState::Blocked, Actor::Operator));
         assert_eq!(state(400, r#"{"error":"temporarily_unavailable"}"#).state, LinkState::Degraded);
         // The status wins over the body for overload.
         assert_eq!(state(503, r#"{"error":"invalid_grant"}"#).state, LinkState::Degraded);
         assert_eq!(state(429, r#"{"error":"invalid_request"}"#).state, LinkState::Degraded);
         assert_eq!(state(400, r#"{"error":"something_new"}"#).state, LinkState::Degraded);
+    }
+
+    /// An error body shaped like the identity platform's: RFC 6749 §5.2 plus `error_codes`,
+    /// `suberror`, `timestamp`, `trace_id`, `correlation_id` and `error_uri`, with the
+    /// description starting `AADSTSnnnn:` and ending in the trace lines.
+    fn entra(error: &str, code: u64, text: &str, suberror: Option<&str>) -> String {
+        let mut body = serde_json::json!({
+            "error": error,
+            "error_description": format!(
+                "AADSTS{code}: {text}\r\nTrace ID: 2d091b0f-0a1b-4c2d-8e3f-40a5b6c7d800\r\n\
+                 Correlation ID: a9990000-bb11-2222-33cc-444444dddddd\r\n\
+                 Timestamp: 2026-11-02 10:00:00Z"
+            ),
+            "error_codes": [code],
+            "timestamp": "2026-11-02 10:00:00Z",
+            "trace_id": "2d091b0f-0a1b-4c2d-8e3f-40a5b6c7d800",
+            "correlation_id": "a9990000-bb11-2222-33cc-444444dddddd",
+            "error_uri": format!("https://login.microsoftonline.com/error?code={code}"),
+        });
+        if let Some(sub) = suberror {
+            body["suberror"] = sub.into();
+        }
+        body.to_string()
+    }
+
+    const CONSENT_URL: &str = "https://login.microsoftonline.com/organizations/v2.0/adminconsent\
+                               ?client_id=mslink-app&scope=offline_access+User.Read";
+
+    #[test]
+    fn microsofts_aadsts_codes_say_what_happened_and_who_must_act() {
+        use Actor::{Operator, TenantAdmin, User};
+        use LinkState::{Blocked, NeedsReauth};
+        /// `error`, AADSTS code, `suberror`, description; then the state, who must act, and
+        /// words the reason must hold.
+        type Row =
+            (&'static str, u64, Option<&'static str>, &'static str, LinkState, Actor, &'static str);
+        #[rustfmt::skip]
+        let table: &[Row] = &[
+            ("invalid_grant", 50076, None, "Due to a configuration change made by your administrator, or because you moved to a new location, you must use multi-factor authentication to access '00000003-0000-0000-c000-000000000000'.",
+                NeedsReauth, User, "multi-factor authentication"),
+            ("interaction_required", 50079, None, "Due to a configuration change made by your administrator, or because you moved to a new location, you must enroll in multi-factor authentication.",
+                NeedsReauth, User, "register for multi-factor"),
+            ("invalid_grant", 50173, Some("bad_token"), "The provided grant has expired due to it being revoked, a fresh auth token is needed.",
+                NeedsReauth, User, "revoked"),
+            ("invalid_grant", 50133, None, "Session is invalid due to expiration or recent password change.",
+                NeedsReauth, User, "password expired or was changed"),
+            ("invalid_grant", 700082, None, "The refresh token has expired due to inactivity.",
+                NeedsReauth, User, "unused for too long"),
+            ("invalid_grant", 70043, None, "The refresh token has expired or is invalid due to sign-in frequency checks by conditional access.",
+                NeedsReauth, User, "sign-in frequency"),
+            ("invalid_grant", 53000, None, "Device is not in required device state: compliant.",
+                Blocked, TenantAdmin, "compliant device"),
+            ("invalid_grant", 53001, None, "Device is not in required device state: domain_joined.",
+                Blocked, TenantAdmin, "domain-joined device"),
+            ("invalid_grant", 53002, None, "Application used is not an approved application.",
+                Blocked, TenantAdmin, "approved client apps"),
+            ("invalid_grant", 53003, Some("message_only"), "Access has been blocked by Conditional Access policies. The access policy does not allow token issuance.",
+                Blocked, TenantAdmin, "Conditional Access policy"),
+            ("invalid_grant", 530033, None, "Access has been blocked by security policies.",
+                Blocked, TenantAdmin, "Conditional Access policy"),
+            ("invalid_grant", 530034, None, "Access has been blocked by security policies.",
+                Blocked, TenantAdmin, "Conditional Access policy"),
+            ("invalid_grant", 65001, Some("consent_required"), "The user or administrator has not consented to use the application with ID 'mslink-app' named 'mslink'. Send an interactive authorization request for this user and resource.",
+                Blocked, TenantAdmin, CONSENT_URL),
+            ("access_denied", 65004, None, "User declined to consent to access the app.",
+                Blocked, TenantAdmin, CONSENT_URL),
+            ("invalid_grant", 90094, None, "The grant requires admin permission.",
+                Blocked, TenantAdmin, CONSENT_URL),
+            ("invalid_client", 7000215, None, "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID.",
+                Blocked, Operator, "client secret is not the app registration's"),
+            ("invalid_client", 7000222, None, "The provided client secret keys for app 'mslink-app' are expired.",
+                Blocked, Operator, "client secret has expired"),
+            ("unauthorized_client", 700016, None, "Application with identifier 'mslink-app' was not found in the directory 'contoso'.",
+                Blocked, Operator, "`client_id`"),
+        ];
+        for &(error, code, suberror, text, state, actor, says) in table {
+            let e = oauth(400, &entra(error, code, text, suberror)).with_admin_consent(CONSENT_URL);
+            let f = e.failure();
+            assert_eq!((f.state, f.actor), (state, actor), "AADSTS{code}: {}", f.reason);
+            assert!(f.reason.contains(says), "AADSTS{code}: {}", f.reason);
+            // The reason keeps Microsoft's code and drops the trace lines.
+            assert!(f.reason.contains(&format!("AADSTS{code}")), "{}", f.reason);
+            assert!(
+                !f.reason.contains("Trace ID") && !f.reason.contains("2d091b0f"),
+                "{}",
+                f.reason
+            );
+            // Who must act is spelled out where the reason is shown.
+            assert!(f.describe().contains(actor.as_str()), "{}", f.describe());
+            let expected =
+                if state == NeedsReauth { ErrorKind::AuthRejected } else { ErrorKind::Failed };
+            assert_eq!(e.wire_error().kind, expected, "AADSTS{code}");
+        }
+    }
+
+    #[test]
+    fn the_error_field_stays_the_primary_key() {
+        // A transient `error` stays transient whatever code it carries, and so does one not
+        // known here: retrying is safe, a sign-in lost to a guess is not.
+        for (error, code) in [
+            ("temporarily_unavailable", 50076),
+            ("server_error", 65001),
+            ("brand_new_error", 53003),
+        ] {
+            let f = oauth(400, &entra(error, code, "Something happened.", None)).failure();
+            assert_eq!(f.state, LinkState::Degraded, "{error} with AADSTS{code}");
+        }
+        // A refusal with a code the table does not list keeps the `error` field's meaning.
+        let f = oauth(400, &entra("invalid_grant", 9_999_999, "Something new.", None)).failure();
+        assert_eq!((f.state, f.actor), (LinkState::NeedsReauth, Actor::User));
+        let f = oauth(401, r#"{"error":"invalid_client"}"#).failure();
+        assert_eq!((f.state, f.actor), (LinkState::Blocked, Actor::Operator));
+        assert!(f.reason.contains("client secret"), "{}", f.reason);
+        // Without the config's URL a consent error still says who grants it.
+        let f = oauth(400, &entra("invalid_grant", 65001, "Not consented.", None)).failure();
+        assert!(f.reason.contains("the tenant admin must grant admin consent"), "{}", f.reason);
+    }
+
+    #[test]
+    fn microsofts_device_code_errors_end_the_sign_in() {
+        let outcome = |error: &str, code: u64, text: &str| {
+            device_poll_outcome(&body(&entra(error, code, text, None)))
+        };
+        let declined =
+            outcome("authorization_declined", 70000, "The user denied the authorization request.")
+                .unwrap();
+        assert!(matches!(declined, Office365Error::Declined { .. }), "{declined:?}");
+        assert_eq!(declined.wire_error().kind, ErrorKind::AuthRejected);
+        assert!(!declined.to_string().contains("Trace ID"), "{declined}");
+        let expired = outcome("expired_token", 70019, "Verification code expired.").unwrap();
+        assert!(matches!(expired, Office365Error::TimedOut(_)), "{expired:?}");
+        assert_eq!(expired.wire_error().kind, ErrorKind::Timeout);
+        let unknown =
+            outcome("bad_verification_code", 70000, "The device code was not recognised.").unwrap();
+        let wire = unknown.wire_error();
+        assert_eq!(wire.kind, ErrorKind::Failed);
+        assert!(wire.message.contains("did not recognise the device code"), "{}", wire.message);
+        assert!(wire.hint.unwrap().contains("--device-code"));
+        // RFC 8628's own name for a decline, as a stock server sends it.
+        let rfc = device_poll_outcome(&body(r#"{"error":"access_denied"}"#)).unwrap();
+        assert!(matches!(rfc, Office365Error::Declined { .. }));
+        // Still waiting is not an outcome: the poll goes on.
+        assert!(
+            outcome("authorization_pending", 70016, "The user must input their code.").is_none()
+        );
+    }
+
+    #[test]
+    fn a_sign_in_without_a_refresh_token_is_refused_with_the_fix() {
+        let e = Office365Error::NoRefreshToken {
+            granted: Some("User.Read Mail.Read".into()),
+            asked_consent: false,
+        };
+        let wire = e.wire_error();
+        assert_eq!(wire.kind, ErrorKind::AuthRejected);
+        assert!(
+            wire.message.contains("`offline_access`") && wire.message.contains("consent"),
+            "{}",
+            wire.message
+        );
+        assert!(wire.message.contains("User.Read Mail.Read"), "{}", wire.message);
+        assert!(wire.hint.unwrap().contains("prompt = \"consent\""));
+        let asked =
+            Office365Error::NoRefreshToken { granted: None, asked_consent: true }.wire_error();
+        assert!(asked.hint.unwrap().contains("tenant admin"));
     }
 
     fn vector(name: &str) -> String {
@@ -430,6 +765,7 @@ mod tests {
             status: 400,
             body: Box::new(b),
             retry_after: None,
+            admin_consent: None,
         };
         let f = e.failure();
         assert_eq!((f.state, f.actor), (LinkState::Blocked, Actor::Operator));

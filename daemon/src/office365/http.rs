@@ -1,8 +1,10 @@
 //! The bridge between `oauth2` and the project's one reqwest client (STACK.md: oauth2 5 pins
 //! reqwest 0.12, so its own client is off and this adapter carries its requests).
 //!
-//! `oauth2` hands back only the body of an error response. Classification also needs the status
-//! and `Retry-After` (SPEC §4), so the adapter remembers them for the last response it saw.
+//! `oauth2` hands back only the body of an error response, and for the device flow only the
+//! RFC 8628 fields of it. Classification also needs the status, `Retry-After` (SPEC §4) and
+//! Microsoft's `error_codes` / `suberror`, so the adapter remembers the status, the wait and an
+//! error answer's body for the last response it saw.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -13,11 +15,17 @@ use oauth2::http;
 use oauth2::{AsyncHttpClient, HttpRequest, HttpResponse};
 
 /// What classification needs from the last response, beyond its body.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct ResponseMeta {
     pub status: u16,
     pub retry_after: Option<Duration>,
+    /// The body of an error answer (status 400 and up), at most [`MAX_ERROR_BODY`] bytes.
+    /// Error answers carry no tokens.
+    pub error_body: Option<Vec<u8>>,
 }
+
+/// More than any OAuth error body Microsoft sends; a longer one is not kept.
+const MAX_ERROR_BODY: usize = 16 * 1024;
 
 /// A transport failure (no HTTP response at all).
 #[derive(Debug, thiserror::Error)]
@@ -42,7 +50,7 @@ impl OAuthHttp {
     /// Status and Retry-After of the last response (`None`: no response yet, or a transport
     /// failure).
     pub fn last(&self) -> Option<ResponseMeta> {
-        *self.last.lock().unwrap_or_else(|poison| poison.into_inner())
+        self.last.lock().unwrap_or_else(|poison| poison.into_inner()).clone()
     }
 
     fn remember(&self, meta: Option<ResponseMeta>) {
@@ -59,13 +67,19 @@ impl OAuthHttp {
         })?;
         let status = response.status();
         let headers = response.headers().clone();
-        self.remember(Some(ResponseMeta {
+        let mut meta = ResponseMeta {
             status: status.as_u16(),
             retry_after: retry_after(&headers, SystemTime::now()),
-        }));
+            error_body: None,
+        };
+        self.remember(Some(meta.clone()));
         let body = response.bytes().await.map_err(|e| {
             TransportError(format!("reading the answer of {}: {}", origin(&url), error_chain(&e)))
         })?;
+        if status.as_u16() >= 400 && body.len() <= MAX_ERROR_BODY {
+            meta.error_body = Some(body.to_vec());
+            self.remember(Some(meta));
+        }
         let mut builder = http::Response::builder().status(status);
         if let Some(h) = builder.headers_mut() {
             *h = headers;

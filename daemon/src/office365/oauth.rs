@@ -8,6 +8,9 @@
 //!            ─▶ poll every `interval` (+5 s per slow_down) ─▶ tokens | expired | denied | Ctrl-C
 //!  Refresh:  refresh_token grant ─▶ tokens (a rotated refresh token comes back in Tokens)
 //! ```
+//!
+//! A sign-in that brings no refresh token fails ([`Office365Error::NoRefreshToken`]): the link
+//! could not outlive its first access token.
 
 use std::time::Duration;
 
@@ -17,14 +20,14 @@ use oauth2::basic::{
 };
 use oauth2::{
     AuthType, AuthUrl, AuthorizationCode, ClientId, ClientSecret, CsrfToken,
-    DeviceAuthorizationUrl, DeviceCodeErrorResponse, DeviceCodeErrorResponseType, EndpointNotSet,
-    EndpointSet, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken, RequestTokenError,
-    Scope, StandardDeviceAuthorizationResponse, StandardRevocableToken, TokenResponse, TokenUrl,
+    DeviceAuthorizationUrl, DeviceCodeErrorResponse, EndpointNotSet, EndpointSet,
+    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RefreshToken, RequestTokenError, Scope,
+    StandardDeviceAuthorizationResponse, StandardRevocableToken, TokenResponse, TokenUrl,
 };
 use tracing::instrument;
 
 use super::Tokens;
-use super::error::{OAuthErrorBody, Office365Error};
+use super::error::{OAuthErrorBody, Office365Error, device_poll_outcome};
 use super::http::{OAuthHttp, TransportError};
 use super::redirect::{Catcher, Page, parse_pasted};
 use crate::config::{self, Config};
@@ -56,6 +59,9 @@ struct Endpoints {
     client: MsClient,
     http: OAuthHttp,
     scopes: Vec<Scope>,
+    prompt: Option<config::Prompt>,
+    /// Where a tenant admin grants consent to this app, for consent errors' reasons.
+    admin_consent: String,
 }
 
 impl Endpoints {
@@ -94,7 +100,8 @@ impl Endpoints {
         }
         let http = OAuthHttp::new(net::client(&config.network, HttpOptions::default())?);
         let scopes = o.scopes.iter().map(|s| Scope::new(s.clone())).collect();
-        Ok(Endpoints { client, http, scopes })
+        let admin_consent = admin_consent_url(o, client_id);
+        Ok(Endpoints { client, http, scopes, prompt: o.prompt, admin_consent })
     }
 
     /// An `oauth2` failure as ours, with the status and Retry-After of the answer.
@@ -104,7 +111,7 @@ impl Endpoints {
         error: RequestTokenError<TransportError, OAuthErrorBody>,
     ) -> Office365Error {
         let meta = self.http.last();
-        let status = meta.map(|m| m.status);
+        let status = meta.as_ref().map(|m| m.status);
         let retry_after = meta.and_then(|m| m.retry_after);
         match error {
             RequestTokenError::ServerResponse(body) => Office365Error::OAuth {
@@ -112,6 +119,7 @@ impl Endpoints {
                 status: status.unwrap_or(400),
                 body: Box::new(body),
                 retry_after,
+                admin_consent: None,
             },
             RequestTokenError::Request(e) => Office365Error::Unavailable {
                 endpoint,
@@ -124,6 +132,22 @@ impl Endpoints {
             }
             RequestTokenError::Other(text) => unusable(endpoint, status, retry_after, text),
         }
+    }
+
+    /// The tokens of a sign-in, which must include a refresh token: without one the link would
+    /// turn `needs_reauth` by itself when the access token expires.
+    fn signed_in(&self, response: &BasicTokenResponse) -> Result<Tokens, Office365Error> {
+        if response.refresh_token().is_none() {
+            let granted = response
+                .scopes()
+                .map(|scopes| scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" "));
+            tracing::warn!(granted = ?granted, "the sign-in brought no refresh token");
+            return Err(Office365Error::NoRefreshToken {
+                granted,
+                asked_consent: self.prompt == Some(config::Prompt::Consent),
+            });
+        }
+        Ok(Self::tokens(response))
     }
 
     fn tokens(response: &BasicTokenResponse) -> Tokens {
@@ -151,6 +175,9 @@ impl Endpoints {
         if !login_hint.is_empty() {
             request = request.add_extra_param("login_hint", login_hint.to_owned());
         }
+        if let Some(prompt) = self.prompt {
+            request = request.add_extra_param("prompt", prompt.as_str());
+        }
         let (url, state) = request.url();
         (url.to_string(), state.secret().clone(), verifier)
     }
@@ -169,8 +196,23 @@ impl Endpoints {
             .request_async(&self.http)
             .await
             .map_err(|e| self.error(TOKEN_ENDPOINT, e))?;
-        Ok(Self::tokens(&response))
+        self.signed_in(&response)
     }
+}
+
+/// The admin-consent URL of the configured app: `{authority}/adminconsent` (the authority
+/// names the tenant: `https://login.microsoftonline.com/{tenant}/v2.0`) with the client id and
+/// the requested scopes. A tenant admin who opens it grants the app's permissions for the
+/// whole organisation.
+fn admin_consent_url(o: &config::Office365, client_id: &str) -> String {
+    let mut url = o.authority.url().clone();
+    let path = format!("{}/adminconsent", url.path().trim_end_matches('/'));
+    url.set_path(&path);
+    url.query_pairs_mut()
+        .clear()
+        .append_pair("client_id", client_id)
+        .append_pair("scope", &o.scopes.join(" "));
+    url.to_string()
 }
 
 fn unusable(
@@ -199,11 +241,12 @@ pub async fn sign_in(
     interaction: &mut Interaction,
 ) -> Result<Tokens, Office365Error> {
     let endpoints = Endpoints::new(config).await?;
-    match flow {
+    let result = match flow {
         SignInFlow::Browser => browser(config, &endpoints, login_hint, interaction).await,
         SignInFlow::Paste => paste(config, &endpoints, login_hint, interaction).await,
         SignInFlow::DeviceCode => device(&endpoints, interaction).await,
-    }
+    };
+    result.map_err(|e| e.with_admin_consent(&endpoints.admin_consent))
 }
 
 fn timed_out() -> Office365Error {
@@ -321,34 +364,37 @@ async fn device(
         () = interaction.cancelled() => return Err(Office365Error::Cancelled),
     };
     match response {
-        Ok(response) => Ok(Endpoints::tokens(&response)),
+        Ok(response) => endpoints.signed_in(&response),
         Err(e) => Err(device_error(endpoints, e)),
     }
 }
 
+/// A device-code poll's failure as ours. `oauth2` keeps only the RFC 8628 fields of the answer;
+/// the body the adapter kept adds Microsoft's (`error_codes`, `suberror`) when it is the same
+/// answer (not so when `oauth2` gave up by itself at `expires_in`).
 fn device_error(
     endpoints: &Endpoints,
     error: RequestTokenError<TransportError, DeviceCodeErrorResponse>,
 ) -> Office365Error {
     let error = match error {
         RequestTokenError::ServerResponse(response) => {
-            let description = response.error_description().cloned();
-            match response.error() {
-                DeviceCodeErrorResponseType::AccessDenied => {
-                    return Office365Error::Declined { detail: description };
-                }
-                DeviceCodeErrorResponseType::ExpiredToken => {
-                    return Office365Error::TimedOut(
-                        "the device code expired before the sign-in was finished".into(),
-                    );
-                }
-                other => RequestTokenError::ServerResponse(OAuthErrorBody {
-                    error: other.as_ref().to_owned(),
-                    error_description: description,
+            let name = response.error().as_ref().to_owned();
+            let body = endpoints
+                .http
+                .last()
+                .and_then(|meta| meta.error_body)
+                .and_then(|raw| serde_json::from_slice::<OAuthErrorBody>(&raw).ok())
+                .filter(|kept| kept.error == name)
+                .unwrap_or_else(|| OAuthErrorBody {
+                    error: name,
+                    error_description: response.error_description().cloned(),
                     error_uri: response.error_uri().cloned(),
                     ..OAuthErrorBody::default()
-                }),
+                });
+            if let Some(outcome) = device_poll_outcome(&body) {
+                return outcome;
             }
+            RequestTokenError::ServerResponse(body)
         }
         RequestTokenError::Request(e) => RequestTokenError::Request(e),
         RequestTokenError::Parse(e, body) => RequestTokenError::Parse(e, body),
@@ -369,6 +415,38 @@ pub async fn refresh(config: &Config, refresh_token: &Sensitive) -> Result<Token
         .add_scopes(endpoints.scopes.iter().cloned())
         .request_async(&endpoints.http)
         .await
-        .map_err(|e| endpoints.error(TOKEN_ENDPOINT, e))?;
+        .map_err(|e| {
+            endpoints.error(TOKEN_ENDPOINT, e).with_admin_consent(&endpoints.admin_consent)
+        })?;
     Ok(Endpoints::tokens(&response))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Env;
+
+    fn office365(text: &str) -> config::Office365 {
+        let env = Env { is_root: true, ..Env::default() };
+        Config::parse(text, None, &env).unwrap().office365
+    }
+
+    #[test]
+    fn the_admin_consent_url_is_the_configured_authoritys() {
+        assert_eq!(
+            admin_consent_url(&office365(""), "00001111-aaaa-2222-bbbb-3333cccc4444"),
+            "https://login.microsoftonline.com/organizations/v2.0/adminconsent\
+             ?client_id=00001111-aaaa-2222-bbbb-3333cccc4444\
+             &scope=offline_access+User.Read+Mail.Read+Calendars.Read"
+        );
+        let sovereign = office365(
+            "[office365]\nauthority = \"https://login.microsoftonline.us/contoso.onmicrosoft.us/v2.0/\"\n\
+             scopes = [\"offline_access\", \"https://graph.microsoft.us/Mail.Read\"]\n",
+        );
+        assert_eq!(
+            admin_consent_url(&sovereign, "app&x"),
+            "https://login.microsoftonline.us/contoso.onmicrosoft.us/v2.0/adminconsent\
+             ?client_id=app%26x&scope=offline_access+https%3A%2F%2Fgraph.microsoft.us%2FMail.Read"
+        );
+    }
 }

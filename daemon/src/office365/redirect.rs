@@ -49,6 +49,7 @@ impl RedirectParams {
                     ..OAuthErrorBody::default()
                 }),
                 retry_after: None,
+                admin_consent: None,
             });
         }
         self.code.filter(|c| !c.is_empty()).ok_or_else(|| {
