@@ -5,8 +5,9 @@
 
 use std::path::Path;
 
-use mslink_proto::{Provider, Sensitive};
+use mslink_proto::Sensitive;
 use mslinkd::health::CheckReport;
+use mslinkd::links::{LinkDetails, Office365Details};
 use mslinkd::office365::Tokens;
 use mslinkd::store::{NewLink, Store, StoreError};
 use mslinkd::vault::Vault;
@@ -39,10 +40,10 @@ pub async fn office365_links(
             .map(|seed| NewLink {
                 user: seed.user.clone(),
                 email: seed.email.clone(),
-                provider: Provider::Office365,
-                details: "{}".into(),
-                endpoint: Some(graph_url.to_owned()),
-                auth_scheme: Some("oauth2 authorization code".into()),
+                details: LinkDetails::Office365(Office365Details {
+                    graph_url: Some(graph_url.to_owned()),
+                    sign_in: Some("oauth2 authorization code".into()),
+                }),
                 report: CheckReport {
                     inbox_total: Some(42),
                     inbox_unread: Some(3),

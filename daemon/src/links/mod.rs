@@ -16,6 +16,7 @@
 //! `connect` stores nothing and leaves an existing link as it was. What errors mean for the user
 //! (exit code, hint) is decided at the IPC edge, from [`LinkError`].
 
+mod details;
 mod schedule;
 mod scheduler;
 mod work;
@@ -30,6 +31,7 @@ use mslink_proto::{
 };
 use serde::{Deserialize, Serialize};
 
+pub use details::{LinkDetails, Office365Details};
 pub use schedule::{Timers, Work};
 pub use scheduler::{Rounds, Scheduler, SchedulerInbox, run as run_scheduler};
 pub use work::LinkTurns;
@@ -219,16 +221,18 @@ impl Links {
                 let new = NewLink {
                     user: user.to_owned(),
                     email: args.email.clone(),
-                    provider,
-                    details: "{}".into(),
-                    endpoint: Some(config.office365.graph_url.as_str().to_owned()),
-                    auth_scheme: Some(
-                        match args.flow {
-                            SignInFlow::DeviceCode => "oauth2 device code",
-                            SignInFlow::Browser | SignInFlow::Paste => "oauth2 authorization code",
-                        }
-                        .to_owned(),
-                    ),
+                    details: LinkDetails::Office365(Office365Details {
+                        graph_url: Some(config.office365.graph_url.as_str().to_owned()),
+                        sign_in: Some(
+                            match args.flow {
+                                SignInFlow::DeviceCode => "oauth2 device code",
+                                SignInFlow::Browser | SignInFlow::Paste => {
+                                    "oauth2 authorization code"
+                                }
+                            }
+                            .to_owned(),
+                        ),
+                    }),
                     report,
                     token_expiry: Some(tokens.expires_at),
                     token_issued: Some(now),
@@ -255,12 +259,7 @@ impl Links {
                 let new = NewLink {
                     user: user.to_owned(),
                     email: args.email.clone(),
-                    provider,
-                    details: serde_json::to_string(&endpoint).map_err(|e| {
-                        StoreError::Sealing(format!("cannot store the endpoint: {e}"))
-                    })?,
-                    endpoint: Some(endpoint.ews_url.clone()),
-                    auth_scheme: Some(endpoint.auth.as_str().to_owned()),
+                    details: LinkDetails::Exchange(endpoint),
                     report,
                     token_expiry: None,
                     token_issued: None,

@@ -13,10 +13,10 @@ use std::sync::{Arc, Weak};
 use mslink_proto::{LinkState, Provider, Sensitive, TokenReply};
 
 use super::schedule::{self, Timers, Work};
-use super::{LinkSecret, Links};
+use super::{LinkDetails, LinkSecret, Links};
 use crate::config::Config;
 use crate::events::Event;
-use crate::exchange::{self, ExchangeEndpoint};
+use crate::exchange;
 use crate::health::{Actor, CheckReport, Failure};
 use crate::office365;
 use crate::store::{LinkRecord, Outcome, StoreError};
@@ -276,13 +276,17 @@ impl Links {
         let LinkSecret::Exchange { password } = self.open_secret(record)? else {
             return Err(wrong_secret());
         };
-        let endpoint: ExchangeEndpoint = serde_json::from_str(&record.details).map_err(|e| {
-            Failure::blocked(
-                format!("the stored EWS endpoint is unreadable ({e}); connect again"),
-                Actor::User,
-            )
-        })?;
-        exchange::check(config, &endpoint, &password).await.map_err(|e| e.failure())
+        let endpoint = match &record.details {
+            Ok(LinkDetails::Exchange(endpoint)) => endpoint,
+            Ok(LinkDetails::Office365(_)) => return Err(wrong_secret()),
+            Err(e) => {
+                return Err(Failure::blocked(
+                    format!("the stored EWS endpoint is unreadable ({e}); connect again"),
+                    Actor::User,
+                ));
+            }
+        };
+        exchange::check(config, endpoint, &password).await.map_err(|e| e.failure())
     }
 
     fn open_secret(&self, record: &LinkRecord) -> Result<LinkSecret, Failure> {

@@ -10,7 +10,7 @@ use rusqlite::{OptionalExtension, Row, params};
 
 use super::{Db, StoreError};
 use crate::health::{Actor, CheckReport, Failure};
-use crate::links::Timers;
+use crate::links::{LinkDetails, Timers};
 
 /// Everything background work needs to know about a link.
 #[derive(Debug, Clone, PartialEq)]
@@ -22,8 +22,8 @@ pub struct LinkRecord {
     pub state: LinkState,
     /// Bumped by every user or admin change; background commits must match it.
     pub generation: i64,
-    /// Provider-specific, non-secret JSON (the EWS endpoint, ...).
-    pub details: String,
+    /// What the link knows about its provider; `Err` says why the stored JSON is unreadable.
+    pub details: Result<LinkDetails, String>,
     /// Sealed provider secret (see `crate::vault`).
     pub secret: Option<Vec<u8>>,
     pub token_expiry: Option<UnixTime>,
@@ -54,10 +54,9 @@ impl LinkRecord {
 pub struct NewLink {
     pub user: String,
     pub email: String,
-    pub provider: Provider,
-    pub details: String,
-    pub endpoint: Option<String>,
-    pub auth_scheme: Option<String>,
+    /// The provider and what the link knows about it; the store writes the `provider`,
+    /// `endpoint`, `auth_scheme` and `details` columns from it.
+    pub details: LinkDetails,
     pub report: CheckReport,
     pub token_expiry: Option<UnixTime>,
     /// When that token was issued (sign-in: now).
@@ -78,7 +77,7 @@ impl NewLink {
         [
             self.user.clone().into(),
             self.email.clone().into(),
-            self.provider.as_str().to_owned().into(),
+            self.details.provider().as_str().to_owned().into(),
             now.into(),
             self.next_check.into(),
             self.token_expiry.into(),
@@ -86,9 +85,9 @@ impl NewLink {
             report.inbox_unread.map(|n| n as i64).into(),
             report.calendar_ok.into(),
             report.server_version.clone().into(),
-            self.auth_scheme.clone().into(),
-            self.endpoint.clone().into(),
-            self.details.clone().into(),
+            self.details.auth_scheme().into(),
+            self.details.endpoint().into(),
+            self.details.to_json().into(),
             self.token_issued.into(),
         ]
     }
@@ -116,16 +115,17 @@ const RECORD_COLUMNS: &str = "id, user, email, provider, state, generation, deta
                               token_expiry, next_check, failures, actor, token_issued";
 
 fn record_from_row(row: &Row<'_>) -> rusqlite::Result<LinkRecord> {
-    let provider: String = row.get(3)?;
+    let provider = parse_provider(&row.get::<_, String>(3)?);
     let state: String = row.get(4)?;
+    let details: String = row.get(6)?;
     Ok(LinkRecord {
         id: row.get(0)?,
         user: row.get(1)?,
         email: row.get(2)?,
-        provider: parse_provider(&provider),
+        provider,
         state: LinkState::parse(&state).unwrap_or(LinkState::Blocked),
         generation: row.get(5)?,
-        details: row.get(6)?,
+        details: LinkDetails::from_json(provider, &details).map_err(|e| e.to_string()),
         secret: row.get(7)?,
         token_expiry: row.get(8)?,
         next_check: row.get(9)?,
@@ -381,10 +381,15 @@ mod tests {
         NewLink {
             user: "alice".into(),
             email: email.into(),
-            provider: Provider::Exchange,
-            details: "{}".into(),
-            endpoint: Some("https://mail.contoso.test/EWS/Exchange.asmx".into()),
-            auth_scheme: Some("ntlm".into()),
+            details: LinkDetails::Exchange(
+                serde_json::from_value(serde_json::json!({
+                    "ews_url": "https://mail.contoso.test/EWS/Exchange.asmx",
+                    "auth": "ntlm",
+                    "username": "CONTOSO\\alice",
+                    "server_version": null,
+                }))
+                .unwrap(),
+            ),
             report: CheckReport {
                 inbox_total: Some(12),
                 inbox_unread: Some(3),
