@@ -54,6 +54,7 @@ pub async fn office365_links(
                 // Tokens as Entra issues them: an hour's life, most of it behind them.
                 token_issued: Some(seed.token_expiry - 3600),
                 next_check: seed.next_check,
+                evidence: Vec::new(),
             })
             .collect();
         let vault = vault.clone();

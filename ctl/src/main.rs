@@ -60,6 +60,9 @@ enum Command {
         /// 3 UNKNOWN); admins see every link
         #[arg(long)]
         check: bool,
+        /// Also show, for each link, the evidence that settled its provider at connect
+        #[arg(long, short)]
+        verbose: bool,
     },
     /// Ask the admins to turn the Microsoft integration on (repeating it updates the request)
     Request {
@@ -198,7 +201,8 @@ impl From<ProviderArg> for Provider {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let socket = cli.socket.clone().unwrap_or_else(client::default_socket);
-    if let Command::Status { all, check: true } = cli.command {
+    let verbose = matches!(cli.command, Command::Status { verbose: true, .. });
+    if let Command::Status { all, check: true, .. } = cli.command {
         return render::check(&socket, cli.user, all);
     }
     let command = match cli.command {
@@ -236,9 +240,9 @@ fn main() -> ExitCode {
             });
             let outcome = Client::connect(&socket)
                 .and_then(|mut client| connect::run(&mut client, cli.user, request));
-            return finish(outcome, cli.json);
+            return finish(outcome, cli.json, false);
         }
-        Command::Status { all, check: _ } => CtlCommand::Status { all },
+        Command::Status { all, .. } => CtlCommand::Status { all },
         Command::Request { message } => CtlCommand::Request { message },
         Command::Requests => CtlCommand::Requests,
         Command::Enable => CtlCommand::Enable,
@@ -258,7 +262,7 @@ fn main() -> ExitCode {
                 })
             });
             let failed = matches!(&outcome, Ok(DaemonReply::CheckAll(r)) if !r.failed.is_empty());
-            let code = finish(outcome, cli.json);
+            let code = finish(outcome, cli.json, false);
             return if failed && code == ExitCode::SUCCESS { ExitCode::FAILURE } else { code };
         }
         Command::Check { email, .. } => CtlCommand::Check { email: email.unwrap_or_default() },
@@ -274,14 +278,18 @@ fn main() -> ExitCode {
         Command::Man { out_dir } => return generate::man(out_dir.as_deref()),
     };
     let outcome = Client::connect(&socket).and_then(|mut client| client.call(cli.user, command));
-    finish(outcome, cli.json)
+    finish(outcome, cli.json, verbose)
 }
 
 /// Prints the outcome and turns it into the exit code.
-fn finish(outcome: Result<mslink_proto::DaemonReply, CtlError>, json: bool) -> ExitCode {
+fn finish(
+    outcome: Result<mslink_proto::DaemonReply, CtlError>,
+    json: bool,
+    verbose: bool,
+) -> ExitCode {
     match outcome {
         Ok(reply) => {
-            render::reply(&reply, json);
+            render::reply(&reply, json, verbose);
             ExitCode::SUCCESS
         }
         Err(error) => {

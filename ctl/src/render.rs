@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use crate::client::{Client, CtlError};
 
 /// Prints a successful reply.
-pub fn reply(reply: &DaemonReply, as_json: bool) {
+pub fn reply(reply: &DaemonReply, as_json: bool, verbose: bool) {
     if as_json {
         let mut doc = serde_json::to_value(reply).unwrap_or(Value::Null);
         if let Value::Object(map) = &mut doc {
@@ -23,7 +23,7 @@ pub fn reply(reply: &DaemonReply, as_json: bool) {
         return;
     }
     match reply {
-        DaemonReply::Status(status) => print!("{}", status_text(status)),
+        DaemonReply::Status(status) => print!("{}", status_text(status, verbose)),
         DaemonReply::Request(r) => match &r.request {
             None => println!(
                 "The Microsoft integration is already enabled: link your mailbox with `mslinkctl connect EMAIL`."
@@ -65,7 +65,7 @@ pub fn reply(reply: &DaemonReply, as_json: bool) {
             None => println!("Config reloaded: no config file, the built-in defaults apply."),
         },
         DaemonReply::Detect(found) => print!("{}", evidence_text(found)),
-        DaemonReply::Link(link) => println!("{}", link_text(link, true).trim_start()),
+        DaemonReply::Link(link) => println!("{}", link_text(link, true, verbose).trim_start()),
         // Printed alone, so mail tools can read it (`passwordeval`, `PassCmd`).
         DaemonReply::Token(t) => println!("{}", t.access_token.expose()),
         DaemonReply::Disconnect(d) => {
@@ -92,7 +92,7 @@ pub fn error(error: &CtlError, as_json: bool) {
     }
 }
 
-fn status_text(s: &StatusReply) -> String {
+fn status_text(s: &StatusReply, verbose: bool) -> String {
     let mut out = String::new();
     let mut line = |text: String| {
         out.push_str(&text);
@@ -125,7 +125,7 @@ fn status_text(s: &StatusReply) -> String {
     } else {
         line(format!("Links ({}):", s.links.len()));
         for link in &s.links {
-            line(link_text(link, all));
+            line(link_text(link, all, verbose));
         }
     }
     if let Some(pending) = s.pending_requests {
@@ -181,7 +181,7 @@ fn request_text(request: &AccessRequest) -> String {
     }
 }
 
-fn link_text(link: &LinkInfo, with_user: bool) -> String {
+fn link_text(link: &LinkInfo, with_user: bool, verbose: bool) -> String {
     let user = if with_user { format!(" [{}]", link.user) } else { String::new() };
     let mut text = format!(
         "  {}{user}  {}  {}  since {}",
@@ -215,6 +215,16 @@ fn link_text(link: &LinkInfo, with_user: bool) -> String {
     }
     if let Some(calendar) = link.calendar_ok {
         text.push_str(if calendar { "  calendar: reachable" } else { "  calendar: unreachable" });
+    }
+    if verbose && !link.evidence.is_empty() {
+        text.push_str("\n    provider settled by:");
+        for evidence in &link.evidence {
+            let points = evidence.points_to.map_or("-".to_owned(), |p| p.to_string());
+            text.push_str(&format!(
+                "\n      {:<28} {:<10} {}",
+                evidence.probe, points, evidence.detail
+            ));
+        }
     }
     text
 }
@@ -304,6 +314,7 @@ mod tests {
                     server_version: None,
                     auth_scheme: None,
                     endpoint: None,
+                    evidence: Vec::new(),
                 })
                 .collect(),
             pending_requests: Some(0),

@@ -392,6 +392,10 @@ pub struct LinkInfo {
     /// Where checks go: the EWS URL or the Graph base URL.
     #[serde(default)]
     pub endpoint: Option<String>,
+    /// How the provider was settled at `connect`: the detection evidence that pointed to a
+    /// provider, or one `provider_flag` entry when `--provider` was given.
+    #[serde(default)]
+    pub evidence: Vec<Evidence>,
 }
 
 /// One admin action, for the audit trail.

@@ -210,6 +210,11 @@ fn disable_and_enable_keep_each_links_truth_and_check_all_rechecks() {
     world.daemon.ctl(ALICE, &["check", "alice@contoso.test"]).expect_code(7);
     let before = link(&world);
     assert_eq!(before["state"], "needs_reauth", "{before}");
+    // How the provider was settled is kept with the link and shown on request.
+    assert_eq!(before["evidence"][0]["probe"], "provider_flag", "{before}");
+    let verbose = world.daemon.ctl(ALICE, &["status", "--verbose"]);
+    assert!(verbose.expect_code(0).stdout.contains("provider settled by:"), "{}", verbose.stdout);
+    assert!(verbose.stdout.contains("--provider exchange given at connect"), "{}", verbose.stdout);
 
     world.daemon.ctl(ADMIN, &["disable"]).expect_code(0);
     assert_eq!(link(&world)["state"], "suspended");

@@ -26,8 +26,8 @@ use std::sync::Arc;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use mslink_proto::{
-    CheckAllReply, CheckedLink, ConnectArgs, DisconnectReply, LinkInfo, LinkState, Provider,
-    Sensitive, SignInFlow, ToggleReply, TokenReply, TokenResource,
+    CheckAllReply, CheckedLink, ConnectArgs, DisconnectReply, Evidence, LinkInfo, LinkState,
+    Provider, Sensitive, SignInFlow, ToggleReply, TokenReply, TokenResource,
 };
 use serde::{Deserialize, Serialize};
 
@@ -180,8 +180,15 @@ impl Links {
                 .await?
         };
         let (true, existing) = existing else { return Err(LinkError::Disabled) };
-        let provider = match args.provider {
-            Some(provider) => provider,
+        let (provider, evidence) = match args.provider {
+            Some(provider) => {
+                let given = Evidence {
+                    probe: "provider_flag".into(),
+                    points_to: Some(provider),
+                    detail: format!("--provider {provider} given at connect"),
+                };
+                (provider, vec![given])
+            }
             None => {
                 interaction.step(format!("Finding out where {} is hosted", args.email)).await;
                 let found = self.detector.detect(config.clone(), &args.email).await;
@@ -191,7 +198,11 @@ impl Links {
                     Some(Provider::Exchange) if args.password.is_none() => {
                         return Err(LinkError::NeedsPassword(args.email));
                     }
-                    Some(provider) => provider,
+                    Some(provider) => {
+                        let decided =
+                            found.evidence.into_iter().filter(|e| e.points_to.is_some()).collect();
+                        (provider, decided)
+                    }
                     None => {
                         return Err(LinkError::Undetected {
                             email: args.email,
@@ -237,6 +248,7 @@ impl Links {
                     token_expiry: Some(tokens.expires_at),
                     token_issued: Some(now),
                     next_check,
+                    evidence,
                 };
                 let secret = LinkSecret::Office365 {
                     access_token: tokens.access_token,
@@ -264,6 +276,7 @@ impl Links {
                     token_expiry: None,
                     token_issued: None,
                     next_check,
+                    evidence,
                 };
                 (new, LinkSecret::Exchange { password })
             }

@@ -5,7 +5,7 @@
 //! row they belong to, so a link never exists without its secret, and a rotated refresh token is
 //! durable before anyone uses the new access token.
 
-use mslink_proto::{LinkInfo, LinkState, Provider, UnixTime};
+use mslink_proto::{Evidence, LinkInfo, LinkState, Provider, UnixTime};
 use rusqlite::{OptionalExtension, Row, params};
 
 use super::{Db, StoreError};
@@ -62,17 +62,19 @@ pub struct NewLink {
     /// When that token was issued (sign-in: now).
     pub token_issued: Option<UnixTime>,
     pub next_check: UnixTime,
+    /// How the provider was settled.
+    pub evidence: Vec<Evidence>,
 }
 
-/// Inserting a new, active link; `?1`..`?14` are [`NewLink::values`].
+/// Inserting a new, active link; `?1`..`?15` are [`NewLink::values`].
 const INSERT_LINK: &str = "INSERT INTO links (user, email, provider, state, since, last_ok,
         next_check, token_expiry, inbox_total, inbox_unread, calendar_ok, server_version,
-        auth_scheme, endpoint, details, created_at, token_issued)
-     VALUES (?1, ?2, ?3, 'active', ?4, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?4, ?14)";
+        auth_scheme, endpoint, details, created_at, token_issued, evidence)
+     VALUES (?1, ?2, ?3, 'active', ?4, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?4, ?14, ?15)";
 
 impl NewLink {
     /// The values of [`INSERT_LINK`]'s parameters, in order; `now` is when it was linked.
-    fn values(&self, now: UnixTime) -> [rusqlite::types::Value; 14] {
+    fn values(&self, now: UnixTime) -> [rusqlite::types::Value; 15] {
         let report = &self.report;
         [
             self.user.clone().into(),
@@ -89,6 +91,7 @@ impl NewLink {
             self.details.endpoint().into(),
             self.details.to_json().into(),
             self.token_issued.into(),
+            serde_json::to_string(&self.evidence).unwrap_or_else(|_| "[]".into()).into(),
         ]
     }
 }
@@ -181,7 +184,7 @@ impl Db<'_> {
                      state_before_suspend = NULL, reason_before_suspend = NULL,
                      actor_before_suspend = NULL, since_before_suspend = NULL,
                      since = ?4, last_ok = ?4, next_check = ?5, token_expiry = ?6,
-                     token_issued = ?14,
+                     token_issued = ?14, evidence = ?15,
                      inbox_total = ?7, inbox_unread = ?8, calendar_ok = ?9, server_version = ?10,
                      auth_scheme = ?11, endpoint = ?12, details = ?13, failures = 0,
                      generation = generation + 1
@@ -399,6 +402,11 @@ mod tests {
             token_expiry: None,
             token_issued: None,
             next_check: 1000,
+            evidence: vec![Evidence {
+                probe: "provider_flag".into(),
+                points_to: Some(Provider::Exchange),
+                detail: "--provider exchange".into(),
+            }],
         }
     }
 
@@ -411,6 +419,7 @@ mod tests {
         assert_eq!(first.previous, None);
         assert_eq!(first.link.state, LinkState::Active);
         assert_eq!(first.link.auth_scheme.as_deref(), Some("ntlm"));
+        assert_eq!(first.link.evidence[0].detail, "--provider exchange", "evidence is kept");
         let record = db.link_record("alice", "ALICE@contoso.test").unwrap().unwrap();
         assert_eq!(record.secret, Some(vec![record.id as u8]));
         let again = db.save_link(&new_link("alice@contoso.test"), 20, |_| Ok(vec![9])).unwrap();

@@ -170,7 +170,8 @@ impl<'c> Db<'c> {
             "SELECT email, user, provider, state, reason, since, last_ok,
                     CASE WHEN state IN ('needs_reauth', 'suspended') THEN NULL ELSE next_check END,
                     token_expiry,
-                    inbox_total, inbox_unread, calendar_ok, server_version, auth_scheme, endpoint
+                    inbox_total, inbox_unread, calendar_ok, server_version, auth_scheme, endpoint,
+                    evidence
              FROM links WHERE {condition} ORDER BY user, email"
         ))?;
         let rows = stmt.query_map(params, |row| {
@@ -194,6 +195,7 @@ impl<'c> Db<'c> {
                 server_version: row.get(12)?,
                 auth_scheme: row.get(13)?,
                 endpoint: row.get(14)?,
+                evidence: serde_json::from_str(&row.get::<_, String>(15)?).unwrap_or_default(),
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

@@ -71,6 +71,10 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE links ADD COLUMN since_before_suspend INTEGER;
     ALTER TABLE links ADD COLUMN token_issued INTEGER;
     "#,
+    // 3: the evidence that settled the link's provider at connect (SPEC §6), as JSON.
+    r#"
+    ALTER TABLE links ADD COLUMN evidence TEXT NOT NULL DEFAULT '[]';
+    "#,
 ];
 
 /// Brings the database up to the newest schema this build knows.
