@@ -45,7 +45,10 @@ pub async fn call(socket: &Path, command: CtlCommand) -> Result<Vec<u8>, Error> 
 pub async fn status(socket: &Path, all: bool) -> Result<mslink_proto::StatusReply, Error> {
     let body = call(socket, CtlCommand::Status { all }).await?;
     match decode::<DaemonFrame>(&body)? {
-        DaemonFrame::Reply { reply: mslink_proto::DaemonReply::Status(status) } => Ok(status),
+        DaemonFrame::Reply { reply } => match *reply {
+            mslink_proto::DaemonReply::Status(status) => Ok(status),
+            other => Err(format!("expected a status reply, got {other:?}").into()),
+        },
         other => Err(format!("expected a status reply, got {other:?}").into()),
     }
 }

@@ -465,7 +465,8 @@ impl Phase {
         let reply: DaemonFrame = mslink_proto::decode(&body)?;
         let rendered = serde_json::to_string_pretty(&reply)?;
         let status_all = timed.elapsed();
-        if let DaemonFrame::Reply { reply: mslink_proto::DaemonReply::Status(status) } = &reply
+        if let DaemonFrame::Reply { reply } = &reply
+            && let mslink_proto::DaemonReply::Status(status) = reply.as_ref()
             && status.links.len() != n
         {
             return Err(format!("status --all shows {} links, not {n}", status.links.len()).into());

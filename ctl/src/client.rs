@@ -137,7 +137,7 @@ impl Client {
         let mut frame = self.exchange(&ClientFrame::Command { act_as, command })?;
         loop {
             match frame {
-                DaemonFrame::Reply { reply } => return Ok(reply),
+                DaemonFrame::Reply { reply } => return Ok(*reply),
                 DaemonFrame::Failure { error } => return Err(CtlError::Daemon(error)),
                 DaemonFrame::Welcome { .. } => {
                     return Err(CtlError::Protocol("mslinkd repeated its welcome".into()));

@@ -75,7 +75,8 @@ async fn assert_serving(daemon: &TestDaemon) {
     let mut stream = connected(daemon).await;
     send(&mut stream, &status()).await;
     match receive(&mut stream).await {
-        Some(DaemonFrame::Reply { reply: DaemonReply::Status(s) }) => assert!(!s.user.is_empty()),
+        Some(DaemonFrame::Reply { reply }) if matches!(*reply, DaemonReply::Status(ref s) if !s.user.is_empty()) =>
+            {}
         other => panic!("expected a status reply, got {other:?}"),
     }
 }
@@ -224,7 +225,7 @@ async fn a_bad_reload_keeps_the_running_config() {
     send(&mut stream, &reload).await;
     assert!(matches!(
         receive(&mut stream).await,
-        Some(DaemonFrame::Reply { reply: DaemonReply::Reload(_) })
+        Some(DaemonFrame::Reply { reply }) if matches!(*reply, DaemonReply::Reload(_))
     ));
 
     let moved: String =

@@ -27,8 +27,8 @@ pub enum DaemonFrame {
     Welcome { protocol_version: u32, daemon_version: String },
     /// Progress of a long command (`connect`); the final `Reply` or `Failure` follows.
     Progress { event: ConnectEvent },
-    /// A command succeeded.
-    Reply { reply: DaemonReply },
+    /// A command succeeded. Boxed: replies are far larger than the other frames.
+    Reply { reply: Box<DaemonReply> },
     /// A command (or the connection) failed.
     Failure { error: WireError },
 }

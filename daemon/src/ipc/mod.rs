@@ -218,7 +218,7 @@ impl Connection {
                     let (interaction, peer) = Interaction::pair();
                     let work = handlers::handle(daemon, caller, act_as, command, interaction);
                     match self.drive(work, peer).await {
-                        Ok(Ok(reply)) => DaemonFrame::Reply { reply },
+                        Ok(Ok(reply)) => DaemonFrame::Reply { reply: Box::new(reply) },
                         Ok(Err(error)) => DaemonFrame::Failure { error },
                         Err(stop) => return stop,
                     }
