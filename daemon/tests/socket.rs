@@ -236,3 +236,46 @@ async fn a_bad_reload_keeps_the_running_config() {
     assert!(message.contains("`socket` cannot change"), "{message}");
     assert_serving(&daemon).await;
 }
+
+/// Reload applies what it accepts: a new `[metrics] listen` is bound (and the old one released)
+/// without a restart.
+#[tokio::test]
+async fn a_reload_moves_the_metrics_listener() {
+    let daemon = start(Limits::default()).await;
+    let mut stream = connected(&daemon).await;
+    let reload = ClientFrame::Command { act_as: None, command: CtlCommand::Reload };
+    let good = std::fs::read_to_string(&daemon.config_file).unwrap();
+    let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let answers = |port: u16| std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+    async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+        for _ in 0..200 {
+            if check() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("{what} did not happen within 5 s");
+    }
+
+    let first = free();
+    assert!(!answers(first));
+    std::fs::write(
+        &daemon.config_file,
+        format!("{good}[metrics]\nlisten = \"127.0.0.1:{first}\"\n"),
+    )
+    .unwrap();
+    send(&mut stream, &reload).await;
+    assert!(matches!(receive(&mut stream).await, Some(DaemonFrame::Reply { .. })));
+    eventually("serving metrics on the reloaded address", || answers(first)).await;
+
+    let second = free();
+    std::fs::write(
+        &daemon.config_file,
+        format!("{good}[metrics]\nlisten = \"127.0.0.1:{second}\"\n"),
+    )
+    .unwrap();
+    send(&mut stream, &reload).await;
+    assert!(matches!(receive(&mut stream).await, Some(DaemonFrame::Reply { .. })));
+    eventually("moving to the new address", || answers(second) && !answers(first)).await;
+    daemon.shutdown.cancel();
+}
