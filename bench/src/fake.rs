@@ -49,6 +49,9 @@ pub enum Mode {
     Slow(Duration),
     /// New connections are reset at once (the listener drops them with linger 0).
     Reset,
+    /// The app's credentials are refused, as Entra answers a client whose secret expired:
+    /// `401 invalid_client` with AADSTS7000222 (token endpoint only; Graph treats it as `Ok`).
+    InvalidClient,
 }
 
 /// What the fakes saw. All counters only grow.
@@ -229,6 +232,19 @@ async fn fault(mode: Mode, oauth: bool) -> Option<Response> {
     };
     match mode {
         Mode::Ok | Mode::Reset => None,
+        Mode::InvalidClient if !oauth => None,
+        Mode::InvalidClient => Some(json_response(
+            StatusCode::UNAUTHORIZED,
+            &json!({
+                "error": "invalid_client",
+                "error_description": "AADSTS7000222: The provided client secret keys for app \
+                    'mslink-bench' are expired. Visit the Azure portal to create new keys for \
+                    your app. Trace ID: 0000 Correlation ID: 0000 Timestamp: 2026-12-01 00:00:00Z",
+                "error_codes": [7000222],
+                "trace_id": "00000000-0000-0000-0000-000000000000",
+                "correlation_id": "00000000-0000-0000-0000-000000000000",
+            }),
+        )),
         Mode::Slow(delay) => {
             tokio::time::sleep(delay).await;
             None

@@ -270,3 +270,27 @@ async fn silent_connections_and_oversized_floods_do_not_stop_other_commands() {
     drop(silent);
     daemon.stop().await;
 }
+
+/// An expired client secret blocks every link on the operator; once the operator has fixed it,
+/// a successful reload re-checks them at once (without it they would wait `recheck_blocked`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_blocked_on_the_operator_recover_after_a_reload() {
+    let fake = FakeMicrosoft::start(Duration::from_secs(3600)).await.unwrap();
+    fake.set_token_mode(Mode::InvalidClient);
+    // Tokens expire in 10 s: every link refreshes at once, and is refused.
+    let daemon = start(&fake, LINKS, 10, "").await;
+    wait_all(&daemon, LinkState::Blocked, Duration::from_secs(20)).await;
+    let blocked = ctl::status(&daemon.socket, false).await.unwrap();
+    let reason = blocked.links[0].reason.clone().unwrap_or_default();
+    assert!(reason.contains("AADSTS7000222") && reason.contains("operator"), "{reason}");
+
+    // The operator renews the secret (the fake accepts the app again) and reloads.
+    fake.set_token_mode(Mode::Ok);
+    let before = Stats::get(&fake.stats().refreshed);
+    let reply = ctl::call(&daemon.socket, mslink_proto::CtlCommand::Reload).await.unwrap();
+    let reply: mslink_proto::DaemonFrame = mslink_proto::decode(&reply).unwrap();
+    assert!(matches!(reply, mslink_proto::DaemonFrame::Reply { .. }), "{reply:?}");
+    wait_all(&daemon, LinkState::Active, Duration::from_secs(20)).await;
+    assert!(Stats::get(&fake.stats().refreshed) >= before + LINKS as u64);
+    daemon.stop().await;
+}
