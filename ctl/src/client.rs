@@ -34,20 +34,14 @@ pub enum CtlError {
 impl CtlError {
     /// The exit code of SPEC §3.
     pub fn exit_code(&self) -> u8 {
-        match self {
-            CtlError::Unreachable { .. } => 3,
-            CtlError::SocketDenied { .. } => ErrorKind::PermissionDenied.exit_code(),
-            CtlError::Daemon(error) => error.kind.exit_code(),
-            CtlError::TimedOut => ErrorKind::Timeout.exit_code(),
-            CtlError::Protocol(_) => 1,
-        }
+        self.to_wire().kind.exit_code()
     }
 
     /// The error as the wire shape, for `--json` and for rendering.
     pub fn to_wire(&self) -> WireError {
         match self {
             CtlError::Unreachable { socket, reason } => WireError::new(
-                ErrorKind::Failed,
+                ErrorKind::Unreachable,
                 format!("cannot reach mslinkd at {}: {reason}", socket.display()),
             )
             .with_hint(
@@ -61,7 +55,7 @@ impl CtlError {
             CtlError::Daemon(error) => error.clone(),
             CtlError::TimedOut => WireError::new(
                 ErrorKind::Timeout,
-                format!("mslinkd did not answer within {}s", REPLY_TIMEOUT.as_secs()),
+                "mslinkd did not answer in time",
             )
             .with_hint("check the daemon log (journalctl -u mslinkd)"),
             CtlError::Protocol(message) => WireError::new(ErrorKind::Failed, message.clone())
@@ -94,6 +88,11 @@ pub struct Client {
 impl Client {
     /// Connects and performs the handshake.
     pub fn connect(socket: &Path) -> Result<Client, CtlError> {
+        Client::connect_within(socket, REPLY_TIMEOUT)
+    }
+
+    /// [`Client::connect`], waiting at most `timeout` for each answer (monitoring).
+    pub fn connect_within(socket: &Path, timeout: Duration) -> Result<Client, CtlError> {
         let unreachable =
             |reason: String| CtlError::Unreachable { socket: socket.to_owned(), reason };
         let stream = UnixStream::connect(socket).map_err(|e| match e.kind() {
@@ -102,7 +101,10 @@ impl Client {
             }
             _ => unreachable(e.to_string()),
         })?;
-        stream.set_read_timeout(Some(REPLY_TIMEOUT)).map_err(|e| unreachable(e.to_string()))?;
+        stream
+            .set_read_timeout(Some(timeout))
+            .and_then(|()| stream.set_write_timeout(Some(timeout)))
+            .map_err(|e| unreachable(e.to_string()))?;
         let mut client = Client { stream };
         let hello = ClientFrame::Hello {
             protocol_version: PROTOCOL_VERSION,

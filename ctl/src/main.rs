@@ -63,6 +63,9 @@ enum Command {
         /// Also show, for each link, the evidence that settled its provider at connect
         #[arg(long, short)]
         verbose: bool,
+        /// With --check: how long to wait for the daemon before answering CRITICAL
+        #[arg(long, value_name = "SECONDS", default_value_t = 10.0, requires = "check")]
+        timeout: f64,
     },
     /// Ask the admins to turn the Microsoft integration on (repeating it updates the request)
     Request {
@@ -202,8 +205,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let socket = cli.socket.clone().unwrap_or_else(client::default_socket);
     let verbose = matches!(cli.command, Command::Status { verbose: true, .. });
-    if let Command::Status { all, check: true, .. } = cli.command {
-        return render::check(&socket, cli.user, all);
+    if let Command::Status { all, check: true, timeout, .. } = cli.command {
+        let timeout = std::time::Duration::from_secs_f64(timeout.clamp(0.1, 3600.0));
+        return render::check(&socket, cli.user, all, timeout);
     }
     let command = match cli.command {
         Command::Connect {

@@ -234,9 +234,10 @@ fn time(at: UnixTime) -> String {
     humantime::format_rfc3339_seconds(when).to_string()
 }
 
-/// `status --check`: one Nagios line and exit code (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN).
-pub fn check(socket: &Path, act_as: Option<String>, all: bool) -> ExitCode {
-    let outcome = Client::connect(socket).and_then(|mut client| {
+/// `status --check`: one Nagios line and exit code (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN),
+/// within `timeout`: a daemon that does not answer in time, or is too busy to, is CRITICAL.
+pub fn check(socket: &Path, act_as: Option<String>, all: bool, timeout: Duration) -> ExitCode {
+    let outcome = Client::connect_within(socket, timeout).and_then(|mut client| {
         let mut status = |all| match client.call(act_as.clone(), CtlCommand::Status { all }) {
             Ok(DaemonReply::Status(status)) => Ok(status),
             Ok(_) => Err(CtlError::Protocol("mslinkd answered status with another reply".into())),
@@ -252,6 +253,17 @@ pub fn check(socket: &Path, act_as: Option<String>, all: bool) -> ExitCode {
             2,
             format!("MSLINK CRITICAL - mslinkd not answering on {}: {reason}", socket.display()),
         ),
+        Err(CtlError::TimedOut) => (
+            2,
+            format!(
+                "MSLINK CRITICAL - mslinkd did not answer on {} within {} s",
+                socket.display(),
+                timeout.as_secs_f64()
+            ),
+        ),
+        Err(CtlError::Daemon(e)) if e.kind == mslink_proto::ErrorKind::Busy => {
+            (2, format!("MSLINK CRITICAL - mslinkd is too busy to answer: {}", e.message))
+        }
         Err(error) => (3, format!("MSLINK UNKNOWN - {}", error.to_wire().message)),
     };
     println!("{line}");
@@ -261,9 +273,15 @@ pub fn check(socket: &Path, act_as: Option<String>, all: bool) -> ExitCode {
 fn check_line(status: &StatusReply) -> (u8, String) {
     let count = |state: LinkState| status.links.iter().filter(|l| l.state == state).count();
     let critical = count(LinkState::NeedsReauth) + count(LinkState::Blocked);
+    // A link whose mailbox answers but whose calendar does not is half broken.
+    let calendar_down = status
+        .links
+        .iter()
+        .filter(|l| l.state == LinkState::Active && l.calendar_ok == Some(false))
+        .count();
     let (code, word) = if critical > 0 {
         (2, "CRITICAL")
-    } else if count(LinkState::Degraded) > 0 {
+    } else if count(LinkState::Degraded) > 0 || calendar_down > 0 {
         (1, "WARNING")
     } else {
         (0, "OK")
@@ -276,11 +294,14 @@ fn check_line(status: &StatusReply) -> (u8, String) {
     let perfdata: Vec<String> =
         LinkState::ALL.into_iter().map(|state| format!("{state}={}", count(state))).collect();
     let integration = if status.integration.enabled { "enabled" } else { "disabled" };
-    let links = if summary.is_empty() {
+    let mut links = if summary.is_empty() {
         "0 links".to_owned()
     } else {
         format!("{} links: {}", status.links.len(), summary.join(", "))
     };
+    if calendar_down > 0 {
+        links.push_str(&format!(" ({calendar_down} with the calendar unreachable)"));
+    }
     (code, format!("MSLINK {word} - integration {integration}, {links} | {}", perfdata.join(" ")))
 }
 
@@ -330,6 +351,11 @@ mod tests {
         assert_eq!(check_line(&status(&[Active, Degraded])).0, 1);
         assert_eq!(check_line(&status(&[Degraded, NeedsReauth])).0, 2);
         assert_eq!(check_line(&status(&[Blocked])).0, 2);
+        let mut calendar_down = status(&[Active]);
+        calendar_down.links[0].calendar_ok = Some(false);
+        let (code, line) = check_line(&calendar_down);
+        assert_eq!(code, 1, "a link whose calendar is unreachable is a WARNING: {line}");
+        assert!(line.contains("1 with the calendar unreachable"), "{line}");
     }
 
     #[test]

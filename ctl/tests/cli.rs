@@ -34,6 +34,22 @@ fn json_errors_are_one_versioned_document() {
     let doc: serde_json::Value = serde_json::from_str(&stdout).expect("JSON");
     assert_eq!(doc["format_version"], 1);
     assert!(doc["error"]["message"].as_str().unwrap_or("").contains("cannot reach mslinkd"));
+    assert_eq!(doc["error"]["kind"], "unreachable", "the kind matches exit 3: {stdout}");
+}
+
+/// A daemon that accepts but never answers (wedged, or a socket nobody serves) is CRITICAL
+/// within `--timeout`, not UNKNOWN after minutes.
+#[test]
+fn monitoring_sees_a_silent_daemon_as_critical_within_its_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("silent.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let started = std::time::Instant::now();
+    let path = socket.to_str().unwrap();
+    let (code, stdout, _) = ctl(&["--socket", path, "status", "--check", "--timeout", "0.5"]);
+    assert_eq!(code, 2, "{stdout}");
+    assert!(stdout.starts_with("MSLINK CRITICAL - mslinkd did not answer"), "{stdout}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
 }
 
 #[test]

@@ -500,6 +500,8 @@ pub enum ErrorKind {
     Busy,
     /// A fault inside the daemon (database, bug); the daemon log has the details.
     Internal,
+    /// The daemon cannot be reached (said by the client about itself; the daemon never sends it).
+    Unreachable,
     /// A kind this client does not know (sent by a newer daemon).
     #[serde(other)]
     Unknown,
@@ -515,6 +517,7 @@ impl ErrorKind {
             ErrorKind::NotAllowed => 6,
             ErrorKind::AuthRejected => 7,
             ErrorKind::Timeout => 8,
+            ErrorKind::Unreachable => 3,
             ErrorKind::Failed
             | ErrorKind::ProtocolMismatch
             | ErrorKind::Busy
