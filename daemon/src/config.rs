@@ -95,6 +95,9 @@ pub struct Config {
     pub key_file: PathBuf,
     pub admin_group: String,
     pub admin_users: Vec<String>,
+    /// How many links one user may have (admins, or an admin acting with `--user`, may exceed
+    /// it), so one account cannot fill the daemon.
+    pub max_links_per_user: usize,
     pub office365: Office365,
     pub exchange: Exchange,
     pub network: Network,
@@ -336,6 +339,7 @@ struct RawConfig {
     key_file: Option<PathBuf>,
     admin_group: Option<String>,
     admin_users: Vec<String>,
+    max_links_per_user: Option<usize>,
     office365: RawOffice365,
     exchange: RawExchange,
     network: RawNetwork,
@@ -433,6 +437,7 @@ impl RawConfig {
             key_file,
             admin_group: self.admin_group.unwrap_or_else(|| "mslink-admin".to_owned()),
             admin_users: self.admin_users,
+            max_links_per_user: self.max_links_per_user.unwrap_or(20),
             office365: self.office365.resolve(env)?,
             exchange: self.exchange.resolve()?,
             network: Network {

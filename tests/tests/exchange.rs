@@ -30,6 +30,11 @@ struct Exchange {
 
 /// The EWS fake offering `auth`, and a daemon trusting its CA (or not).
 fn exchange(auth: &str, trust_ca: bool) -> Exchange {
+    exchange_with(auth, trust_ca, "")
+}
+
+/// [`exchange`], with `top` prepended to the daemon's config (top-level keys).
+fn exchange_with(auth: &str, trust_ca: bool, top: &str) -> Exchange {
     let pki = tempfile::tempdir().expect("tempdir");
     make_ca(pki.path());
     let users = pki.path().join("users.json");
@@ -61,7 +66,7 @@ fn exchange(auth: &str, trust_ca: bool) -> Exchange {
     let port = server.url.rsplit(':').next().expect("port").to_owned();
     let ca = if trust_ca { format!("ca_file = {:?}\n", p("ca.pem")) } else { String::new() };
     let daemon = Daemon::start(&format!(
-        "[network]\n{ca}[network.resolve]\n\"mail.contoso.test\" = \"127.0.0.1\"\n\
+        "{top}[network]\n{ca}[network.resolve]\n\"mail.contoso.test\" = \"127.0.0.1\"\n\
          [schedule]\nretry_min = \"1s\"\nretry_max = \"2s\"\n"
     ));
     // Keep the CA directory alive as long as the daemon reads it.
@@ -254,4 +259,43 @@ fn disable_and_enable_keep_each_links_truth_and_check_all_rechecks() {
     assert_eq!(link(&world)["state"], "active");
     let none = world.daemon.ctl(ADMIN, &["check", "--all", "--state", "blocked"]);
     assert!(none.expect_code(0).stdout.contains("Checked 0 link(s)"), "{}", none.stdout);
+}
+
+/// One user cannot link more than `max_links_per_user` mailboxes; re-linking one they have, and
+/// an admin acting for them, is not held back.
+#[test]
+fn a_user_cannot_link_more_than_the_per_user_cap() {
+    if !require_root("a_user_cannot_link_more_than_the_per_user_cap") {
+        return;
+    }
+    ensure_accounts();
+    let world = exchange_with("ntlm", true, "max_links_per_user = 1\n");
+    connect(&world, PASSWORD).expect_code(0);
+    let connect_other = |user: &str, extra: &[&str]| {
+        let mut args = extra.to_vec();
+        args.extend([
+            "connect",
+            "carol@contoso.test",
+            "--provider",
+            "exchange",
+            "--server",
+            &world.ews_url,
+            "--password-stdin",
+        ]);
+        let mut ctl = world.daemon.spawn_ctl(user, &args);
+        ctl.type_line(PASSWORD);
+        ctl.finish()
+    };
+    let refused = connect_other(ALICE, &[]);
+    refused.expect_code(6);
+    assert!(refused.stderr.contains("already has 1 links"), "{}", refused.stderr);
+    assert!(refused.stderr.contains("max_links_per_user"), "{}", refused.stderr);
+    assert!(
+        server_log(&world).iter().all(|entry| !entry.to_string().contains("carol")),
+        "refused before anything was sent to the server"
+    );
+    // Re-linking the one she has is fine.
+    connect(&world, PASSWORD).expect_code(0);
+    // An admin acting for her passes the cap (and the server then refuses carol's login).
+    connect_other(ADMIN, &["--user", ALICE]).expect_code(7);
 }

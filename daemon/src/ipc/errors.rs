@@ -21,6 +21,8 @@ impl From<LinkError> for WireError {
                     "run `mslinkctl disconnect {email}` first to link it as {wanted}"
                 ))
             }
+            LinkError::TooManyLinks { .. } => WireError::new(ErrorKind::NotAllowed, message)
+                .with_hint("remove one with `mslinkctl disconnect EMAIL`, or ask an admin (`max_links_per_user` in mslinkd.toml)"),
             LinkError::NeedsPassword(_) => WireError::new(ErrorKind::Usage, message)
                 .with_hint("connect again with --provider exchange; mslinkctl prompts for the password (in scripts: --password-stdin)"),
             LinkError::Undetected { email, conflicting } => {

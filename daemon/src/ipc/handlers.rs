@@ -130,7 +130,7 @@ pub async fn handle(
         CtlCommand::Connect(args) => {
             validate_email(&args.email)?;
             let email = args.email.clone();
-            let link = links.connect(&subject, args, &mut interaction).await?;
+            let link = links.connect(&subject, args, caller.admin, &mut interaction).await?;
             if subject != actor {
                 let detail = format!("{email} for {subject}");
                 store

@@ -56,6 +56,8 @@ pub enum LinkError {
     Disabled,
     #[error("{email} is already linked as an {existing} mailbox")]
     LinkedAs { email: String, existing: Provider, wanted: Provider },
+    #[error("{user} already has {limit} links, the most one user may have")]
+    TooManyLinks { user: String, limit: usize },
     #[error("{0} is on an Exchange server, which needs its password")]
     NeedsPassword(String),
     #[error("cannot tell whether {email} is on Office365 or Exchange")]
@@ -165,21 +167,34 @@ impl Links {
         &self.detector
     }
 
-    /// `connect` for `user`: detect the provider if not given, sign in, first check, store.
+    /// `connect` for `user`: detect the provider if not given, sign in, first check, store. A
+    /// new link beyond `max_links_per_user` is refused unless `by_admin`.
     pub async fn connect(
         &self,
         user: &str,
         args: ConnectArgs,
+        by_admin: bool,
         interaction: &mut Interaction,
     ) -> Result<LinkInfo, LinkError> {
         let config = self.config.get();
-        let existing = {
+        let (enabled, existing, count) = {
             let (user, email) = (user.to_owned(), args.email.clone());
             self.store
-                .call(move |db| Ok((db.integration()?.enabled, db.link_record(&user, &email)?)))
+                .call(move |db| {
+                    let existing = db.link_record(&user, &email)?;
+                    Ok((db.integration()?.enabled, existing, db.link_count(&user)?))
+                })
                 .await?
         };
-        let (true, existing) = existing else { return Err(LinkError::Disabled) };
+        if !enabled {
+            return Err(LinkError::Disabled);
+        }
+        if existing.is_none() && !by_admin && count >= config.max_links_per_user {
+            return Err(LinkError::TooManyLinks {
+                user: user.to_owned(),
+                limit: config.max_links_per_user,
+            });
+        }
         let (provider, evidence) = match args.provider {
             Some(provider) => {
                 let given = Evidence {

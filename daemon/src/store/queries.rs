@@ -201,6 +201,14 @@ impl<'c> Db<'c> {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// How many links `user` has.
+    pub fn link_count(&self, user: &str) -> Result<usize, StoreError> {
+        let n: i64 =
+            self.conn
+                .query_row("SELECT COUNT(*) FROM links WHERE user = ?1", [user], |r| r.get(0))?;
+        Ok(n as usize)
+    }
+
     /// Whether `user` has a link to `email` (case-insensitive).
     pub fn link_exists(&self, user: &str, email: &str) -> Result<bool, StoreError> {
         Ok(self
