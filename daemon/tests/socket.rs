@@ -190,7 +190,7 @@ async fn hundreds_of_concurrent_clients_are_all_served() {
 
 #[tokio::test]
 async fn clients_over_the_connection_limit_are_told_the_daemon_is_busy() {
-    let limits = Limits { max_connections: 2, ..Limits::default() };
+    let limits = Limits { max_connections: 2, reserved_for_admins: 0, ..Limits::default() };
     let daemon = start(limits).await;
     let _held = [connected(&daemon).await, connected(&daemon).await];
     let mut third = UnixStream::connect(&daemon.socket).await.unwrap();

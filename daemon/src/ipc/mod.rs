@@ -12,6 +12,7 @@
 
 mod errors;
 mod handlers;
+mod slots;
 mod socket;
 
 use std::sync::Arc;
@@ -24,7 +25,6 @@ use mslink_proto::{
 use tokio::io::AsyncWriteExt;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::Semaphore;
 use tokio::time::timeout;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -46,6 +46,10 @@ pub struct Limits {
     pub write_timeout: Duration,
     /// Connections served at once; more are told the daemon is busy.
     pub max_connections: usize,
+    /// Of those, kept for root and admins.
+    pub reserved_for_admins: usize,
+    /// Connections one uid may hold at once.
+    pub max_per_uid: usize,
 }
 
 impl Default for Limits {
@@ -55,6 +59,8 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(300),
             write_timeout: Duration::from_secs(10),
             max_connections: 1024,
+            reserved_for_admins: 64,
+            max_per_uid: 64,
         }
     }
 }
@@ -66,7 +72,8 @@ pub async fn serve(
     limits: Limits,
     shutdown: CancellationToken,
 ) {
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let slots =
+        slots::Slots::new(limits.max_connections, limits.reserved_for_admins, limits.max_per_uid);
     let tasks = TaskTracker::new();
     loop {
         let stream = tokio::select! {
@@ -84,19 +91,50 @@ pub async fn serve(
             },
         };
         let limits = limits.clone();
-        match slots.clone().try_acquire_owned() {
+        let Ok(uid) = stream.peer_cred().map(|cred| cred.uid()) else {
+            tracing::warn!("cannot read a client's credentials; closing");
+            continue;
+        };
+        let (daemon, shutdown) = (daemon.clone(), shutdown.clone());
+        match slots.admit(uid) {
             Ok(slot) => {
-                let (daemon, shutdown) = (daemon.clone(), shutdown.clone());
                 tasks.spawn(async move {
-                    Connection::new(stream, daemon, limits, shutdown).run().await;
+                    Connection::new(stream, uid, daemon, limits, shutdown).run().await;
                     drop(slot);
                 });
             }
-            Err(_) => {
-                let busy =
-                    WireError::new(ErrorKind::Busy, "mslinkd is serving too many connections")
-                        .with_hint("try again in a moment");
+            Err(slots::Refused::PerUid(held)) => {
+                let busy = WireError::new(
+                    ErrorKind::Busy,
+                    format!("you already have {held} connections open to mslinkd"),
+                )
+                .with_hint("close some (a stuck script?) and try again");
                 tasks.spawn(refuse(stream, busy, limits.write_timeout));
+            }
+            Err(slots::Refused::Full) => {
+                // Admins keep a reserved share; finding out who is admin may ask NSS, so not
+                // on the accept loop.
+                let slots = slots.clone();
+                tasks.spawn(async move {
+                    let config = daemon.config();
+                    let admin = tokio::task::spawn_blocking(move || identify(uid, &config).admin)
+                        .await
+                        .unwrap_or(false);
+                    match admin.then(|| slots.admit_admin(uid)) {
+                        Some(Ok(slot)) => {
+                            Connection::new(stream, uid, daemon, limits, shutdown).run().await;
+                            drop(slot);
+                        }
+                        _ => {
+                            let busy = WireError::new(
+                                ErrorKind::Busy,
+                                "mslinkd is serving too many connections",
+                            )
+                            .with_hint("try again in a moment");
+                            refuse(stream, busy, limits.write_timeout).await;
+                        }
+                    }
+                });
             }
         }
     }
@@ -116,7 +154,7 @@ struct Connection {
     reader: OwnedReadHalf,
     writer: OwnedWriteHalf,
     frames: FrameReader,
-    uid: Option<u32>,
+    uid: u32,
     daemon: Arc<Daemon>,
     limits: Limits,
     shutdown: CancellationToken,
@@ -133,23 +171,17 @@ enum Stop {
 impl Connection {
     fn new(
         stream: UnixStream,
+        uid: u32,
         daemon: Arc<Daemon>,
         limits: Limits,
         shutdown: CancellationToken,
     ) -> Self {
-        let uid = match stream.peer_cred() {
-            Ok(cred) => Some(cred.uid()),
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot read peer credentials; closing");
-                None
-            }
-        };
         let (reader, writer) = stream.into_split();
         Connection { reader, writer, frames: FrameReader::default(), uid, daemon, limits, shutdown }
     }
 
     async fn run(mut self) {
-        let Some(uid) = self.uid else { return };
+        let uid = self.uid;
         if let Err(stop) = self.handshake().await {
             return self.stop(stop).await;
         }
