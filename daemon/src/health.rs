@@ -71,7 +71,7 @@ impl Failure {
     pub fn transient(reason: impl Into<String>) -> Failure {
         Failure {
             state: LinkState::Degraded,
-            reason: reason.into(),
+            reason: reason_of(reason),
             actor: Actor::Nobody,
             retry_after: None,
         }
@@ -81,7 +81,7 @@ impl Failure {
     pub fn reauth(reason: impl Into<String>) -> Failure {
         Failure {
             state: LinkState::NeedsReauth,
-            reason: reason.into(),
+            reason: reason_of(reason),
             actor: Actor::User,
             retry_after: None,
         }
@@ -89,7 +89,7 @@ impl Failure {
 
     /// Policy, consent or configuration: `actor` must act.
     pub fn blocked(reason: impl Into<String>, actor: Actor) -> Failure {
-        Failure { state: LinkState::Blocked, reason: reason.into(), actor, retry_after: None }
+        Failure { state: LinkState::Blocked, reason: reason_of(reason), actor, retry_after: None }
     }
 
     /// Adds the server's requested wait.
@@ -110,6 +110,12 @@ impl Failure {
             actor => format!("{} (to fix: {})", self.reason, actor.as_str()),
         }
     }
+}
+
+/// A reason as it is kept: much of it is server text (error descriptions, EWS messages), so it
+/// is cleaned and capped here, the one place every failure passes.
+fn reason_of(reason: impl Into<String>) -> String {
+    crate::text::clean(&reason.into(), crate::text::MAX_REASON)
 }
 
 /// What a successful check saw.

@@ -32,6 +32,7 @@ pub mod office365;
 pub mod ops;
 pub mod store;
 pub mod systemd;
+pub mod text;
 pub mod vault;
 
 use std::path::PathBuf;

@@ -483,9 +483,14 @@ async fn get_folders_in(
         inbox_unread: inbox.unread_count,
         calendar_ok,
         server_version: response.server_version.map(|v| match v.version {
-            Some(schema) => {
-                format!("{}.{}.{}.{} ({schema})", v.major, v.minor, v.major_build, v.minor_build)
-            }
+            Some(schema) => format!(
+                "{}.{}.{}.{} ({})",
+                v.major,
+                v.minor,
+                v.major_build,
+                v.minor_build,
+                crate::text::clean(&schema, 64)
+            ),
             None => format!("{}.{}.{}.{}", v.major, v.minor, v.major_build, v.minor_build),
         }),
     })

@@ -192,7 +192,8 @@ async fn subject(caller: &Caller, act_as: Option<String>) -> Result<String, Wire
 
 fn validate_email(email: &str) -> Result<(), WireError> {
     let valid = email.len() <= 320
-        && !email.chars().any(|c| c.is_whitespace() || c.is_control())
+        && !email.chars().any(char::is_whitespace)
+        && !crate::text::is_unclean(email)
         && email.split_once('@').is_some_and(|(local, domain)| {
             !local.is_empty() && domain.contains('.') && !domain.contains('@')
         });
@@ -213,9 +214,12 @@ fn validate_message(message: &str) -> Result<String, WireError> {
         )
         .with_hint("shorten it"));
     }
-    if message.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
-        return Err(WireError::new(ErrorKind::Usage, "the message contains control characters")
-            .with_hint("write plain text"));
+    if crate::text::is_unclean(message) {
+        return Err(WireError::new(
+            ErrorKind::Usage,
+            "the message contains line breaks, control or invisible characters",
+        )
+        .with_hint("write it as one line of plain text"));
     }
     Ok(message.trim().to_owned())
 }
@@ -237,5 +241,7 @@ mod tests {
         assert_eq!(validate_message("  for the CRM  ").unwrap(), "for the CRM");
         assert!(validate_message(&"x".repeat(1001)).is_err());
         assert!(validate_message("ring\x07bell").is_err());
+        assert!(validate_message("line one\n[admin] approved").is_err(), "no forged lines");
+        assert!(validate_email("alice@\u{202E}moc.live").is_err(), "no bidi tricks");
     }
 }
