@@ -108,6 +108,51 @@ fn build(
 
 /// True when an error (or one of its sources) is a TLS certificate verification failure, so the
 /// message can name the server and `[network] ca_file`.
+/// The most any Microsoft JSON answer (token, device code, Graph) may be: real ones are a few
+/// KiB; a server sending more is not answering, and reading on would let it grow the daemon.
+pub const MAX_JSON_BODY: usize = 1024 * 1024;
+
+/// Reads `response`'s body, refusing it once it passes `cap` bytes (as it streams in: a 300 MB
+/// answer costs the daemon no more than `cap`).
+pub async fn read_body(mut response: reqwest::Response, cap: usize) -> Result<Vec<u8>, String> {
+    if response.content_length().is_some_and(|n| n > cap as u64) {
+        return Err(format!("the answer is larger than the {cap}-byte limit"));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| error_chain(&e))? {
+        if body.len() + chunk.len() > cap {
+            return Err(format!("the answer is larger than the {cap}-byte limit"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
+/// An error and its sources in one line, without the URL reqwest puts in its own message.
+pub fn error_chain(error: &reqwest::Error) -> String {
+    let mut parts = Vec::new();
+    if error.is_timeout() {
+        parts.push("timed out".to_owned());
+    } else if error.is_connect() {
+        parts.push("connection failed".to_owned());
+    }
+    let mut source = std::error::Error::source(error);
+    while let Some(e) = source {
+        parts.push(e.to_string());
+        source = e.source();
+    }
+    if parts.is_empty() {
+        // reqwest's own message names the URL, query string and all (codes, tokens): keep only
+        // its origin.
+        let mut message = error.to_string();
+        if let Some(url) = error.url() {
+            message = message.replace(url.as_str(), &url.origin().ascii_serialization());
+        }
+        parts.push(message);
+    }
+    parts.join(": ")
+}
+
 pub fn is_certificate_error(error: &reqwest::Error) -> bool {
     let mut source: Option<&dyn std::error::Error> = Some(error);
     while let Some(e) = source {
@@ -118,4 +163,44 @@ pub fn is_certificate_error(error: &reqwest::Error) -> bool {
         source = e.source();
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// A server that answers every request with an endless chunked body, or with a
+    /// `Content-Length` far past any cap.
+    async fn endless(announce_length: bool) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 1024];
+            let _ = stream.read(&mut request).await;
+            let head = if announce_length {
+                "HTTP/1.1 200 OK\r\nContent-Length: 300000000\r\n\r\n"
+            } else {
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            };
+            stream.write_all(head.as_bytes()).await.unwrap();
+            let chunk = format!("10000\r\n{}\r\n", "x".repeat(0x10000));
+            let piece = if announce_length { "x".repeat(0x10000) } else { chunk };
+            // Until the client hangs up.
+            while stream.write_all(piece.as_bytes()).await.is_ok() {}
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn a_body_past_the_cap_is_refused_as_it_streams() {
+        for announce_length in [false, true] {
+            let url = endless(announce_length).await;
+            let response = reqwest::get(&url).await.unwrap();
+            let refused = read_body(response, MAX_JSON_BODY).await.unwrap_err();
+            assert!(refused.contains("larger than the 1048576-byte limit"), "{refused}");
+        }
+    }
 }

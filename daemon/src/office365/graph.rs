@@ -121,12 +121,15 @@ impl Graph<'_> {
             })?;
         let status = response.status().as_u16();
         let wait = retry_after(response.headers(), SystemTime::now());
-        let body = response.bytes().await.map_err(|e| Office365Error::Unavailable {
-            endpoint: GRAPH,
-            status: Some(status),
-            detail: error_chain(&e),
-            retry_after: wait,
-        })?;
+        let body =
+            crate::net::read_body(response, crate::net::MAX_JSON_BODY).await.map_err(|detail| {
+                Office365Error::Unavailable {
+                    endpoint: GRAPH,
+                    status: Some(status),
+                    detail,
+                    retry_after: wait,
+                }
+            })?;
         if status == 200 {
             return serde_json::from_slice(&body).map_err(|e| Office365Error::Protocol {
                 endpoint: GRAPH,

@@ -73,11 +73,11 @@ impl OAuthHttp {
             error_body: None,
         };
         self.remember(Some(meta.clone()));
-        let body = response.bytes().await.map_err(|e| {
-            TransportError(format!("reading the answer of {}: {}", origin(&url), error_chain(&e)))
-        })?;
+        let body = crate::net::read_body(response, crate::net::MAX_JSON_BODY)
+            .await
+            .map_err(|e| TransportError(format!("reading the answer of {}: {e}", origin(&url))))?;
         if status.as_u16() >= 400 && body.len() <= MAX_ERROR_BODY {
-            meta.error_body = Some(body.to_vec());
+            meta.error_body = Some(body.clone());
             self.remember(Some(meta));
         }
         let mut builder = http::Response::builder().status(status);
@@ -85,7 +85,7 @@ impl OAuthHttp {
             *h = headers;
         }
         builder
-            .body(body.to_vec())
+            .body(body)
             .map_err(|e| TransportError(format!("bad response from {}: {e}", origin(&url))))
     }
 }
@@ -104,38 +104,7 @@ pub(crate) fn origin(url: &url::Url) -> String {
     url.origin().ascii_serialization()
 }
 
-/// An error and its sources in one line, without the URL reqwest puts in its own message.
-pub(crate) fn error_chain(error: &reqwest::Error) -> String {
-    let mut parts = Vec::new();
-    if error.is_timeout() {
-        parts.push("timed out".to_owned());
-    } else if error.is_connect() {
-        parts.push("connection failed".to_owned());
-    }
-    let mut source = std::error::Error::source(error);
-    while let Some(e) = source {
-        parts.push(e.to_string());
-        source = e.source();
-    }
-    if parts.is_empty() {
-        parts.push(error.without_url_string());
-    }
-    parts.join(": ")
-}
-
-trait WithoutUrl {
-    fn without_url_string(&self) -> String;
-}
-
-impl WithoutUrl for reqwest::Error {
-    fn without_url_string(&self) -> String {
-        let mut copy = format!("{self}");
-        if let Some(url) = self.url() {
-            copy = copy.replace(url.as_str(), &origin(url));
-        }
-        copy
-    }
-}
+pub(crate) use crate::net::error_chain;
 
 /// `Retry-After` as a wait: whole or fractional seconds (Graph sends `2.128`), or an HTTP date.
 /// Unparseable or negative values are ignored; a date in the past means no wait.
