@@ -113,6 +113,9 @@ pub struct Office365 {
     pub client_id: Option<String>,
     pub client_secret: Option<ClientSecret>,
     pub tenant: String,
+    /// The Microsoft cloud the organisation lives in: the default of every Microsoft endpoint
+    /// and the hosts detection recognises as Microsoft's.
+    pub cloud: Cloud,
     pub authority: EndpointUrl,
     pub authorize_url: EndpointUrl,
     pub token_url: EndpointUrl,
@@ -122,6 +125,103 @@ pub struct Office365 {
     pub redirect_listen: SocketAddr,
     /// Sent as `prompt` on the authorization request; `None`: no `prompt` parameter.
     pub prompt: Option<Prompt>,
+}
+
+/// A Microsoft cloud instance (`[office365] cloud`): the global service or a national cloud.
+///
+/// Each is a separate Entra ID, Graph and Exchange Online with its own host names, from
+/// Microsoft's national-cloud documentation (learn.microsoft.com: "Microsoft Graph national cloud
+/// deployments", "Microsoft Entra authentication & national clouds", and the Office 365 GCC High,
+/// DoD and 21Vianet endpoint and DNS-record pages). An app registered in one cloud cannot sign
+/// in to another, so the cloud is chosen once for the whole daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum Cloud {
+    /// The global service (and GCC, which uses the global endpoints).
+    #[serde(rename = "global")]
+    Global,
+    /// Microsoft 365 GCC High (Azure Government).
+    #[serde(rename = "usgov")]
+    UsGov,
+    /// Microsoft 365 DoD (Azure Government, DoD endpoints).
+    #[serde(rename = "usgov-dod")]
+    UsGovDod,
+    /// Microsoft 365 operated by 21Vianet in China.
+    #[serde(rename = "china")]
+    China,
+}
+
+/// The host names of one Microsoft cloud.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CloudHosts {
+    /// The Entra ID (login) origin.
+    pub login: &'static str,
+    /// The Microsoft Graph service root (with `/v1.0`).
+    pub graph: &'static str,
+    /// Exchange Online's Autodiscover v2 endpoint.
+    pub autodiscover_v2: &'static str,
+    /// Hosts that are Exchange Online: EWS, Autodiscover and the HTTP-redirect targets.
+    pub exchange_online: &'static [&'static str],
+    /// MX targets of Exchange Online Protection end with this.
+    pub mx_suffix: &'static str,
+    /// Tenants' initial domains (`tenant.onmicrosoft.com`) end with this; an Autodiscover
+    /// redirect to an address there points at Exchange Online.
+    pub initial_domain_suffix: &'static str,
+}
+
+impl Cloud {
+    /// Every cloud, for matching hosts of a cloud other than the configured one.
+    pub const ALL: [Cloud; 4] = [Cloud::Global, Cloud::UsGov, Cloud::UsGovDod, Cloud::China];
+
+    /// The name used in the config.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Cloud::Global => "global",
+            Cloud::UsGov => "usgov",
+            Cloud::UsGovDod => "usgov-dod",
+            Cloud::China => "china",
+        }
+    }
+
+    /// This cloud's host names.
+    #[rustfmt::skip]
+    pub fn hosts(self) -> CloudHosts {
+        match self {
+            Cloud::Global => CloudHosts {
+                login: "https://login.microsoftonline.com",
+                graph: "https://graph.microsoft.com/v1.0",
+                autodiscover_v2: "https://outlook.office365.com/autodiscover/autodiscover.json/v1.0",
+                exchange_online: &["outlook.office365.com", "outlook.office.com",
+                                   "autodiscover-s.outlook.com", "autodiscover.outlook.com"],
+                mx_suffix: ".mail.protection.outlook.com",
+                initial_domain_suffix: ".onmicrosoft.com",
+            },
+            Cloud::UsGov => CloudHosts {
+                login: "https://login.microsoftonline.us",
+                graph: "https://graph.microsoft.us/v1.0",
+                autodiscover_v2: "https://outlook.office365.us/autodiscover/autodiscover.json/v1.0",
+                exchange_online: &["outlook.office365.us", "autodiscover-s.office365.us"],
+                mx_suffix: ".mail.protection.office365.us",
+                initial_domain_suffix: ".onmicrosoft.us",
+            },
+            Cloud::UsGovDod => CloudHosts {
+                login: "https://login.microsoftonline.us",
+                graph: "https://dod-graph.microsoft.us/v1.0",
+                autodiscover_v2: "https://outlook-dod.office365.us/autodiscover/autodiscover.json/v1.0",
+                exchange_online: &["outlook-dod.office365.us", "webmail.apps.mil",
+                                   "autodiscover-dod.office365.us", "autodiscover-s-dod.office365.us"],
+                mx_suffix: ".mail.protection.office365.us",
+                initial_domain_suffix: ".onmicrosoft.us",
+            },
+            Cloud::China => CloudHosts {
+                login: "https://login.chinacloudapi.cn",
+                graph: "https://microsoftgraph.chinacloudapi.cn/v1.0",
+                autodiscover_v2: "https://partner.outlook.cn/autodiscover/autodiscover.json/v1.0",
+                exchange_online: &["partner.outlook.cn", "autodiscover.partner.outlook.cn"],
+                mx_suffix: ".mail.protection.partner.outlook.cn",
+                initial_domain_suffix: ".partner.onmschina.cn",
+            },
+        }
+    }
 }
 
 /// An OpenID Connect `prompt` value (OIDC Core §3.1.2.1) for the authorization request.
@@ -356,6 +456,7 @@ struct RawOffice365 {
     client_secret: Option<Spanned<String>>,
     client_secret_file: Option<PathBuf>,
     tenant: Option<String>,
+    cloud: Option<Cloud>,
     authority: Option<EndpointUrl>,
     authorize_url: Option<EndpointUrl>,
     token_url: Option<EndpointUrl>,
@@ -413,8 +514,6 @@ struct RawMetrics {
     listen: Option<SocketAddr>,
 }
 
-const MICROSOFT_LOGIN: &str = "https://login.microsoftonline.com";
-
 impl RawConfig {
     fn resolve(self, source: Option<&Path>, env: &Env) -> Result<Config, Problem> {
         let socket = match self.socket {
@@ -429,6 +528,8 @@ impl RawConfig {
             Some(dir) => dir.join("mslink.key"),
             None => state_dir.join("secret.key"),
         });
+        let office365 = self.office365.resolve(env)?;
+        let cloud = office365.cloud.hosts();
         Ok(Config {
             source: source.map(Path::to_owned),
             socket,
@@ -438,7 +539,7 @@ impl RawConfig {
             admin_group: self.admin_group.unwrap_or_else(|| "mslink-admin".to_owned()),
             admin_users: self.admin_users,
             max_links_per_user: self.max_links_per_user.unwrap_or(20),
-            office365: self.office365.resolve(env)?,
+            office365,
             exchange: self.exchange.resolve()?,
             network: Network {
                 ca_file: self.network.ca_file,
@@ -450,13 +551,12 @@ impl RawConfig {
                 timeout: self.detection.timeout.map_or(StdDuration::from_secs(8), |d| d.0),
                 cache_ttl: self.detection.cache_ttl.map_or(StdDuration::from_secs(600), |d| d.0),
                 user_realm_url: self.detection.user_realm_url.unwrap_or_else(|| {
-                    EndpointUrl::builtin(&format!("{MICROSOFT_LOGIN}/getuserrealm.srf"))
+                    EndpointUrl::builtin(&format!("{}/getuserrealm.srf", cloud.login))
                 }),
-                autodiscover_v2_url: self.detection.autodiscover_v2_url.unwrap_or_else(|| {
-                    EndpointUrl::builtin(
-                        "https://outlook.office365.com/autodiscover/autodiscover.json/v1.0",
-                    )
-                }),
+                autodiscover_v2_url: self
+                    .detection
+                    .autodiscover_v2_url
+                    .unwrap_or_else(|| EndpointUrl::builtin(cloud.autodiscover_v2)),
             },
             hooks: Hooks {
                 on_state_change: match self.hooks.on_state_change {
@@ -478,13 +578,16 @@ impl RawConfig {
 impl RawOffice365 {
     fn resolve(self, env: &Env) -> Result<Office365, Problem> {
         let tenant = self.tenant.unwrap_or_else(|| "organizations".to_owned());
+        let cloud = self.cloud.unwrap_or(Cloud::Global);
+        let login = cloud.hosts().login;
         let authority = self
             .authority
-            .unwrap_or_else(|| EndpointUrl::builtin(&format!("{MICROSOFT_LOGIN}/{tenant}/v2.0")));
+            .unwrap_or_else(|| EndpointUrl::builtin(&format!("{login}/{tenant}/v2.0")));
+        // The OAuth endpoints sit under the authority (Entra's v2.0 layout:
+        // `{host}/{tenant}/v2.0` -> `{host}/{tenant}/oauth2/v2.0/{leaf}`), so setting
+        // `authority` alone moves them all; an explicit per-URL key still wins.
         let oauth = |url: Option<EndpointUrl>, leaf: &str| {
-            url.unwrap_or_else(|| {
-                EndpointUrl::builtin(&format!("{MICROSOFT_LOGIN}/{tenant}/oauth2/v2.0/{leaf}"))
-            })
+            url.unwrap_or_else(|| under_authority(&authority, leaf))
         };
         let client_secret = match (self.client_secret, self.client_secret_file) {
             (Some(inline), Some(_)) => {
@@ -533,16 +636,28 @@ impl RawOffice365 {
             authorize_url: oauth(self.authorize_url, "authorize"),
             token_url: oauth(self.token_url, "token"),
             device_code_url: oauth(self.device_code_url, "devicecode"),
-            graph_url: self
-                .graph_url
-                .unwrap_or_else(|| EndpointUrl::builtin("https://graph.microsoft.com/v1.0")),
+            graph_url: self.graph_url.unwrap_or_else(|| EndpointUrl::builtin(cloud.hosts().graph)),
             authority,
             tenant,
+            cloud,
             scopes,
             redirect_listen,
             prompt: self.prompt,
         })
     }
+}
+
+/// `{authority without its trailing /v2.0}/oauth2/v2.0/{leaf}`: where Entra serves the OAuth
+/// endpoints of an authority. Same scheme and host as the authority, so the https-or-loopback
+/// rule still holds.
+fn under_authority(authority: &EndpointUrl, leaf: &str) -> EndpointUrl {
+    let mut url = authority.url().clone();
+    let path = url.path().trim_end_matches('/');
+    let base = path.strip_suffix("/v2.0").unwrap_or(path).to_owned();
+    url.set_path(&format!("{base}/oauth2/v2.0/{leaf}"));
+    url.set_query(None);
+    url.set_fragment(None);
+    EndpointUrl(url)
 }
 
 impl RawExchange {
@@ -774,6 +889,73 @@ mod tests {
         );
         assert_eq!(config.exchange.auth, [ExchangeAuth::Ntlm, ExchangeAuth::Basic]);
         assert_eq!(config.detection.timeout, StdDuration::from_secs(8));
+    }
+
+    /// Each cloud's endpoints as Microsoft's national-cloud pages list them.
+    #[test]
+    fn each_cloud_derives_its_documented_endpoints() {
+        #[rustfmt::skip]
+        let documented = [
+            ("global", "https://login.microsoftonline.com", "https://graph.microsoft.com/v1.0",
+             "https://outlook.office365.com/autodiscover/autodiscover.json/v1.0"),
+            ("usgov", "https://login.microsoftonline.us", "https://graph.microsoft.us/v1.0",
+             "https://outlook.office365.us/autodiscover/autodiscover.json/v1.0"),
+            ("usgov-dod", "https://login.microsoftonline.us", "https://dod-graph.microsoft.us/v1.0",
+             "https://outlook-dod.office365.us/autodiscover/autodiscover.json/v1.0"),
+            ("china", "https://login.chinacloudapi.cn", "https://microsoftgraph.chinacloudapi.cn/v1.0",
+             "https://partner.outlook.cn/autodiscover/autodiscover.json/v1.0"),
+        ];
+        for (cloud, login, graph, v2) in documented {
+            let config = parse(&format!("[office365]\ncloud = \"{cloud}\"\n")).unwrap();
+            let o = &config.office365;
+            assert_eq!(o.cloud.as_str(), cloud);
+            assert_eq!(o.authority.as_str(), format!("{login}/organizations/v2.0"), "{cloud}");
+            for (url, leaf) in [
+                (&o.authorize_url, "authorize"),
+                (&o.token_url, "token"),
+                (&o.device_code_url, "devicecode"),
+            ] {
+                assert_eq!(url.as_str(), format!("{login}/organizations/oauth2/v2.0/{leaf}"));
+            }
+            assert_eq!(o.graph_url.as_str(), graph, "{cloud}");
+            assert_eq!(
+                config.detection.user_realm_url.as_str(),
+                format!("{login}/getuserrealm.srf"),
+                "{cloud}"
+            );
+            assert_eq!(config.detection.autodiscover_v2_url.as_str(), v2, "{cloud}");
+        }
+        assert_eq!(parse("").unwrap().office365.cloud, Cloud::Global);
+        let err = error("[office365]\ncloud = \"germany\"\n");
+        assert!(err.contains("line 2") && err.contains("usgov-dod"), "{err}");
+    }
+
+    #[test]
+    fn the_authority_alone_moves_the_oauth_endpoints_and_explicit_keys_win() {
+        let config = parse(
+            "[office365]\ncloud = \"usgov\"\ntenant = \"contoso.us\"\n\
+             authority = \"https://login.example.test/contoso/v2.0/\"\n\
+             token_url = \"http://127.0.0.1:9000/token\"\n\
+             graph_url = \"http://127.0.0.1:9001/v1.0\"\n",
+        )
+        .unwrap();
+        let o = &config.office365;
+        assert_eq!(
+            o.authorize_url.as_str(),
+            "https://login.example.test/contoso/oauth2/v2.0/authorize"
+        );
+        assert_eq!(
+            o.device_code_url.as_str(),
+            "https://login.example.test/contoso/oauth2/v2.0/devicecode"
+        );
+        assert_eq!(o.token_url.as_str(), "http://127.0.0.1:9000/token");
+        assert_eq!(o.graph_url.as_str(), "http://127.0.0.1:9001/v1.0");
+        // An authority without Entra's /v2.0 suffix: the endpoints go under it as it is.
+        let plain = parse("[office365]\nauthority = \"http://127.0.0.1:9000/tenant\"\n").unwrap();
+        assert_eq!(
+            plain.office365.token_url.as_str(),
+            "http://127.0.0.1:9000/tenant/oauth2/v2.0/token"
+        );
     }
 
     #[test]

@@ -74,8 +74,15 @@ enum Tenant {
 enum V2 {
     /// `outlook.office365.com`.
     ExchangeOnline,
-    /// 302 to the next hop, as Exchange Online does for addresses it does not host.
+    /// Exchange Online of a national cloud: this EWS host.
+    Cloud(&'static str),
+    /// 302 to the next hop, as Exchange Online does for addresses it does not host
+    /// (`shared/vectors/detection/autodiscover_v2_json_exo_nonexistent_user_302.http`): to
+    /// itself, with `RedirectCount` one higher, every time.
     NotHere,
+    /// A hybrid organisation: Exchange Online answers with the on-premises EWS URL
+    /// (`https://mail.DOMAIN/EWS/Exchange.asmx`) for these addresses, its own for the others.
+    Hybrid { on_premises: &'static [&'static str] },
     /// Accepts the request and never answers.
     Hang,
 }
@@ -207,8 +214,15 @@ async fn microsoft(State(fake): State<Arc<Behaviour>>, request: Request) -> Resp
             ),
         };
     }
-    if let Some(email) = path.strip_prefix("/autodiscover/autodiscover.json/v1.0/") {
+    let redirected = path == "/autodiscover/autodiscover.json";
+    if let Some(email) = path
+        .strip_prefix("/autodiscover/autodiscover.json/v1.0/")
+        .map(str::to_owned)
+        .or_else(|| redirected.then(|| query("Email")))
+    {
         let protocol = query("Protocol");
+        let host = request.headers().get(header::HOST).unwrap().to_str().unwrap().to_owned();
+        let count: u32 = query("RedirectCount").parse().unwrap_or(0);
         return match fake.v2 {
             V2::ExchangeOnline => answer(
                 StatusCode::OK,
@@ -216,10 +230,26 @@ async fn microsoft(State(fake): State<Arc<Behaviour>>, request: Request) -> Resp
                 json!({"Protocol": protocol, "Url": "https://outlook.office365.com/EWS/Exchange.asmx"})
                     .to_string(),
             ),
+            V2::Cloud(ews) => answer(
+                StatusCode::OK,
+                JSON,
+                json!({"Protocol": protocol, "Url": format!("https://{ews}/EWS/Exchange.asmx")})
+                    .to_string(),
+            ),
+            V2::Hybrid { on_premises } => {
+                let url = if on_premises.contains(&email.as_str()) {
+                    format!("https://mail.{}/EWS/Exchange.asmx", email.rsplit_once('@').unwrap().1)
+                } else {
+                    "https://outlook.office365.com/EWS/Exchange.asmx".to_owned()
+                };
+                answer(StatusCode::OK, JSON, json!({"Protocol": protocol, "Url": url}).to_string())
+            }
             V2::NotHere => {
+                // The real service redirects to its own host; this fake is that host.
                 let next = format!(
-                    "https://outlook.office365.com/autodiscover/autodiscover.json?Email={}&Protocol={protocol}&RedirectCount=1",
-                    email.replace('@', "%40")
+                    "http://{host}/autodiscover/autodiscover.json?Email={}&Protocol={protocol}&RedirectCount={}",
+                    email.replace('@', "%40"),
+                    count + 1
                 );
                 Response::builder()
                     .status(StatusCode::FOUND)
@@ -379,8 +409,20 @@ fn config(
     ca: Option<&Path>,
     resolve: &[(String, Ipv4Addr)],
 ) -> Arc<Config> {
+    config_in(ms, dns, timeout, ca, resolve, "")
+}
+
+/// [`config`] with more `[office365]` keys (`cloud = "…"`).
+fn config_in(
+    ms: &Microsoft,
+    dns: &Dnsmasq,
+    timeout: &str,
+    ca: Option<&Path>,
+    resolve: &[(String, Ipv4Addr)],
+    office365: &str,
+) -> Arc<Config> {
     let mut text = format!(
-        "[office365]\nauthority = \"{base}/organizations/v2.0\"\n\
+        "[office365]\n{office365}authority = \"{base}/organizations/v2.0\"\n\
          [detection]\ntimeout = \"{timeout}\"\n\
          user_realm_url = \"{base}/getuserrealm.srf\"\n\
          autodiscover_v2_url = \"{base}/autodiscover/autodiscover.json/v1.0\"\n\
@@ -417,6 +459,21 @@ fn evidence<'a>(reply: &'a DetectReply, probe: &str) -> &'a Evidence {
         .unwrap_or_else(|| panic!("no `{probe}` evidence: {reply:#?}"))
 }
 
+/// Like [`assert_points`] for evidence that cannot change the answer: detection does not wait
+/// for it, so it is either there and says `detail`, or named as not waited for.
+#[track_caller]
+fn assert_points_or_cut_off(reply: &DetectReply, probe: &str, to: Option<Provider>, detail: &str) {
+    if reply.evidence.iter().any(|e| e.probe == probe) {
+        assert_points(reply, probe, to, detail);
+    } else {
+        let note = evidence(reply, "unanswered");
+        assert!(
+            note.detail.contains(probe) && note.detail.contains("could not change"),
+            "{reply:#?}"
+        );
+    }
+}
+
 #[track_caller]
 fn assert_points(reply: &DetectReply, probe: &str, to: Option<Provider>, detail: &str) {
     let found = evidence(reply, probe);
@@ -445,25 +502,58 @@ async fn an_office365_domain_with_a_managed_realm_and_mx_to_exchange_online() {
     assert_eq!(found.provider, Some(Provider::Office365), "{found:#?}");
     assert!(!found.conflicting && !found.cached);
     assert!(started.elapsed() < Duration::from_secs(4), "decided before the deadline");
-    assert_points(&found, "user_realm", Some(Provider::Office365), "Managed, Contoso Ltd");
-    assert_points(
+    assert_points_or_cut_off(
+        &found,
+        "user_realm",
+        Some(Provider::Office365),
+        "Managed, Contoso Ltd",
+    );
+    assert_points_or_cut_off(
         &found,
         "mx",
         Some(Provider::Office365),
         "contoso-test.mail.protection.outlook.com",
     );
-    assert_points(&found, "openid_configuration", Some(Provider::Office365), "tenant exists");
+    assert_points_or_cut_off(
+        &found,
+        "openid_configuration",
+        Some(Provider::Office365),
+        "tenant exists",
+    );
     assert_points(&found, "autodiscover_v2", Some(Provider::Office365), "outlook.office365.com");
-    assert!(dns.was_asked("MX", "contoso.test"), "the MX answer came from dnsmasq");
+    if found.evidence.iter().any(|e| e.probe == "mx") {
+        assert!(dns.was_asked("MX", "contoso.test"), "the MX answer came from dnsmasq");
+    }
     ms.assert_no_credentials();
 
-    // The same domain again (another address): from the cache, with no new request.
+    // Another address of the domain: the domain's evidence from the cache, Autodiscover (which
+    // answers per mailbox) asked again. Evidence is cached only when every probe of its kind
+    // answered (a probe cut off early might matter for another address).
+    let complete = |reply: &DetectReply, probes: &[&str]| {
+        reply
+            .evidence
+            .iter()
+            .all(|e| e.probe != "unanswered" || probes.iter().all(|p| !e.detail.contains(p)))
+    };
+    let domain_probes =
+        ["user_realm", "openid_configuration", "mx", "autodiscover_http_redirect", "srv"];
     let asked = ms.behaviour.seen.lock().unwrap().len();
-    let again = detector.detect(config, "bob@contoso.test").await;
-    assert!(again.cached, "{again:#?}");
+    let again = detector.detect(config.clone(), "bob@contoso.test").await;
+    assert_eq!(again.cached, complete(&found, &domain_probes), "{found:#?}\n{again:#?}");
     assert_eq!(again.email, "bob@contoso.test");
-    assert_eq!((again.provider, again.evidence), (found.provider, found.evidence));
-    assert_eq!(ms.behaviour.seen.lock().unwrap().len(), asked, "no probe ran again");
+    assert_eq!(again.provider, found.provider, "{again:#?}");
+    if again.cached {
+        let seen: Vec<String> =
+            ms.behaviour.seen.lock().unwrap()[asked..].iter().map(|(p, _)| p.clone()).collect();
+        assert_eq!(seen, ["/autodiscover/autodiscover.json/v1.0/bob@contoso.test"]);
+    }
+    // The same address again: from the cache, with no request at all, once complete.
+    let asked = ms.behaviour.seen.lock().unwrap().len();
+    let third = detector.detect(config, "bob@contoso.test").await;
+    if complete(&again, &domain_probes) && complete(&again, &["autodiscover"]) {
+        assert!(third.cached && third.evidence == again.evidence, "{third:#?}");
+        assert_eq!(ms.behaviour.seen.lock().unwrap().len(), asked, "no probe ran again");
+    }
 }
 
 #[tokio::test]
@@ -479,14 +569,19 @@ async fn a_federated_office365_domain() {
     let found = detect(config, "carol@fabrikam.test").await;
     assert_eq!(found.provider, Some(Provider::Office365), "{found:#?}");
     assert!(!found.conflicting);
-    assert_points(
+    assert_points_or_cut_off(
         &found,
         "user_realm",
         Some(Provider::Office365),
         "Federated via https://sts.fabrikam.test/adfs/ls/",
     );
-    assert_points(&found, "mx", None, "mx1.fabrikam.test");
-    assert_points(&found, "openid_configuration", Some(Provider::Office365), "tenant exists");
+    assert_points_or_cut_off(&found, "mx", None, "mx1.fabrikam.test");
+    assert_points_or_cut_off(
+        &found,
+        "openid_configuration",
+        Some(Provider::Office365),
+        "tenant exists",
+    );
     ms.assert_no_credentials();
 }
 
@@ -508,7 +603,7 @@ async fn an_exchange_domain_found_only_through_srv() {
     assert!(!found.conflicting);
     assert_points(&found, "srv", Some(Provider::Exchange), "mail.tailspin.test:443");
     assert_points(&found, "user_realm", None, "does not know the domain (Unknown)");
-    assert_points(&found, "openid_configuration", None, "AADSTS90002");
+    assert_points_or_cut_off(&found, "openid_configuration", None, "AADSTS90002");
     assert_points(&found, "autodiscover_v2", None, "HTTP 302");
     assert_points(&found, "mx", None, "mail.tailspin.test");
     for probe in ["autodiscover_domain", "autodiscover_host", "autodiscover_http_redirect"] {
@@ -520,7 +615,7 @@ async fn an_exchange_domain_found_only_through_srv() {
 
 #[tokio::test]
 async fn an_exchange_domain_found_only_at_autodiscover_host() {
-    let Some(dns) = Dnsmasq::start(&[]).await else { return };
+    let dns = Dnsmasq::start(&[]).await.unwrap();
     let ews = Ews::start("northwind.test", "ntlm").await;
     let ms = Microsoft::start(Realm::Unknown, Tenant::Missing, V2::NotHere, None).await;
     let mut resolve = nobody_at("northwind.test", &["autodiscover.northwind.test"]);
@@ -537,8 +632,8 @@ async fn an_exchange_domain_found_only_at_autodiscover_host() {
         "https://autodiscover.northwind.test/autodiscover/autodiscover.xml asks for NTLM",
     );
     assert_points(&found, "autodiscover_domain", None, "https://northwind.test/");
-    assert_points(&found, "mx", None, "no MX records");
-    assert_points(&found, "srv", None, "no SRV record");
+    assert_points_or_cut_off(&found, "mx", None, "no MX records");
+    assert_points_or_cut_off(&found, "srv", None, "no SRV record");
     // Detection is anonymous: the fake saw the POX request without any credential.
     ews.assert_reached_without_credentials("autodiscover").await;
     ms.assert_no_credentials();
@@ -546,7 +641,7 @@ async fn an_exchange_domain_found_only_at_autodiscover_host() {
 
 #[tokio::test]
 async fn an_exchange_domain_found_only_through_the_http_redirect() {
-    let Some(dns) = Dnsmasq::start(&[]).await else { return };
+    let dns = Dnsmasq::start(&[]).await.unwrap();
     // HTTPS on a high port, the plain-HTTP redirect on port 80: nothing answers on 443.
     let ews = Ews::start_on("adatum.test", "ntlm", &["--port", "0", "--http-port", "80"]).await;
     let ms = Microsoft::start(Realm::Unknown, Tenant::Missing, V2::NotHere, None).await;
@@ -568,7 +663,7 @@ async fn an_exchange_domain_found_only_through_the_http_redirect() {
 
 #[tokio::test]
 async fn an_unknown_domain_where_nothing_answers() {
-    let Some(dns) = Dnsmasq::start(&[]).await else { return };
+    let dns = Dnsmasq::start(&[]).await.unwrap();
     let ms = Microsoft::start(Realm::Unknown, Tenant::Missing, V2::NotHere, None).await;
     let config = config(&ms, &dns, "5s", None, &nobody_at("nowhere.test", &[]));
 
@@ -586,7 +681,7 @@ async fn an_unknown_domain_where_nothing_answers() {
 
 #[tokio::test]
 async fn a_managed_realm_and_an_ntlm_autodiscover_conflict() {
-    let Some(dns) = Dnsmasq::start(&[]).await else { return };
+    let dns = Dnsmasq::start(&[]).await.unwrap();
     let ews = Ews::start("woodgrove.test", "negotiate,ntlm").await;
     // The realm answers once the POX request has reached the fake, so both answers land in the
     // same settle window however loaded the machine is.
@@ -614,13 +709,14 @@ async fn a_managed_realm_and_an_ntlm_autodiscover_conflict() {
 }
 
 #[tokio::test]
-async fn a_hanging_probe_does_not_delay_a_decisive_answer() {
-    let Some(dns) = Dnsmasq::start(&[]).await else { return };
-    // Autodiscover v2 and https://DOMAIN accept and never answer.
-    let ms = Microsoft::start(Realm::Managed, Tenant::Found, V2::Hang, None).await;
-    let (hole, _hole) = black_hole(443).await;
-    let mut resolve = nobody_at("litware.test", &["litware.test"]);
-    resolve.push(("litware.test".into(), hole));
+async fn a_hanging_probe_that_cannot_change_the_answer_is_not_waited_for() {
+    let dns = Dnsmasq::start(&[]).await.unwrap();
+    // Autodiscover v2 places the mailbox in Exchange Online; the plain-HTTP redirect method
+    // (medium evidence at most) accepts and never answers.
+    let ms = Microsoft::start(Realm::Managed, Tenant::Found, V2::ExchangeOnline, None).await;
+    let (hole, _hole) = black_hole(80).await;
+    let mut resolve = nobody_at("litware.test", &["autodiscover.litware.test"]);
+    resolve.push(("autodiscover.litware.test".into(), hole));
     let deadline = Duration::from_secs(10);
     let config = config(&ms, &dns, "10s", None, &resolve);
 
@@ -628,15 +724,43 @@ async fn a_hanging_probe_does_not_delay_a_decisive_answer() {
     let found = detect(config, "gina@litware.test").await;
     let elapsed = started.elapsed();
     assert_eq!(found.provider, Some(Provider::Office365), "{found:#?}");
-    // First decisive answer + the 250 ms settle window, not the deadline.
     assert!(elapsed < deadline / 4, "took {elapsed:?} of a {deadline:?} deadline");
-    assert_points(&found, "unanswered", None, "2 slower probe(s)");
-    assert!(found.evidence.iter().all(|e| e.probe != "autodiscover_v2"), "{found:#?}");
+    let note = &evidence(&found, "unanswered").detail;
+    assert!(
+        note.contains("autodiscover_http_redirect")
+            && note.contains("could not change the decision"),
+        "{found:#?}"
+    );
+}
+
+#[tokio::test]
+async fn a_hanging_probe_that_could_outweigh_the_realm_is_waited_for_until_the_deadline() {
+    let dns = Dnsmasq::start(&[]).await.unwrap();
+    // Autodiscover v2, which could place the mailbox on-premises, accepts and never answers:
+    // the realm decides, but only at the deadline.
+    let ms = Microsoft::start(Realm::Managed, Tenant::Found, V2::Hang, None).await;
+    let deadline = Duration::from_secs(2);
+    let config = config(&ms, &dns, "2s", None, &nobody_at("litware.test", &[]));
+
+    let started = Instant::now();
+    let found = detect(config, "gina@litware.test").await;
+    let elapsed = started.elapsed();
+    assert_eq!(found.provider, Some(Provider::Office365), "{found:#?}");
+    assert!(elapsed >= deadline - Duration::from_millis(50), "ended early: {elapsed:?}");
+    assert!(elapsed < deadline + Duration::from_secs(2), "overran the deadline: {elapsed:?}");
+    assert!(
+        found
+            .evidence
+            .iter()
+            .any(|e| e.probe == "autodiscover_v2" && e.detail.contains("deadline"))
+            || evidence(&found, "unanswered").detail.contains("autodiscover_v2"),
+        "{found:#?}"
+    );
 }
 
 #[tokio::test]
 async fn a_hanging_probe_without_a_decisive_answer_ends_at_the_deadline() {
-    let Some(dns) = Dnsmasq::start(&[]).await else { return };
+    let dns = Dnsmasq::start(&[]).await.unwrap();
     let ms = Microsoft::start(Realm::Unknown, Tenant::Missing, V2::Hang, None).await;
     let (hole, _hole) = black_hole(443).await;
     let mut resolve = nobody_at("litware.test", &["autodiscover.litware.test"]);
@@ -657,5 +781,207 @@ async fn a_hanging_probe_without_a_decisive_answer_ends_at_the_deadline() {
             found.evidence.iter().all(|e| e.probe != probe || e.detail.contains("deadline")),
             "{found:#?}"
         );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Evidence by strength, per address, Microsoft's redirects, national clouds
+
+/// A TCP relay on port 443 of a fresh loopback address to `to`, holding back every answer for
+/// `hold` after the connection opens: a server that is slow to answer.
+async fn slow_relay(to: SocketAddr, hold: Duration) -> (Ipv4Addr, Task) {
+    for _ in 0..20 {
+        let ip = next_ip();
+        let Ok(listener) = tokio::net::TcpListener::bind((ip, 443)).await else { continue };
+        let task = Task(tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let Ok(server) = tokio::net::TcpStream::connect(to).await else { return };
+                    let (mut client_read, mut client_write) = client.into_split();
+                    let (mut server_read, mut server_write) = server.into_split();
+                    let up = tokio::io::copy(&mut client_read, &mut server_write);
+                    let down = async {
+                        tokio::time::sleep(hold).await;
+                        tokio::io::copy(&mut server_read, &mut client_write).await
+                    };
+                    let _ = tokio::join!(up, down);
+                });
+            }
+        }));
+        return (ip, task);
+    }
+    panic!("no free loopback address for a relay");
+}
+
+#[tokio::test]
+async fn a_hybrid_domain_reads_the_same_whichever_strong_answer_comes_first() {
+    let dns = Dnsmasq::start(&[]).await.unwrap();
+    let ews = Ews::start("woodgrove.test", "negotiate,ntlm").await;
+    // The realm answers at once; the on-premises server's NTLM challenge comes a second later,
+    // well after the first decisive answer (the order that used to read as office365).
+    let (relay, _relay) =
+        slow_relay(SocketAddr::new(ews.ip.into(), ews.port), Duration::from_secs(1)).await;
+    let ms = Microsoft::start(Realm::Managed, Tenant::Missing, V2::NotHere, None).await;
+    let mut resolve = nobody_at("woodgrove.test", &["autodiscover.woodgrove.test"]);
+    resolve.push(("autodiscover.woodgrove.test".into(), relay));
+    let config = config(&ms, &dns, "5s", Some(&ews.ca()), &resolve);
+
+    let found = detect(config, "frank@woodgrove.test").await;
+    assert!(found.conflicting, "{found:#?}");
+    assert_eq!(found.provider, None, "{found:#?}");
+    assert_points(&found, "user_realm", Some(Provider::Office365), "Managed");
+    assert_points(&found, "autodiscover_host", Some(Provider::Exchange), "Negotiate, NTLM");
+    ews.assert_reached_without_credentials("autodiscover").await;
+}
+
+#[tokio::test]
+async fn two_mailboxes_of_one_hybrid_domain_live_in_different_places() {
+    let dns = Dnsmasq::start(&[
+        "--mx-host=woodgrove.test,woodgrove-test.mail.protection.outlook.com,0".into(),
+    ])
+    .await
+    .unwrap();
+    let ews = Ews::start("woodgrove.test", "negotiate,ntlm").await;
+    let ms = Microsoft::start(
+        Realm::Federated,
+        Tenant::Found,
+        V2::Hybrid { on_premises: &["bob@woodgrove.test"] },
+        None,
+    )
+    .await;
+    let mut resolve = nobody_at("woodgrove.test", &["autodiscover.woodgrove.test"]);
+    resolve.push(("autodiscover.woodgrove.test".into(), ews.ip));
+    let config = config(&ms, &dns, "5s", Some(&ews.ca()), &resolve);
+    let detector = Detector::default();
+
+    let alice = detector.detect_with_summary(config.clone(), "alice@woodgrove.test").await;
+    assert_eq!(alice.reply.provider, Some(Provider::Office365), "{alice:#?}");
+    assert_points(
+        &alice.reply,
+        "autodiscover_v2",
+        Some(Provider::Office365),
+        "outlook.office365.com",
+    );
+    assert_eq!(alice.decided.by.len(), 1, "{:#?}", alice.decided);
+    assert_eq!(alice.decided.by[0].probe, "autodiscover_v2");
+
+    let bob = detector.detect_with_summary(config, "bob@woodgrove.test").await;
+    assert_eq!(bob.reply.provider, Some(Provider::Exchange), "{bob:#?}");
+    assert!(
+        bob.reply.cached && !bob.reply.conflicting,
+        "the domain's evidence came from the cache"
+    );
+    assert_points(
+        &bob.reply,
+        "autodiscover_v2",
+        Some(Provider::Exchange),
+        "on-premises at https://mail.woodgrove.test/EWS/Exchange.asmx",
+    );
+    // The domain evidence still points to Office365; the mailbox's own answer outweighs it.
+    assert_points(&bob.reply, "user_realm", Some(Provider::Office365), "Federated");
+    assert_eq!(bob.decided.by[0].probe, "autodiscover_v2");
+    let realm_asked =
+        ms.behaviour.seen.lock().unwrap().iter().filter(|(p, _)| p == "/getuserrealm.srf").count();
+    assert_eq!(realm_asked, 1, "the realm is domain evidence, asked once");
+}
+
+#[tokio::test]
+async fn autodiscover_v2_redirects_are_followed_and_bounded() {
+    let dns = Dnsmasq::start(&[]).await.unwrap();
+    // Exchange Online redirects an address it does not know to itself, again and again.
+    let ms = Microsoft::start(Realm::Unknown, Tenant::Missing, V2::NotHere, None).await;
+    let config = config(&ms, &dns, "5s", None, &nobody_at("nowhere.test", &[]));
+
+    let found = detect(config, "erin@nowhere.test").await;
+    assert_eq!(found.provider, None, "{found:#?}");
+    assert_points(&found, "autodiscover_v2", None, "still redirected after 5 hops");
+    let hops = ms
+        .behaviour
+        .seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(p, _)| p.starts_with("/autodiscover/autodiscover.json"))
+        .count();
+    assert_eq!(hops, 6, "the first request and five redirects");
+}
+
+#[tokio::test]
+async fn microsofts_own_autodiscover_redirects_are_office365_evidence() {
+    // SRV and the plain-HTTP redirect method both send Autodiscover to Microsoft's host, as a
+    // domain whose `autodiscover` CNAME is `autodiscover.outlook.com` does.
+    let dns = Dnsmasq::start(&[
+        "--srv-host=_autodiscover._tcp.tailwind.test,autodiscover-s.outlook.com,443,0,0".into(),
+    ])
+    .await
+    .unwrap();
+    let ews = Ews::start_on(
+        "tailwind.test",
+        "ntlm",
+        &[
+            "--port",
+            "0",
+            "--http-port",
+            "80",
+            "--http-redirect-location",
+            "https://autodiscover-s.outlook.com/autodiscover/autodiscover.xml",
+        ],
+    )
+    .await;
+    let ms = Microsoft::start(Realm::Unknown, Tenant::Missing, V2::NotHere, None).await;
+    let mut resolve = nobody_at("tailwind.test", &["autodiscover.tailwind.test"]);
+    resolve.push(("autodiscover.tailwind.test".into(), ews.ip));
+    let config = config(&ms, &dns, "5s", Some(&ews.ca()), &resolve);
+
+    let found = detect(config, "judy@tailwind.test").await;
+    assert_eq!(found.provider, Some(Provider::Office365), "{found:#?}");
+    assert!(!found.conflicting);
+    assert_points(
+        &found,
+        "autodiscover_http_redirect",
+        Some(Provider::Office365),
+        "redirects to Exchange Online https://autodiscover-s.outlook.com/",
+    );
+    assert_points(
+        &found,
+        "srv",
+        Some(Provider::Office365),
+        "Exchange Online autodiscover-s.outlook.com:443",
+    );
+    ews.assert_reached_without_credentials("autodiscover-redirect").await;
+}
+
+#[tokio::test]
+async fn each_clouds_hosts_are_recognised() {
+    #[rustfmt::skip]
+    let clouds = [
+        ("global", "outlook.office365.com", "contoso-test.mail.protection.outlook.com"),
+        ("usgov", "outlook.office365.us", "contoso-test.mail.protection.office365.us"),
+        ("usgov-dod", "outlook-dod.office365.us", "contoso-test.mail.protection.office365.us"),
+        ("china", "partner.outlook.cn", "contoso-test.mail.protection.partner.outlook.cn"),
+    ];
+    for (cloud, ews, mx) in clouds {
+        let dns = Dnsmasq::start(&[format!("--mx-host=contoso.test,{mx},0")]).await.unwrap();
+        // Autodiscover v2 at the cloud's Exchange Online decides; without it, the MX does.
+        for v2 in [V2::Cloud(ews), V2::NotHere] {
+            let ms = Microsoft::start(Realm::Unknown, Tenant::Missing, v2, None).await;
+            let config = config_in(
+                &ms,
+                &dns,
+                "5s",
+                None,
+                &nobody_at("contoso.test", &[]),
+                &format!("cloud = \"{cloud}\"\n"),
+            );
+            let found = detect(config, "alice@contoso.test").await;
+            assert_eq!(found.provider, Some(Provider::Office365), "{cloud}: {found:#?}");
+            if let V2::Cloud(_) = v2 {
+                assert_points(&found, "autodiscover_v2", Some(Provider::Office365), ews);
+            } else {
+                assert_points(&found, "mx", Some(Provider::Office365), mx);
+            }
+            let hint = "set `[office365] cloud";
+            assert!(found.evidence.iter().all(|e| !e.detail.contains(hint)), "{found:#?}");
+        }
     }
 }

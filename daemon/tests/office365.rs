@@ -563,6 +563,11 @@ async fn a_mailbox_without_exchange_online_is_blocked_for_the_tenant_admin() {
     let failure = error.failure();
     assert_eq!((failure.state, failure.actor), (LinkState::Blocked, Actor::TenantAdmin), "{error}");
     assert!(failure.reason.contains("MailboxNotEnabledForRESTAPI"));
+    // A wrong guess (the mailbox is on-premises) says what to do instead.
+    assert!(failure.reason.contains("--provider exchange"), "{}", failure.reason);
+    let wire = error.wire_error();
+    let hint = wire.hint.unwrap_or_default();
+    assert!(hint.contains(&format!("mslinkctl connect {ALICE} --provider exchange")), "{hint}");
 }
 
 #[tokio::test]

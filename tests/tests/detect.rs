@@ -16,6 +16,9 @@
 //! | woodgrove.test | Managed | AADSTS90002 | 302 | – | autodiscover.DOMAIN: 401 NTLM |
 //! | litware.test | Managed | yes | hangs | – | https://DOMAIN hangs |
 //! | stalled.test | Unknown | AADSTS90002 | hangs | – | autodiscover.DOMAIN hangs |
+//!
+//! Autodiscover v2's 302 redirects to the fake itself, again on every hop, as the real service
+//! does (to its own host) for an address it has no mailbox for.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -174,13 +177,17 @@ fn serve(mut stream: TcpStream, seen: &Mutex<Vec<(String, bool)>>, ews_log: &str
     if reader.read_line(&mut request_line).is_err() {
         return;
     }
-    let mut authorization = false;
+    let (mut authorization, mut host) = (false, String::new());
     loop {
         let mut line = String::new();
         if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
             break;
         }
-        authorization |= line.to_ascii_lowercase().starts_with("authorization:");
+        let lower = line.to_ascii_lowercase();
+        authorization |= lower.starts_with("authorization:");
+        if lower.starts_with("host:") {
+            host = line["host:".len()..].trim().to_owned();
+        }
     }
     let target = request_line.split_whitespace().nth(1).unwrap_or("/").to_owned();
     let (path, query) = target.split_once('?').unwrap_or((&target, ""));
@@ -190,7 +197,7 @@ fn serve(mut stream: TcpStream, seen: &Mutex<Vec<(String, bool)>>, ews_log: &str
         .filter_map(|pair| pair.split_once('='))
         .map(|(k, v)| (percent_decode(k), percent_decode(v)))
         .collect();
-    match microsoft(path, &query, ews_log) {
+    match microsoft(&host, path, &query, ews_log) {
         Reply::Answer { status, headers, body } => {
             let mut head = format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\n", body.len());
             for (name, value) in headers {
@@ -207,8 +214,9 @@ fn serve(mut stream: TcpStream, seen: &Mutex<Vec<(String, bool)>>, ews_log: &str
     }
 }
 
-/// What Microsoft says about `path` for the test domains (see the module table).
-fn microsoft(path: &str, query: &HashMap<String, String>, ews_log: &str) -> Reply {
+/// What Microsoft says about `path` on `host` (this fake) for the test domains (see the module
+/// table).
+fn microsoft(host: &str, path: &str, query: &HashMap<String, String>, ews_log: &str) -> Reply {
     let domain_of = |address: &str| address.rsplit_once('@').map_or("", |(_, d)| d).to_owned();
     if path == "/getuserrealm.srf" {
         let login = query.get("login").cloned().unwrap_or_default();
@@ -276,9 +284,15 @@ fn microsoft(path: &str, query: &HashMap<String, String>, ews_log: &str) -> Repl
             ),
         };
     }
-    if let Some(email) = path.strip_prefix("/autodiscover/autodiscover.json/v1.0/") {
-        let email = percent_decode(email);
+    // The first request names the address in the path; the redirects name it in `Email`.
+    let redirected = path == "/autodiscover/autodiscover.json";
+    if let Some(email) = path
+        .strip_prefix("/autodiscover/autodiscover.json/v1.0/")
+        .map(percent_decode)
+        .or_else(|| redirected.then(|| query.get("Email").cloned().unwrap_or_default()))
+    {
         let protocol = query.get("Protocol").cloned().unwrap_or_default();
+        let count: u32 = query.get("RedirectCount").and_then(|n| n.parse().ok()).unwrap_or(0);
         return match domain_of(&email).as_str() {
             "litware.test" | "stalled.test" => Reply::Hang,
             "contoso.test" | "fabrikam.test" => json_reply(
@@ -286,9 +300,12 @@ fn microsoft(path: &str, query: &HashMap<String, String>, ews_log: &str) -> Repl
                 &json!({"Protocol": protocol, "Url": "https://outlook.office365.com/EWS/Exchange.asmx"}),
             ),
             _ => {
+                // The real service redirects to its own host, again and again for an address it
+                // has no mailbox for; this fake is that host.
                 let next = format!(
-                    "https://outlook.office365.com/autodiscover/autodiscover.json?Email={}&Protocol={protocol}&RedirectCount=1",
-                    email.replace('@', "%40")
+                    "http://{host}/autodiscover/autodiscover.json?Email={}&Protocol={protocol}&RedirectCount={}",
+                    email.replace('@', "%40"),
+                    count + 1
                 );
                 Reply::Answer {
                     status: "302 Found",
@@ -467,6 +484,25 @@ fn assert_points(found: &Value, probe: &str, to: Value, detail: &str) {
     assert!(e["detail"].as_str().unwrap_or("").contains(detail), "{probe} ≠ {detail:?}: {found:#}");
 }
 
+/// Like [`assert_points`] for evidence that cannot change the answer: detection does not wait
+/// for it, so it is either there and says `detail`, or named as not waited for.
+#[track_caller]
+fn assert_points_or_cut_off(found: &Value, probe: &str, to: Value, detail: &str) {
+    let there =
+        found["evidence"].as_array().is_some_and(|all| all.iter().any(|e| e["probe"] == probe));
+    if there {
+        assert_points(found, probe, to, detail);
+    } else {
+        let note = evidence(found, "unanswered")["detail"].as_str().unwrap_or("");
+        assert!(note.contains(probe) && note.contains("could not change"), "{found:#}");
+    }
+}
+
+/// The paths the Microsoft fake was asked for since the `from`-th request.
+fn asked_since(microsoft: &Microsoft, from: usize) -> Vec<String> {
+    microsoft.seen.lock().expect("lock")[from..].iter().map(|(path, _)| path.clone()).collect()
+}
+
 fn prerequisites(test: &str) -> bool {
     require_root(test)
         && require_tool("dnsmasq", test)
@@ -483,32 +519,65 @@ fn office365_domains_are_detected_and_cached() {
     ensure_accounts();
     let world = World::start();
 
+    // Autodiscover v2 places the mailbox in Exchange Online: the domain's evidence (weaker) may
+    // be cut off once the POX probes, which could contradict it, have answered.
     let (found, _) = world.detect("alice@contoso.test");
     assert_eq!(found["provider"], "office365", "{found:#}");
     assert_eq!((&found["conflicting"], &found["cached"]), (&json!(false), &json!(false)));
-    assert_points(&found, "user_realm", json!("office365"), "Managed");
-    assert_points(&found, "mx", json!("office365"), "contoso-test.mail.protection.outlook.com");
-    assert_points(&found, "openid_configuration", json!("office365"), "tenant exists");
     assert_points(&found, "autodiscover_v2", json!("office365"), "outlook.office365.com");
-    assert!(world.dns.was_asked("MX", "contoso.test"), "MX came from dnsmasq");
+    for probe in ["autodiscover_domain", "autodiscover_host"] {
+        assert_points(&found, probe, Value::Null, "no answer");
+    }
+    assert_points_or_cut_off(&found, "user_realm", json!("office365"), "Managed");
+    assert_points_or_cut_off(
+        &found,
+        "mx",
+        json!("office365"),
+        "contoso-test.mail.protection.outlook.com",
+    );
+    assert_points_or_cut_off(&found, "openid_configuration", json!("office365"), "tenant exists");
+    if found["evidence"].as_array().is_some_and(|all| all.iter().any(|e| e["probe"] == "mx")) {
+        assert!(world.dns.was_asked("MX", "contoso.test"), "MX came from dnsmasq");
+    }
 
-    // Again, for another address of the domain: from the cache.
+    // Another address of the domain: Autodiscover answers per mailbox, so it is asked again
+    // (the domain's evidence comes from the cache only when every domain probe answered).
     let asked = world.microsoft.seen.lock().expect("lock").len();
     let (again, _) = world.detect("bob@contoso.test");
-    assert_eq!(again["cached"], true, "{again:#}");
-    assert_eq!((&again["provider"], &again["evidence"]), (&found["provider"], &found["evidence"]));
-    assert_eq!(world.microsoft.seen.lock().expect("lock").len(), asked, "no probe ran again");
+    assert_eq!(again["provider"], "office365", "{again:#}");
+    assert_points(&again, "autodiscover_v2", json!("office365"), "outlook.office365.com");
+    let v2_for_bob = "/autodiscover/autodiscover.json/v1.0/bob@contoso.test";
+    let seen = asked_since(&world.microsoft, asked);
+    assert!(seen.iter().any(|p| p == v2_for_bob), "bob's mailbox was not asked: {seen:?}");
+
+    // The same address again: its mailbox evidence from the cache, Autodiscover not asked.
+    let asked = world.microsoft.seen.lock().expect("lock").len();
+    let (third, _) = world.detect("bob@contoso.test");
+    assert_eq!(third["provider"], "office365", "{third:#}");
+    assert_eq!(evidence(&third, "autodiscover_v2"), evidence(&again, "autodiscover_v2"));
+    let seen = asked_since(&world.microsoft, asked);
+    assert!(seen.iter().all(|p| !p.starts_with("/autodiscover/")), "asked again: {seen:?}");
 
     let (federated, _) = world.detect("carol@fabrikam.test");
     assert_eq!(federated["provider"], "office365", "{federated:#}");
-    assert_points(&federated, "user_realm", json!("office365"), "Federated via https://sts.");
-    assert_points(&federated, "mx", Value::Null, "mx1.fabrikam.test");
+    assert_points(&federated, "autodiscover_v2", json!("office365"), "outlook.office365.com");
+    assert_points_or_cut_off(
+        &federated,
+        "user_realm",
+        json!("office365"),
+        "Federated via https://sts.",
+    );
+    assert_points_or_cut_off(&federated, "mx", Value::Null, "mx1.fabrikam.test");
 
-    // The text form shows the same evidence.
+    // The text form shows the same answer and evidence.
     let text = world.daemon.ctl(ALICE, &["detect", "carol@fabrikam.test"]);
     text.expect_code(0);
     assert!(text.stdout.starts_with("carol@fabrikam.test: office365"), "{}", text.stdout);
-    assert!(text.stdout.contains("user_realm") && text.stdout.contains("Federated"));
+    assert!(
+        text.stdout.contains("autodiscover_v2") && text.stdout.contains("outlook.office365.com"),
+        "{}",
+        text.stdout
+    );
 }
 
 #[test]
@@ -525,6 +594,11 @@ fn exchange_and_unknown_domains() {
     assert_points(&srv, "user_realm", Value::Null, "Unknown");
     assert_points(&srv, "openid_configuration", Value::Null, "AADSTS90002");
     assert!(world.dns.was_asked("SRV", "_autodiscover._tcp.tailspin.test"));
+    // Autodiscover v2's redirects are followed (to the fake's own host, as the real service
+    // redirects to its own) until the hop limit: no mailbox there.
+    assert_points(&srv, "autodiscover_v2", Value::Null, "HTTP 302");
+    let seen = asked_since(&world.microsoft, 0);
+    assert!(seen.iter().any(|p| p == "/autodiscover/autodiscover.json"), "{seen:?}");
 
     let (host, _) = world.detect("alice@northwind.test");
     assert_eq!(host["provider"], "exchange", "{host:#}");
@@ -571,11 +645,34 @@ fn conflicting_evidence_and_hanging_probes() {
     connect.expect_code(6);
     assert!(connect.stderr.contains("conflicts") && connect.stderr.contains("--provider"));
 
-    // Autodiscover v2 and https://litware.test accept and never answer; the realm decides.
+    // Autodiscover v2 and https://litware.test accept and never answer; the realm decides. Both
+    // answer about the mailbox, which outweighs the realm, so they are waited for until the
+    // deadline (and no longer): the answer comes at the deadline, plus a small margin.
     let (decisive, took) = world.detect("gina@litware.test");
     assert_eq!(decisive["provider"], "office365", "{decisive:#}");
-    assert!(took < DEADLINE / 2, "the first decisive answer, not the deadline: {took:?}");
-    assert_points(&decisive, "unanswered", Value::Null, "2 slower probe(s)");
+    assert_points(&decisive, "user_realm", json!("office365"), "Managed");
+    let elapsed = Duration::from_millis(decisive["elapsed_ms"].as_u64().unwrap_or(0));
+    assert!(elapsed >= DEADLINE - Duration::from_millis(50), "ended early: {elapsed:?}");
+    assert!(took < DEADLINE + Duration::from_secs(2), "overran the deadline: {took:?}");
+    // Each is named as unanswered at the deadline, or gave up at it by itself.
+    let all = decisive["evidence"].as_array().cloned().unwrap_or_default();
+    for probe in ["autodiscover_v2", "autodiscover_domain"] {
+        let waited = all.iter().any(|e| {
+            let detail = e["detail"].as_str().unwrap_or("");
+            (e["probe"] == "unanswered" && detail.contains(probe) && detail.contains("deadline"))
+                || (e["probe"] == probe && e["points_to"].is_null() && detail.contains("deadline"))
+        });
+        assert!(waited, "{probe} was not waited for until the deadline: {decisive:#}");
+    }
+
+    // Every domain probe answered while those were waited for, so the domain's evidence is
+    // cached: another address asks Microsoft only about its mailbox.
+    let asked = world.microsoft.seen.lock().expect("lock").len();
+    let (other, _) = world.detect("ivan@litware.test");
+    assert_eq!((&other["provider"], &other["cached"]), (&json!("office365"), &json!(true)));
+    assert_eq!(evidence(&other, "user_realm"), evidence(&decisive, "user_realm"));
+    let seen = asked_since(&world.microsoft, asked);
+    assert_eq!(seen, ["/autodiscover/autodiscover.json/v1.0/ivan@litware.test"]);
 
     // Nothing decisive, two probes hanging: the answer comes at the deadline.
     let (stalled, took) = world.detect("hank@stalled.test");

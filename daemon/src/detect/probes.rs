@@ -1,17 +1,21 @@
-//! The detection probes, one per kind of evidence. Each returns an [`Evidence`] whatever happens:
+//! The detection probes, one per kind of evidence. Each returns a [`Finding`] whatever happens:
 //! a network error is evidence of nothing, never a failure of detection. None sends a credential.
+//!
+//! A probe also says what its answer is about ([`Scope`]: the address or only its domain) and
+//! the strongest evidence it could possibly give ([`Probe::ceiling`]), so the decision knows when
+//! the probes still out cannot change the answer.
 
 use mslink_proto::{Evidence, Provider};
 use serde::Deserialize;
 
-use super::domain_of;
-use crate::config::Config;
+use super::{Strength, domain_of};
+use crate::config::{Cloud, Config, EndpointUrl};
 use crate::dns::Dns;
-use crate::exchange::autodiscover;
+use crate::exchange::autodiscover::{self, AutodiscoverResponse};
 use crate::net::{self, HttpOptions};
 
-/// The probes, in the order their evidence is most telling.
-#[derive(Debug, Clone, Copy)]
+/// The probes, in the order their evidence is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Probe {
     UserRealm,
     OpenIdConfiguration,
@@ -23,22 +27,48 @@ pub(super) enum Probe {
     Srv,
 }
 
-pub(super) fn all() -> [Probe; 8] {
-    use Probe::*;
-    [
-        UserRealm,
-        OpenIdConfiguration,
-        Mx,
-        AutodiscoverV2,
-        AutodiscoverDomain,
-        AutodiscoverHost,
-        AutodiscoverHttpRedirect,
-        Srv,
-    ]
+/// What a probe's answer is about: cached per address, or per domain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Scope {
+    /// The answer is for one mailbox (Autodiscover is asked about the address).
+    Address,
+    /// The answer is the same for every address of the domain.
+    Domain,
+}
+
+/// One probe's answer: what was seen and how much it weighs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Finding {
+    pub(super) probe: Probe,
+    pub(super) evidence: Evidence,
+    /// How strong the evidence is; `None` when it points nowhere.
+    pub(super) strength: Option<Strength>,
+}
+
+pub(super) const ALL: [Probe; 8] = [
+    Probe::UserRealm,
+    Probe::OpenIdConfiguration,
+    Probe::Mx,
+    Probe::AutodiscoverV2,
+    Probe::AutodiscoverDomain,
+    Probe::AutodiscoverHost,
+    Probe::AutodiscoverHttpRedirect,
+    Probe::Srv,
+];
+
+/// How many Autodiscover v2 redirects are followed before giving up (Outlook stops at 10;
+/// Exchange Online sends one hop, or two in a hybrid).
+const MAX_V2_REDIRECTS: usize = 5;
+
+/// A probe's answer before its name is attached: points to, strength, detail.
+type Answer = (Option<Provider>, Strength, String);
+
+fn nothing(detail: impl Into<String>) -> Answer {
+    (None, Strength::Weak, detail.into())
 }
 
 impl Probe {
-    fn name(self) -> &'static str {
+    pub(super) fn name(self) -> &'static str {
         match self {
             Probe::UserRealm => "user_realm",
             Probe::OpenIdConfiguration => "openid_configuration",
@@ -51,27 +81,49 @@ impl Probe {
         }
     }
 
-    /// Runs the probe; never fails.
-    pub(super) async fn run(self, config: &Config, email: &str) -> Evidence {
-        let domain = domain_of(email).to_ascii_lowercase();
-        let (points_to, detail) = match self.ask(config, email, &domain).await {
-            Ok(answer) => answer,
-            Err(why) => (None, why),
-        };
-        Evidence { probe: self.name().to_owned(), points_to, detail }
+    /// Whether the answer is about the address or only its domain.
+    pub(super) fn scope(self) -> Scope {
+        match self {
+            Probe::AutodiscoverV2 | Probe::AutodiscoverDomain | Probe::AutodiscoverHost => {
+                Scope::Address
+            }
+            _ => Scope::Domain,
+        }
     }
 
-    async fn ask(
-        self,
-        config: &Config,
-        email: &str,
-        domain: &str,
-    ) -> Result<(Option<Provider>, String), String> {
+    /// The strongest evidence this probe can give (the module table in `mod.rs`).
+    pub(super) fn ceiling(self) -> Strength {
+        match self {
+            Probe::AutodiscoverV2 | Probe::AutodiscoverDomain | Probe::AutodiscoverHost => {
+                Strength::Mailbox
+            }
+            Probe::UserRealm => Strength::Strong,
+            Probe::Mx | Probe::AutodiscoverHttpRedirect | Probe::Srv => Strength::Medium,
+            Probe::OpenIdConfiguration => Strength::Weak,
+        }
+    }
+
+    /// Runs the probe; never fails.
+    pub(super) async fn run(self, config: &Config, email: &str) -> Finding {
+        let domain = domain_of(email).to_ascii_lowercase();
+        let (points_to, strength, detail) = match self.ask(config, email, &domain).await {
+            Ok(answer) => answer,
+            Err(why) => nothing(why),
+        };
+        Finding {
+            probe: self,
+            evidence: Evidence { probe: self.name().to_owned(), points_to, detail },
+            strength: points_to.map(|_| strength),
+        }
+    }
+
+    async fn ask(self, config: &Config, email: &str, domain: &str) -> Result<Answer, String> {
         let http = net::client(
             &config.network,
             HttpOptions { timeout: config.detection.timeout, ..HttpOptions::default() },
         )
         .map_err(|e| e.to_string())?;
+        let cloud = config.office365.cloud;
         match self {
             Probe::UserRealm => {
                 let mut url = config.detection.user_realm_url.url().clone();
@@ -92,19 +144,48 @@ impl Probe {
                     .mx(domain)
                     .await
                     .map_err(|e| e.to_string())?;
-                Ok(mx(&hosts))
+                Ok(mx(cloud, &hosts))
             }
             Probe::AutodiscoverV2 => {
-                let url = format!(
+                let mut url = format!(
                     "{}/{}?Protocol=EWS",
                     config.detection.autodiscover_v2_url.as_str().trim_end_matches('/'),
                     email
                 );
-                let response = http.get(url).send().await.map_err(no_answer)?;
-                if !response.status().is_success() {
-                    return Ok((None, format!("answered HTTP {}", response.status().as_u16())));
+                for hop in 0..=MAX_V2_REDIRECTS {
+                    let response = http.get(&url).send().await.map_err(no_answer)?;
+                    let status = response.status();
+                    if status.is_redirection() {
+                        let Some(next) = location(&response, &url) else {
+                            return Ok(nothing(format!(
+                                "answered HTTP {} without a usable Location",
+                                status.as_u16()
+                            )));
+                        };
+                        if let Err(why) = EndpointUrl::parse(&next) {
+                            return Ok(nothing(format!("redirected to an unusable URL: {why}")));
+                        }
+                        if hop == MAX_V2_REDIRECTS {
+                            break;
+                        }
+                        url = next;
+                        continue;
+                    }
+                    if !status.is_success() {
+                        return Ok(nothing(format!("answered HTTP {}", status.as_u16())));
+                    }
+                    let (points, strength, detail) =
+                        autodiscover_v2(cloud, &read_bounded(response).await?);
+                    let detail = match hop {
+                        0 => detail,
+                        n => format!("{detail} (after {n} redirect(s))"),
+                    };
+                    return Ok((points, strength, detail));
                 }
-                Ok(autodiscover_v2(&read_bounded(response).await?))
+                Ok(nothing(format!(
+                    "still redirected after {MAX_V2_REDIRECTS} hops (HTTP 302): no mailbox found \
+                     for the address"
+                )))
             }
             Probe::AutodiscoverDomain | Probe::AutodiscoverHost => {
                 let host = match self {
@@ -119,22 +200,19 @@ impl Probe {
                     .send()
                     .await
                     .map_err(|e| describe_error(&url, &e))?;
-                Ok(pox_answer(&url, &response))
+                let status = response.status().as_u16();
+                let headers = response.headers().clone();
+                let body =
+                    if status == 200 { read_bounded(response).await? } else { String::new() };
+                Ok(pox_answer(cloud, &url, status, &headers, &body))
             }
             Probe::AutodiscoverHttpRedirect => {
                 let url = format!("http://autodiscover.{domain}/autodiscover/autodiscover.xml");
                 let response = http.get(&url).send().await.map_err(|e| describe_error(&url, &e))?;
-                let location = response
-                    .headers()
-                    .get(reqwest::header::LOCATION)
-                    .and_then(|v| v.to_str().ok())
-                    .filter(|_| response.status().is_redirection());
-                Ok(match location {
-                    Some(to) if to.starts_with("https://") => {
-                        (Some(Provider::Exchange), format!("{url} redirects to {to}"))
-                    }
-                    Some(to) => (None, format!("{url} redirects to a non-HTTPS URL {to}; ignored")),
-                    None => (None, format!("{url} answered HTTP {}", response.status().as_u16())),
+                let to = location(&response, &url).filter(|_| response.status().is_redirection());
+                Ok(match to {
+                    Some(to) => http_redirect(cloud, &url, &to),
+                    None => nothing(format!("{url} answered HTTP {}", response.status().as_u16())),
                 })
             }
             Probe::Srv => {
@@ -145,14 +223,85 @@ impl Probe {
                     .await
                     .map_err(|e| e.to_string())?;
                 Ok(match targets.first() {
-                    Some(target) => (
-                        Some(Provider::Exchange),
-                        format!("SRV {name} points to {}:{}", target.host, target.port),
-                    ),
-                    None => (None, format!("no SRV record {name}")),
+                    Some(target) => srv(cloud, &name, &target.host, target.port),
+                    None => nothing(format!("no SRV record {name}")),
                 })
             }
         }
+    }
+}
+
+/// A redirect's `Location`, resolved against the URL that answered.
+fn location(response: &reqwest::Response, from: &str) -> Option<String> {
+    let value = response.headers().get(reqwest::header::LOCATION)?.to_str().ok()?;
+    url::Url::parse(from).ok()?.join(value).ok().map(String::from)
+}
+
+/// The Microsoft cloud whose Exchange Online `host` is, if it is one: the configured cloud
+/// first (GCC High and DoD share some names).
+fn exchange_online_cloud(configured: Cloud, host: &str) -> Option<Cloud> {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    std::iter::once(configured)
+        .chain(Cloud::ALL)
+        .find(|cloud| cloud.hosts().exchange_online.contains(&host.as_str()))
+}
+
+/// `" (the usgov cloud; …)"` when `found` is not the configured cloud, else nothing.
+fn other_cloud(configured: Cloud, found: Cloud) -> String {
+    if found == configured {
+        String::new()
+    } else {
+        format!(
+            " (the {found} cloud, but mslinkd is set up for {configured}: set `[office365] cloud \
+             = \"{found}\"`)",
+            found = found.as_str(),
+            configured = configured.as_str()
+        )
+    }
+}
+
+/// The host of `url`, lower-cased, or "" when it has none.
+fn host_of(url: &str) -> String {
+    url::Url::parse(url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
+        .unwrap_or_default()
+}
+
+/// The plain-HTTP redirect method: Microsoft's own redirect (`autodiscover.DOMAIN` as a CNAME of
+/// `autodiscover.outlook.com`, which redirects to `autodiscover-s.outlook.com`) is Exchange
+/// Online; a redirect elsewhere over HTTPS is an on-premises server.
+fn http_redirect(cloud: Cloud, url: &str, to: &str) -> Answer {
+    if let Some(found) = exchange_online_cloud(cloud, &host_of(to)) {
+        return (
+            Some(Provider::Office365),
+            Strength::Medium,
+            format!("{url} redirects to Exchange Online {to}{}", other_cloud(cloud, found)),
+        );
+    }
+    if to.starts_with("https://") {
+        (Some(Provider::Exchange), Strength::Medium, format!("{url} redirects to {to}"))
+    } else {
+        nothing(format!("{url} redirects to a non-HTTPS URL {to}; ignored"))
+    }
+}
+
+fn srv(cloud: Cloud, name: &str, host: &str, port: u16) -> Answer {
+    let host = host.trim_end_matches('.');
+    match exchange_online_cloud(cloud, host) {
+        Some(found) => (
+            Some(Provider::Office365),
+            Strength::Medium,
+            format!(
+                "SRV {name} points to Exchange Online {host}:{port}{}",
+                other_cloud(cloud, found)
+            ),
+        ),
+        None => (
+            Some(Provider::Exchange),
+            Strength::Medium,
+            format!("SRV {name} points to {host}:{port}"),
+        ),
     }
 }
 
@@ -195,7 +344,7 @@ fn describe_error(url: &str, e: &reqwest::Error) -> String {
 }
 
 /// Microsoft's `getuserrealm.srf?json=1`.
-fn user_realm(body: &str) -> (Option<Provider>, String) {
+fn user_realm(body: &str) -> Answer {
     #[derive(Deserialize)]
     #[serde(rename_all = "PascalCase")]
     struct Realm {
@@ -208,6 +357,7 @@ fn user_realm(body: &str) -> (Option<Provider>, String) {
         Ok(realm) => match realm.name_space_type.as_deref() {
             Some("Managed") => (
                 Some(Provider::Office365),
+                Strength::Strong,
                 format!(
                     "Entra ID knows the domain (Managed{})",
                     realm.federation_brand_name.map(|b| format!(", {b}")).unwrap_or_default()
@@ -215,15 +365,16 @@ fn user_realm(body: &str) -> (Option<Provider>, String) {
             ),
             Some("Federated") => (
                 Some(Provider::Office365),
+                Strength::Strong,
                 format!(
                     "Entra ID knows the domain (Federated{})",
                     realm.auth_url.map(|u| format!(" via {u}")).unwrap_or_default()
                 ),
             ),
-            Some(other) => (None, format!("Entra ID does not know the domain ({other})")),
-            None => (None, "the answer has no NameSpaceType".into()),
+            Some(other) => nothing(format!("Entra ID does not know the domain ({other})")),
+            None => nothing("the answer has no NameSpaceType"),
         },
-        Err(e) => (None, format!("unreadable answer ({e})")),
+        Err(e) => nothing(format!("unreadable answer ({e})")),
     }
 }
 
@@ -244,54 +395,67 @@ fn openid_configuration_url(config: &Config, domain: &str) -> Result<String, Str
     Ok(url.to_string())
 }
 
-fn openid_configuration(status: u16, body: &str) -> (Option<Provider>, String) {
+fn openid_configuration(status: u16, body: &str) -> Answer {
     #[derive(Deserialize)]
     struct Found {
         issuer: String,
     }
     match serde_json::from_str::<Found>(body) {
-        Ok(found) if status == 200 => {
-            (Some(Provider::Office365), format!("an Entra tenant exists (issuer {})", found.issuer))
-        }
+        // Weak: many organisations with on-premises mailboxes have a tenant (for Teams, say).
+        Ok(found) if status == 200 => (
+            Some(Provider::Office365),
+            Strength::Weak,
+            format!("an Entra tenant exists (issuer {})", found.issuer),
+        ),
         _ if body.contains("AADSTS90002") => {
-            (None, "no Entra tenant for the domain (AADSTS90002)".into())
+            nothing("no Entra tenant for the domain (AADSTS90002)")
         }
-        _ => (None, format!("answered HTTP {status}")),
+        _ => nothing(format!("answered HTTP {status}")),
     }
 }
 
-fn mx(hosts: &[String]) -> (Option<Provider>, String) {
-    let to_microsoft = hosts.iter().find(|h| {
-        h.trim_end_matches('.').to_ascii_lowercase().ends_with(".mail.protection.outlook.com")
-    });
-    match to_microsoft {
-        Some(host) => (Some(Provider::Office365), format!("MX points to {host}")),
-        None if hosts.is_empty() => (None, "no MX records".into()),
-        None => (None, format!("MX points to {}", hosts.join(", "))),
+fn mx(cloud: Cloud, hosts: &[String]) -> Answer {
+    let protection = |h: &String| {
+        let h = h.trim_end_matches('.').to_ascii_lowercase();
+        std::iter::once(cloud).chain(Cloud::ALL).find(|c| h.ends_with(c.hosts().mx_suffix))
+    };
+    match hosts.iter().find_map(|h| protection(h).map(|c| (h, c))) {
+        Some((host, found)) => (
+            Some(Provider::Office365),
+            Strength::Medium,
+            format!("MX points to {host}{}", other_cloud(cloud, found)),
+        ),
+        None if hosts.is_empty() => nothing("no MX records"),
+        None => nothing(format!("MX points to {}", hosts.join(", "))),
     }
 }
 
-fn autodiscover_v2(body: &str) -> (Option<Provider>, String) {
+/// Autodiscover v2's answer for the address: its EWS URL says where the mailbox lives.
+fn autodiscover_v2(cloud: Cloud, body: &str) -> Answer {
     #[derive(Deserialize)]
     #[serde(rename_all = "PascalCase")]
     struct Answer {
         url: String,
     }
     match serde_json::from_str::<Answer>(body) {
-        Ok(answer) => {
-            let host = url::Url::parse(&answer.url)
-                .ok()
-                .and_then(|u| u.host_str().map(str::to_ascii_lowercase))
-                .unwrap_or_default();
-            if host == "outlook.office365.com" {
-                (Some(Provider::Office365), format!("EWS is at Exchange Online ({})", answer.url))
-            } else if host.is_empty() {
-                (None, format!("unusable EWS URL {}", answer.url))
-            } else {
-                (Some(Provider::Exchange), format!("EWS is on-premises at {}", answer.url))
-            }
-        }
-        Err(e) => (None, format!("unreadable answer ({e})")),
+        Ok(answer) => ews_url(cloud, "EWS", &answer.url),
+        Err(e) => nothing(format!("unreadable answer ({e})")),
+    }
+}
+
+/// An EWS URL for the mailbox (from Autodiscover v2 or POX): Exchange Online's host, or not.
+fn ews_url(cloud: Cloud, what: &str, url: &str) -> Answer {
+    let host = host_of(url);
+    if let Some(found) = exchange_online_cloud(cloud, &host) {
+        (
+            Some(Provider::Office365),
+            Strength::Mailbox,
+            format!("{what} is at Exchange Online ({url}){}", other_cloud(cloud, found)),
+        )
+    } else if host.is_empty() {
+        nothing(format!("unusable {what} URL {url}"))
+    } else {
+        (Some(Provider::Exchange), Strength::Mailbox, format!("{what} is on-premises at {url}"))
     }
 }
 
@@ -328,36 +492,95 @@ fn offered_schemes<'a>(values: impl Iterator<Item = &'a str>) -> Vec<String> {
     schemes
 }
 
-/// What a POX Autodiscover endpoint's answer to an anonymous request says.
-fn pox_answer(url: &str, response: &reqwest::Response) -> (Option<Provider>, String) {
-    let status = response.status().as_u16();
+/// What a POX Autodiscover endpoint's answer to an anonymous request says. A challenge says an
+/// Exchange server answers for the domain; an XML answer is about the address itself, and may
+/// send it to Exchange Online (a `redirectAddr` to the tenant's `onmicrosoft.com` address, a
+/// `redirectUrl` or EWS URL at Microsoft's hosts).
+fn pox_answer(
+    cloud: Cloud,
+    url: &str,
+    status: u16,
+    headers: &reqwest::header::HeaderMap,
+    body: &str,
+) -> Answer {
     let offers = offered_schemes(
-        response
-            .headers()
-            .get_all(reqwest::header::WWW_AUTHENTICATE)
-            .iter()
-            .filter_map(|v| v.to_str().ok()),
+        headers.get_all(reqwest::header::WWW_AUTHENTICATE).iter().filter_map(|v| v.to_str().ok()),
     );
     let on_premises = offers
         .iter()
         .any(|o| o.eq_ignore_ascii_case("NTLM") || o.eq_ignore_ascii_case("Negotiate"));
-    let content_type = response
-        .headers()
-        .get(reqwest::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    let content_type =
+        headers.get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     match status {
-        401 if on_premises => {
-            (Some(Provider::Exchange), format!("{url} asks for {}", offers.join(", ")))
+        401 if on_premises => (
+            Some(Provider::Exchange),
+            Strength::Strong,
+            format!("{url} asks for {}", offers.join(", ")),
+        ),
+        401 if offers.iter().any(|o| o.eq_ignore_ascii_case("Basic")) => (
+            Some(Provider::Exchange),
+            Strength::Medium,
+            format!("{url} asks for {}", offers.join(", ")),
+        ),
+        401 => nothing(format!("{url} asks for {} only", offers.join(", "))),
+        200 if content_type.contains("xml") => pox_xml(cloud, url, body),
+        _ => nothing(format!("{url} answered HTTP {status}")),
+    }
+}
+
+fn pox_xml(cloud: Cloud, url: &str, body: &str) -> Answer {
+    let exchange_online_address = |address: &str| {
+        let domain = domain_of(address).to_ascii_lowercase();
+        std::iter::once(cloud)
+            .chain(Cloud::ALL)
+            .find(|c| domain.ends_with(c.hosts().initial_domain_suffix))
+    };
+    match autodiscover::parse_response(body.as_bytes()) {
+        Ok(AutodiscoverResponse::Settings(settings)) => match settings.ews_url {
+            Some(ews) => ews_url(cloud, &format!("{url}: EWS"), &ews),
+            None => (
+                Some(Provider::Exchange),
+                Strength::Strong,
+                format!("{url} answers Autodiscover XML"),
+            ),
+        },
+        Ok(AutodiscoverResponse::RedirectAddr(to)) => match exchange_online_address(&to) {
+            Some(found) => (
+                Some(Provider::Office365),
+                Strength::Mailbox,
+                format!(
+                    "{url} redirects the address to Exchange Online ({to}){}",
+                    other_cloud(cloud, found)
+                ),
+            ),
+            None => (
+                Some(Provider::Exchange),
+                Strength::Strong,
+                format!("{url} redirects the address to {to}"),
+            ),
+        },
+        Ok(AutodiscoverResponse::RedirectUrl(to)) => {
+            match exchange_online_cloud(cloud, &host_of(&to)) {
+                Some(found) => (
+                    Some(Provider::Office365),
+                    Strength::Mailbox,
+                    format!("{url} redirects to Exchange Online {to}{}", other_cloud(cloud, found)),
+                ),
+                None => {
+                    (Some(Provider::Exchange), Strength::Strong, format!("{url} redirects to {to}"))
+                }
+            }
         }
-        401 if offers.iter().any(|o| o.eq_ignore_ascii_case("Basic")) => {
-            (Some(Provider::Exchange), format!("{url} asks for {}", offers.join(", ")))
-        }
-        401 => (None, format!("{url} asks for {} only", offers.join(", "))),
-        200 if content_type.contains("xml") => {
-            (Some(Provider::Exchange), format!("{url} answers Autodiscover XML"))
-        }
-        _ => (None, format!("{url} answered HTTP {status}")),
+        Ok(AutodiscoverResponse::Error { code, message }) => (
+            Some(Provider::Exchange),
+            Strength::Strong,
+            format!("{url} answers Autodiscover XML (error {code}: {message})"),
+        ),
+        Err(_) => (
+            Some(Provider::Exchange),
+            Strength::Medium,
+            format!("{url} answers unreadable Autodiscover XML"),
+        ),
     }
 }
 
@@ -374,8 +597,8 @@ mod tests {
 
     #[test]
     fn a_managed_realm_points_to_office365() {
-        let (points, detail) = user_realm(&vector("getuserrealm_managed.json"));
-        assert_eq!(points, Some(Provider::Office365));
+        let (points, strength, detail) = user_realm(&vector("getuserrealm_managed.json"));
+        assert_eq!((points, strength), (Some(Provider::Office365), Strength::Strong));
         assert!(detail.contains("Managed") && detail.contains("Example Corp"), "{detail}");
     }
 
@@ -391,14 +614,18 @@ mod tests {
     #[test]
     fn autodiscover_v2_answers_from_the_vectors() {
         let samples = vector("autodiscover_v2_json_ews_samples.txt");
-        let answers: Vec<_> =
-            samples.lines().filter(|l| l.starts_with('{')).map(autodiscover_v2).collect();
+        let answers: Vec<_> = samples
+            .lines()
+            .filter(|l| l.starts_with('{'))
+            .map(|l| autodiscover_v2(Cloud::Global, l))
+            .collect();
         assert_eq!(answers.len(), 3);
         // (1) a hybrid answer naming an on-premises host, (2) Exchange Online, (3) on-premises.
         assert_eq!(answers[0].0, Some(Provider::Exchange));
         assert_eq!(answers[1].0, Some(Provider::Office365));
         assert_eq!(answers[2].0, Some(Provider::Exchange));
-        assert!(answers[2].1.contains("mail.domain.de"));
+        assert!(answers[2].2.contains("mail.domain.de"));
+        assert!(answers.iter().all(|a| a.1 == Strength::Mailbox));
     }
 
     #[test]
@@ -430,9 +657,9 @@ mod tests {
     #[test]
     fn mx_to_exchange_online_points_to_office365() {
         let hosts = vec!["contoso-com.mail.protection.outlook.com.".to_owned()];
-        assert_eq!(mx(&hosts).0, Some(Provider::Office365));
-        assert_eq!(mx(&["mx1.contoso.test.".to_owned()]).0, None);
-        assert_eq!(mx(&[]).0, None);
+        assert_eq!(mx(Cloud::Global, &hosts).0, Some(Provider::Office365));
+        assert_eq!(mx(Cloud::Global, &["mx1.contoso.test.".to_owned()]).0, None);
+        assert_eq!(mx(Cloud::Global, &[]).0, None);
     }
 
     #[test]
@@ -444,7 +671,7 @@ mod tests {
         .unwrap();
         assert_eq!(openid_configuration(200, &found).0, Some(Provider::Office365));
         let missing = r#"{"error":"invalid_tenant","error_description":"AADSTS90002: Tenant 'x' not found."}"#;
-        let (points, detail) = openid_configuration(400, missing);
+        let (points, _, detail) = openid_configuration(400, missing);
         assert_eq!(points, None);
         assert!(detail.contains("AADSTS90002"));
     }
@@ -461,5 +688,82 @@ mod tests {
             openid_configuration_url(&config, "contoso.test").unwrap(),
             "http://127.0.0.1:9000/contoso.test/v2.0/.well-known/openid-configuration"
         );
+    }
+
+    /// Each cloud's Exchange Online hosts, MX suffix and initial domains, as Microsoft's
+    /// national-cloud endpoint and DNS pages give them, are Office365 evidence; with the
+    /// configured cloud they say nothing more, with another they name the cloud to set.
+    #[test]
+    fn every_clouds_hosts_are_office365_evidence() {
+        #[rustfmt::skip]
+        let clouds = [
+            (Cloud::Global, "outlook.office365.com", "autodiscover-s.outlook.com",
+             "contoso-com.mail.protection.outlook.com", "contoso.mail.onmicrosoft.com"),
+            (Cloud::UsGov, "outlook.office365.us", "autodiscover-s.office365.us",
+             "contoso-us.mail.protection.office365.us", "contoso.mail.onmicrosoft.us"),
+            (Cloud::UsGovDod, "outlook-dod.office365.us", "autodiscover-s-dod.office365.us",
+             "contoso-mil.mail.protection.office365.us", "contoso.mail.onmicrosoft.us"),
+            (Cloud::China, "partner.outlook.cn", "autodiscover.partner.outlook.cn",
+             "contoso-cn.mail.protection.partner.outlook.cn", "contoso.partner.onmschina.cn"),
+        ];
+        for (cloud, ews, autodiscover, mx_host, initial) in clouds {
+            let v2 = format!(r#"{{"Protocol":"EWS","Url":"https://{ews}/EWS/Exchange.asmx"}}"#);
+            let (points, strength, detail) = autodiscover_v2(cloud, &v2);
+            assert_eq!(
+                (points, strength),
+                (Some(Provider::Office365), Strength::Mailbox),
+                "{detail}"
+            );
+            assert!(!detail.contains("cloud"), "{detail}");
+            let redirect = http_redirect(
+                cloud,
+                "http://autodiscover.contoso.test/autodiscover/autodiscover.xml",
+                &format!("https://{autodiscover}/autodiscover/autodiscover.xml"),
+            );
+            assert_eq!(redirect.0, Some(Provider::Office365), "{}", redirect.2);
+            let srv =
+                srv(cloud, "_autodiscover._tcp.contoso.test", &format!("{autodiscover}."), 443);
+            assert_eq!(srv.0, Some(Provider::Office365), "{}", srv.2);
+            assert_eq!(mx(cloud, &[format!("{mx_host}.")]).0, Some(Provider::Office365));
+            let xml = format!(
+                "<?xml version=\"1.0\" encoding=\"utf-8\"?><Autodiscover xmlns=\"http://schemas.microsoft.com/exchange/autodiscover/responseschema/2006\"><Response xmlns=\"http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a\"><Account><Action>redirectAddr</Action><RedirectAddr>alice@{initial}</RedirectAddr></Account></Response></Autodiscover>"
+            );
+            let pox = pox_xml(
+                cloud,
+                "https://autodiscover.contoso.test/autodiscover/autodiscover.xml",
+                &xml,
+            );
+            assert_eq!((pox.0, pox.1), (Some(Provider::Office365), Strength::Mailbox), "{}", pox.2);
+        }
+        // A national cloud's host seen by a daemon set up for the global cloud: still Office365,
+        // and the evidence says which `cloud` to set.
+        let v2 = r#"{"Protocol":"EWS","Url":"https://outlook.office365.us/EWS/Exchange.asmx"}"#;
+        let (points, _, detail) = autodiscover_v2(Cloud::Global, v2);
+        assert_eq!(points, Some(Provider::Office365));
+        assert!(detail.contains(r#"cloud = "usgov""#), "{detail}");
+    }
+
+    #[test]
+    fn redirects_to_other_hosts_are_exchange_evidence() {
+        let (points, strength, _) = http_redirect(
+            Cloud::Global,
+            "http://autodiscover.contoso.test/autodiscover/autodiscover.xml",
+            "https://mail.contoso.test/autodiscover/autodiscover.xml",
+        );
+        assert_eq!((points, strength), (Some(Provider::Exchange), Strength::Medium));
+        assert_eq!(
+            srv(Cloud::Global, "_autodiscover._tcp.x", "mail.x.", 443).0,
+            Some(Provider::Exchange)
+        );
+        // Microsoft's documented POX sample: a redirect to another on-premises address.
+        let xml = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/vectors/ews_autodiscover/pox_response_redirectAddr.xml"
+        ))
+        .unwrap();
+        let (points, strength, detail) =
+            pox_xml(Cloud::Global, "https://x/autodiscover/autodiscover.xml", &xml);
+        assert_eq!((points, strength), (Some(Provider::Exchange), Strength::Strong), "{detail}");
+        assert!(detail.contains("elvin@mail.contoso.com"), "{detail}");
     }
 }

@@ -211,6 +211,15 @@ pub enum Office365Error {
     /// The signed-in mailbox is not the one being linked.
     #[error("signed in as {actual}, but the link is for {expected}")]
     WrongMailbox { expected: String, actual: String },
+    /// Graph has no Exchange Online mailbox for the account (`MailboxNotEnabledForRESTAPI`):
+    /// it is on an on-premises Exchange server (a hybrid organisation), or not licensed. The
+    /// wrong provider was guessed or chosen when it is on-premises.
+    #[error(
+        "{email} has no mailbox in Exchange Online (Microsoft Graph {path}: {code}: {message}); \
+         if it is on an on-premises Exchange server, link it with `--provider exchange`, \
+         otherwise the tenant admin must give it an Exchange Online licence"
+    )]
+    MailboxNotInExchangeOnline { email: String, path: String, code: String, message: String },
 }
 
 impl Office365Error {
@@ -240,6 +249,9 @@ impl Office365Error {
             Office365Error::Protocol { .. } => Failure::transient(reason),
             Office365Error::Graph { status, code, retry_after, .. } => {
                 classify_graph(*status, code, reason).retry_after(*retry_after)
+            }
+            Office365Error::MailboxNotInExchangeOnline { .. } => {
+                Failure::blocked(reason, Actor::TenantAdmin)
             }
         }
     }
@@ -277,6 +289,12 @@ impl Office365Error {
                 WireError::new(ErrorKind::AuthRejected, message).with_hint(format!(
                     "run `mslinkctl connect {expected}` again and sign in as {expected} \
                      (choose \"Use another account\")"
+                ))
+            }
+            Office365Error::MailboxNotInExchangeOnline { email, .. } => {
+                WireError::new(ErrorKind::Failed, message).with_hint(format!(
+                    "nothing was stored; for a mailbox on an on-premises Exchange server run \
+                     `mslinkctl connect {email} --provider exchange`"
                 ))
             }
             Office365Error::TimedOut(_) => WireError::new(ErrorKind::Timeout, message)

@@ -4,7 +4,8 @@
 //! ```text
 //!   GET /me ── mail/UPN != email ──▶ WrongMailbox
 //!      │ ok
-//!   GET /me/mailFolders/inbox ──▶ counts
+//!   GET /me/mailFolders/inbox ──▶ counts;  MailboxNotEnabledForRESTAPI ──▶ MailboxNotInExchangeOnline
+//!                                           (on-premises or unlicensed: names `--provider exchange`)
 //!   GET /me/calendar ── 403/404 ──▶ calendar_ok = false (the check still passes)
 //!   any 401 ──▶ TokenRejected (refresh, retry once); 429/5xx ──▶ Graph (transient, Retry-After)
 //! ```
@@ -77,8 +78,26 @@ pub async fn check(
         return Err(Office365Error::WrongMailbox { expected: email.to_owned(), actual });
     }
 
-    let inbox: Folder =
-        graph.get("/me/mailFolders/inbox", "$select=totalItemCount,unreadItemCount").await?;
+    // A user whose mailbox is on-premises (hybrid) or unlicensed has a `/me` but no Exchange
+    // Online mailbox: Graph answers the mailbox paths with `MailboxNotEnabledForRESTAPI`. That
+    // is a wrong provider guess, and the reason says so.
+    let not_in_exchange_online = |e: Office365Error| match e {
+        Office365Error::Graph { path, code, message, .. }
+            if code == "MailboxNotEnabledForRESTAPI" =>
+        {
+            Office365Error::MailboxNotInExchangeOnline {
+                email: email.to_owned(),
+                path,
+                code,
+                message,
+            }
+        }
+        e => e,
+    };
+    let inbox: Folder = graph
+        .get("/me/mailFolders/inbox", "$select=totalItemCount,unreadItemCount")
+        .await
+        .map_err(not_in_exchange_online)?;
 
     let calendar_ok = match graph.get::<serde_json::Value>("/me/calendar", "$select=id").await {
         Ok(_) => true,
