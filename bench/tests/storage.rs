@@ -1,9 +1,9 @@
 //! The disk filling up under the real `mslinkd` (its state directory on a 4 MB tmpfs, filled
 //! mid-storm): the daemon says so loudly (an error in its log, a clear error from `mslinkctl`),
-//! loses nothing already stored, and recovers by itself once space returns. Needs root (mount);
-//! skipped otherwise. (A read-only remount is refused by the kernel while the daemon has the
-//! database open for writing, so "disk full" stands for both: SQLite reports either as a storage
-//! fault through the same path.)
+//! loses nothing already stored, and recovers by itself once space returns. Needs root (mount),
+//! and fails without it (`tests/src/prerequisite.rs`). (A read-only remount is refused by the
+//! kernel while the daemon has the database open for writing, so "disk full" stands for both:
+//! SQLite reports either as a storage fault through the same path.)
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 

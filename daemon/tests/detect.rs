@@ -4,7 +4,7 @@
 //! `tests/peers/ews` for POX Autodiscover over real TLS, and listeners that accept and never
 //! answer.
 //!
-//! Needs dnsmasq (skipped with a note without it, a failure under CI), python3 with
+//! Needs dnsmasq (a failure without it, see `tests/src/prerequisite.rs`), python3 with
 //! `pip install -r tests/peers/ews/requirements.txt`, the openssl CLI, and root (the fakes listen
 //! on port 443 of their own 127.N.0.M).
 

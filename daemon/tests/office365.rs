@@ -59,16 +59,19 @@ impl Peer {
             .unwrap();
         forward_stderr(script, child.stderr.take().unwrap());
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let url = loop {
-            let line = lines
-                .next_line()
-                .await
-                .unwrap()
-                .unwrap_or_else(|| panic!("{script} exited before READY"));
-            if let Some(url) = line.strip_prefix("READY ") {
-                break url.trim().to_owned();
+        let url = within(Duration::from_secs(60), &format!("{script} printing READY"), async {
+            loop {
+                let line = lines
+                    .next_line()
+                    .await
+                    .unwrap()
+                    .unwrap_or_else(|| panic!("{script} exited before READY"));
+                if let Some(url) = line.strip_prefix("READY ") {
+                    break url.trim().to_owned();
+                }
             }
-        };
+        })
+        .await;
         Peer { url, child }
     }
 
@@ -95,8 +98,18 @@ fn spawn(command: &mut Command) -> Child {
     command.stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true).spawn().unwrap()
 }
 
+/// Awaits `future`, failing the test with `what` if it takes longer than `limit`: a wait on a
+/// peer or on a flow ends in an answer or a message naming it, never in a hang that only the
+/// test runner's timeout ends.
+async fn within<T>(limit: Duration, what: &str, future: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(limit, future)
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not finish within {}s", limit.as_secs()))
+}
+
 /// Runs a sign-in flow next to the code that plays the user; if the flow ends first (an error
-/// before the awaited event), the user's side is dropped instead of waiting forever.
+/// before the awaited event), the user's side is dropped instead of waiting forever. Once the
+/// user's part is done the flow has every answer it needs and must finish promptly.
 async fn with_user<T>(
     flow: impl std::future::Future<Output = Result<Tokens, Office365Error>>,
     user: impl std::future::Future<Output = T>,
@@ -105,7 +118,9 @@ async fn with_user<T>(
     tokio::pin!(user);
     let result = tokio::select! {
         result = &mut flow => result,
-        _ = &mut user => flow.await,
+        _ = &mut user => {
+            within(Duration::from_secs(90), "the sign-in flow, after the user's part", flow).await
+        }
     };
     result
 }
@@ -118,10 +133,16 @@ async fn browser(args: &[&str]) -> (i32, Option<String>) {
     let _one = BROWSER.lock().await;
     let mut child = spawn(Command::new("node").arg(peers_dir().join("signin.mjs")).args(args));
     forward_stderr("signin", child.stderr.take().unwrap());
-    let output = child.wait_with_output().await.unwrap();
+    // signin.mjs gives up by itself after 30 s, and Playwright kills a browser that does not
+    // close within 30 s more.
+    let output =
+        within(Duration::from_secs(120), "signin.mjs", child.wait_with_output()).await.unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     let final_url = stdout.lines().find_map(|l| l.strip_prefix("FINAL_URL ")).map(str::to_owned);
-    (output.status.code().unwrap_or(-1), final_url)
+    let code = output.status.code().unwrap_or(-1);
+    // Node exits 0 by itself when nothing is left to wait for; only `finish` prints FINAL_URL.
+    assert!(final_url.is_some() || code != 0, "signin.mjs exited 0 without finishing: {stdout}");
+    (code, final_url)
 }
 
 struct Peers {

@@ -15,6 +15,9 @@ use mslinkd::{Listener, Options, run_with};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
+#[path = "../../tests/src/prerequisite.rs"]
+mod prerequisite;
+
 async fn scrape(port: u16) -> String {
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
     stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n").await.unwrap();
@@ -138,17 +141,12 @@ async fn link_events_reach_the_hook_and_the_metrics() {
     served.await.unwrap().unwrap();
 }
 
-/// Feeds the exposition to the reference Python parser, when it is installed.
+/// Feeds the exposition to the reference Python parser (`.ci/setup` installs it; a missing one
+/// fails the test unless `MSLINK_TESTS_ALLOW_SKIP=1`).
 fn parse_with_prometheus_client(text: &str) {
     use std::io::Write;
     use std::process::{Command, Stdio};
-    let has_parser = Command::new("python3")
-        .args(["-c", "import prometheus_client"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !has_parser {
-        assert!(std::env::var_os("CI").is_none(), "pip install prometheus_client");
-        eprintln!("skipping the prometheus_client parse: the Python package is missing");
+    if !prerequisite::require_python_module("prometheus_client", "the prometheus_client parse") {
         return;
     }
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/scripts/parse_metrics.py");

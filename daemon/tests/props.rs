@@ -1,7 +1,7 @@
 //! Property tests ("fuzzing on stable") of every parser that reads input mslinkd does not
 //! control: the EWS SOAP and Autodiscover parsers, Microsoft's OAuth error bodies and the config
-//! file. cargo-fuzz needs a nightly toolchain, which this project's machines cannot install, so
-//! these run under `cargo test` with a bounded number of cases. Mutations start from Microsoft's
+//! file, under `cargo test` with a bounded number of cases; the coverage-guided counterparts are
+//! the targets in `fuzz/` (`fuzz/run.sh`). Mutations start from Microsoft's
 //! own samples in `shared/vectors/` (read in place, never copied into the repo). Any failure
 //! found is kept as a seed in `proptest-regressions/` beside this file, and fixed.
 

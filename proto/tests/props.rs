@@ -1,5 +1,5 @@
-//! Property tests of the frame decoder (cargo-fuzz needs a nightly toolchain, which this project's
-//! machines cannot install; proptest runs on stable, in `cargo test`, with a bounded case count).
+//! Property tests of the frame decoder, in `cargo test` with a bounded case count; the
+//! coverage-guided counterpart is `fuzz/fuzz_targets/frame.rs` (`fuzz/run.sh`).
 //! Any failure found is kept as a seed in `proptest-regressions/` beside this file.
 
 #![allow(clippy::unwrap_used)] // tests fail loudly by design

@@ -1,8 +1,8 @@
 //! The end-to-end harness: run the real `mslinkd` and `mslinkctl` binaries as real Unix users.
 //!
 //! The binaries are the ones `cargo test --workspace` builds next to this test (target/*/).
-//! Tests that need root (to create users and switch to them with `runuser`) say so and are
-//! skipped when not run as root; CI runs as root.
+//! Tests that need root (to create users and switch to them with `runuser`) or a real peer fail
+//! without it, naming the fix ([`prerequisite`]); CI runs the suite as root after `.ci/setup`.
 
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
@@ -37,13 +37,16 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
-/// True when running as root; tests that need real users skip otherwise.
+/// True when running as root. Otherwise the test fails, saying to run the suite as root, unless
+/// `MSLINK_TESTS_ALLOW_SKIP=1` lets it return early ([`prerequisite::missing`]).
+#[track_caller]
 pub fn require_root(test: &str) -> bool {
-    let root = nix::unistd::geteuid().is_root();
-    if !root {
-        eprintln!("skipping {test}: it creates Unix users and needs root (CI runs it as root)");
-    }
-    root
+    nix::unistd::geteuid().is_root()
+        || prerequisite::missing(
+            test,
+            "it creates Unix users and switches to them, which needs root",
+            "run the suite as root (`sudo -E cargo nextest run --workspace`)",
+        )
 }
 
 fn run(cmd: &mut Command) -> Output {
@@ -208,21 +211,11 @@ impl Drop for Daemon {
     }
 }
 
-/// True when `program` can be run. Under CI (`CI` set) a missing tool fails the test instead, so a
-/// missing install step cannot hide behind a skip.
+/// True when `program` can be run. Otherwise the test fails, naming `.ci/setup`, unless
+/// `MSLINK_TESTS_ALLOW_SKIP=1` lets it return early ([`prerequisite::missing`]).
+#[track_caller]
 pub fn require_tool(program: &str, test: &str) -> bool {
-    let found = Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !found {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{test}: `{program}` is missing; .ci/setup installs it"
-        );
-        eprintln!("skipping {test}: `{program}` is not installed");
-    }
-    found
+    prerequisite::require_program(program, test)
 }
 
 /// Waits until `check` is true, polling every 20 ms, for at most `limit`.
@@ -317,6 +310,7 @@ pub fn ctl_at(socket: &Path, user: &str, args: &[&str]) -> CtlOutput {
 }
 
 pub mod peers;
+pub mod prerequisite;
 
 impl Daemon {
     /// Starts `mslinkctl ARGS` as `user` without waiting, with piped stdio, for conversations

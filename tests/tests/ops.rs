@@ -11,8 +11,8 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use mslink_e2e::{
-    ADMIN, ADMIN_GROUP, ALICE, Daemon, bin, ctl_at, ensure_accounts, require_root, require_tool,
-    wait_for_log, wait_until,
+    ADMIN, ADMIN_GROUP, ALICE, Daemon, bin, ctl_at, ensure_accounts, prerequisite, require_root,
+    require_tool, wait_for_log, wait_until,
 };
 use nix::sys::signal::Signal;
 use serde_json::Value;
@@ -304,18 +304,7 @@ fn the_hook_pages_on_requests_and_toggles_and_follows_reloads() {
 }
 
 fn python_with_prometheus_client(test: &str) -> bool {
-    if !require_tool("python3", test) {
-        return false;
-    }
-    let ok = Command::new("python3")
-        .args(["-c", "import prometheus_client"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ok {
-        assert!(std::env::var_os("CI").is_none(), "{test}: pip install prometheus_client");
-        eprintln!("skipping {test}: the prometheus_client Python package is missing");
-    }
-    ok
+    require_tool("python3", test) && prerequisite::require_python_module("prometheus_client", test)
 }
 
 fn sample(families: &Value, family: &str, labels: &[(&str, &str)]) -> f64 {

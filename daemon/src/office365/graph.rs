@@ -172,8 +172,10 @@ impl Graph<'_> {
 }
 
 /// Graph's error `code` and `message` from an error answer's body, bounded (they end up in the
-/// link's stored reason), or a note that the body was not Graph's.
-fn error_fields(body: &[u8], status: u16) -> (String, String) {
+/// link's stored reason), or a note that the body was not Graph's. Public only for the fuzz
+/// targets.
+#[doc(hidden)]
+pub fn error_fields(body: &[u8], status: u16) -> (String, String) {
     let clip = |text: String, max: usize| match text.char_indices().nth(max) {
         None => text,
         Some((end, _)) => format!("{}…", &text[..end]),
