@@ -22,7 +22,7 @@ pub mod xml;
 
 use std::time::Duration;
 
-use mslink_proto::{ErrorKind, Sensitive, WireError};
+use mslink_proto::Sensitive;
 use url::Url;
 
 use crate::config::{Config, ExchangeAuth};
@@ -144,7 +144,7 @@ pub enum ExchangeError {
     Internal { detail: String },
 }
 
-const CA_HINT: &str = "if the server uses an internal CA, add that CA certificate to `[network] ca_file` in mslinkd.toml and run `mslinkctl reload`";
+pub(crate) const CA_HINT: &str = "if the server uses an internal CA, add that CA certificate to `[network] ca_file` in mslinkd.toml and run `mslinkctl reload`";
 
 impl ExchangeError {
     /// What a background check records (SPEC §4).
@@ -194,49 +194,6 @@ impl ExchangeError {
     /// True when retrying later may succeed.
     pub fn is_transient(&self) -> bool {
         self.failure().is_transient()
-    }
-
-    /// What `connect` reports.
-    pub fn wire_error(&self) -> WireError {
-        let message = self.to_string();
-        match self {
-            ExchangeError::Rejected { .. } => WireError::new(ErrorKind::AuthRejected, message)
-                .with_hint("check the password (and `--username DOMAIN\\user` if the Exchange login is not the e-mail address), then run `mslinkctl connect` again"),
-            ExchangeError::Timeout { .. } => WireError::new(ErrorKind::Timeout, message)
-                .with_hint("check that the server is reachable from the mslink host, then try again"),
-            ExchangeError::Cancelled => WireError::new(ErrorKind::Timeout, message),
-            ExchangeError::Certificate { .. } => {
-                WireError::new(ErrorKind::Failed, message).with_hint(CA_HINT)
-            }
-            ExchangeError::InvalidServer { .. } | ExchangeError::InvalidAddress { .. } => {
-                WireError::new(ErrorKind::Usage, message)
-                    .with_hint("pass `--server mail.example.com` or `--server https://mail.example.com/EWS/Exchange.asmx`")
-            }
-            ExchangeError::NotDiscovered { .. } | ExchangeError::TooManyRedirects { .. } => {
-                WireError::new(ErrorKind::Failed, message)
-                    .with_hint("name the server with `--server mail.example.com` (ask your Exchange admin for its name)")
-            }
-            ExchangeError::ExchangeOnline { .. } => WireError::new(ErrorKind::Failed, message)
-                .with_hint("connect it with `--provider office365`"),
-            ExchangeError::MailboxAccessDenied { mailbox, username, .. } => {
-                WireError::new(ErrorKind::Failed, message).with_hint(format!(
-                    "ask the owner of {mailbox} to add {username} as a delegate with access to the \
-                     inbox and calendar (Outlook: File > Account Settings > Delegate Access), or \
-                     connect with the mailbox's own login"
-                ))
-            }
-            ExchangeError::NoSuchMailbox { .. } => WireError::new(ErrorKind::Failed, message)
-                .with_hint("check the address: with `--username`, EMAIL is the mailbox that login may open"),
-            _ => {
-                let failure = self.failure();
-                let hint = if failure.is_transient() {
-                    "this looks temporary: try again in a few minutes".to_owned()
-                } else {
-                    format!("to fix: {}", failure.actor.as_str())
-                };
-                WireError::new(ErrorKind::Failed, message).with_hint(hint)
-            }
-        }
     }
 }
 
@@ -498,6 +455,8 @@ async fn get_folders_in(
 
 #[cfg(test)]
 mod tests {
+    use mslink_proto::ErrorKind;
+
     use super::*;
 
     #[test]

@@ -5,7 +5,9 @@
 
 use mslink_proto::{ErrorKind, LinkState, WireError};
 
+use crate::exchange::ExchangeError;
 use crate::links::LinkError;
+use crate::office365::Office365Error;
 use crate::store::StoreError;
 
 impl From<LinkError> for WireError {
@@ -62,6 +64,142 @@ impl From<LinkError> for WireError {
                 .with_hint("check `key_file` (journalctl -u mslinkd has the details)"),
             LinkError::Store(e) => internal(e),
         }
+    }
+}
+
+// The provider errors' mappings live here too, beside the service's: inherent impls of the
+// provider modules' types, so the provider modules say what happened and this module alone says
+// what to run next.
+
+impl Office365Error {
+    /// How `connect` reports this failure (SPEC §3: 7 rejected/declined, 8 timeout/cancel).
+    pub fn wire_error(&self) -> WireError {
+        let message = self.to_string();
+        match self {
+            Office365Error::NotConfigured => WireError::new(ErrorKind::Failed, message).with_hint(
+                "set `[office365] client_id` in the mslinkd config to the organisation's Entra \
+                 app registration, then run `mslinkctl reload`",
+            ),
+            Office365Error::Declined { .. } => WireError::new(ErrorKind::AuthRejected, message)
+                .with_hint("run `mslinkctl connect` again and accept the requested permissions"),
+            Office365Error::WrongMailbox { expected, .. } => {
+                WireError::new(ErrorKind::AuthRejected, message).with_hint(format!(
+                    "run `mslinkctl connect {expected}` again and sign in as {expected} \
+                     (choose \"Use another account\")"
+                ))
+            }
+            Office365Error::MailboxNotInExchangeOnline { email, .. } => {
+                WireError::new(ErrorKind::Failed, message).with_hint(format!(
+                    "nothing was stored; for a mailbox on an on-premises Exchange server run \
+                     `mslinkctl connect {email} --provider exchange`"
+                ))
+            }
+            Office365Error::TimedOut(_) => WireError::new(ErrorKind::Timeout, message)
+                .with_hint("run `mslinkctl connect` again and finish signing in sooner"),
+            Office365Error::Cancelled => WireError::new(ErrorKind::Timeout, message),
+            Office365Error::NoRefreshToken { asked_consent: false, .. } => {
+                WireError::new(ErrorKind::AuthRejected, message).with_hint(
+                    "nothing was stored; set `[office365] prompt = \"consent\"` in the mslinkd \
+                     config, run `mslinkctl reload`, and connect again",
+                )
+            }
+            Office365Error::NoRefreshToken { asked_consent: true, .. } => {
+                WireError::new(ErrorKind::AuthRejected, message).with_hint(
+                    "nothing was stored; the tenant admin must allow the app the \
+                     `offline_access` permission (maintain access to data), then connect again",
+                )
+            }
+            Office365Error::BadDeviceCode { .. } => WireError::new(ErrorKind::Failed, message)
+                .with_hint(
+                    "run `mslinkctl connect --device-code` again; if it repeats, \
+                     `[office365] device_code_url` and `token_url` belong to different servers",
+                ),
+            Office365Error::BadRedirect(_) => WireError::new(ErrorKind::Failed, message).with_hint(
+                "after signing in, copy the whole address from the browser's address bar \
+                 (it starts with http://localhost) and paste it",
+            ),
+            Office365Error::Listen { .. } => WireError::new(ErrorKind::Failed, message).with_hint(
+                "set `[office365] redirect_listen` to a free loopback port, or use \
+                 `--device-code` or `--paste`",
+            ),
+            _ => {
+                let failure = self.failure();
+                match failure.state {
+                    LinkState::NeedsReauth => {
+                        WireError::new(ErrorKind::AuthRejected, failure.reason)
+                            .with_hint("run `mslinkctl connect` again to sign in")
+                    }
+                    LinkState::Degraded => {
+                        let wait = failure
+                            .retry_after
+                            .map(|d| format!(" (the server asked to wait {}s)", d.as_secs().max(1)))
+                            .unwrap_or_default();
+                        WireError::new(ErrorKind::Failed, failure.reason).with_hint(format!(
+                            "this looks temporary: try again in a few minutes{wait}"
+                        ))
+                    }
+                    _ => WireError::new(ErrorKind::Failed, failure.reason.clone()).with_hint(
+                        format!(
+                            "{} must act on this; mslink cannot fix it by retrying",
+                            capitalise(failure.actor.as_str())
+                        ),
+                    ),
+                }
+            }
+        }
+    }
+}
+
+impl ExchangeError {
+    /// What `connect` reports.
+    pub fn wire_error(&self) -> WireError {
+        let message = self.to_string();
+        match self {
+            ExchangeError::Rejected { .. } => WireError::new(ErrorKind::AuthRejected, message)
+                .with_hint("check the password (and `--username DOMAIN\\user` if the Exchange login is not the e-mail address), then run `mslinkctl connect` again"),
+            ExchangeError::Timeout { .. } => WireError::new(ErrorKind::Timeout, message)
+                .with_hint("check that the server is reachable from the mslink host, then try again"),
+            ExchangeError::Cancelled => WireError::new(ErrorKind::Timeout, message),
+            ExchangeError::Certificate { .. } => {
+                WireError::new(ErrorKind::Failed, message).with_hint(crate::exchange::CA_HINT)
+            }
+            ExchangeError::InvalidServer { .. } | ExchangeError::InvalidAddress { .. } => {
+                WireError::new(ErrorKind::Usage, message)
+                    .with_hint("pass `--server mail.example.com` or `--server https://mail.example.com/EWS/Exchange.asmx`")
+            }
+            ExchangeError::NotDiscovered { .. } | ExchangeError::TooManyRedirects { .. } => {
+                WireError::new(ErrorKind::Failed, message)
+                    .with_hint("name the server with `--server mail.example.com` (ask your Exchange admin for its name)")
+            }
+            ExchangeError::ExchangeOnline { .. } => WireError::new(ErrorKind::Failed, message)
+                .with_hint("connect it with `--provider office365`"),
+            ExchangeError::MailboxAccessDenied { mailbox, username, .. } => {
+                WireError::new(ErrorKind::Failed, message).with_hint(format!(
+                    "ask the owner of {mailbox} to add {username} as a delegate with access to the \
+                     inbox and calendar (Outlook: File > Account Settings > Delegate Access), or \
+                     connect with the mailbox's own login"
+                ))
+            }
+            ExchangeError::NoSuchMailbox { .. } => WireError::new(ErrorKind::Failed, message)
+                .with_hint("check the address: with `--username`, EMAIL is the mailbox that login may open"),
+            _ => {
+                let failure = self.failure();
+                let hint = if failure.is_transient() {
+                    "this looks temporary: try again in a few minutes".to_owned()
+                } else {
+                    format!("to fix: {}", failure.actor.as_str())
+                };
+                WireError::new(ErrorKind::Failed, message).with_hint(hint)
+            }
+        }
+    }
+}
+
+fn capitalise(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(first) => first.to_uppercase().chain(chars).collect(),
+        None => String::new(),
     }
 }
 

@@ -31,7 +31,6 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use mslink_proto::{ErrorKind, LinkState, WireError};
 use serde::{Deserialize, Serialize};
 
 use crate::health::{Actor, Failure};
@@ -274,91 +273,6 @@ impl Office365Error {
     pub fn is_token_rejected(&self) -> bool {
         matches!(self, Office365Error::TokenRejected { .. })
     }
-
-    /// How `connect` reports this failure (SPEC §3: 7 rejected/declined, 8 timeout/cancel).
-    pub fn wire_error(&self) -> WireError {
-        let message = self.to_string();
-        match self {
-            Office365Error::NotConfigured => WireError::new(ErrorKind::Failed, message).with_hint(
-                "set `[office365] client_id` in the mslinkd config to the organisation's Entra \
-                 app registration, then run `mslinkctl reload`",
-            ),
-            Office365Error::Declined { .. } => WireError::new(ErrorKind::AuthRejected, message)
-                .with_hint("run `mslinkctl connect` again and accept the requested permissions"),
-            Office365Error::WrongMailbox { expected, .. } => {
-                WireError::new(ErrorKind::AuthRejected, message).with_hint(format!(
-                    "run `mslinkctl connect {expected}` again and sign in as {expected} \
-                     (choose \"Use another account\")"
-                ))
-            }
-            Office365Error::MailboxNotInExchangeOnline { email, .. } => {
-                WireError::new(ErrorKind::Failed, message).with_hint(format!(
-                    "nothing was stored; for a mailbox on an on-premises Exchange server run \
-                     `mslinkctl connect {email} --provider exchange`"
-                ))
-            }
-            Office365Error::TimedOut(_) => WireError::new(ErrorKind::Timeout, message)
-                .with_hint("run `mslinkctl connect` again and finish signing in sooner"),
-            Office365Error::Cancelled => WireError::new(ErrorKind::Timeout, message),
-            Office365Error::NoRefreshToken { asked_consent: false, .. } => {
-                WireError::new(ErrorKind::AuthRejected, message).with_hint(
-                    "nothing was stored; set `[office365] prompt = \"consent\"` in the mslinkd \
-                     config, run `mslinkctl reload`, and connect again",
-                )
-            }
-            Office365Error::NoRefreshToken { asked_consent: true, .. } => {
-                WireError::new(ErrorKind::AuthRejected, message).with_hint(
-                    "nothing was stored; the tenant admin must allow the app the \
-                     `offline_access` permission (maintain access to data), then connect again",
-                )
-            }
-            Office365Error::BadDeviceCode { .. } => WireError::new(ErrorKind::Failed, message)
-                .with_hint(
-                    "run `mslinkctl connect --device-code` again; if it repeats, \
-                     `[office365] device_code_url` and `token_url` belong to different servers",
-                ),
-            Office365Error::BadRedirect(_) => WireError::new(ErrorKind::Failed, message).with_hint(
-                "after signing in, copy the whole address from the browser's address bar \
-                 (it starts with http://localhost) and paste it",
-            ),
-            Office365Error::Listen { .. } => WireError::new(ErrorKind::Failed, message).with_hint(
-                "set `[office365] redirect_listen` to a free loopback port, or use \
-                 `--device-code` or `--paste`",
-            ),
-            _ => {
-                let failure = self.failure();
-                match failure.state {
-                    LinkState::NeedsReauth => {
-                        WireError::new(ErrorKind::AuthRejected, failure.reason)
-                            .with_hint("run `mslinkctl connect` again to sign in")
-                    }
-                    LinkState::Degraded => {
-                        let wait = failure
-                            .retry_after
-                            .map(|d| format!(" (the server asked to wait {}s)", d.as_secs().max(1)))
-                            .unwrap_or_default();
-                        WireError::new(ErrorKind::Failed, failure.reason).with_hint(format!(
-                            "this looks temporary: try again in a few minutes{wait}"
-                        ))
-                    }
-                    _ => WireError::new(ErrorKind::Failed, failure.reason.clone()).with_hint(
-                        format!(
-                            "{} must act on this; mslink cannot fix it by retrying",
-                            capitalise(failure.actor.as_str())
-                        ),
-                    ),
-                }
-            }
-        }
-    }
-}
-
-fn capitalise(text: &str) -> String {
-    let mut chars = text.chars();
-    match chars.next() {
-        Some(first) => first.to_uppercase().chain(chars).collect(),
-        None => String::new(),
-    }
 }
 
 /// What a failure means, before the reason is written: the `error` field's default, or an
@@ -511,6 +425,8 @@ fn classify_graph(status: u16, code: &str, reason: String) -> Failure {
 
 #[cfg(test)]
 mod tests {
+    use mslink_proto::{ErrorKind, LinkState};
+
     use super::*;
 
     fn body(json: &str) -> OAuthErrorBody {
