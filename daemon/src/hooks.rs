@@ -31,7 +31,7 @@ use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 use tokio::sync::broadcast::{self, error::RecvError};
@@ -115,7 +115,7 @@ struct Vars {
 }
 
 /// The link an event is about, for ordering and coalescing; `None` for organisation events.
-fn link_key(event: &Event) -> Option<(String, String)> {
+fn link_key(event: &Event) -> Option<LinkKey> {
     match event {
         Event::LinkState { email, user, .. } | Event::LinkRemoved { email, user, .. } => {
             Some((user.clone(), email.to_ascii_lowercase()))
@@ -124,33 +124,85 @@ fn link_key(event: &Event) -> Option<(String, String)> {
     }
 }
 
-/// Events waiting for a run, oldest first.
+/// Which link an event is about.
+type LinkKey = (String, String);
+
+/// Events waiting for a run. Each link's events wait in order in a line of their own; `order`
+/// holds organisation events and the links with a non-empty line (each once) in arrival order.
+/// Coalescing looks only at that link's line and picking the next event skips at most the
+/// [`MAX_RUNNING`] busy links, so a storm over many links costs a constant per event, not a scan
+/// of everything waiting.
 #[derive(Debug, Default)]
 struct Queue {
-    waiting: VecDeque<Event>,
+    order: VecDeque<Waiting>,
+    lines: HashMap<LinkKey, VecDeque<Event>>,
+    len: usize,
+}
+
+#[derive(Debug)]
+enum Waiting {
+    /// A request or a toggle.
+    Organisation(Event),
+    /// The next event in this link's line.
+    Link(LinkKey),
 }
 
 impl Queue {
+    /// How many events wait.
+    fn len(&self) -> usize {
+        self.len
+    }
+
     /// Queues `event`; returns false when it replaced (coalesced into) a waiting state change of
     /// the same link.
     fn push(&mut self, event: Event) -> bool {
-        if let Event::LinkState { state, reason, .. } = &event {
-            let key = link_key(&event);
-            let waiting = self.waiting.iter_mut().rev().find(|e| link_key(e) == key);
-            if let Some(Event::LinkState { state: s, reason: r, .. }) = waiting {
-                (*s, *r) = (*state, reason.clone());
-                return false;
+        let Some(key) = link_key(&event) else {
+            self.order.push_back(Waiting::Organisation(event));
+            self.len += 1;
+            return true;
+        };
+        match self.lines.get_mut(&key) {
+            Some(line) => {
+                if let (
+                    Event::LinkState { state, reason, .. },
+                    Some(Event::LinkState { state: s, reason: r, .. }),
+                ) = (&event, line.back_mut())
+                {
+                    (*s, *r) = (*state, reason.clone());
+                    return false;
+                }
+                line.push_back(event);
+            }
+            None => {
+                self.lines.insert(key.clone(), VecDeque::from([event]));
+                self.order.push_back(Waiting::Link(key));
             }
         }
-        self.waiting.push_back(event);
+        self.len += 1;
         true
     }
 
     /// The oldest event whose link has no run in progress.
-    fn next(&mut self, busy: &HashSet<(String, String)>) -> Option<Event> {
-        let at =
-            self.waiting.iter().position(|e| link_key(e).is_none_or(|k| !busy.contains(&k)))?;
-        self.waiting.remove(at)
+    fn next(&mut self, busy: &HashSet<LinkKey>) -> Option<Event> {
+        let at = self.order.iter().position(|waiting| match waiting {
+            Waiting::Organisation(_) => true,
+            Waiting::Link(key) => !busy.contains(key),
+        })?;
+        let event = match self.order.remove(at)? {
+            Waiting::Organisation(event) => event,
+            Waiting::Link(key) => {
+                let line = self.lines.get_mut(&key)?;
+                let event = line.pop_front()?;
+                if line.is_empty() {
+                    self.lines.remove(&key);
+                } else {
+                    self.order.push_back(Waiting::Link(key));
+                }
+                event
+            }
+        };
+        self.len -= 1;
+        Some(event)
     }
 }
 
@@ -163,8 +215,8 @@ pub async fn follow(
     shutdown: CancellationToken,
 ) {
     let mut queue = Queue::default();
-    let mut busy: HashSet<(String, String)> = HashSet::new();
-    let mut runs: JoinSet<Option<(String, String)>> = JoinSet::new();
+    let mut busy: HashSet<LinkKey> = HashSet::new();
+    let mut runs: JoinSet<Option<LinkKey>> = JoinSet::new();
     let seq = AtomicU64::new(0);
     loop {
         while runs.len() < MAX_RUNNING {
@@ -195,7 +247,7 @@ pub async fn follow(
             event = events.recv() => match event {
                 // Routine work never pages anyone: keep it out of the queue.
                 Ok(Event::Refreshed { .. } | Event::Checked { .. } | Event::Round { .. }) => {}
-                Ok(event) if queue.waiting.len() >= MAX_QUEUED => {
+                Ok(event) if queue.len() >= MAX_QUEUED => {
                     tracing::error!(event = ?event, "on_state_change queue full; event not passed on");
                     bus.note_lost("hooks", 1);
                 }
@@ -212,9 +264,9 @@ pub async fn follow(
             },
         }
     }
-    if !queue.waiting.is_empty() {
+    if queue.len() > 0 {
         tracing::warn!(
-            events = queue.waiting.len(),
+            events = queue.len(),
             "mslinkd stopped before these events reached on_state_change"
         );
     }
@@ -339,6 +391,43 @@ mod tests {
 
     fn var<'a>(env: &'a [(&'static str, String)], name: &str) -> &'a str {
         env.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_str()).unwrap()
+    }
+
+    fn state(email: &str, state: LinkState) -> Event {
+        Event::LinkState {
+            email: email.into(),
+            user: "alice".into(),
+            provider: Provider::Office365,
+            state,
+            previous: None,
+            reason: None,
+        }
+    }
+
+    #[test]
+    fn the_queue_coalesces_per_link_keeps_each_links_order_and_skips_busy_links() {
+        let mut queue = Queue::default();
+        assert!(queue.push(state("a@x.test", LinkState::Degraded)));
+        assert!(queue.push(state("b@x.test", LinkState::Degraded)));
+        assert!(!queue.push(state("A@x.test", LinkState::Blocked)), "coalesced into a's change");
+        let removed = Event::LinkRemoved {
+            email: "a@x.test".into(),
+            user: "alice".into(),
+            provider: Provider::Office365,
+        };
+        assert!(queue.push(removed.clone()), "a removal is never coalesced");
+        assert!(!queue.push(state("b@x.test", LinkState::Active)));
+        assert!(queue.push(Event::Integration { enabled: false, by: "root".into() }));
+        assert_eq!(queue.len(), 4);
+
+        let busy_a: HashSet<LinkKey> = [("alice".into(), "a@x.test".into())].into();
+        assert_eq!(queue.next(&busy_a), Some(state("b@x.test", LinkState::Active)), "a is busy");
+        assert!(matches!(queue.next(&busy_a), Some(Event::Integration { .. })));
+        assert_eq!(queue.next(&busy_a), None, "only a's events wait, and a is busy");
+        let idle = HashSet::new();
+        assert_eq!(queue.next(&idle), Some(state("a@x.test", LinkState::Blocked)));
+        assert_eq!(queue.next(&idle), Some(removed), "a's events in order");
+        assert_eq!((queue.next(&idle), queue.len()), (None, 0));
     }
 
     #[test]
