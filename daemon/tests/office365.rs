@@ -472,7 +472,11 @@ async fn an_unused_device_code_times_out() {
 
 #[tokio::test]
 async fn rotated_refresh_tokens_keep_a_link_alive_and_a_replayed_one_ends_the_grant() {
-    let peers = peers(&["--access-ttl", "2", ENTRA]).await;
+    // Five-second access tokens: each is used once right after it is issued and once after it
+    // expired. With two seconds a loaded machine took longer than the token's life between
+    // issuing and the first use, and the test failed on its first check (seen under a full
+    // suite plus a parallel build).
+    let peers = peers(&["--access-ttl", "5", ENTRA]).await;
     let config = config(&peers, "");
     let first = browser_sign_in(&config, ALICE, false).await.unwrap();
     let original = first.refresh_token.clone().unwrap();
