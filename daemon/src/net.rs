@@ -80,6 +80,14 @@ fn read_ca(network: &Network) -> Result<Option<Vec<u8>>, NetError> {
         .transpose()
 }
 
+/// How long a kept-alive connection may sit idle before it is dropped instead of reused. Below
+/// the shortest keep-alive timeout servers commonly use (5 s in Node.js and Apache): a connection
+/// reused just as the server closes it fails with "connection closed before message completed",
+/// and a request already sent (a token refresh) cannot safely be sent again. Background work is
+/// minutes apart, so longer idle connections would rarely be reused anyway; a storm keeps its
+/// connections busy and keeps them.
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
+
 fn build(
     network: &Network,
     options: HttpOptions,
@@ -90,6 +98,7 @@ fn build(
         .redirect(reqwest::redirect::Policy::none())
         .connect_timeout(Duration::from_secs(10).min(options.timeout))
         .timeout(options.timeout)
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
         .tls_info(true);
     if let (Some(path), Some(pem)) = (&network.ca_file, ca) {
         let certs = reqwest::Certificate::from_pem_bundle(pem)
@@ -202,5 +211,40 @@ mod tests {
             let refused = read_body(response, MAX_JSON_BODY).await.unwrap_err();
             assert!(refused.contains("larger than the 1048576-byte limit"), "{refused}");
         }
+    }
+
+    /// A server that answers the first request on each connection and closes the connection
+    /// unanswered when a second one arrives on it: what a server does whose keep-alive timeout
+    /// fires just as a reused connection's request reaches it.
+    async fn closes_on_reuse() -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut request = [0u8; 4096];
+                    if stream.read(&mut request).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let answer = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                    stream.write_all(answer.as_bytes()).await.unwrap();
+                    let _ = stream.read(&mut request).await;
+                });
+            }
+        });
+        url
+    }
+
+    #[tokio::test]
+    async fn a_connection_idle_past_the_pool_timeout_is_not_reused() {
+        let url = closes_on_reuse().await;
+        let client = client(&Network::default(), HttpOptions::default()).unwrap();
+        assert_eq!(client.get(&url).send().await.unwrap().text().await.unwrap(), "ok");
+        // The pool reads tokio's clock: jump it past the idle timeout.
+        tokio::time::pause();
+        tokio::time::advance(POOL_IDLE_TIMEOUT + Duration::from_millis(100)).await;
+        tokio::time::resume();
+        let second = client.get(&url).send().await;
+        assert_eq!(second.unwrap().text().await.unwrap(), "ok", "the idle connection was reused");
     }
 }
