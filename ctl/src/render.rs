@@ -193,6 +193,13 @@ fn link_text(link: &LinkInfo, with_user: bool, verbose: bool) -> String {
     if let Some(reason) = &link.reason {
         text.push_str(&format!("\n    reason: {reason}"));
     }
+    if let (true, Some(due)) = (link.stale, link.next_check) {
+        text.push_str(&format!(
+            "\n    stale: its check was due at {} and has not run; mslinkd is not keeping up \
+             (a server that hangs, or too little `[schedule] max_concurrent`): see its log",
+            time(due)
+        ));
+    }
     if link.endpoint.is_some() || link.auth_scheme.is_some() {
         text.push_str(&format!(
             "\n    server: {}{}  auth: {}",
@@ -279,9 +286,11 @@ fn check_line(status: &StatusReply) -> (u8, String) {
         .iter()
         .filter(|l| l.state == LinkState::Active && l.calendar_ok == Some(false))
         .count();
+    // A link whose checks are overdue may be broken without anyone knowing.
+    let stale = status.links.iter().filter(|l| l.stale).count();
     let (code, word) = if critical > 0 {
         (2, "CRITICAL")
-    } else if count(LinkState::Degraded) > 0 || calendar_down > 0 {
+    } else if count(LinkState::Degraded) > 0 || calendar_down > 0 || stale > 0 {
         (1, "WARNING")
     } else {
         (0, "OK")
@@ -301,6 +310,9 @@ fn check_line(status: &StatusReply) -> (u8, String) {
     };
     if calendar_down > 0 {
         links.push_str(&format!(" ({calendar_down} with the calendar unreachable)"));
+    }
+    if stale > 0 {
+        links.push_str(&format!(" ({stale} with checks overdue)"));
     }
     (code, format!("MSLINK {word} - integration {integration}, {links} | {}", perfdata.join(" ")))
 }
@@ -336,6 +348,7 @@ mod tests {
                     auth_scheme: None,
                     endpoint: None,
                     evidence: Vec::new(),
+                    stale: false,
                 })
                 .collect(),
             pending_requests: Some(0),
@@ -356,6 +369,14 @@ mod tests {
         let (code, line) = check_line(&calendar_down);
         assert_eq!(code, 1, "a link whose calendar is unreachable is a WARNING: {line}");
         assert!(line.contains("1 with the calendar unreachable"), "{line}");
+        let mut overdue = status(&[Active, Active]);
+        overdue.links[1].stale = true;
+        overdue.links[1].next_check = Some(1_000);
+        let (code, line) = check_line(&overdue);
+        assert_eq!(code, 1, "a link whose checks are overdue is a WARNING: {line}");
+        assert!(line.contains("1 with checks overdue"), "{line}");
+        let text = link_text(&overdue.links[1], false, false);
+        assert!(text.contains("stale: its check was due at 1970-01-01T00:16:40Z"), "{text}");
     }
 
     #[test]

@@ -271,7 +271,7 @@ struct Endpoint {
 }
 
 async fn scrape(State(endpoint): State<Endpoint>) -> axum::response::Response {
-    let read = endpoint.store.call(|db| {
+    let read = endpoint.store.read(|db| {
         let enabled = db.integration()?.enabled;
         let links = db
             .links(None)?

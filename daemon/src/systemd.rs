@@ -84,7 +84,7 @@ impl Summary {
     /// Reads the integration toggle and counts links per state.
     pub async fn read(store: &Store) -> Result<Summary, crate::store::StoreError> {
         store
-            .call(|db| {
+            .read(|db| {
                 let enabled = db.integration()?.enabled;
                 let links = db.links(None)?;
                 let counts = LinkState::ALL

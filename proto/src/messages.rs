@@ -396,6 +396,11 @@ pub struct LinkInfo {
     /// provider, or one `provider_flag` entry when `--provider` was given.
     #[serde(default)]
     pub evidence: Vec<Evidence>,
+    /// True when background checks of this link are overdue by more than a few check intervals:
+    /// the daemon is not keeping up with it (a hanging server holding the check slots, an
+    /// overloaded machine), so `state` and the figures above may be out of date.
+    #[serde(default)]
+    pub stale: bool,
 }
 
 /// One admin action, for the audit trail.

@@ -12,6 +12,7 @@ use crate::Daemon;
 use crate::events::Event;
 use crate::identity::{Caller, user_exists};
 use crate::interaction::Interaction;
+use crate::links::schedule;
 
 /// How many audit entries `status` shows an admin.
 const RECENT_ACTIONS: u32 = 10;
@@ -49,8 +50,8 @@ pub async fn handle(
             }
             let admin = caller.admin;
             let user = subject.clone();
-            let reply = store
-                .call(move |db| {
+            let mut reply = store
+                .read(move |db| {
                     Ok(StatusReply {
                         integration: db.integration()?,
                         request: db.request_of(&user)?,
@@ -71,6 +72,10 @@ pub async fn handle(
                 })
                 .await
                 .map_err(internal)?;
+            let schedule = &daemon.config().schedule;
+            for link in &mut reply.links {
+                link.stale = schedule::stale(schedule, link.state, link.next_check, now);
+            }
             Ok(DaemonReply::Status(reply))
         }
         CtlCommand::Request { message } => {
@@ -104,7 +109,7 @@ pub async fn handle(
         }
         CtlCommand::Requests => {
             require_admin("requests")?;
-            let requests = store.call(|db| db.pending_requests()).await.map_err(internal)?;
+            let requests = store.read(|db| db.pending_requests()).await.map_err(internal)?;
             Ok(DaemonReply::Requests(RequestsReply { requests }))
         }
         CtlCommand::Enable | CtlCommand::Disable => {

@@ -17,7 +17,7 @@
 //! (exit code, hint) is decided at the IPC edge, from [`LinkError`].
 
 mod details;
-mod schedule;
+pub(crate) mod schedule;
 mod scheduler;
 mod work;
 
@@ -324,7 +324,7 @@ impl Links {
             return Err(LinkError::CheckFailed { email: email.to_owned(), failure });
         }
         self.store
-            .call(move |db| db.link_info(id))
+            .read(move |db| db.link_info(id))
             .await?
             .ok_or_else(|| LinkError::NotFound(email.to_owned()))
     }
@@ -336,10 +336,10 @@ impl Links {
         state: Option<LinkState>,
         interaction: &mut Interaction,
     ) -> Result<CheckAllReply, LinkError> {
-        if !self.store.call(|db| db.integration()).await?.enabled {
+        if !self.store.read(|db| db.integration()).await?.enabled {
             return Err(LinkError::Disabled);
         }
-        let targets = self.store.call(move |db| db.link_ids(state)).await?;
+        let targets = self.store.read(move |db| db.link_ids(state)).await?;
         let total = targets.len() as u64;
         let limit = self.config.get().schedule.max_concurrent;
         let mut reply = CheckAllReply { checked: 0, ok: 0, failed: Vec::new() };

@@ -109,6 +109,23 @@ pub fn next_check(schedule: &Schedule, now: UnixTime) -> UnixTime {
     now + jittered(schedule.check_interval)
 }
 
+/// How many check intervals a check may be overdue before the link shows as stale.
+pub const STALE_AFTER_INTERVALS: u32 = 3;
+
+/// True when background work should have looked at a link (`active` or `degraded`, due at
+/// `next_check`) more than [`STALE_AFTER_INTERVALS`] check intervals ago and has not: what
+/// status shows as stale and `status --check` as WARNING.
+pub fn stale(
+    schedule: &Schedule,
+    state: LinkState,
+    next_check: Option<UnixTime>,
+    now: UnixTime,
+) -> bool {
+    let grace = schedule.check_interval.as_secs().saturating_mul(STALE_AFTER_INTERVALS.into());
+    matches!(state, LinkState::Active | LinkState::Degraded)
+        && next_check.is_some_and(|due| now.saturating_sub(due) > grace as i64)
+}
+
 /// When to try again after `failure`, the link's `failures`-th in a row (1-based); `None` when
 /// only a person can fix it.
 pub fn retry_at(
@@ -235,6 +252,22 @@ mod tests {
         assert!(work(&s, &reauth, 10_000, true).check, "`mslinkctl check` still checks");
         let suspended = Timers { state: LinkState::Suspended, ..degraded };
         assert!(work(&s, &suspended, 10_000, true).is_idle(), "never while suspended");
+    }
+
+    #[test]
+    fn a_check_overdue_by_more_than_three_intervals_is_stale() {
+        let s = schedule();
+        let interval = s.check_interval.as_secs() as i64;
+        let due_at = 1_000_000;
+        let at = |state, now| stale(&s, state, Some(due_at), now);
+        assert!(!at(LinkState::Active, due_at + 3 * interval));
+        assert!(at(LinkState::Active, due_at + 3 * interval + 1));
+        assert!(at(LinkState::Degraded, due_at + 4 * interval));
+        // Links nobody checks by themselves are never stale.
+        for state in [LinkState::Blocked, LinkState::NeedsReauth, LinkState::Suspended] {
+            assert!(!at(state, due_at + 100 * interval), "{state}");
+        }
+        assert!(!stale(&s, LinkState::Active, None, due_at));
     }
 
     #[test]

@@ -1,11 +1,16 @@
 //! SQLite state: the only code that touches the database.
 //!
-//! Ownership: one dedicated thread owns the `rusqlite::Connection`. Async code sends it closures
-//! through [`Store::call`] and awaits the answer, so no SQLite call ever blocks a tokio worker and
-//! no lock is held across an `.await`. The thread ends when the last [`Store`] handle is dropped.
+//! Ownership: one dedicated thread owns the writing `rusqlite::Connection`. Async code sends it
+//! closures through [`Store::call`] and awaits the answer, so no SQLite call ever blocks a tokio
+//! worker and no lock is held across an `.await`. Reads that answer users (`status`, `requests`,
+//! metrics) go through [`Store::read`] to [`READERS`] threads, each with its own read-only
+//! connection: WAL lets them read the last commit while the writer works, so a `status` never
+//! queues behind a storm's commits (each its own `fsync`). A read sees every write whose `call`
+//! has returned. The threads end when the last [`Store`] handle is dropped.
 //!
 //! ```text
-//!  handler ──call(|db| ..)──▶ mpsc ──▶ [store thread: Connection] ──oneshot──▶ handler
+//!  round   ──call(|db| ..)──▶ mpsc ──▶ [writer thread: Connection]      ──oneshot──▶ round
+//!  handler ──read(|db| ..)──▶ mpsc ──▶ [reader threads: read-only conns] ──oneshot──▶ handler
 //! ```
 //!
 //! Durability: WAL with `synchronous = FULL`, so a committed transaction survives `kill -9` and
@@ -19,7 +24,7 @@ use std::fs::{DirBuilder, File, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 
 pub use links::{LinkRecord, NewLink, Outcome, Transition};
@@ -28,6 +33,9 @@ pub use queries::Db;
 /// The file name of the database inside `state_dir`.
 pub const DB_FILE: &str = "mslink.db";
 const LOCK_FILE: &str = "mslinkd.lock";
+/// Read-only connections beside the writer: two, so one long `status --all` leaves another
+/// user's `status` a connection.
+pub const READERS: usize = 2;
 
 /// A failure of the state store.
 #[derive(Debug, thiserror::Error)]
@@ -64,10 +72,11 @@ impl StoreError {
 
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 
-/// A handle to the store thread. Cheap to clone.
+/// A handle to the store threads. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
     jobs: mpsc::Sender<Job>,
+    reads: mpsc::Sender<Job>,
 }
 
 /// Holds the state directory's lock for as long as the daemon runs.
@@ -100,16 +109,45 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         schema::migrate(&mut conn)?;
 
+        let spawn = |name: String, work: Box<dyn FnOnce() + Send>| {
+            std::thread::Builder::new()
+                .name(name)
+                .spawn(work)
+                .map(drop)
+                .map_err(|source| StoreError::OpenFile { path: db_path.clone(), source })
+        };
         let (jobs, mut queue) = mpsc::channel::<Job>(256);
-        std::thread::Builder::new()
-            .name("mslink-store".into())
-            .spawn(move || {
+        spawn(
+            "mslink-store".into(),
+            Box::new(move || {
                 while let Some(job) = queue.blocking_recv() {
                     job(&mut conn);
                 }
-            })
-            .map_err(|source| StoreError::OpenFile { path: db_path, source })?;
-        Ok((Store { jobs }, StateLock { _file: lock }))
+            }),
+        )?;
+        let (reads, read_queue) = mpsc::channel::<Job>(256);
+        let read_queue = std::sync::Arc::new(std::sync::Mutex::new(read_queue));
+        for n in 0..READERS {
+            let mut conn = Connection::open_with_flags(
+                &db_path,
+                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )?;
+            conn.busy_timeout(std::time::Duration::from_secs(5))?;
+            let queue = read_queue.clone();
+            spawn(
+                format!("mslink-read-{n}"),
+                Box::new(move || {
+                    loop {
+                        // One reader waits on the queue at a time; the lock is let go before
+                        // the job runs, so the next job goes to another reader.
+                        let job = queue.lock().unwrap_or_else(|p| p.into_inner()).blocking_recv();
+                        let Some(job) = job else { break };
+                        job(&mut conn);
+                    }
+                }),
+            )?;
+        }
+        Ok((Store { jobs, reads }, StateLock { _file: lock }))
     }
 
     /// Runs `f` on the store thread and returns its result.
@@ -123,6 +161,22 @@ impl Store {
             let _ = tx.send(f(&mut Db::new(conn)));
         });
         self.jobs.send(job).await.map_err(|_| StoreError::Stopped)?;
+        rx.await.map_err(|_| StoreError::Stopped)?
+    }
+
+    /// Runs `f` on a reader thread, on a read-only connection: it sees every write whose
+    /// [`Store::call`] has returned, and never waits for the writer. `f` gets `&Db`, so only the
+    /// reading queries compile; SQLite refuses a write on the connection as well.
+    pub async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Db<'_>) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let _ = tx.send(f(&Db::new(conn)));
+        });
+        self.reads.send(job).await.map_err(|_| StoreError::Stopped)?;
         rx.await.map_err(|_| StoreError::Stopped)?
     }
 }
@@ -155,6 +209,44 @@ mod tests {
         assert_eq!(mode(&state), 0o700);
         assert_eq!(mode(&state.join(DB_FILE)), 0o600);
         assert!(matches!(Store::open(&state), Err(StoreError::Locked(_))));
+    }
+
+    #[tokio::test]
+    async fn reads_see_every_returned_write_and_never_wait_for_the_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _lock) = Store::open(dir.path()).unwrap();
+        store.call(|db| db.record_request("alice", Some("please"), 100)).await.unwrap();
+        let pending = store.read(|db| db.pending_requests()).await.unwrap();
+        assert_eq!(pending.len(), 1, "a read after a returned write sees it");
+
+        // Hold the writer inside a transaction until the reads are done.
+        let (started, writer_busy) = oneshot::channel::<()>();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let writer = store.clone();
+        let held = tokio::spawn(async move {
+            writer
+                .call(move |db| {
+                    let tx = db.conn.transaction()?;
+                    tx.execute("DELETE FROM requests", [])?;
+                    let _ = started.send(());
+                    let _ = released.recv();
+                    tx.commit()?;
+                    Ok(())
+                })
+                .await
+        });
+        writer_busy.await.unwrap();
+        for _ in 0..READERS * 2 {
+            let read = store.read(|db| db.pending_requests());
+            let pending = tokio::time::timeout(std::time::Duration::from_secs(10), read)
+                .await
+                .expect("a read waited for the writer")
+                .unwrap();
+            assert_eq!(pending.len(), 1, "reads see the last commit, not the open transaction");
+        }
+        release.send(()).unwrap();
+        held.await.unwrap().unwrap();
+        assert!(store.read(|db| db.pending_requests()).await.unwrap().is_empty());
     }
 
     #[tokio::test]

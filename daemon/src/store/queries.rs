@@ -196,6 +196,8 @@ impl<'c> Db<'c> {
                 auth_scheme: row.get(13)?,
                 endpoint: row.get(14)?,
                 evidence: serde_json::from_str(&row.get::<_, String>(15)?).unwrap_or_default(),
+                // Depends on `[schedule]` and the time: the status handler fills it in.
+                stale: false,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
