@@ -32,12 +32,12 @@ use mslink_proto::{
 use serde::{Deserialize, Serialize};
 
 pub use details::{LinkDetails, Office365Details};
-pub use schedule::{Timers, Work};
-pub use scheduler::{Rounds, Scheduler, SchedulerInbox, run as run_scheduler};
+pub use schedule::{Server, Timers, Work};
+pub use scheduler::{Due, Rounds, Scheduler, SchedulerInbox, run as run_scheduler};
 pub use work::LinkTurns;
 
 use crate::clock::Clock;
-use crate::config::SharedConfig;
+use crate::config::{Config, SharedConfig};
 use crate::detect::Detector;
 use crate::events::{Bus, Event};
 use crate::exchange::{self, ExchangeError, Login};
@@ -524,7 +524,7 @@ impl Links {
     /// Hands the scheduler a link's committed timers.
     fn schedule(&self, id: i64, timers: Option<Timers>) {
         let config = self.config.get();
-        self.scheduler.schedule(id, timers.and_then(|t| schedule::due(&config.schedule, &t)));
+        self.scheduler.schedule(id, timers.and_then(|t| next_due(&config, &t)));
     }
 
     /// Emits the events a committed state change means.
@@ -551,13 +551,12 @@ impl Links {
 }
 
 impl Rounds for Links {
-    async fn load(&self) -> Vec<(i64, i64)> {
+    async fn load(&self) -> Vec<(i64, Due)> {
         let config = self.config.get();
         match self.store.call(|db| db.due_links()).await {
-            Ok(links) => links
-                .iter()
-                .filter_map(|t| schedule::due(&config.schedule, t).map(|due| (t.id, due)))
-                .collect(),
+            Ok(links) => {
+                links.iter().filter_map(|t| next_due(&config, t).map(|due| (t.id, due))).collect()
+            }
             Err(e) => {
                 tracing::error!(error = %e, "cannot load links; background work waits for changes");
                 Vec::new()
@@ -565,16 +564,16 @@ impl Rounds for Links {
         }
     }
 
-    async fn round(&self, id: i64) -> Option<i64> {
+    async fn round(&self, id: i64) -> Option<Due> {
         let config = self.config.get();
         match self.perform(id, work::Purpose::Background).await {
-            Ok(done) => done.timers.and_then(|t| schedule::due(&config.schedule, &t)),
+            Ok(done) => done.timers.and_then(|t| next_due(&config, &t)),
             Err(e) => {
                 // A store failure (disk full, read-only) is retried like a transient provider
                 // failure, after `retry_min`, so links resume soon after the disk does.
                 let retry = config.schedule.retry_min.as_secs().max(1) as i64;
                 tracing::error!(link_id = id, error = %e, retry_in_secs = retry, "cannot load or record a round");
-                Some(self.clock.now() + retry)
+                Some(Due::at(self.clock.now() + retry))
             }
         }
     }
@@ -582,6 +581,12 @@ impl Rounds for Links {
     fn limit(&self) -> usize {
         self.config.get().schedule.max_concurrent
     }
+}
+
+/// What the scheduler needs from a link's timers: when it is due (the schedule rule) and the
+/// user-chosen server its rounds talk to.
+fn next_due(config: &Config, timers: &Timers) -> Option<Due> {
+    schedule::due(&config.schedule, timers).map(|at| Due { at, server: timers.server })
 }
 
 /// How often `check --all` reports progress: about every 5 %, at least every link for small runs.

@@ -41,6 +41,31 @@ pub struct Timers {
     pub token_expiry: Option<UnixTime>,
     /// When the stored access token was issued (`None` for tokens stored before it was kept).
     pub token_issued: Option<UnixTime>,
+    /// The server the link's rounds talk to, when a user chose it (Exchange): the scheduler
+    /// gives each such server a share of the slots, so one user's hanging server cannot hold them
+    /// all. `None` for the operator's configured endpoints (Office365), which every link shares.
+    pub server: Option<Server>,
+}
+
+/// A user-chosen server, as the scheduler groups rounds by it: a hash of its host name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Server(u64);
+
+impl Server {
+    /// The server of an endpoint URL (its host, case-insensitively); `None` if it has none.
+    pub fn of_url(url: &str) -> Option<Server> {
+        use std::hash::{Hash, Hasher};
+        let host = url::Url::parse(url).ok()?.host_str()?.to_ascii_lowercase();
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        host.hash(&mut hasher);
+        Some(Server(hasher.finish()))
+    }
+}
+
+/// The most rounds one user-chosen server may have running at once, out of `limit` slots: a
+/// quarter (at least one), so a server that hangs holds a quarter of the slots at most.
+pub fn per_server_limit(limit: usize) -> usize {
+    (limit / 4).max(1)
 }
 
 /// What a round does.
@@ -208,6 +233,7 @@ mod tests {
             next_check: Some(next_check),
             token_expiry: expiry,
             token_issued: expiry.map(|e| e - 3600),
+            server: None,
         }
     }
 
@@ -344,6 +370,7 @@ mod tests {
                 next_check: check_offset.map(|o| now + o),
                 token_expiry: expiry,
                 token_issued: expiry.map(|e| e - lifetime),
+                server: None,
             };
             let mut clock = now;
             for outcome in outcomes {

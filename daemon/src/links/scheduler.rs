@@ -1,21 +1,26 @@
 //! The Scheduler: holds every looked-after link's next due time and runs rounds when they come
-//! due, at most [`Rounds::limit`] at once. When to run a link is not decided here: each round
-//! returns its link's next due time (from [`super::schedule`]), and `schedule` commands bring
-//! links in from outside (linked, resumed, re-checked).
+//! due, at most [`Rounds::limit`] at once, and at most [`per_server_limit`] of them against any
+//! one user-chosen server. When to run a link is not decided here: each round returns its link's
+//! next [`Due`] (from [`super::schedule`]), and `schedule` commands bring links in from outside
+//! (linked, resumed, re-checked).
 //!
 //! ```text
 //!   schedule(id, due) ─▶ mpsc ─▶ [scheduler task: min-heap of (due, id) + latest due per id]
 //!                                     │ sleep towards the earliest due (at most a minute, then
 //!                                     │ read the wall clock again: suspend and clock jumps)
 //!                                     ▼
-//!                  a free slot ─▶ JoinSet: Rounds::round(id) ─▶ Some(next due) ─▶ back in the heap
+//!      a free slot, and its server has a free share ─▶ JoinSet: Rounds::round(id) ─▶ next due
+//!      its server's share is taken ─▶ parked behind that server until one of its rounds ends
 //! ```
 //!
-//! Ownership: the heap, `latest`, `running` and the join set belong to the scheduler task alone;
-//! everyone else talks to it through the channel. A link rescheduled or forgotten leaves a stale
-//! heap entry behind, which is skipped when popped because it no longer matches `latest`. A
-//! `schedule` for a link whose round is running waits beside it and is merged (the earlier time
-//! wins) with what the round returns.
+//! Fairness: a server that hangs (one user's own Exchange) holds at most its share of the slots;
+//! its other due links wait parked, and everyone else's links keep their times.
+//!
+//! Ownership: the heap, `latest`, `running`, the parked links and the join set belong to the
+//! scheduler task alone; everyone else talks to it through the channel. A link rescheduled or
+//! forgotten leaves a stale heap (or parked) entry behind, which is skipped when popped because
+//! it no longer matches `latest`. A `schedule` for a link whose round is running waits beside it
+//! and is merged (the earlier time wins) with what the round returns.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
@@ -27,6 +32,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::schedule::{Server, per_server_limit};
 use crate::clock::{Clock, sleep_towards};
 
 /// How long rounds in flight get to finish once the daemon stops; then they are dropped (each
@@ -37,19 +43,34 @@ const STOP_GRACE: Duration = Duration::from_secs(5);
 /// simulated world.
 pub trait Rounds: Send + Sync + 'static {
     /// Every looked-after link and when it is due, read once at start.
-    fn load(&self) -> impl Future<Output = Vec<(i64, i64)>> + Send;
+    fn load(&self) -> impl Future<Output = Vec<(i64, Due)>> + Send;
     /// Runs one round on link `id`; returns when it is next due (`None`: not until a person
     /// acts).
-    fn round(&self, id: i64) -> impl Future<Output = Option<i64>> + Send;
+    fn round(&self, id: i64) -> impl Future<Output = Option<Due>> + Send;
     /// How many rounds may run at once; read before each start, so a reload applies live.
     fn limit(&self) -> usize;
+}
+
+/// When a link is next due, and the user-chosen server its round talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Due {
+    /// Unix time; now or earlier: at once.
+    pub at: i64,
+    pub server: Option<Server>,
+}
+
+impl Due {
+    /// Due at `at`, against no user-chosen server.
+    pub fn at(at: i64) -> Due {
+        Due { at, server: None }
+    }
 }
 
 /// A message to the scheduler task.
 #[derive(Debug)]
 enum Command {
-    /// Look at link `id` at unix time `due` (now or earlier: at once).
-    At(i64, i64),
+    /// Look at link `id` when due.
+    At(i64, Due),
     /// Stop looking after link `id`.
     Forget(i64),
 }
@@ -71,8 +92,8 @@ impl Scheduler {
         (Scheduler { commands }, SchedulerInbox(inbox))
     }
 
-    /// Look at link `id` at unix time `due`; `None` means nothing is due: forget it.
-    pub fn schedule(&self, id: i64, due: Option<i64>) {
+    /// Look at link `id` when `due`; `None` means nothing is due: forget it.
+    pub fn schedule(&self, id: i64, due: Option<Due>) {
         let command = match due {
             Some(due) => Command::At(id, due),
             None => Command::Forget(id),
@@ -84,32 +105,73 @@ impl Scheduler {
 }
 
 /// The scheduler task's state.
+#[derive(Default)]
 struct Queue {
     heap: BinaryHeap<Reverse<(i64, i64)>>,
     /// The one due time that counts per link.
     latest: HashMap<i64, i64>,
+    /// The user-chosen server of each link that has one.
+    servers: HashMap<i64, Server>,
     /// Links whose round is running, with any `schedule` that came for them meanwhile.
-    running: HashMap<i64, Option<i64>>,
+    running: HashMap<i64, Option<Due>>,
+    /// Rounds running per user-chosen server.
+    busy: HashMap<Server, usize>,
+    /// Due links waiting for their server's share, oldest first, as `(due, id)`.
+    parked: HashMap<Server, std::collections::VecDeque<(i64, i64)>>,
+}
+
+/// The earlier of two due times; the later one's server is as current as the earlier's.
+fn earlier(a: Option<Due>, b: Option<Due>) -> Option<Due> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(Due { at: a.at.min(b.at), server: b.server.or(a.server) }),
+        (a, b) => a.or(b),
+    }
 }
 
 impl Queue {
-    fn set(&mut self, id: i64, due: Option<i64>) {
+    fn set(&mut self, id: i64, due: Option<Due>) {
         if let Some(waiting) = self.running.get_mut(&id) {
-            *waiting = match (*waiting, due) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            *waiting = earlier(*waiting, due);
             return;
         }
         match due {
             Some(due) => {
-                self.latest.insert(id, due);
-                self.heap.push(Reverse((due, id)));
+                self.latest.insert(id, due.at);
+                match due.server {
+                    Some(server) => self.servers.insert(id, server),
+                    None => self.servers.remove(&id),
+                };
+                self.heap.push(Reverse((due.at, id)));
             }
             None => {
                 self.latest.remove(&id);
+                self.servers.remove(&id);
             }
         }
+    }
+
+    /// Takes the earliest live entry due by `now` whose server has a free share of `limit`,
+    /// parking the due ones whose server has none.
+    fn next_runnable(&mut self, now: i64, limit: usize) -> Option<i64> {
+        while let Some((due, id)) = self.earliest() {
+            if due > now {
+                return None;
+            }
+            self.heap.pop();
+            if let Some(&server) = self.servers.get(&id)
+                && self.busy.get(&server).copied().unwrap_or(0) >= per_server_limit(limit)
+            {
+                self.parked.entry(server).or_default().push_back((due, id));
+                continue;
+            }
+            self.latest.remove(&id);
+            if let Some(&server) = self.servers.get(&id) {
+                *self.busy.entry(server).or_default() += 1;
+            }
+            self.running.insert(id, None);
+            return Some(id);
+        }
+        None
     }
 
     /// The earliest live entry, dropping stale ones on the way.
@@ -123,13 +185,32 @@ impl Queue {
         None
     }
 
-    fn finished(&mut self, id: i64, next: Option<i64>) {
+    fn finished(&mut self, id: i64, next: Option<Due>) {
+        if let Some(&server) = self.servers.get(&id) {
+            self.release(server);
+        }
         let waiting = self.running.remove(&id).flatten();
-        let due = match (next, waiting) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        self.set(id, due);
+        self.set(id, earlier(next, waiting));
+    }
+
+    /// One of `server`'s rounds ended: its oldest parked link still due goes back in the heap.
+    fn release(&mut self, server: Server) {
+        if let Some(n) = self.busy.get_mut(&server) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.busy.remove(&server);
+            }
+        }
+        let Some(parked) = self.parked.get_mut(&server) else { return };
+        while let Some((due, id)) = parked.pop_front() {
+            if self.latest.get(&id) == Some(&due) && self.servers.get(&id) == Some(&server) {
+                self.heap.push(Reverse((due, id)));
+                break;
+            }
+        }
+        if parked.is_empty() {
+            self.parked.remove(&server);
+        }
     }
 }
 
@@ -142,8 +223,7 @@ pub async fn run<R: Rounds>(
     shutdown: CancellationToken,
 ) {
     let SchedulerInbox(mut inbox) = inbox;
-    let mut queue =
-        Queue { heap: BinaryHeap::new(), latest: HashMap::new(), running: HashMap::new() };
+    let mut queue = Queue::default();
     let loaded = tokio::select! {
         () = shutdown.cancelled() => return,
         loaded = rounds.load() => loaded,
@@ -152,20 +232,18 @@ pub async fn run<R: Rounds>(
     for (id, due) in loaded {
         queue.set(id, Some(due));
     }
-    let mut in_flight: JoinSet<(i64, Option<i64>)> = JoinSet::new();
+    let mut in_flight: JoinSet<(i64, Option<Due>)> = JoinSet::new();
+    // Which link each round task works on, so a round that panics still gives its slot back.
+    let mut tasks: HashMap<tokio::task::Id, i64> = HashMap::new();
 
     loop {
         let now = clock.now();
-        while in_flight.len() < rounds.limit().max(1) {
-            let Some((due, id)) = queue.earliest() else { break };
-            if due > now {
-                break;
-            }
-            queue.heap.pop();
-            queue.latest.remove(&id);
-            queue.running.insert(id, None);
+        let limit = rounds.limit().max(1);
+        while in_flight.len() < limit {
+            let Some(id) = queue.next_runnable(now, limit) else { break };
             let rounds = rounds.clone();
-            in_flight.spawn(async move { (id, rounds.round(id).await) });
+            let task = in_flight.spawn(async move { (id, rounds.round(id).await) });
+            tasks.insert(task.id(), id);
         }
         let full = in_flight.len() >= rounds.limit().max(1);
         let next = if full { None } else { queue.earliest().map(|(due, _)| due) };
@@ -176,9 +254,18 @@ pub async fn run<R: Rounds>(
                 Some(Command::Forget(id)) => queue.set(id, None),
                 None => break,
             },
-            Some(done) = in_flight.join_next(), if !in_flight.is_empty() => match done {
-                Ok((id, next)) => queue.finished(id, next),
-                Err(e) => tracing::error!(error = %e, "a round panicked; its link waits for a change"),
+            Some(done) = in_flight.join_next_with_id(), if !in_flight.is_empty() => match done {
+                Ok((task, (id, next))) => {
+                    tasks.remove(&task);
+                    queue.finished(id, next);
+                }
+                Err(e) => {
+                    let id = tasks.remove(&e.id());
+                    tracing::error!(link_id = ?id, error = %e, "a round panicked; its link waits for a change");
+                    if let Some(id) = id {
+                        queue.finished(id, None);
+                    }
+                }
             },
             () = sleep_towards(clock.as_ref(), next.unwrap_or(i64::MAX)), if next.is_some() => {}
         }
@@ -230,6 +317,8 @@ mod tests {
         limit: std::sync::atomic::AtomicUsize,
         /// How long a round takes, in simulated seconds.
         round_takes: Duration,
+        /// A server whose rounds take this long instead (one that hangs until the timeout).
+        hanging: Mutex<Option<(Server, Duration)>>,
     }
 
     impl World {
@@ -247,6 +336,7 @@ mod tests {
                         next_check: Some(START + 900 - id % 900),
                         token_expiry: Some(START + TOKEN_LIFETIME - id % 900),
                         token_issued: Some(START - id % 900),
+                        server: None,
                     };
                     (id, (timers, Counts::default()))
                 })
@@ -258,7 +348,12 @@ mod tests {
                 links: Mutex::new(links),
                 running: Mutex::new((0, 0)),
                 round_takes,
+                hanging: Mutex::new(None),
             })
+        }
+
+        fn due(&self, timers: &Timers) -> Option<Due> {
+            schedule::due(&self.schedule, timers).map(|at| Due { at, server: timers.server })
         }
 
         fn totals(&self) -> Counts {
@@ -274,21 +369,23 @@ mod tests {
     }
 
     impl Rounds for World {
-        async fn load(&self) -> Vec<(i64, i64)> {
+        async fn load(&self) -> Vec<(i64, Due)> {
             let links = self.links.lock().unwrap();
-            links
-                .values()
-                .filter_map(|(t, _)| schedule::due(&self.schedule, t).map(|due| (t.id, due)))
-                .collect()
+            links.values().filter_map(|(t, _)| self.due(t).map(|due| (t.id, due))).collect()
         }
 
-        async fn round(&self, id: i64) -> Option<i64> {
+        async fn round(&self, id: i64) -> Option<Due> {
             {
                 let mut running = self.running.lock().unwrap();
                 running.0 += 1;
                 running.1 = running.1.max(running.0);
             }
-            tokio::time::sleep(self.round_takes).await;
+            let server = self.links.lock().unwrap()[&id].0.server;
+            let takes = match *self.hanging.lock().unwrap() {
+                Some((hanging, takes)) if server == Some(hanging) => takes,
+                _ => self.round_takes,
+            };
+            tokio::time::sleep(takes).await;
             let now = self.clock.now();
             let mut links = self.links.lock().unwrap();
             let (timers, counts) = links.get_mut(&id).unwrap();
@@ -307,7 +404,7 @@ mod tests {
                 timers.next_check = Some(schedule::next_check(&self.schedule, now));
             }
             self.running.lock().unwrap().0 -= 1;
-            schedule::due(&self.schedule, timers)
+            self.due(timers)
         }
 
         fn limit(&self) -> usize {
@@ -347,6 +444,43 @@ mod tests {
         );
         let max_running = world.running.lock().unwrap().1;
         assert!(max_running <= 16, "at most max_concurrent at once: {max_running}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hanging_server_holds_only_its_share_and_other_links_keep_their_times() {
+        // 300 links on one user's Exchange server that hangs every round until a 30 s timeout,
+        // and 20 other links checked every 15 s: they must keep their times.
+        let world = World::new(320, Duration::from_millis(100));
+        let hostile = Server::of_url("https://mail.hostile.test/EWS/Exchange.asmx").unwrap();
+        *world.hanging.lock().unwrap() = Some((hostile, Duration::from_secs(30)));
+        {
+            let mut links = world.links.lock().unwrap();
+            for (id, (t, _)) in links.iter_mut() {
+                t.next_check = Some(START);
+                (t.token_expiry, t.token_issued) = (None, None);
+                if *id < 300 {
+                    t.server = Some(hostile);
+                }
+            }
+        }
+        let world = Arc::new(World {
+            schedule: Schedule {
+                check_interval: Duration::from_secs(15),
+                ..world.schedule.clone()
+            },
+            ..Arc::into_inner(world).unwrap()
+        });
+        let (_scheduler, shutdown, task) = start(&world);
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        shutdown.cancel();
+        task.await.unwrap();
+        let links = world.links.lock().unwrap();
+        let fewest = (300..320).map(|id| links[&id].1.checks).min().unwrap();
+        // Every 15 s ± 10 % over 120 s: 8 checks or more each (the first at once).
+        assert!(fewest >= 8, "another user's link was checked only {fewest} times in 120 s");
+        let hostile_checks: u64 = (0..300).map(|id| links[&id].1.checks).sum();
+        // A quarter of the 16 slots, 30 s a round: 4 every 30 s.
+        assert!(hostile_checks <= 4 * 5, "the hanging server had {hostile_checks} rounds");
     }
 
     #[tokio::test(start_paused = true)]
@@ -395,7 +529,7 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(1)).await;
         assert_eq!(world.running.lock().unwrap().0, 1, "the round is running");
         // Re-linked meanwhile: due again in 100 s, sooner than the round's own answer.
-        scheduler.schedule(0, Some(START + 100));
+        scheduler.schedule(0, Some(Due::at(START + 100)));
         tokio::time::sleep(Duration::from_secs(120)).await;
         assert_eq!(world.totals().checks, 1);
         assert_eq!(world.totals().rounds, 2, "the second wake was the one scheduled meanwhile");

@@ -10,7 +10,7 @@ use rusqlite::{OptionalExtension, Row, params};
 
 use super::{Db, StoreError};
 use crate::health::{Actor, CheckReport, Failure};
-use crate::links::{LinkDetails, Timers};
+use crate::links::{LinkDetails, Server, Timers};
 
 /// Everything background work needs to know about a link.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,6 +45,10 @@ impl LinkRecord {
             next_check: self.next_check,
             token_expiry: self.token_expiry,
             token_issued: self.token_issued,
+            server: match &self.details {
+                Ok(LinkDetails::Exchange(endpoint)) => Server::of_url(&endpoint.ews_url),
+                _ => None,
+            },
         }
     }
 }
@@ -351,8 +355,9 @@ impl Db<'_> {
         params: impl rusqlite::Params,
     ) -> Result<Vec<Timers>, StoreError> {
         let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT id, state, actor, next_check, token_expiry, token_issued FROM links
-             WHERE {condition}"
+            "SELECT id, state, actor, next_check, token_expiry, token_issued,
+                    CASE WHEN provider = 'exchange' THEN endpoint END
+             FROM links WHERE {condition}"
         ))?;
         let rows = stmt.query_map(params, |row| {
             let state: String = row.get(1)?;
@@ -363,6 +368,7 @@ impl Db<'_> {
                 next_check: row.get(3)?,
                 token_expiry: row.get(4)?,
                 token_issued: row.get(5)?,
+                server: row.get::<_, Option<String>>(6)?.as_deref().and_then(Server::of_url),
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -504,8 +510,15 @@ mod tests {
                 actor: None,
                 next_check: Some(99),
                 token_expiry: None,
-                token_issued: None
+                token_issued: None,
+                server: Server::of_url("https://MAIL.contoso.test/EWS/Exchange.asmx"),
             }]
+        );
+        assert!(Server::of_url("https://MAIL.contoso.test/").is_some());
+        assert_ne!(Server::of_url("https://mail.contoso.test/"), Server::of_url("https://x.test/"));
+        assert_eq!(
+            db.link_record_by_id(r.id).unwrap().unwrap().timers(),
+            db.due_links().unwrap()[0]
         );
     }
 
