@@ -336,6 +336,9 @@ pub struct Hooks {
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct Metrics {
     pub listen: Option<SocketAddr>,
+    /// Also export one series per link, labelled with its mailbox address and user. Off by
+    /// default: whoever can reach the listener would read every user's address.
+    pub per_link: bool,
 }
 
 /// Whether two configs agree on one key.
@@ -512,6 +515,7 @@ struct RawHooks {
 #[serde(deny_unknown_fields, default)]
 struct RawMetrics {
     listen: Option<SocketAddr>,
+    per_link: bool,
 }
 
 impl RawConfig {
@@ -570,7 +574,7 @@ impl RawConfig {
                     cmd => cmd.map(Spanned::into_inner),
                 },
             },
-            metrics: Metrics { listen: self.metrics.listen },
+            metrics: Metrics { listen: self.metrics.listen, per_link: self.metrics.per_link },
         })
     }
 }

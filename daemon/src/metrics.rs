@@ -24,7 +24,7 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use mslink_proto::{LinkState, Provider};
+use mslink_proto::{LinkInfo, LinkState, Provider};
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio_util::sync::CancellationToken;
 
@@ -134,6 +134,18 @@ impl Recorder {
     }
 }
 
+impl From<LinkInfo> for LinkSample {
+    fn from(l: LinkInfo) -> Self {
+        LinkSample {
+            email: l.email,
+            user: l.user,
+            provider: l.provider,
+            state: l.state,
+            last_ok: l.last_ok,
+        }
+    }
+}
+
 /// One link as the scrape sees it.
 #[derive(Debug, Clone)]
 pub struct LinkSample {
@@ -144,13 +156,18 @@ pub struct LinkSample {
     pub last_ok: Option<i64>,
 }
 
-/// Renders the whole exposition: counters from `recorder`, gauges from `links`.
-pub fn render(
-    recorder: &Recorder,
-    bus: &BusStats,
-    links: &[LinkSample],
-    integration_enabled: bool,
-) -> String {
+/// What a scrape read from the store.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    pub integration_enabled: bool,
+    /// Links per state.
+    pub counts: Vec<(LinkState, usize)>,
+    /// Every link, only with `[metrics] per_link`.
+    pub links: Option<Vec<LinkSample>>,
+}
+
+/// Renders the whole exposition: counters from `recorder`, gauges from `snapshot`.
+pub fn render(recorder: &Recorder, bus: &BusStats, snapshot: &Snapshot) -> String {
     let c = recorder.counters.lock().unwrap_or_else(|poison| poison.into_inner());
     let mut out = String::with_capacity(4096);
     header(&mut out, "mslink_build_info", "gauge", "The running mslinkd's version (always 1).");
@@ -162,30 +179,16 @@ pub fn render(
         "gauge",
         "1 when an admin has turned the Microsoft integration on.",
     );
-    let _ = writeln!(out, "mslink_integration_enabled {}", u8::from(integration_enabled));
+    let _ = writeln!(out, "mslink_integration_enabled {}", u8::from(snapshot.integration_enabled));
 
     header(&mut out, "mslink_links", "gauge", "Links by state.");
     for state in LinkState::ALL {
-        let n = links.iter().filter(|l| l.state == state).count();
+        let n = snapshot.counts.iter().find(|(s, _)| *s == state).map_or(0, |(_, n)| *n);
         let _ = writeln!(out, "mslink_links{{state=\"{state}\"}} {n}");
     }
 
-    header(
-        &mut out,
-        "mslink_link_last_success_timestamp_seconds",
-        "gauge",
-        "When each link last passed a check (Unix seconds); absent until its first success.",
-    );
-    for link in links {
-        if let Some(at) = link.last_ok {
-            let _ = writeln!(
-                out,
-                "mslink_link_last_success_timestamp_seconds{{email=\"{}\",user=\"{}\",provider=\"{}\"}} {at}",
-                escape(&link.email),
-                escape(&link.user),
-                link.provider,
-            );
-        }
+    if let Some(links) = &snapshot.links {
+        per_link(&mut out, links);
     }
 
     for (name, help, map) in [
@@ -254,6 +257,27 @@ pub fn render(
     out
 }
 
+/// One series per link (`[metrics] per_link`), labelled with its address and user.
+fn per_link(out: &mut String, links: &[LinkSample]) {
+    header(
+        out,
+        "mslink_link_last_success_timestamp_seconds",
+        "gauge",
+        "When each link last passed a check (Unix seconds); absent until its first success.",
+    );
+    for link in links {
+        if let Some(at) = link.last_ok {
+            let _ = writeln!(
+                out,
+                "mslink_link_last_success_timestamp_seconds{{email=\"{}\",user=\"{}\",provider=\"{}\"}} {at}",
+                escape(&link.email),
+                escape(&link.user),
+                link.provider,
+            );
+        }
+    }
+}
+
 fn header(out: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
@@ -265,31 +289,29 @@ fn escape(value: &str) -> String {
 
 #[derive(Debug, Clone)]
 struct Endpoint {
+    config: SharedConfig,
     store: Store,
     recorder: Arc<Recorder>,
     bus: Bus,
 }
 
 async fn scrape(State(endpoint): State<Endpoint>) -> axum::response::Response {
-    let read = endpoint.store.read(|db| {
-        let enabled = db.integration()?.enabled;
-        let links = db
-            .links(None)?
-            .into_iter()
-            .map(|l| LinkSample {
-                email: l.email,
-                user: l.user,
-                provider: l.provider,
-                state: l.state,
-                last_ok: l.last_ok,
-            })
-            .collect::<Vec<_>>();
-        Ok((enabled, links))
+    let per_link = endpoint.config.get().metrics.per_link;
+    let read = endpoint.store.read(move |db| {
+        let links = per_link
+            .then(|| db.links(None))
+            .transpose()?
+            .map(|links| links.into_iter().map(LinkSample::from).collect());
+        Ok(Snapshot {
+            integration_enabled: db.integration()?.enabled,
+            counts: db.state_counts()?,
+            links,
+        })
     });
     match tokio::time::timeout(SCRAPE_BUDGET, read).await {
-        Ok(Ok((enabled, links))) => (
+        Ok(Ok(snapshot)) => (
             [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-            render(&endpoint.recorder, &endpoint.bus.stats(), &links, enabled),
+            render(&endpoint.recorder, &endpoint.bus.stats(), &snapshot),
         )
             .into_response(),
         Ok(Err(e)) => {
@@ -320,8 +342,12 @@ pub async fn serve(
     let mut listen = changes.borrow_and_update().metrics.listen;
     loop {
         let stop = shutdown.child_token();
-        let endpoint =
-            Endpoint { store: store.clone(), recorder: recorder.clone(), bus: bus.clone() };
+        let endpoint = Endpoint {
+            config: config.clone(),
+            store: store.clone(),
+            recorder: recorder.clone(),
+            bus: bus.clone(),
+        };
         let server = listen.and_then(|addr| match bind(addr, endpoint, stop.clone()) {
             Ok(server) => Some(tokio::spawn(server)),
             Err(e) => {
@@ -404,14 +430,22 @@ mod tests {
             provider: Provider::Office365,
             ok: false,
         });
-        let links = [LinkSample {
+        let links = vec![LinkSample {
             email: "a\"b@example.com".into(),
             user: "alice".into(),
             provider: Provider::Exchange,
             state: LinkState::Active,
             last_ok: Some(1_700_000_000),
         }];
-        let text = render(&recorder, &BusStats::default(), &links, true);
+        let mut snapshot = Snapshot {
+            integration_enabled: true,
+            counts: vec![(LinkState::Active, 1)],
+            links: None,
+        };
+        let text = render(&recorder, &BusStats::default(), &snapshot);
+        assert!(!text.contains("example.com"), "no address without [metrics] per_link: {text}");
+        snapshot.links = Some(links);
+        let text = render(&recorder, &BusStats::default(), &snapshot);
         assert!(text.contains("mslink_links{state=\"active\"} 1\n"), "{text}");
         assert!(text.contains("mslink_checks_total{provider=\"exchange\",result=\"ok\"} 1\n"));
         assert!(

@@ -86,10 +86,12 @@ impl Summary {
         store
             .read(|db| {
                 let enabled = db.integration()?.enabled;
-                let links = db.links(None)?;
+                let stored = db.state_counts()?;
                 let counts = LinkState::ALL
                     .into_iter()
-                    .map(|state| (state, links.iter().filter(|l| l.state == state).count()))
+                    .map(|state| {
+                        (state, stored.iter().find(|(s, _)| *s == state).map_or(0, |(_, n)| *n))
+                    })
                     .collect();
                 Ok(Summary { enabled, counts })
             })

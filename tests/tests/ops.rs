@@ -326,7 +326,9 @@ fn prometheus_client_parses_the_metrics_endpoint() {
     }
     ensure_accounts();
     let port = free_port();
-    let daemon = Daemon::start(&format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\n"));
+    // With the per-link series, which are off by default (they carry addresses).
+    let daemon =
+        Daemon::start(&format!("[metrics]\nlisten = \"127.0.0.1:{port}\"\nper_link = true\n"));
     assert!(wait_until(Duration::from_secs(10), || {
         std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
     }));

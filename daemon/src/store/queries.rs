@@ -204,6 +204,18 @@ impl<'c> Db<'c> {
     }
 
     /// How many links `user` has.
+    /// How many links are in each state (states with none left out), counted in the database.
+    pub fn state_counts(&self) -> Result<Vec<(LinkState, usize)>, StoreError> {
+        let mut stmt =
+            self.conn.prepare_cached("SELECT state, COUNT(*) FROM links GROUP BY state")?;
+        let rows = stmt.query_map([], |row| {
+            let state: String = row.get(0)?;
+            let n: i64 = row.get(1)?;
+            Ok((LinkState::parse(&state).unwrap_or(LinkState::Blocked), n as usize))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     pub fn link_count(&self, user: &str) -> Result<usize, StoreError> {
         let n: i64 =
             self.conn
