@@ -251,3 +251,92 @@ async fn ten_thousand_state_changes_reach_a_slow_hook() {
         assert!(last.contains(&format!(" {last_state} ")), "{last}");
     }
 }
+
+/// A server that accepts connections and never answers, counting them on `accepted`.
+async fn hanging_server() -> (String, tokio::sync::mpsc::UnboundedReceiver<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (accepted, count) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+            let _ = accepted.send(());
+        }
+    });
+    (url, count)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_with_every_check_hung_finishes_within_seconds() {
+    use mslink_proto::Sensitive;
+    use mslinkd::health::CheckReport;
+    use mslinkd::links::{LinkDetails, Office365Details};
+    use mslinkd::office365::Tokens;
+    use mslinkd::store::{NewLink, Store, StoreError};
+    use mslinkd::vault::Vault;
+
+    let dir = tempfile::tempdir().unwrap();
+    let (url, mut accepted) = hanging_server().await;
+    // Twenty links due for a check now, against a Graph that never answers.
+    let state = dir.path().join("state");
+    let key_file = state.join("mslinkd.key");
+    {
+        let (store, _lock) = Store::open(&state).unwrap();
+        let vault = std::sync::Arc::new(Vault::open_or_create(&key_file).unwrap());
+        let now = mslinkd::now();
+        let links: Vec<NewLink> = (0..20)
+            .map(|n| NewLink {
+                user: "alice".into(),
+                email: format!("user{n}@contoso.test"),
+                details: LinkDetails::Office365(Office365Details {
+                    graph_url: Some(format!("{url}/v1.0")),
+                    sign_in: None,
+                }),
+                report: CheckReport::default(),
+                token_expiry: Some(now + 3600),
+                token_issued: Some(now),
+                next_check: now - 1,
+                evidence: Vec::new(),
+            })
+            .collect();
+        store
+            .call(move |db| {
+                db.insert_links(&links, now, |id, _| {
+                    let tokens = Tokens {
+                        access_token: Sensitive::new("at"),
+                        refresh_token: Some(Sensitive::new("rt")),
+                        expires_at: now + 3600,
+                    };
+                    mslinkd::links::seal_office365_tokens(&vault, id, &tokens)
+                        .map_err(|e| StoreError::Sealing(e.to_string()))
+                })
+            })
+            .await
+            .unwrap();
+        store.call(move |db| db.set_integration(true, "root", now)).await.unwrap();
+    }
+    let (_bus, shutdown, served) = start(
+        dir.path(),
+        &format!(
+            "key_file = {key_file:?}\n[office365]\nclient_id = \"mslink-test\"\n\
+             authority = \"{url}/organizations/v2.0\"\nauthorize_url = \"{url}/auth\"\n\
+             token_url = \"{url}/token\"\ndevice_code_url = \"{url}/device\"\n\
+             graph_url = \"{url}/v1.0\"\n"
+        ),
+    );
+    // Every slot (16 by default) hangs on a check.
+    for _ in 0..16 {
+        tokio::time::timeout(Duration::from_secs(30), accepted.recv())
+            .await
+            .expect("the checks did not start")
+            .unwrap();
+    }
+    shutdown.cancel();
+    // Each hung request would take its 30 s timeout; the stop gives rounds 5 s, then drops them.
+    tokio::time::timeout(Duration::from_secs(15), served)
+        .await
+        .expect("the daemon did not stop within 15 s with its checks hung")
+        .unwrap()
+        .unwrap();
+}
