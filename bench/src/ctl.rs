@@ -52,3 +52,45 @@ pub async fn status(socket: &Path, all: bool) -> Result<mslink_proto::StatusRepl
         other => Err(format!("expected a status reply, got {other:?}").into()),
     }
 }
+
+/// `status --all` as `mslinkctl` runs it: every link streamed in pages, each page turned into
+/// JSON as it arrives (what the ctl prints).
+#[derive(Debug, Clone, Copy)]
+pub struct Listing {
+    pub links: u64,
+    /// Until the first page had arrived and was rendered.
+    pub first_page: std::time::Duration,
+    pub total: std::time::Duration,
+    /// The JSON the ctl would print.
+    pub json_bytes: usize,
+}
+
+/// Streams every link (`links --all`).
+pub async fn list_all(socket: &Path) -> Result<Listing, Error> {
+    let start = std::time::Instant::now();
+    let mut stream = connect(socket).await?;
+    let command = CtlCommand::Links { all: true, state: None };
+    let frame = ClientFrame::Command { act_as: None, command };
+    stream.write_all(&encode(&frame, MAX_CLIENT_FRAME)?).await?;
+    let mut reader = FrameReader::default();
+    let (mut first_page, mut json_bytes, mut links) = (None, 0, 0u64);
+    loop {
+        let body = reader.next(&mut stream, MAX_DAEMON_FRAME).await?;
+        match decode::<DaemonFrame>(&body)? {
+            DaemonFrame::Links { links: page } => {
+                for link in &page {
+                    json_bytes += serde_json::to_string(link)?.len() + 1;
+                }
+                links += page.len() as u64;
+                first_page.get_or_insert(start.elapsed());
+            }
+            DaemonFrame::Reply { reply } => match *reply {
+                mslink_proto::DaemonReply::LinksEnd(end) if end.count == links => break,
+                other => return Err(format!("the list ended with {other:?} after {links}").into()),
+            },
+            other => return Err(format!("expected a page, got {other:?}").into()),
+        }
+    }
+    let total = start.elapsed();
+    Ok(Listing { links, first_page: first_page.unwrap_or(total), total, json_bytes })
+}

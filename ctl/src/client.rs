@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use mslink_proto::{
     ClientFrame, ConnectEvent, CtlCommand, DaemonFrame, DaemonReply, ErrorKind, FrameError,
-    MAX_CLIENT_FRAME, MAX_DAEMON_FRAME, PROTOCOL_VERSION, WireError, decode, read_frame,
-    write_frame,
+    LinkInfo, LinkState, MAX_CLIENT_FRAME, MAX_DAEMON_FRAME, PROTOCOL_VERSION, WireError, decode,
+    read_frame, write_frame,
 };
 
 /// The system daemon's socket.
@@ -113,7 +113,9 @@ impl Client {
         match client.exchange(&hello)? {
             DaemonFrame::Welcome { .. } => Ok(client),
             DaemonFrame::Failure { error } => Err(CtlError::Daemon(error)),
-            DaemonFrame::Reply { .. } | DaemonFrame::Progress { .. } => {
+            DaemonFrame::Reply { .. }
+            | DaemonFrame::Progress { .. }
+            | DaemonFrame::Links { .. } => {
                 Err(CtlError::Protocol("mslinkd skipped the handshake".into()))
             }
         }
@@ -141,14 +143,39 @@ impl Client {
             match frame {
                 DaemonFrame::Reply { reply } => return Ok(*reply),
                 DaemonFrame::Failure { error } => return Err(CtlError::Daemon(error)),
-                DaemonFrame::Welcome { .. } => {
-                    return Err(CtlError::Protocol("mslinkd repeated its welcome".into()));
+                DaemonFrame::Welcome { .. } | DaemonFrame::Links { .. } => {
+                    return Err(CtlError::Protocol("mslinkd answered out of order".into()));
                 }
                 DaemonFrame::Progress { event } => {
                     if let Some(answer) = on_progress(&event)? {
                         self.send(&answer)?;
                     }
                     frame = self.receive()?;
+                }
+            }
+        }
+    }
+
+    /// Runs a `links` command: hands each page to `on_page` as it arrives and returns how many
+    /// links came.
+    pub fn stream_links(
+        &mut self,
+        act_as: Option<String>,
+        all: bool,
+        state: Option<LinkState>,
+        mut on_page: impl FnMut(Vec<LinkInfo>),
+    ) -> Result<u64, CtlError> {
+        self.send(&ClientFrame::Command { act_as, command: CtlCommand::Links { all, state } })?;
+        loop {
+            match self.receive()? {
+                DaemonFrame::Links { links } => on_page(links),
+                DaemonFrame::Reply { reply } => match *reply {
+                    DaemonReply::LinksEnd(end) => return Ok(end.count),
+                    _ => return Err(CtlError::Protocol("mslinkd ended a list oddly".into())),
+                },
+                DaemonFrame::Failure { error } => return Err(CtlError::Daemon(error)),
+                DaemonFrame::Welcome { .. } | DaemonFrame::Progress { .. } => {
+                    return Err(CtlError::Protocol("mslinkd sent a list out of order".into()));
                 }
             }
         }

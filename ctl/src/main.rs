@@ -56,6 +56,9 @@ enum Command {
         /// Admins: every user's links
         #[arg(long)]
         all: bool,
+        /// Only the links in this state
+        #[arg(long, value_enum, conflicts_with = "check")]
+        state: Option<StateArg>,
         /// For monitoring: one summary line and a Nagios exit code (0 OK, 1 WARNING, 2 CRITICAL,
         /// 3 UNKNOWN); admins see every link
         #[arg(long)]
@@ -246,7 +249,21 @@ fn main() -> ExitCode {
                 .and_then(|mut client| connect::run(&mut client, cli.user, request));
             return finish(outcome, cli.json, false);
         }
-        Command::Status { all, .. } => CtlCommand::Status { all },
+        Command::Status { all, state, .. } if all || state.is_some() => {
+            // Every link can be a million: streamed, page by page, as the daemon reads them.
+            let state = state.map(LinkState::from);
+            let outcome = Client::connect(&socket).and_then(|mut client| {
+                render::streamed_status(&mut client, cli.user, all, state, cli.json, verbose)
+            });
+            return match outcome {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    render::error(&error, cli.json);
+                    ExitCode::from(error.exit_code())
+                }
+            };
+        }
+        Command::Status { .. } => CtlCommand::Status { all: false },
         Command::Request { message } => CtlCommand::Request { message },
         Command::Requests => CtlCommand::Requests,
         Command::Enable => CtlCommand::Enable,

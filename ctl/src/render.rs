@@ -71,6 +71,7 @@ pub fn reply(reply: &DaemonReply, as_json: bool, verbose: bool) {
         DaemonReply::Disconnect(d) => {
             println!("Removed the link to {} (user {}) and its stored secrets.", d.email, d.user)
         }
+        DaemonReply::LinksEnd(end) => println!("{} link(s).", end.count),
         DaemonReply::CheckAll(r) => {
             println!("Checked {} link(s): {} ok, {} failed.", r.checked, r.ok, r.failed.len());
             for failed in &r.failed {
@@ -92,7 +93,77 @@ pub fn error(error: &CtlError, as_json: bool) {
     }
 }
 
+/// `status --all` / `--state`: the head from a plain `status`, then the links streamed as the
+/// daemon reads them (text line by line; `--json` one document, written as it arrives), then the
+/// tail. Memory stays one page, whatever the number of links.
+pub fn streamed_status(
+    client: &mut Client,
+    act_as: Option<String>,
+    all: bool,
+    state: Option<LinkState>,
+    as_json: bool,
+    verbose: bool,
+) -> Result<(), CtlError> {
+    use std::io::Write;
+    let head = match client.call(act_as.clone(), CtlCommand::Status { all: false })? {
+        DaemonReply::Status(status) => StatusReply { links: Vec::new(), ..status },
+        _ => return Err(CtlError::Protocol("mslinkd answered status with another reply".into())),
+    };
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    if as_json {
+        let mut doc = serde_json::to_value(DaemonReply::Status(head)).unwrap_or(Value::Null);
+        if let Value::Object(map) = &mut doc {
+            map.remove("links");
+            map.insert("format_version".into(), json!(JSON_FORMAT_VERSION));
+        }
+        let open = doc.to_string();
+        let _ = write!(out, "{},\"links\":[", open.strip_suffix('}').unwrap_or(&open));
+        let mut first = true;
+        client.stream_links(act_as, all, state, |page| {
+            for link in page {
+                let comma = if std::mem::take(&mut first) { "" } else { "," };
+                let _ = write!(out, "{comma}{}", serde_json::to_string(&link).unwrap_or_default());
+            }
+        })?;
+        let _ = writeln!(out, "]}}");
+        return Ok(());
+    }
+    let _ = write!(out, "{}", head_text(&head));
+    let filter = state.map(|s| format!(" in state {s}")).unwrap_or_default();
+    let _ = writeln!(out, "Links{filter}:");
+    let count = client.stream_links(act_as, all, state, |page| {
+        for link in page {
+            let _ = writeln!(out, "{}", link_text(&link, all, verbose));
+        }
+    })?;
+    let _ = writeln!(out, "  ({count} link{})", if count == 1 { "" } else { "s" });
+    let _ = write!(out, "{}", tail_text(&head));
+    Ok(())
+}
+
 fn status_text(s: &StatusReply, verbose: bool) -> String {
+    let mut out = head_text(s);
+    let all = s.links.iter().any(|l| l.user != s.user);
+    if s.links.is_empty() {
+        if s.integration.enabled {
+            out.push_str("Links: none yet. Link a mailbox with `mslinkctl connect EMAIL`.\n");
+        } else {
+            out.push_str("Links: none.\n");
+        }
+    } else {
+        out.push_str(&format!("Links ({}):\n", s.links.len()));
+        for link in &s.links {
+            out.push_str(&link_text(link, all, verbose));
+            out.push('\n');
+        }
+    }
+    out.push_str(&tail_text(s));
+    out
+}
+
+/// Who, the integration and the caller's request.
+fn head_text(s: &StatusReply) -> String {
     let mut out = String::new();
     let mut line = |text: String| {
         out.push_str(&text);
@@ -115,19 +186,16 @@ fn status_text(s: &StatusReply, verbose: bool) -> String {
         }
         (None, true) => {}
     }
-    let all = s.links.iter().any(|l| l.user != s.user);
-    if s.links.is_empty() {
-        if integration.enabled {
-            line("Links: none yet. Link a mailbox with `mslinkctl connect EMAIL`.".into());
-        } else {
-            line("Links: none.".into());
-        }
-    } else {
-        line(format!("Links ({}):", s.links.len()));
-        for link in &s.links {
-            line(link_text(link, all, verbose));
-        }
-    }
+    out
+}
+
+/// An admin's pending requests and recent actions.
+fn tail_text(s: &StatusReply) -> String {
+    let mut out = String::new();
+    let mut line = |text: String| {
+        out.push_str(&text);
+        out.push('\n');
+    };
     if let Some(pending) = s.pending_requests {
         line(format!(
             "Pending requests: {pending}{}",

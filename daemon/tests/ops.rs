@@ -17,6 +17,8 @@ use tokio_util::sync::CancellationToken;
 
 #[path = "../../tests/src/prerequisite.rs"]
 mod prerequisite;
+#[path = "support/seed.rs"]
+mod seed;
 
 async fn scrape(port: u16) -> String {
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
@@ -269,53 +271,20 @@ async fn hanging_server() -> (String, tokio::sync::mpsc::UnboundedReceiver<()>) 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stop_with_every_check_hung_finishes_within_seconds() {
-    use mslink_proto::Sensitive;
-    use mslinkd::health::CheckReport;
-    use mslinkd::links::{LinkDetails, Office365Details};
-    use mslinkd::office365::Tokens;
-    use mslinkd::store::{NewLink, Store, StoreError};
-    use mslinkd::vault::Vault;
-
     let dir = tempfile::tempdir().unwrap();
     let (url, mut accepted) = hanging_server().await;
     // Twenty links due for a check now, against a Graph that never answers.
     let state = dir.path().join("state");
     let key_file = state.join("mslinkd.key");
-    {
-        let (store, _lock) = Store::open(&state).unwrap();
-        let vault = std::sync::Arc::new(Vault::open_or_create(&key_file).unwrap());
-        let now = mslinkd::now();
-        let links: Vec<NewLink> = (0..20)
-            .map(|n| NewLink {
-                user: "alice".into(),
-                email: format!("user{n}@contoso.test"),
-                details: LinkDetails::Office365(Office365Details {
-                    graph_url: Some(format!("{url}/v1.0")),
-                    sign_in: None,
-                }),
-                report: CheckReport::default(),
-                token_expiry: Some(now + 3600),
-                token_issued: Some(now),
-                next_check: now - 1,
-                evidence: Vec::new(),
-            })
-            .collect();
-        store
-            .call(move |db| {
-                db.insert_links(&links, now, |id, _| {
-                    let tokens = Tokens {
-                        access_token: Sensitive::new("at"),
-                        refresh_token: Some(Sensitive::new("rt")),
-                        expires_at: now + 3600,
-                    };
-                    mslinkd::links::seal_office365_tokens(&vault, id, &tokens)
-                        .map_err(|e| StoreError::Sealing(e.to_string()))
-                })
-            })
-            .await
-            .unwrap();
-        store.call(move |db| db.set_integration(true, "root", now)).await.unwrap();
-    }
+    let links = (0..20)
+        .map(|n| seed::Seed {
+            user: "alice".into(),
+            email: format!("user{n}@contoso.test"),
+            graph_url: format!("{url}/v1.0"),
+            next_check: mslinkd::now() - 1,
+        })
+        .collect();
+    seed::office365_links(&state, &key_file, links).await;
     let (_bus, shutdown, served) = start(
         dir.path(),
         &format!(

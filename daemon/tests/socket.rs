@@ -17,6 +17,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio_util::sync::CancellationToken;
 
+#[path = "support/seed.rs"]
+mod seed;
+
 struct TestDaemon {
     socket: PathBuf,
     config_file: PathBuf,
@@ -26,12 +29,16 @@ struct TestDaemon {
 }
 
 async fn start(limits: Limits) -> TestDaemon {
-    let dir = tempfile::tempdir().unwrap();
+    start_in(tempfile::tempdir().unwrap(), "", limits).await
+}
+
+/// A daemon in `dir` (whose `state` may be seeded already), with `extra` config.
+async fn start_in(dir: tempfile::TempDir, extra: &str, limits: Limits) -> TestDaemon {
     let socket = dir.path().join("mslinkd.sock");
     let config_file = dir.path().join("mslinkd.toml");
     std::fs::write(
         &config_file,
-        format!("socket = {:?}\nstate_dir = {:?}\n", socket, dir.path().join("state")),
+        format!("socket = {:?}\nstate_dir = {:?}\n{extra}", socket, dir.path().join("state")),
     )
     .unwrap();
     let config = Config::load(&config_file, true, &Env::default()).unwrap();
@@ -278,4 +285,101 @@ async fn a_reload_moves_the_metrics_listener() {
     assert!(matches!(receive(&mut stream).await, Some(DaemonFrame::Reply { .. })));
     eventually("moving to the new address", || answers(second) && !answers(first)).await;
     daemon.shutdown.cancel();
+}
+
+/// Sends `links` and collects the page sizes, the links and the closing count.
+async fn links(
+    daemon: &TestDaemon,
+    act_as: Option<&str>,
+    all: bool,
+    state: Option<mslink_proto::LinkState>,
+) -> (Vec<usize>, Vec<mslink_proto::LinkInfo>, u64) {
+    let mut stream = connected(daemon).await;
+    let command = CtlCommand::Links { all, state };
+    send(&mut stream, &ClientFrame::Command { act_as: act_as.map(str::to_owned), command }).await;
+    let (mut pages, mut all_links) = (Vec::new(), Vec::new());
+    loop {
+        match receive(&mut stream).await {
+            Some(DaemonFrame::Links { links }) => {
+                pages.push(links.len());
+                all_links.extend(links);
+            }
+            Some(DaemonFrame::Reply { reply }) => match *reply {
+                DaemonReply::LinksEnd(end) => return (pages, all_links, end.count),
+                other => panic!("expected the end of the list, got {other:?}"),
+            },
+            other => panic!("expected a page, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_stream_in_pages_filtered_in_the_store_and_the_ctl_prints_them_as_one_document() {
+    // 1,500 links of root's and 1,000 of daemon's (an account every Debian system has).
+    let dir = tempfile::tempdir().unwrap();
+    let (state, key_file) = (dir.path().join("state"), dir.path().join("state/mslinkd.key"));
+    let later = mslinkd::now() + 86_400;
+    let seeds = (0..2500)
+        .map(|n| seed::Seed {
+            user: if n < 1500 { "root" } else { "daemon" }.into(),
+            email: format!("user{n:04}@contoso.test"),
+            graph_url: "http://127.0.0.1:9/v1.0".into(),
+            next_check: later,
+        })
+        .collect();
+    seed::office365_links(&state, &key_file, seeds).await;
+    let daemon = start_in(dir, &format!("key_file = {key_file:?}\n"), Limits::default()).await;
+
+    let (pages, every, count) = links(&daemon, None, true, None).await;
+    assert_eq!((pages, count), (vec![1000, 1000, 500], 2500));
+    let order: Vec<(String, String)> =
+        every.iter().map(|l| (l.user.clone(), l.email.to_lowercase())).collect();
+    let mut sorted = order.clone();
+    sorted.sort();
+    assert_eq!(order, sorted, "in (user, email) order, no page repeated or skipped");
+    sorted.dedup();
+    assert_eq!(sorted.len(), 2500);
+
+    // Own links; another user's (exactly one full page, then the end); a state none is in.
+    assert_eq!(links(&daemon, None, false, None).await.2, 1500);
+    let (pages, _, count) = links(&daemon, Some("daemon"), false, None).await;
+    assert_eq!((pages, count), (vec![1000], 1000));
+    let (pages, _, count) =
+        links(&daemon, None, true, Some(mslink_proto::LinkState::NeedsReauth)).await;
+    assert_eq!((pages.len(), count), (0, 0));
+
+    // The real ctl: one valid JSON document with every link, and text that counts them.
+    let ctl = ctl_binary();
+    let out = std::process::Command::new(&ctl)
+        .args(["--socket", daemon.socket.to_str().unwrap(), "--json", "status", "--all"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["format_version"], 1);
+    assert_eq!(doc["admin"], true);
+    assert_eq!(doc["links"].as_array().unwrap().len(), 2500);
+    let out = std::process::Command::new(&ctl)
+        .args(["--socket", daemon.socket.to_str().unwrap(), "--user", "daemon"])
+        .args(["status", "--state", "active"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("Links in state active:"), "{text}");
+    assert!(text.contains("user2499@contoso.test") && text.contains("(1000 links)"), "{text}");
+    assert!(!text.contains("user0000@contoso.test"), "root's links are not daemon's: {text}");
+    daemon.shutdown.cancel();
+    daemon.served.await.unwrap().unwrap();
+}
+
+/// The workspace's `mslinkctl`, built beside this test.
+fn ctl_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let path = exe.parent().and_then(std::path::Path::parent).unwrap().join("mslinkctl");
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first",
+        path.display()
+    );
+    path
 }

@@ -29,6 +29,9 @@ pub enum DaemonFrame {
     Progress { event: ConnectEvent },
     /// A command succeeded. Boxed: replies are far larger than the other frames.
     Reply { reply: Box<DaemonReply> },
+    /// One page (at most [`LINKS_PAGE`] links) of a `links` answer; more pages or the final
+    /// `LinksEnd` reply follow.
+    Links { links: Vec<LinkInfo> },
     /// A command (or the connection) failed.
     Failure { error: WireError },
 }
@@ -66,6 +69,15 @@ pub enum CtlCommand {
     },
     /// Provider detection only: the answer and its evidence (no credentials are sent).
     Detect { email: String },
+    /// The caller's (or `--user`'s) links, or every link with `all` (admins), only those in
+    /// `state` if given, streamed: `Links` frames in (user, email) order, then a `LinksEnd`
+    /// reply. The daemon holds one page at a time, whatever the number of links.
+    Links {
+        #[serde(default)]
+        all: bool,
+        #[serde(default)]
+        state: Option<LinkState>,
+    },
     /// Remove a link and its secrets.
     Disconnect { email: String },
     /// A fresh Office365 access token for the caller's own link.
@@ -198,6 +210,17 @@ pub enum DaemonReply {
     Token(TokenReply),
     Detect(DetectReply),
     CheckAll(CheckAllReply),
+    /// The end of a `links` stream.
+    LinksEnd(LinksEndReply),
+}
+
+/// The most links one `Links` frame carries.
+pub const LINKS_PAGE: usize = 1000;
+
+/// The end of a `links` stream: how many links its pages carried.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinksEndReply {
+    pub count: u64,
 }
 
 /// `check --all`: how many links were checked and which failed.

@@ -3,8 +3,8 @@
 //! [`WireError`] (mapped once, in `super::errors`).
 
 use mslink_proto::{
-    CtlCommand, DaemonReply, ErrorKind, ReloadReply, RequestReply, RequestsReply, StatusReply,
-    WireError,
+    CtlCommand, DaemonReply, ErrorKind, LINKS_PAGE, LinkInfo, LinkState, ReloadReply, RequestReply,
+    RequestsReply, StatusReply, WireError,
 };
 
 use super::errors::internal;
@@ -28,17 +28,7 @@ pub async fn handle(
     mut interaction: Interaction,
 ) -> Result<DaemonReply, WireError> {
     let subject = subject(caller, act_as).await?;
-    let admin_group = daemon.config().admin_group.clone();
-    let require_admin = |what: &str| {
-        if caller.admin {
-            Ok(())
-        } else {
-            Err(WireError::new(ErrorKind::PermissionDenied, format!("`mslinkctl {what}` is for admins"))
-                .with_hint(format!(
-                    "ask root or a member of the `{admin_group}` group (see `admin_group` and `admin_users` in mslinkd.toml)"
-                )))
-        }
-    };
+    let require_admin = |what: &str| require_admin(daemon, caller, what);
     let store = &daemon.store;
     let links = &daemon.links;
     let actor = caller.name.clone();
@@ -167,6 +157,69 @@ pub async fn handle(
         CtlCommand::Disconnect { email } => {
             Ok(DaemonReply::Disconnect(links.disconnect(&subject, &email, &caller.name).await?))
         }
+        // Streamed page by page by the connection, through `LinksQuery`.
+        CtlCommand::Links { .. } => {
+            Err(WireError::new(ErrorKind::Internal, "`links` reached the single-reply path"))
+        }
+    }
+}
+
+/// Refuses a non-admin `mslinkctl what`, saying who may.
+fn require_admin(daemon: &Daemon, caller: &Caller, what: &str) -> Result<(), WireError> {
+    if caller.admin {
+        return Ok(());
+    }
+    let admin_group = daemon.config().admin_group.clone();
+    Err(WireError::new(ErrorKind::PermissionDenied, format!("`mslinkctl {what}` is for admins"))
+        .with_hint(format!(
+            "ask root or a member of the `{admin_group}` group (see `admin_group` and `admin_users` in mslinkd.toml)"
+        )))
+}
+
+/// A `links` stream the caller may read: whose links, which state.
+#[derive(Debug)]
+pub struct LinksQuery {
+    user: Option<String>,
+    state: Option<LinkState>,
+}
+
+impl LinksQuery {
+    /// Decides who may list what (SPEC §2): every link with `all` (admins), else the caller's
+    /// own or, for an admin, `--user`'s.
+    pub async fn new(
+        daemon: &Daemon,
+        caller: &Caller,
+        act_as: Option<String>,
+        all: bool,
+        state: Option<LinkState>,
+    ) -> Result<LinksQuery, WireError> {
+        if all {
+            require_admin(daemon, caller, "status --all")?;
+        }
+        let user = if all { None } else { Some(subject(caller, act_as).await?) };
+        Ok(LinksQuery { user, state })
+    }
+
+    /// The page after the (user, email) `after`, read on a reader connection; empty at the end.
+    pub async fn page(
+        &self,
+        daemon: &Daemon,
+        after: Option<(String, String)>,
+    ) -> Result<Vec<LinkInfo>, WireError> {
+        let (user, state) = (self.user.clone(), self.state);
+        let mut page = daemon
+            .store
+            .read(move |db| {
+                let after = after.as_ref().map(|(u, e)| (u.as_str(), e.as_str()));
+                db.links_page(user.as_deref(), state, after, LINKS_PAGE)
+            })
+            .await
+            .map_err(internal)?;
+        let (config, now) = (daemon.config(), daemon.now());
+        for link in &mut page {
+            link.stale = schedule::stale(&config.schedule, link.state, link.next_check, now);
+        }
+        Ok(page)
     }
 }
 

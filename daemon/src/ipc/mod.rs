@@ -19,8 +19,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mslink_proto::{
-    ClientFrame, DaemonFrame, DaemonReply, ErrorKind, FrameError, FrameReader, MAX_CLIENT_FRAME,
-    MAX_DAEMON_FRAME, PROTOCOL_VERSION, WireError, decode, encode,
+    ClientFrame, CtlCommand, DaemonFrame, DaemonReply, ErrorKind, FrameError, FrameReader,
+    LINKS_PAGE, LinksEndReply, MAX_CLIENT_FRAME, MAX_DAEMON_FRAME, PROTOCOL_VERSION, WireError,
+    decode, encode,
 };
 use tokio::io::AsyncWriteExt;
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
@@ -246,6 +247,15 @@ impl Connection {
                 },
             };
             let frame = match decode::<ClientFrame>(&body) {
+                Ok(ClientFrame::Command { act_as, command: CtlCommand::Links { all, state } }) => {
+                    match handlers::LinksQuery::new(daemon, caller, act_as, all, state).await {
+                        Ok(query) => match self.stream_links(daemon, &query).await {
+                            Ok(frame) => frame,
+                            Err(stop) => return stop,
+                        },
+                        Err(error) => DaemonFrame::Failure { error },
+                    }
+                }
                 Ok(ClientFrame::Command { act_as, command }) => {
                     let (interaction, peer) = Interaction::pair();
                     let work = handlers::handle(daemon, caller, act_as, command, interaction);
@@ -275,6 +285,37 @@ impl Connection {
                 return Stop::Quiet;
             }
         }
+    }
+
+    /// Sends `query`'s links page by page (each read and sent before the next is read, so the
+    /// daemon holds one page whatever the number of links) and returns the closing frame.
+    async fn stream_links(
+        &mut self,
+        daemon: &Daemon,
+        query: &handlers::LinksQuery,
+    ) -> Result<DaemonFrame, Stop> {
+        let mut after = None;
+        let mut count = 0u64;
+        loop {
+            let page = match query.page(daemon, after.take()).await {
+                Ok(page) => page,
+                Err(error) => return Ok(DaemonFrame::Failure { error }),
+            };
+            let Some(last) = page.last() else { break };
+            after = Some((last.user.clone(), last.email.clone()));
+            count += page.len() as u64;
+            let full = page.len() == LINKS_PAGE;
+            if self.send(&DaemonFrame::Links { links: page }).await.is_err() {
+                return Err(Stop::Quiet);
+            }
+            if !full {
+                break;
+            }
+            if self.shutdown.is_cancelled() {
+                return Ok(failure(ErrorKind::Busy, "mslinkd is stopping: the list is incomplete"));
+            }
+        }
+        Ok(DaemonFrame::Reply { reply: Box::new(DaemonReply::LinksEnd(LinksEndReply { count })) })
     }
 
     /// Runs one command to completion while relaying its progress to the client, pasted URLs

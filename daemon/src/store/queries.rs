@@ -155,9 +155,50 @@ impl<'c> Db<'c> {
         // Two statements, not `?1 IS NULL OR user = ?1`: SQLite cannot use `links_by_user` for
         // that condition, and one user's `status` would scan every link in the organisation.
         match user {
-            Some(user) => self.links_where("user = ?1", [user]),
-            None => self.links_where("1", []),
+            Some(user) => self.links_where("user = ?1 ORDER BY user, email", [user]),
+            None => self.links_where("1 ORDER BY user, email", []),
         }
+    }
+
+    /// One page of links in (user, email) order: at most `limit` of `user`'s (or everyone's),
+    /// only those in `state` if given, after the (user, email) `after`. The key is the
+    /// `UNIQUE (user, email)` index, so every page costs the same however deep it is.
+    pub fn links_page(
+        &self,
+        user: Option<&str>,
+        state: Option<LinkState>,
+        after: Option<(&str, &str)>,
+        limit: usize,
+    ) -> Result<Vec<LinkInfo>, StoreError> {
+        use rusqlite::types::Value;
+        let mut conditions = vec!["1".to_owned()];
+        let mut params: Vec<Value> = Vec::new();
+        // Each `?` in `condition` becomes the number of the value bound for it.
+        let mut bind = |condition: &str, values: &[&str]| {
+            let mut numbered = String::new();
+            let mut values = values.iter();
+            for c in condition.chars() {
+                if c == '?' {
+                    let value = values.next().expect("a value for every placeholder");
+                    params.push(Value::Text((*value).to_owned()));
+                    numbered.push_str(&format!("?{}", params.len()));
+                } else {
+                    numbered.push(c);
+                }
+            }
+            conditions.push(numbered);
+        };
+        if let Some(user) = user {
+            bind("user = ?", &[user]);
+        }
+        if let Some(state) = state {
+            bind("state = ?", &[state.as_str()]);
+        }
+        if let Some((user, email)) = after {
+            bind("(user, email) > (?, ?)", &[user, email]);
+        }
+        let condition = format!("{} ORDER BY user, email LIMIT {limit}", conditions.join(" AND "));
+        self.links_where(&condition, rusqlite::params_from_iter(params))
     }
 
     /// Links matching an SQL condition, as status shows them.
@@ -172,7 +213,7 @@ impl<'c> Db<'c> {
                     token_expiry,
                     inbox_total, inbox_unread, calendar_ok, server_version, auth_scheme, endpoint,
                     evidence
-             FROM links WHERE {condition} ORDER BY user, email"
+             FROM links WHERE {condition}"
         ))?;
         let rows = stmt.query_map(params, |row| {
             let provider: String = row.get(2)?;
