@@ -14,14 +14,19 @@ use std::process::Stdio;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use mslink_proto::{ConnectEvent, ErrorKind, LinkState, Sensitive};
+use mslink_proto::{
+    ClientFrame, ConnectArgs, ConnectEvent, CtlCommand, DaemonFrame, DaemonReply, ErrorKind,
+    LinkState, MAX_CLIENT_FRAME, MAX_DAEMON_FRAME, PROTOCOL_VERSION, Provider, Sensitive,
+    SignInFlow, WireError,
+};
 use mslinkd::config::{Config, Env, ExchangeAuth};
 use mslinkd::exchange::discover::{Hop, Trust};
 use mslinkd::exchange::{self, ExchangeError, Login};
 use mslinkd::health::Actor;
 use mslinkd::interaction::Interaction;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
 use tokio::process::{Child, Command};
 
 #[path = "support/dnsmasq.rs"]
@@ -1003,4 +1008,143 @@ async fn a_verified_redirect_url_is_followed_and_the_new_host_is_challenged_firs
     assert_eq!(sent(&own.log().await, "autodiscover"), challenged_then_basic);
     assert_eq!(sent(&log, "autodiscover"), challenged_then_basic, "{log:#?}");
     assert_eq!(sent(&log, "ews"), challenged_then_basic, "{log:#?}");
+}
+
+/// A client on the daemon's socket, speaking the frames mslinkctl speaks.
+struct Ctl(UnixStream);
+
+impl Ctl {
+    async fn open(socket: &Path) -> Ctl {
+        let mut ctl = Ctl(UnixStream::connect(socket).await.unwrap());
+        ctl.send(&ClientFrame::Hello { protocol_version: PROTOCOL_VERSION, client: "test".into() })
+            .await;
+        assert!(matches!(ctl.receive().await, DaemonFrame::Welcome { .. }));
+        ctl
+    }
+
+    async fn send(&mut self, frame: &ClientFrame) {
+        self.0.write_all(&mslink_proto::encode(frame, MAX_CLIENT_FRAME).unwrap()).await.unwrap();
+    }
+
+    async fn receive(&mut self) -> DaemonFrame {
+        let mut header = [0u8; 4];
+        self.0.read_exact(&mut header).await.unwrap();
+        let mut body = vec![0u8; mslink_proto::frame_len(header, MAX_DAEMON_FRAME).unwrap()];
+        self.0.read_exact(&mut body).await.unwrap();
+        mslink_proto::decode(&body).unwrap()
+    }
+
+    /// Runs `command`, answering every confirmation with `answer`; the outcome and the hosts
+    /// asked about.
+    async fn run(
+        &mut self,
+        command: CtlCommand,
+        answer: bool,
+    ) -> (Result<DaemonReply, WireError>, Vec<String>) {
+        self.send(&ClientFrame::Command { act_as: None, command }).await;
+        let mut asked = Vec::new();
+        loop {
+            match self.receive().await {
+                DaemonFrame::Progress { event: ConnectEvent::Confirm { host, .. } } => {
+                    asked.push(host);
+                    self.send(&ClientFrame::Answer { yes: answer }).await;
+                }
+                DaemonFrame::Progress { .. } => {}
+                DaemonFrame::Reply { reply } => return (Ok(*reply), asked),
+                DaemonFrame::Failure { error } => return (Err(error), asked),
+                DaemonFrame::Welcome { .. } => panic!("a second welcome"),
+            }
+        }
+    }
+}
+
+fn connect_alice(interactive: bool) -> CtlCommand {
+    CtlCommand::Connect(ConnectArgs {
+        email: "alice@contoso.test".into(),
+        provider: Some(Provider::Exchange),
+        flow: SignInFlow::Browser,
+        username: None,
+        server: None,
+        password: Some(alice_password()),
+        trusted_servers: Vec::new(),
+        interactive,
+    })
+}
+
+#[tokio::test]
+async fn the_question_and_its_answer_go_through_the_socket_and_a_refusal_stores_nothing() {
+    let pki = Pki::new();
+    let evil = attacker(
+        &pki,
+        Some(80),
+        &[
+            "--http-redirect-location",
+            "https://mail.fabrikam.test:{port}/autodiscover/autodiscover.xml",
+        ],
+    )
+    .await;
+    let dns = Dnsmasq::start(&[]).await.expect("dnsmasq runs");
+    let nobody = next_ip();
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("mslinkd.sock");
+    let config_file = dir.path().join("mslinkd.toml");
+    std::fs::write(
+        &config_file,
+        format!(
+            "socket = {socket:?}\nstate_dir = {:?}\n[network]\nca_file = {:?}\n\
+             nameservers = [{:?}]\n[network.resolve]\n\"contoso.test\" = \"{nobody}\"\n\
+             \"autodiscover.contoso.test\" = \"{ip}\"\n\"mail.fabrikam.test\" = \"{ip}\"\n",
+            dir.path().join("state"),
+            pki.ca(),
+            dns.addr,
+            ip = evil.ip,
+        ),
+    )
+    .unwrap();
+    let config = Config::load(&config_file, true, &Env::default()).unwrap();
+    let listener =
+        mslinkd::Listener::Owned(mslinkd::ipc::bind(&socket, None).unwrap(), socket.clone());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let options = mslinkd::Options { env: Env::default(), ..mslinkd::Options::default() };
+    let served = tokio::spawn(mslinkd::run_with(config, listener, shutdown.clone(), options));
+    let mut ctl = Ctl::open(&socket).await;
+    assert!(ctl.run(CtlCommand::Enable, false).await.0.is_ok());
+    let links = |reply: DaemonReply| match reply {
+        DaemonReply::Status(status) => status.links,
+        other => panic!("not a status: {other:?}"),
+    };
+
+    // A ctl that cannot ask (an older one, or no terminal) is refused with the command to run.
+    let (result, asked) = ctl.run(connect_alice(false), false).await;
+    let error = result.unwrap_err();
+    assert!(asked.is_empty());
+    assert_eq!(error.kind, ErrorKind::NotAllowed, "{error:?}");
+    assert!(error.hint.as_deref().unwrap().contains("--trust-server mail.fabrikam.test"));
+
+    // The user says no: refused, nothing stored, nothing sent to the host.
+    let (result, asked) = ctl.run(connect_alice(true), false).await;
+    assert_eq!(asked, ["mail.fabrikam.test"]);
+    assert_eq!(result.unwrap_err().kind, ErrorKind::NotAllowed);
+    let status = ctl.run(CtlCommand::Status { all: false }, false).await.0.unwrap();
+    assert!(links(status).is_empty());
+    let log = evil.log().await;
+    assert_no_authorization(&log);
+    assert!(log.iter().all(|e| e["listener"] == "http"), "{log:#?}");
+
+    // The user says yes: linked against that host.
+    let (result, asked) = ctl.run(connect_alice(true), true).await;
+    assert_eq!(asked, ["mail.fabrikam.test"]);
+    let log = evil.log().await;
+    result.unwrap_or_else(|e| panic!("{e:?}: {log:#?}"));
+    let status = ctl.run(CtlCommand::Status { all: false }, false).await.0.unwrap();
+    let links = links(status);
+    assert_eq!(links.len(), 1, "{links:#?}");
+    assert!(
+        links[0].endpoint.as_deref().unwrap().starts_with("https://mail.fabrikam.test:"),
+        "{links:#?}"
+    );
+    assert_challenged_before_credentials(&log);
+
+    shutdown.cancel();
+    served.await.unwrap().unwrap();
 }
