@@ -233,7 +233,6 @@ pub async fn discover(
                     match vouch(&url, hop, &domain, &address, trust, interaction).await? {
                         Vouched::Yes => confirmed.push(host),
                         Vouched::No(error) => {
-                            tried.push(error.to_string());
                             refusal.get_or_insert(error);
                             skipped.push(host);
                             continue;
