@@ -1,6 +1,7 @@
 //! `mslinkctl connect`: gather what the provider needs (a password only for Exchange, never from
 //! a flag), send one command, and follow the daemon's progress: open the browser, show the device
-//! code with a countdown, or read the pasted redirect URL.
+//! code with a countdown, read the pasted redirect URL, or ask the user to confirm a server that
+//! Autodiscover reached only through an unauthenticated hop.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::sync::Arc;
@@ -22,6 +23,8 @@ pub struct Request {
     pub flow: SignInFlow,
     pub username: Option<String>,
     pub server: Option<String>,
+    /// `--trust-server`: hosts outside the address's domain the user vouches for in advance.
+    pub trusted_servers: Vec<String>,
     pub password_stdin: bool,
     pub open_browser: bool,
     pub verbose: bool,
@@ -60,6 +63,10 @@ pub fn run(
         username: request.username.clone(),
         server: request.server.clone(),
         password,
+        trusted_servers: request.trusted_servers.clone(),
+        // Questions are answered on the terminal; with --password-stdin (or no terminal) the
+        // daemon refuses instead of asking, and says which flag to add.
+        interactive: std::io::stdin().is_terminal(),
     };
     client.wait_without_timeout();
     let mut countdown: Option<Countdown> = None;
@@ -92,6 +99,9 @@ pub fn run(
                     "On any device, open {verification_uri} and enter the code:\n\n  {user_code}\n"
                 );
                 countdown = Some(Countdown::start(*expires_at));
+            }
+            ConnectEvent::Confirm { question, .. } => {
+                return Ok(Some(ClientFrame::Answer { yes: confirm(question)? }));
             }
         }
         Ok(None)
@@ -138,6 +148,23 @@ fn settle_provider(client: &mut Client, request: &Request) -> Result<Provider, C
             "1" | "office365" | "Office365" => return Ok(Provider::Office365),
             "2" | "exchange" | "Exchange" => return Ok(Provider::Exchange),
             _ => eprintln!("Type 1 or 2."),
+        }
+    }
+}
+
+/// Asks `question` on the terminal; only a typed yes is a yes.
+fn confirm(question: &str) -> Result<bool, CtlError> {
+    if !std::io::stdin().is_terminal() {
+        return Ok(false);
+    }
+    eprintln!("{question}");
+    loop {
+        eprint!("Continue? [y/N] ");
+        let _ = std::io::stderr().flush();
+        match read_line()?.trim().to_ascii_lowercase().as_str() {
+            "y" | "yes" => return Ok(true),
+            "" | "n" | "no" => return Ok(false),
+            _ => eprintln!("Type y or n."),
         }
     }
 }

@@ -106,6 +106,11 @@ enum Command {
         /// Exchange: the server (mail.example.com) or the full EWS URL; default: Autodiscover
         #[arg(long, value_name = "HOST|URL")]
         server: Option<String>,
+        /// Exchange: go on to HOST (repeatable) when Autodiscover reaches it only through the
+        /// plain-HTTP redirect or a DNS SRV record outside the address's domain (unauthenticated
+        /// hops: interactively mslinkctl asks instead)
+        #[arg(long, value_name = "HOST")]
+        trust_server: Vec<String>,
         /// Exchange: read the password from the first line of standard input
         #[arg(long)]
         password_stdin: bool,
@@ -221,6 +226,7 @@ fn main() -> ExitCode {
             no_browser,
             username,
             server,
+            trust_server,
             password_stdin,
             verbose,
         } => {
@@ -236,6 +242,7 @@ fn main() -> ExitCode {
                 },
                 username,
                 server,
+                trusted_servers: trust_server,
                 password_stdin,
                 open_browser: !no_browser,
                 verbose,
@@ -342,6 +349,22 @@ mod tests {
         let err = Cli::try_parse_from(["mslinkctl", "connect", "a@b.c", "--provider", "gmail"])
             .unwrap_err();
         assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn trust_server_may_be_given_more_than_once() {
+        let cli = Cli::try_parse_from([
+            "mslinkctl",
+            "connect",
+            "a@b.c",
+            "--trust-server",
+            "mail.x.test",
+            "--trust-server",
+            "mail.y.test",
+        ])
+        .unwrap();
+        let Command::Connect { trust_server, .. } = cli.command else { panic!("not connect") };
+        assert_eq!(trust_server, ["mail.x.test", "mail.y.test"]);
     }
 
     #[test]

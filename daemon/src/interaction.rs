@@ -1,12 +1,14 @@
 //! The two-way channel between a long command (`connect`) and the user at the ctl.
 //!
 //! The connection task owns the socket. While a sign-in flow runs, it forwards the flow's
-//! [`ConnectEvent`]s to the client as `Progress` frames, forwards pasted redirect URLs from the
-//! client to the flow, and cancels the flow when the client hangs up (Ctrl-C).
+//! [`ConnectEvent`]s to the client as `Progress` frames, forwards pasted redirect URLs and yes/no
+//! answers from the client to the flow, and cancels the flow when the client hangs up (Ctrl-C).
 //!
 //! ```text
 //!   flow ──tell(event)──▶ events ──▶ connection task ──Progress frame──▶ mslinkctl
 //!   flow ◀──pasted()──── pasted ◀── connection task ◀──Paste frame────── mslinkctl
+//!   flow ──confirm(q)──▶ events ──▶ connection task ──Progress(Confirm)─▶ mslinkctl
+//!        ◀────────────── answers ◀─ connection task ◀──Answer frame───── mslinkctl
 //!   flow ◀──cancelled()─ token  ◀── connection task ◀──EOF (Ctrl-C)──── mslinkctl
 //! ```
 
@@ -19,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 pub struct Interaction {
     events: mpsc::Sender<ConnectEvent>,
     pasted: mpsc::Receiver<Sensitive>,
+    answers: mpsc::Receiver<bool>,
     cancel: CancellationToken,
 }
 
@@ -27,6 +30,7 @@ pub struct Interaction {
 pub struct InteractionPeer {
     pub events: mpsc::Receiver<ConnectEvent>,
     pub pasted: mpsc::Sender<Sensitive>,
+    pub answers: mpsc::Sender<bool>,
     pub cancel: CancellationToken,
 }
 
@@ -35,10 +39,16 @@ impl Interaction {
     pub fn pair() -> (Interaction, InteractionPeer) {
         let (event_tx, event_rx) = mpsc::channel(16);
         let (paste_tx, paste_rx) = mpsc::channel(1);
+        let (answer_tx, answer_rx) = mpsc::channel(1);
         let cancel = CancellationToken::new();
         (
-            Interaction { events: event_tx, pasted: paste_rx, cancel: cancel.clone() },
-            InteractionPeer { events: event_rx, pasted: paste_tx, cancel },
+            Interaction {
+                events: event_tx,
+                pasted: paste_rx,
+                answers: answer_rx,
+                cancel: cancel.clone(),
+            },
+            InteractionPeer { events: event_rx, pasted: paste_tx, answers: answer_tx, cancel },
         )
     }
 
@@ -64,6 +74,18 @@ impl Interaction {
         tokio::select! {
             () = self.cancel.cancelled() => None,
             url = self.pasted.recv() => url,
+        }
+    }
+
+    /// Puts a yes/no `question` about `host` to the user and waits for the answer; `None` if
+    /// they hang up first. Only for a ctl that said it is interactive: nobody else answers.
+    pub async fn confirm(&mut self, question: String, host: String) -> Option<bool> {
+        // An answer left over from an earlier question must not answer this one.
+        while self.answers.try_recv().is_ok() {}
+        self.tell(ConnectEvent::Confirm { question, host }).await;
+        tokio::select! {
+            () = self.cancel.cancelled() => None,
+            answer = self.answers.recv() => answer,
         }
     }
 

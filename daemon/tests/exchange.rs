@@ -14,13 +14,19 @@ use std::process::Stdio;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use mslink_proto::{ErrorKind, LinkState, Sensitive};
+use mslink_proto::{
+    ClientFrame, ConnectArgs, ConnectEvent, CtlCommand, DaemonFrame, DaemonReply, ErrorKind,
+    LinkState, MAX_CLIENT_FRAME, MAX_DAEMON_FRAME, PROTOCOL_VERSION, Provider, Sensitive,
+    SignInFlow, WireError,
+};
 use mslinkd::config::{Config, Env, ExchangeAuth};
+use mslinkd::exchange::discover::{Hop, Trust};
 use mslinkd::exchange::{self, ExchangeError, Login};
 use mslinkd::health::Actor;
 use mslinkd::interaction::Interaction;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::UnixStream;
 use tokio::process::{Child, Command};
 
 #[path = "support/dnsmasq.rs"]
@@ -202,8 +208,64 @@ async fn link(
     password: &Sensitive,
     server: Option<&str>,
 ) -> Result<(exchange::ExchangeEndpoint, mslinkd::health::CheckReport), ExchangeError> {
-    let interaction = Interaction::detached();
-    exchange::link(config, Login { email, username, password, server }, &interaction).await
+    let mut interaction = Interaction::detached();
+    let trust = Trust::default();
+    exchange::link(config, Login { email, username, password, server, trust }, &mut interaction)
+        .await
+}
+
+/// Autodiscover for alice with `trust`, answering every confirmation question with `answer`;
+/// also returns the questions asked.
+async fn link_trusting(
+    config: &Config,
+    trust: Trust<'_>,
+    answer: bool,
+) -> (Result<(exchange::ExchangeEndpoint, mslinkd::health::CheckReport), ExchangeError>, Vec<String>)
+{
+    let (mut interaction, mut peer) = Interaction::pair();
+    let user = tokio::spawn(async move {
+        let mut questions = Vec::new();
+        while let Some(event) = peer.events.recv().await {
+            if let ConnectEvent::Confirm { question, host } = event {
+                assert!(question.contains(&host), "{question}");
+                questions.push(question);
+                peer.answers.send(answer).await.unwrap();
+            }
+        }
+        questions
+    });
+    let password = alice_password();
+    let login = Login {
+        email: "alice@contoso.test",
+        username: None,
+        password: &password,
+        server: None,
+        trust,
+    };
+    let result = exchange::link(config, login, &mut interaction).await;
+    drop(interaction);
+    (result, user.await.unwrap())
+}
+
+/// No request to the fake carried an `Authorization` header of any kind.
+fn assert_no_authorization(log: &[Value]) {
+    assert!(log.iter().all(|e| e["auth_scheme"].is_null()), "{log:#?}");
+}
+
+/// At each endpoint of the fake, the first request carried no `Authorization` header and was
+/// challenged (or answered on a connection NTLM had already signed in, which needs no header):
+/// nothing was sent before the host asked for it.
+fn assert_challenged_before_credentials(log: &[Value]) {
+    for endpoint in ["autodiscover", "ews"] {
+        let at: Vec<&Value> = log.iter().filter(|e| e["endpoint"] == endpoint).collect();
+        let Some(first) = at.first() else { continue };
+        let on_signed_in_connection =
+            first["auth_via"].as_str().is_some_and(|via| via.ends_with("(connection)"));
+        assert!(
+            first["auth_scheme"].is_null() && (first["status"] == 401 || on_signed_in_connection),
+            "{at:#?}"
+        );
+    }
 }
 
 /// Every request that carried credentials went over HTTPS, and none carried a cleartext
@@ -722,4 +784,367 @@ async fn finds_the_server_through_an_srv_record() {
         log.iter().any(|e| e["endpoint"] == "autodiscover" && e["status"] == 200),
         "Autodiscover was reached through SRV: {log:#?}"
     );
+}
+
+/// The fake a forged discovery answer points to: `mail.fabrikam.test` (a valid certificate, but
+/// outside contoso.test), announcing its own EWS URL, with `extra` options.
+async fn attacker(pki: &Pki, http_port: Option<u16>, extra: &[&str]) -> Fake {
+    let mut args = vec!["--ews-url", "https://mail.fabrikam.test:{port}/EWS/Exchange.asmx"];
+    args.extend_from_slice(extra);
+    Fake::start(pki, 0, http_port, &args).await
+}
+
+#[tokio::test]
+async fn a_forged_srv_record_pointing_outside_the_domain_gets_no_password() {
+    let pki = Pki::new();
+    let evil = attacker(&pki, None, &["--auth", "basic,ntlm"]).await;
+    let srv = format!("_autodiscover._tcp.contoso.test,mail.fabrikam.test,{},0,0", evil.https_port);
+    let dns = Dnsmasq::start(&[format!("--srv-host={srv}")]).await.expect("dnsmasq runs");
+    let nobody = next_ip();
+    let config = config(
+        &["basic", "ntlm"],
+        Some(&pki.ca()),
+        &[
+            ("contoso.test", nobody),
+            ("autodiscover.contoso.test", nobody),
+            ("mail.fabrikam.test", evil.ip),
+        ],
+        std::slice::from_ref(&dns.addr),
+    );
+
+    // No tty and no --trust-server: refused, naming the domain, the host and the hop.
+    let error =
+        link(&config, "alice@contoso.test", None, &alice_password(), None).await.unwrap_err();
+    assert!(
+        matches!(&error, ExchangeError::Unvouched { hop: Hop::Srv, asked: false, host, .. }
+            if host == "mail.fabrikam.test"),
+        "{error}"
+    );
+    let wire = error.wire_error();
+    assert_eq!((wire.kind, wire.kind.exit_code()), (ErrorKind::NotAllowed, 6));
+    for part in ["contoso.test", "mail.fabrikam.test", "DNS SRV record _autodiscover._tcp"] {
+        assert!(wire.message.contains(part), "{part}: {}", wire.message);
+    }
+    let hint = wire.hint.unwrap();
+    assert!(
+        hint.contains("`mslinkctl connect alice@contoso.test --trust-server mail.fabrikam.test`")
+            && hint.contains("--server"),
+        "{hint}"
+    );
+    let log = evil.log().await;
+    assert_no_authorization(&log);
+    assert!(log.is_empty(), "the host outside the domain was not even contacted: {log:#?}");
+
+    // Trusted by name (any case): linked there, each endpoint challenging before credentials.
+    let trusted = ["Mail.Fabrikam.Test".to_owned()];
+    let (result, questions) =
+        link_trusting(&config, Trust { servers: &trusted, ask: true }, false).await;
+    let log = evil.log().await;
+    let (endpoint, report) = result.unwrap_or_else(|e| panic!("{e}: {log:#?}"));
+    assert!(questions.is_empty(), "--trust-server asks nothing: {questions:?}");
+    assert_eq!(
+        endpoint.ews_url,
+        format!("https://mail.fabrikam.test:{}/EWS/Exchange.asmx", evil.https_port)
+    );
+    assert_eq!(report.inbox_total, Some(12));
+    assert_challenged_before_credentials(&log);
+    assert_credentials_only_over_https(&log);
+}
+
+#[tokio::test]
+async fn a_forged_http_redirect_pointing_outside_the_domain_gets_no_password() {
+    let pki = Pki::new();
+    // The forged plain-HTTP answer for autodiscover.contoso.test and the host it points to are
+    // one fake; nothing listens on its port 443, so both https:// candidates fail first.
+    let evil = attacker(
+        &pki,
+        Some(80),
+        &[
+            "--auth",
+            "basic",
+            "--http-redirect-location",
+            "https://mail.fabrikam.test:{port}/autodiscover/autodiscover.xml",
+        ],
+    )
+    .await;
+    // A DNS server with no SRV record: the last candidate finds nothing.
+    let dns = Dnsmasq::start(&[]).await.expect("dnsmasq runs");
+    let nobody = next_ip();
+    let config = config(
+        &["basic", "ntlm"],
+        Some(&pki.ca()),
+        &[
+            ("contoso.test", nobody),
+            ("autodiscover.contoso.test", evil.ip),
+            ("mail.fabrikam.test", evil.ip),
+        ],
+        std::slice::from_ref(&dns.addr),
+    );
+
+    let error =
+        link(&config, "alice@contoso.test", None, &alice_password(), None).await.unwrap_err();
+    assert!(
+        matches!(&error, ExchangeError::Unvouched { hop: Hop::HttpRedirect, asked: false, host, .. }
+            if host == "mail.fabrikam.test"),
+        "{error}"
+    );
+    let wire = error.wire_error();
+    assert_eq!(wire.kind.exit_code(), 6);
+    for part in ["contoso.test", "mail.fabrikam.test", "plain-HTTP redirect"] {
+        assert!(wire.message.contains(part), "{part}: {}", wire.message);
+    }
+    assert!(wire.hint.unwrap().contains("--trust-server mail.fabrikam.test"));
+    let log = evil.log().await;
+    assert_no_authorization(&log);
+    let https: Vec<&Value> = log.iter().filter(|e| e["listener"] == "https").collect();
+    assert!(https.is_empty(), "only the plain-HTTP redirect was fetched: {log:#?}");
+
+    // Trusted: linked, and the password went only to the host once it had asked for it.
+    fake_clear(&evil).await;
+    let trusted = ["mail.fabrikam.test".to_owned()];
+    let (result, _) = link_trusting(&config, Trust { servers: &trusted, ask: false }, false).await;
+    let log = evil.log().await;
+    let (endpoint, _) = result.unwrap_or_else(|e| panic!("{e}: {log:#?}"));
+    assert!(endpoint.ews_url.starts_with("https://mail.fabrikam.test:"), "{}", endpoint.ews_url);
+    assert_eq!(endpoint.auth, ExchangeAuth::Basic);
+    assert_challenged_before_credentials(&log);
+    assert_credentials_only_over_https(&log);
+}
+
+async fn fake_clear(fake: &Fake) {
+    fake.post("/test/log/clear", json!({})).await;
+}
+
+#[tokio::test]
+async fn an_interactive_user_is_asked_about_a_host_outside_the_domain() {
+    let pki = Pki::new();
+    let evil = attacker(
+        &pki,
+        Some(80),
+        &[
+            "--http-redirect-location",
+            "https://mail.fabrikam.test:{port}/autodiscover/autodiscover.xml",
+        ],
+    )
+    .await;
+    let dns = Dnsmasq::start(&[]).await.expect("dnsmasq runs");
+    let nobody = next_ip();
+    let config = config(
+        &["ntlm", "basic"],
+        Some(&pki.ca()),
+        &[
+            ("contoso.test", nobody),
+            ("autodiscover.contoso.test", evil.ip),
+            ("mail.fabrikam.test", evil.ip),
+        ],
+        std::slice::from_ref(&dns.addr),
+    );
+    let ask = Trust { servers: &[], ask: true };
+
+    // The user says no: refused, nothing sent.
+    let (result, questions) = link_trusting(&config, ask, false).await;
+    let error = result.unwrap_err();
+    assert!(matches!(error, ExchangeError::Unvouched { asked: true, .. }), "{error}");
+    assert_eq!(error.wire_error().kind, ErrorKind::NotAllowed);
+    assert_eq!(questions.len(), 1, "{questions:?}");
+    assert!(
+        questions[0].contains("mail.fabrikam.test")
+            && questions[0].contains("contoso.test")
+            && questions[0].contains("plain-HTTP redirect"),
+        "{}",
+        questions[0]
+    );
+    let log = evil.log().await;
+    assert_no_authorization(&log);
+    assert!(log.iter().all(|e| e["listener"] == "http"), "{log:#?}");
+
+    // The user says yes: linked, once asked.
+    let (result, questions) = link_trusting(&config, ask, true).await;
+    let log = evil.log().await;
+    let (endpoint, report) = result.unwrap_or_else(|e| panic!("{e}: {log:#?}"));
+    assert_eq!(questions.len(), 1, "{questions:?}");
+    assert!(endpoint.ews_url.starts_with("https://mail.fabrikam.test:"), "{}", endpoint.ews_url);
+    assert_eq!(report.inbox_total, Some(12));
+    assert_challenged_before_credentials(&log);
+}
+
+#[tokio::test]
+async fn a_verified_redirect_url_is_followed_and_the_new_host_is_challenged_first() {
+    let pki = Pki::new();
+    // mail.fabrikam.test hosts alice's mailbox; contoso.test's own (TLS-verified) Autodiscover
+    // sends her there with a redirectUrl: vouched, so nobody is asked.
+    let hosted = attacker(&pki, None, &["--auth", "basic"]).await;
+    let redirect = format!(
+        "alice@contoso.test=https://mail.fabrikam.test:{}/autodiscover/autodiscover.xml",
+        hosted.https_port
+    );
+    let own = Fake::start(&pki, 443, None, &["--auth", "basic", "--redirect-url", &redirect]).await;
+    let nobody = next_ip();
+    let config = config(
+        &["basic", "ntlm"],
+        Some(&pki.ca()),
+        &[
+            ("contoso.test", nobody),
+            ("autodiscover.contoso.test", own.ip),
+            ("mail.fabrikam.test", hosted.ip),
+        ],
+        &[],
+    );
+    let result = link(&config, "alice@contoso.test", None, &alice_password(), None).await;
+    let log = hosted.log().await;
+    let (endpoint, _) = result.unwrap_or_else(|e| panic!("{e}: {log:#?}"));
+    assert!(endpoint.ews_url.starts_with("https://mail.fabrikam.test:"), "{}", endpoint.ews_url);
+    assert_eq!(endpoint.auth, ExchangeAuth::Basic);
+
+    let sent = |log: &[Value], endpoint: &str| -> Vec<(Value, Value)> {
+        log.iter()
+            .filter(|e| e["endpoint"] == endpoint)
+            .map(|e| (e["auth_scheme"].clone(), e["status"].clone()))
+            .collect()
+    };
+    let challenged_then_basic = [(Value::Null, json!(401)), (json!("Basic"), json!(200))];
+    // The domain's own Autodiscover had Basic after its challenge; the new host got no
+    // Authorization header at either endpoint until it had challenged for it.
+    assert_eq!(sent(&own.log().await, "autodiscover"), challenged_then_basic);
+    assert_eq!(sent(&log, "autodiscover"), challenged_then_basic, "{log:#?}");
+    assert_eq!(sent(&log, "ews"), challenged_then_basic, "{log:#?}");
+}
+
+/// A client on the daemon's socket, speaking the frames mslinkctl speaks.
+struct Ctl(UnixStream);
+
+impl Ctl {
+    async fn open(socket: &Path) -> Ctl {
+        let mut ctl = Ctl(UnixStream::connect(socket).await.unwrap());
+        ctl.send(&ClientFrame::Hello { protocol_version: PROTOCOL_VERSION, client: "test".into() })
+            .await;
+        assert!(matches!(ctl.receive().await, DaemonFrame::Welcome { .. }));
+        ctl
+    }
+
+    async fn send(&mut self, frame: &ClientFrame) {
+        self.0.write_all(&mslink_proto::encode(frame, MAX_CLIENT_FRAME).unwrap()).await.unwrap();
+    }
+
+    async fn receive(&mut self) -> DaemonFrame {
+        let mut header = [0u8; 4];
+        self.0.read_exact(&mut header).await.unwrap();
+        let mut body = vec![0u8; mslink_proto::frame_len(header, MAX_DAEMON_FRAME).unwrap()];
+        self.0.read_exact(&mut body).await.unwrap();
+        mslink_proto::decode(&body).unwrap()
+    }
+
+    /// Runs `command`, answering every confirmation with `answer`; the outcome and the hosts
+    /// asked about.
+    async fn run(
+        &mut self,
+        command: CtlCommand,
+        answer: bool,
+    ) -> (Result<DaemonReply, WireError>, Vec<String>) {
+        self.send(&ClientFrame::Command { act_as: None, command }).await;
+        let mut asked = Vec::new();
+        loop {
+            match self.receive().await {
+                DaemonFrame::Progress { event: ConnectEvent::Confirm { host, .. } } => {
+                    asked.push(host);
+                    self.send(&ClientFrame::Answer { yes: answer }).await;
+                }
+                DaemonFrame::Progress { .. } => {}
+                DaemonFrame::Reply { reply } => return (Ok(*reply), asked),
+                DaemonFrame::Failure { error } => return (Err(error), asked),
+                DaemonFrame::Welcome { .. } => panic!("a second welcome"),
+            }
+        }
+    }
+}
+
+fn connect_alice(interactive: bool) -> CtlCommand {
+    CtlCommand::Connect(ConnectArgs {
+        email: "alice@contoso.test".into(),
+        provider: Some(Provider::Exchange),
+        flow: SignInFlow::Browser,
+        username: None,
+        server: None,
+        password: Some(alice_password()),
+        trusted_servers: Vec::new(),
+        interactive,
+    })
+}
+
+#[tokio::test]
+async fn the_question_and_its_answer_go_through_the_socket_and_a_refusal_stores_nothing() {
+    let pki = Pki::new();
+    let evil = attacker(
+        &pki,
+        Some(80),
+        &[
+            "--http-redirect-location",
+            "https://mail.fabrikam.test:{port}/autodiscover/autodiscover.xml",
+        ],
+    )
+    .await;
+    let dns = Dnsmasq::start(&[]).await.expect("dnsmasq runs");
+    let nobody = next_ip();
+    let dir = tempfile::tempdir().unwrap();
+    let socket = dir.path().join("mslinkd.sock");
+    let config_file = dir.path().join("mslinkd.toml");
+    std::fs::write(
+        &config_file,
+        format!(
+            "socket = {socket:?}\nstate_dir = {:?}\n[network]\nca_file = {:?}\n\
+             nameservers = [{:?}]\n[network.resolve]\n\"contoso.test\" = \"{nobody}\"\n\
+             \"autodiscover.contoso.test\" = \"{ip}\"\n\"mail.fabrikam.test\" = \"{ip}\"\n",
+            dir.path().join("state"),
+            pki.ca(),
+            dns.addr,
+            ip = evil.ip,
+        ),
+    )
+    .unwrap();
+    let config = Config::load(&config_file, true, &Env::default()).unwrap();
+    let listener =
+        mslinkd::Listener::Owned(mslinkd::ipc::bind(&socket, None).unwrap(), socket.clone());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let options = mslinkd::Options { env: Env::default(), ..mslinkd::Options::default() };
+    let served = tokio::spawn(mslinkd::run_with(config, listener, shutdown.clone(), options));
+    let mut ctl = Ctl::open(&socket).await;
+    assert!(ctl.run(CtlCommand::Enable, false).await.0.is_ok());
+    let links = |reply: DaemonReply| match reply {
+        DaemonReply::Status(status) => status.links,
+        other => panic!("not a status: {other:?}"),
+    };
+
+    // A ctl that cannot ask (an older one, or no terminal) is refused with the command to run.
+    let (result, asked) = ctl.run(connect_alice(false), false).await;
+    let error = result.unwrap_err();
+    assert!(asked.is_empty());
+    assert_eq!(error.kind, ErrorKind::NotAllowed, "{error:?}");
+    assert!(error.hint.as_deref().unwrap().contains("--trust-server mail.fabrikam.test"));
+
+    // The user says no: refused, nothing stored, nothing sent to the host.
+    let (result, asked) = ctl.run(connect_alice(true), false).await;
+    assert_eq!(asked, ["mail.fabrikam.test"]);
+    assert_eq!(result.unwrap_err().kind, ErrorKind::NotAllowed);
+    let status = ctl.run(CtlCommand::Status { all: false }, false).await.0.unwrap();
+    assert!(links(status).is_empty());
+    let log = evil.log().await;
+    assert_no_authorization(&log);
+    assert!(log.iter().all(|e| e["listener"] == "http"), "{log:#?}");
+
+    // The user says yes: linked against that host.
+    let (result, asked) = ctl.run(connect_alice(true), true).await;
+    assert_eq!(asked, ["mail.fabrikam.test"]);
+    let log = evil.log().await;
+    result.unwrap_or_else(|e| panic!("{e:?}: {log:#?}"));
+    let status = ctl.run(CtlCommand::Status { all: false }, false).await.0.unwrap();
+    let links = links(status);
+    assert_eq!(links.len(), 1, "{links:#?}");
+    assert!(
+        links[0].endpoint.as_deref().unwrap().starts_with("https://mail.fabrikam.test:"),
+        "{links:#?}"
+    );
+    assert_challenged_before_credentials(&log);
+
+    shutdown.cancel();
+    served.await.unwrap().unwrap();
 }

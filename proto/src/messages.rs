@@ -17,6 +17,8 @@ pub enum ClientFrame {
     },
     /// During `connect --paste`: the URL the browser was redirected to after signing in.
     Paste { redirect_url: Sensitive },
+    /// During `connect`: the user's answer to a [`ConnectEvent::Confirm`] question.
+    Answer { yes: bool },
 }
 
 /// Everything the daemon may send.
@@ -107,6 +109,14 @@ pub struct ConnectArgs {
     /// Exchange: the password, read from a no-echo prompt or stdin, never from a flag.
     #[serde(default)]
     pub password: Option<Sensitive>,
+    /// Exchange: hosts the user trusts although Autodiscover reached them only through the
+    /// plain-HTTP redirect or a DNS SRV record outside the address's domain (`--trust-server`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trusted_servers: Vec<String>,
+    /// True when the ctl can put a question to the user ([`ConnectEvent::Confirm`]) and send the
+    /// answer back. An older ctl sends nothing here: the daemon then never asks, it refuses.
+    #[serde(default)]
+    pub interactive: bool,
 }
 
 /// The Office365 sign-in flows (SPEC §1).
@@ -167,6 +177,9 @@ pub enum ConnectEvent {
     PasteRedirect { url: String },
     /// Device code sign-in: visit the URL on any device and enter the code before it expires.
     DeviceCode { verification_uri: String, user_code: String, expires_at: UnixTime },
+    /// A yes/no question for the user (only sent when `ConnectArgs::interactive`); the flow
+    /// waits for `ClientFrame::Answer`. `host` is what the question is about, for scripts.
+    Confirm { question: String, host: String },
 }
 
 /// The two kinds of Microsoft mailbox.
@@ -573,6 +586,32 @@ mod tests {
                 "act_as": "alice",
                 "command": { "name": "request", "message": "please" }
             })
+        );
+    }
+
+    #[test]
+    fn a_connect_from_an_older_ctl_trusts_nothing_and_is_not_asked() {
+        let json = r#"{"name":"connect","email":"a@b.c","provider":"exchange","password":"p"}"#;
+        let CtlCommand::Connect(args) = serde_json::from_str(json).unwrap() else {
+            panic!("not a connect");
+        };
+        assert!(args.trusted_servers.is_empty());
+        assert!(!args.interactive);
+        // Nothing trusted: nothing new on the wire for an older daemon either.
+        let again = serde_json::to_value(CtlCommand::Connect(args)).unwrap();
+        assert!(again.get("trusted_servers").is_none(), "{again}");
+    }
+
+    #[test]
+    fn confirmations_have_a_stable_json_shape() {
+        let event = ConnectEvent::Confirm { question: "Trust x?".into(), host: "x".into() };
+        assert_eq!(
+            serde_json::to_value(&event).unwrap(),
+            serde_json::json!({ "event": "confirm", "question": "Trust x?", "host": "x" })
+        );
+        assert_eq!(
+            serde_json::to_value(ClientFrame::Answer { yes: true }).unwrap(),
+            serde_json::json!({ "frame": "answer", "yes": true })
         );
     }
 

@@ -5,8 +5,9 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 use mslink_proto::{
-    ClientFrame, CtlCommand, DaemonFrame, FrameError, HEADER_LEN, MAX_CLIENT_FRAME, decode, encode,
-    frame_len, read_frame,
+    ClientFrame, ConnectArgs, ConnectEvent, CtlCommand, DaemonFrame, FrameError, HEADER_LEN,
+    MAX_CLIENT_FRAME, MAX_DAEMON_FRAME, Provider, SignInFlow, decode, encode, frame_len,
+    read_frame,
 };
 use proptest::prelude::*;
 
@@ -60,6 +61,36 @@ proptest! {
             let body = read_frame(&mut bytes.as_slice(), MAX_CLIENT_FRAME).unwrap();
             prop_assert_eq!(decode::<ClientFrame>(&body).unwrap(), frame);
         }
+    }
+
+    /// A connect with trusted servers, a confirmation question and its answer round-trip too.
+    #[test]
+    fn confirmations_round_trip(
+        host in "\\PC{0,100}",
+        question in "\\PC{0,300}",
+        trusted in proptest::collection::vec("\\PC{0,60}", 0..4),
+        yes in any::<bool>(),
+        interactive in any::<bool>(),
+    ) {
+        let connect = CtlCommand::Connect(ConnectArgs {
+            email: "a@b.c".into(),
+            provider: Some(Provider::Exchange),
+            flow: SignInFlow::Browser,
+            username: None,
+            server: None,
+            password: None,
+            trusted_servers: trusted,
+            interactive,
+        });
+        for frame in [ClientFrame::Command { act_as: None, command: connect }, ClientFrame::Answer { yes }] {
+            let bytes = encode(&frame, MAX_CLIENT_FRAME).unwrap();
+            let body = read_frame(&mut bytes.as_slice(), MAX_CLIENT_FRAME).unwrap();
+            prop_assert_eq!(decode::<ClientFrame>(&body).unwrap(), frame);
+        }
+        let frame = DaemonFrame::Progress { event: ConnectEvent::Confirm { question, host } };
+        let bytes = encode(&frame, MAX_DAEMON_FRAME).unwrap();
+        let body = read_frame(&mut bytes.as_slice(), MAX_DAEMON_FRAME).unwrap();
+        prop_assert_eq!(decode::<DaemonFrame>(&body).unwrap(), frame);
     }
 
     /// Valid frames with bytes flipped, cut or appended never panic the decoder.

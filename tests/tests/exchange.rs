@@ -1,6 +1,7 @@
 //! On-premises Exchange links through the real binaries, against the EWS fake (real TLS with a
 //! throwaway CA, a real NTLM acceptor), reached by name through `[network] resolve`.
 
+use std::net::Ipv4Addr;
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -16,7 +17,12 @@ fn make_ca(out: &Path) {
     let status = Command::new("bash")
         .arg(dir().join("ews/make_ca.sh"))
         .arg(out)
-        .args(["mail.contoso.test", "autodiscover.contoso.test", "contoso.test"])
+        .args([
+            "mail.contoso.test",
+            "autodiscover.contoso.test",
+            "contoso.test",
+            "mail.fabrikam.test",
+        ])
         .output()
         .expect("make_ca.sh");
     assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
@@ -298,4 +304,106 @@ fn a_user_cannot_link_more_than_the_per_user_cap() {
     connect(&world, PASSWORD).expect_code(0);
     // An admin acting for her passes the cap (and the server then refuses carol's login).
     connect_other(ADMIN, &["--user", ALICE]).expect_code(7);
+}
+
+/// A forged plain-HTTP Autodiscover answer for contoso.test sends the connect to
+/// mail.fabrikam.test (a valid certificate, outside the domain): mslinkctl without a terminal
+/// stops with exit 6 and the command to run, nothing reaches that host; with `--trust-server`
+/// it links there.
+#[test]
+fn a_host_outside_the_domain_reached_by_the_http_redirect_needs_trust_server() {
+    if !require_root("a_host_outside_the_domain_reached_by_the_http_redirect_needs_trust_server") {
+        return;
+    }
+    ensure_accounts();
+    let pki = tempfile::tempdir().expect("tempdir");
+    make_ca(pki.path());
+    std::fs::write(
+        pki.path().join("users.json"),
+        format!(
+            r#"{{"alice@contoso.test": {{"username": "CONTOSO\\alice", "upn": "alice@contoso.test",
+                 "password": "{PASSWORD}", "inbox_total": 12, "inbox_unread": 3}}}}"#
+        ),
+    )
+    .expect("users");
+    let p = |name: &str| pki.path().join(name).display().to_string();
+    // Its own loopback address, for port 80; the next one has nothing listening (contoso.test).
+    let octet = (std::process::id() % 120) as u8 * 2;
+    let (evil_ip, nobody) = (Ipv4Addr::new(127, 78, octet, 2), Ipv4Addr::new(127, 78, octet, 3));
+    let server = Peer::start(
+        "python3",
+        &[
+            "ews/ews_server.py",
+            "--host",
+            &evil_ip.to_string(),
+            "--port",
+            "0",
+            "--http-port",
+            "80",
+            "--cert",
+            &p("server.pem"),
+            "--key",
+            &p("server.key"),
+            "--users",
+            &p("users.json"),
+            "--auth",
+            "basic",
+            "--ews-url",
+            "https://mail.fabrikam.test:{port}/EWS/Exchange.asmx",
+            "--http-redirect-location",
+            "https://mail.fabrikam.test:{port}/autodiscover/autodiscover.xml",
+        ],
+    );
+    // No SRV record anywhere: nothing answers DNS on the discard port.
+    let daemon = Daemon::start(&format!(
+        "[network]\nca_file = {:?}\nnameservers = [\"127.0.0.1:9\"]\n[network.resolve]\n\
+         \"contoso.test\" = \"{nobody}\"\n\"autodiscover.contoso.test\" = \"{evil_ip}\"\n\
+         \"mail.fabrikam.test\" = \"{evil_ip}\"\n",
+        p("ca.pem")
+    ));
+    daemon.ctl(ADMIN, &["enable"]).expect_code(0);
+    let connect = |extra: &[&str]| {
+        let mut args =
+            vec!["connect", "alice@contoso.test", "--provider", "exchange", "--password-stdin"];
+        args.extend_from_slice(extra);
+        let mut ctl = daemon.spawn_ctl(ALICE, &args);
+        ctl.type_line(PASSWORD);
+        ctl.finish()
+    };
+    let log = || {
+        let out = Command::new("curl")
+            .args(["-sS", "-k"])
+            .arg(format!("{}/test/log", server.url))
+            .output()
+            .expect("curl");
+        serde_json::from_slice::<Value>(&out.stdout).expect("log JSON")
+    };
+
+    let refused = connect(&[]);
+    refused.expect_code(6);
+    for part in [
+        "mail.fabrikam.test",
+        "contoso.test",
+        "plain-HTTP redirect",
+        "mslinkctl connect alice@contoso.test --trust-server mail.fabrikam.test",
+        "--server",
+    ] {
+        assert!(refused.stderr.contains(part), "{part}: {}", refused.stderr);
+    }
+    let seen = log();
+    let entries = seen.as_array().expect("log array");
+    assert!(
+        entries.iter().all(|e| e["listener"] == "http" && e["auth_scheme"].is_null()),
+        "only the unauthenticated redirect was fetched: {seen:#}"
+    );
+    let status = daemon.ctl(ALICE, &["--json", "status"]).expect_code(0).json();
+    assert_eq!(status["links"], Value::Array(Vec::new()), "nothing stored: {status}");
+
+    connect(&["--trust-server", "mail.fabrikam.test"]).expect_code(0);
+    let linked = daemon.ctl(ALICE, &["--json", "status"]).expect_code(0).json()["links"][0].clone();
+    assert!(
+        linked["endpoint"].as_str().unwrap_or("").starts_with("https://mail.fabrikam.test:"),
+        "{linked}"
+    );
+    std::mem::forget(pki);
 }

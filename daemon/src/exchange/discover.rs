@@ -2,16 +2,28 @@
 //!
 //! ```text
 //!   for the address's DOMAIN:
-//!     1. POST https://DOMAIN/autodiscover/autodiscover.xml
-//!     2. POST https://autodiscover.DOMAIN/autodiscover/autodiscover.xml
+//!     1. POST https://DOMAIN/autodiscover/autodiscover.xml                        (vouched)
+//!     2. POST https://autodiscover.DOMAIN/autodiscover/autodiscover.xml           (vouched)
 //!     3. GET  http://autodiscover.DOMAIN/autodiscover/autodiscover.xml (no credentials)
-//!          └─ 301/302/307/308 to an https:// URL ─▶ POST there
-//!     4. SRV  _autodiscover._tcp.DOMAIN ─▶ POST https://TARGET[:PORT]/autodiscover/autodiscover.xml
+//!          └─ 301/302/307/308 to an https:// URL ─▶ vouch(host) ─▶ POST there
+//!     4. SRV  _autodiscover._tcp.DOMAIN ─▶ vouch(TARGET) ─▶ POST https://TARGET[:PORT]/autodiscover/…
+//!   vouch(host): DOMAIN or a subdomain of it ─▶ go on
+//!                else (unauthenticated hop out of the domain): --trust-server HOST ─▶ go on
+//!                     interactive ctl ─Confirm─▶ yes ─▶ go on | no ─▶ skip it
+//!                     otherwise ─▶ skip it; nothing is sent to the host, not even a request
 //!   answers:  settings ─▶ EwsUrl (EXCH, else EXPR)       error / unreachable ─▶ next candidate
-//!             redirectUrl ─▶ POST there next (https only) redirectAddr ─▶ start over for that address
+//!             redirectUrl ─▶ POST there next (https only; vouched: a verified answer gave it)
+//!             redirectAddr ─▶ start over for that address (its own DOMAIN)
 //!             401 after credentials ─▶ stop (the password is wrong; don't lock the account)
 //!   redirects of any kind: at most MAX_REDIRECTS in all
+//!   nothing found: a skipped host ─▶ ExchangeError::Unvouched (names the host and the hop)
 //! ```
+//!
+//! Credentials go only to hosts the domain vouches for over verified TLS (SPEC §8): its own
+//! https:// candidates and whatever their answers redirect to. The plain-HTTP redirect and SRV
+//! records can be forged by anyone on the path, so a host outside the domain reached through
+//! them is confirmed by the user first, as Outlook does. Every new host still gets its first
+//! request without credentials, and credentials only once it has challenged (`client`).
 
 use std::collections::VecDeque;
 
@@ -36,10 +48,64 @@ pub struct Discovered {
     pub email: String,
 }
 
+/// An unauthenticated way Autodiscover can lead to a host: anyone who can answer for the
+/// address's domain on the network path can forge it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hop {
+    /// The plain-HTTP redirect method (step 3).
+    HttpRedirect,
+    /// A DNS SRV record `_autodiscover._tcp.DOMAIN` (step 4).
+    Srv,
+}
+
+impl Hop {
+    /// How the hop reads in a message about `domain`.
+    pub fn describe(self, domain: &str) -> String {
+        match self {
+            Hop::HttpRedirect => format!(
+                "the plain-HTTP redirect at http://autodiscover.{domain}/autodiscover/autodiscover.xml"
+            ),
+            Hop::Srv => format!("the DNS SRV record _autodiscover._tcp.{domain}"),
+        }
+    }
+}
+
+/// What the user said about hosts outside the address's domain.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Trust<'a> {
+    /// `--trust-server`: hosts to go on to without asking (host names, or `host:port`).
+    pub servers: &'a [String],
+    /// True when the ctl can ask the user (it answers [`ConnectEvent::Confirm`]).
+    ///
+    /// [`ConnectEvent::Confirm`]: mslink_proto::ConnectEvent::Confirm
+    pub ask: bool,
+}
+
+impl Trust<'_> {
+    /// True when `--trust-server` names `url`'s host (case-insensitive, exactly that host).
+    fn names(&self, url: &Url) -> bool {
+        let host = url.host_str().unwrap_or_default();
+        let authority = host_of(url);
+        self.servers.iter().any(|server| {
+            let server = server.trim().trim_end_matches('.');
+            server.eq_ignore_ascii_case(host) || server.eq_ignore_ascii_case(&authority)
+        })
+    }
+}
+
 enum Step {
-    Post(Url),
+    /// POST there; `Some(hop)` when an unauthenticated hop led there (vouch for it first).
+    Post(Url, Option<Hop>),
     HttpRedirect(String),
     Srv(String),
+}
+
+/// True when `url`'s host is `domain` or a subdomain of it (`domain` lower-case). An IP
+/// address is in no domain.
+pub fn within_domain(url: &Url, domain: &str) -> bool {
+    let Some(url::Host::Domain(host)) = url.host() else { return false };
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    host == domain || host.strip_suffix(domain).is_some_and(|rest| rest.ends_with('.'))
 }
 
 fn pox_url(host: &str, port: Option<u16>) -> Option<Url> {
@@ -55,7 +121,7 @@ fn candidates(domain: &str) -> VecDeque<Step> {
         [pox_url(domain, None), pox_url(&format!("autodiscover.{domain}"), None)]
             .into_iter()
             .flatten()
-            .map(Step::Post)
+            .map(|url| Step::Post(url, None))
             .collect();
     steps.push_back(Step::HttpRedirect(domain.to_owned()));
     steps.push_back(Step::Srv(domain.to_owned()));
@@ -69,14 +135,68 @@ pub fn domain_of(email: &str) -> Option<String> {
     (!domain.is_empty() && !domain.contains(['/', '\\', ':', ' ', '?', '#'])).then_some(domain)
 }
 
-/// Runs Autodiscover for `email` with `session`'s credentials.
+/// What became of a host an unauthenticated hop led to.
+enum Vouched {
+    Yes,
+    /// Skipped; the error says why, for when nothing else is found.
+    No(ExchangeError),
+}
+
+/// Decides whether Autodiscover may go on to `url`, which `hop` led to from outside `domain`:
+/// `--trust-server`, else the user's answer, else no. `Err` only when the user hangs up.
+async fn vouch(
+    url: &Url,
+    hop: Hop,
+    domain: &str,
+    address: &str,
+    trust: Trust<'_>,
+    interaction: &mut Interaction,
+) -> Result<Vouched, ExchangeError> {
+    let host = url.host_str().unwrap_or("?").to_owned();
+    if trust.names(url) {
+        tracing::info!(host = %host, domain, "going on to a host named by --trust-server");
+        return Ok(Vouched::Yes);
+    }
+    let refused = |asked: bool| {
+        Vouched::No(ExchangeError::Unvouched {
+            email: address.to_owned(),
+            domain: domain.to_owned(),
+            host: host.clone(),
+            hop,
+            asked,
+        })
+    };
+    if !trust.ask {
+        tracing::warn!(host = %host, domain, ?hop, "not going on to a host outside the domain");
+        return Ok(refused(false));
+    }
+    let question = format!(
+        "Autodiscover for {domain} was sent to {host}, outside {domain}, by {}, which is not \
+         authenticated. Let {host} configure {address} and receive its password if it asks? \
+         Say yes only if {host} is your organisation's Exchange server.",
+        hop.describe(domain)
+    );
+    match interaction.confirm(question, host.clone()).await {
+        Some(true) => {
+            tracing::info!(host = %host, domain, "the user confirmed a host outside the domain");
+            Ok(Vouched::Yes)
+        }
+        Some(false) => Ok(refused(true)),
+        None => Err(ExchangeError::Cancelled),
+    }
+}
+
+/// Runs Autodiscover for `email` with `session`'s credentials; hosts outside the domain that
+/// only an unauthenticated hop leads to are vouched for by `trust` (see the module doc).
 #[tracing::instrument(level = "debug", skip_all, fields(email = %email))]
 pub async fn discover(
     config: &Config,
     session: &mut Session<'_>,
     email: &str,
-    interaction: &Interaction,
+    trust: Trust<'_>,
+    interaction: &mut Interaction,
 ) -> Result<Discovered, ExchangeError> {
+    let address = email.to_owned();
     let mut email = email.to_owned();
     let mut domain =
         domain_of(&email).ok_or_else(|| ExchangeError::InvalidAddress { email: email.clone() })?;
@@ -84,6 +204,10 @@ pub async fn discover(
     let mut redirects = 0usize;
     let mut tried: Vec<String> = Vec::new();
     let mut certificate_error: Option<ExchangeError> = None;
+    // Hosts outside the domain, by the user's (or --trust-server's) word: asked once each.
+    let mut confirmed: Vec<String> = Vec::new();
+    let mut skipped: Vec<String> = Vec::new();
+    let mut refusal: Option<ExchangeError> = None;
     let mut count_redirect = |domain: &str| {
         redirects += 1;
         if redirects > MAX_REDIRECTS {
@@ -97,7 +221,24 @@ pub async fn discover(
 
     while let Some(step) = steps.pop_front() {
         match step {
-            Step::Post(url) => {
+            Step::Post(url, hop) => {
+                let host = url.host_str().unwrap_or("?").to_ascii_lowercase();
+                if let Some(hop) = hop
+                    && !within_domain(&url, &domain)
+                    && !confirmed.contains(&host)
+                {
+                    if skipped.contains(&host) {
+                        continue;
+                    }
+                    match vouch(&url, hop, &domain, &address, trust, interaction).await? {
+                        Vouched::Yes => confirmed.push(host),
+                        Vouched::No(error) => {
+                            refusal.get_or_insert(error);
+                            skipped.push(host);
+                            continue;
+                        }
+                    }
+                }
                 interaction.step(format!("Trying Autodiscover at {}", host_of(&url))).await;
                 let outcome = match session
                     .post_xml(&url, &autodiscover::request_body(&email))
@@ -151,8 +292,9 @@ pub async fn discover(
                     Ok(AutodiscoverResponse::RedirectUrl(target)) => {
                         count_redirect(&domain)?;
                         match Url::parse(&target) {
+                            // Vouched: this answer came over verified TLS from a vouched host.
                             Ok(next) if next.scheme() == "https" => {
-                                steps.push_front(Step::Post(next))
+                                steps.push_front(Step::Post(next, None))
                             }
                             _ => tried.push(format!(
                                 "{}: refused redirectUrl to a non-https URL",
@@ -197,7 +339,7 @@ pub async fn discover(
                             Some(next) if next.scheme() == "https" => {
                                 count_redirect(&domain)?;
                                 tracing::info!(to = %next, "Autodiscover HTTP redirect");
-                                steps.push_front(Step::Post(next));
+                                steps.push_front(Step::Post(next, Some(Hop::HttpRedirect)));
                             }
                             _ => tried.push(format!(
                                 "{}: HTTP redirect not to an https:// URL (ignored)",
@@ -224,7 +366,7 @@ pub async fn discover(
                         count_redirect(&domain)?;
                         for target in targets.iter().rev() {
                             if let Some(url) = pox_url(&target.host, Some(target.port)) {
-                                steps.push_front(Step::Post(url));
+                                steps.push_front(Step::Post(url, Some(Hop::Srv)));
                             }
                         }
                     }
@@ -233,13 +375,14 @@ pub async fn discover(
             }
         }
     }
-    if let Some(e) = certificate_error {
+    if let Some(e) = refusal.or(certificate_error) {
         return Err(e);
     }
     Err(ExchangeError::NotDiscovered { domain, tried })
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -251,12 +394,37 @@ mod tests {
     }
 
     #[test]
+    fn only_the_domain_and_its_subdomains_are_within_it() {
+        let within = |url: &str| within_domain(&Url::parse(url).unwrap(), "contoso.test");
+        assert!(within("https://contoso.test/x"));
+        assert!(within("https://Mail.Contoso.Test:8443/x"));
+        assert!(within("https://a.b.contoso.test./x"));
+        assert!(!within("https://evilcontoso.test/x"));
+        assert!(!within("https://contoso.test.evil.test/x"));
+        assert!(!within("https://mail.fabrikam.test/x"));
+        assert!(!within("https://127.0.0.1/x"));
+    }
+
+    #[test]
+    fn trust_server_names_exactly_one_host() {
+        let servers = ["Mail.Fabrikam.Test".to_owned(), "ews.example.test:8443".to_owned()];
+        let trust = Trust { servers: &servers, ask: false };
+        let names = |url: &str| trust.names(&Url::parse(url).unwrap());
+        assert!(names("https://mail.fabrikam.test/autodiscover/autodiscover.xml"));
+        assert!(names("https://mail.fabrikam.test:444/autodiscover/autodiscover.xml"));
+        assert!(names("https://ews.example.test:8443/autodiscover/autodiscover.xml"));
+        assert!(!names("https://ews.example.test/autodiscover/autodiscover.xml"));
+        assert!(!names("https://x.mail.fabrikam.test/autodiscover/autodiscover.xml"));
+        assert!(!names("https://fabrikam.test/autodiscover/autodiscover.xml"));
+    }
+
+    #[test]
     fn candidates_follow_outlooks_order() {
         let steps = candidates("contoso.test");
         let names: Vec<String> = steps
             .iter()
             .map(|s| match s {
-                Step::Post(url) => url.to_string(),
+                Step::Post(url, _) => url.to_string(),
                 Step::HttpRedirect(d) => format!("http-redirect {d}"),
                 Step::Srv(d) => format!("srv {d}"),
             })

@@ -6,6 +6,8 @@
 //!            (--username not the address: the folders name the address's mailbox, as a delegate)
 //!   check: ExchangeEndpoint + stored password ─▶ GetFolder with the recorded scheme ─▶ CheckReport
 //!   (at every endpoint: no credentials until it challenges; the scheme from its own offers)
+//!   (Autodiscover: a host outside the address's domain that only the plain-HTTP redirect or SRV
+//!    leads to is not contacted unless --trust-server names it or the user confirms it)
 //!   errors: ExchangeError ─failure()─▶ degraded / needs_reauth / blocked (SPEC §4)
 //!                         ─wire_error()─▶ what `connect` prints (exit 7 for rejected credentials)
 //! ```
@@ -69,6 +71,9 @@ pub struct Login<'a> {
     pub password: &'a Sensitive,
     /// `--server`: a host name (`mail.example.com`) or a full EWS URL.
     pub server: Option<&'a str>,
+    /// `--trust-server` and whether the user can be asked: for Autodiscover hops out of the
+    /// address's domain.
+    pub trust: discover::Trust<'a>,
 }
 
 impl std::fmt::Debug for Login<'_> {
@@ -77,6 +82,7 @@ impl std::fmt::Debug for Login<'_> {
             .field("email", &self.email)
             .field("username", &self.username)
             .field("server", &self.server)
+            .field("trust", &self.trust)
             .finish_non_exhaustive()
     }
 }
@@ -136,6 +142,16 @@ pub enum ExchangeError {
         /// The version the server named in the fault, if it named one.
         offered: Option<&'static str>,
     },
+    /// Autodiscover left the address's domain only through an unauthenticated hop, and neither
+    /// `--trust-server` nor the user (`asked`: they said no) vouched for the host. Nothing was
+    /// sent to it.
+    #[error(
+        "{}: Autodiscover for {domain} was sent to {host}, outside {domain}, by {}, which is not \
+         authenticated; nothing was sent to {host}",
+        if *asked { format!("{host} was not confirmed") } else { format!("{host} needs your confirmation") },
+        hop.describe(domain)
+    )]
+    Unvouched { email: String, domain: String, host: String, hop: discover::Hop, asked: bool },
     #[error("{email} is an Exchange Online (Office365) mailbox")]
     ExchangeOnline { email: String },
     #[error("cancelled")]
@@ -187,6 +203,7 @@ impl ExchangeError {
             | ExchangeError::InvalidAddress { .. }
             | ExchangeError::InsecureUrl { .. }
             | ExchangeError::NotDiscovered { .. }
+            | ExchangeError::Unvouched { .. }
             | ExchangeError::ExchangeOnline { .. } => Failure::blocked(reason, Actor::User),
         }
     }
@@ -233,10 +250,11 @@ fn client(config: &Config) -> Result<reqwest::Client, ExchangeError> {
 pub async fn link(
     config: &Config,
     login: Login<'_>,
-    interaction: &Interaction,
+    interaction: &mut Interaction,
 ) -> Result<(ExchangeEndpoint, CheckReport), ExchangeError> {
+    let cancel = interaction.cancel_token();
     tokio::select! {
-        () = interaction.cancelled() => Err(ExchangeError::Cancelled),
+        () = cancel.cancelled() => Err(ExchangeError::Cancelled),
         result = link_inner(config, login, interaction) => result,
     }
 }
@@ -244,7 +262,7 @@ pub async fn link(
 async fn link_inner(
     config: &Config,
     login: Login<'_>,
-    interaction: &Interaction,
+    interaction: &mut Interaction,
 ) -> Result<(ExchangeEndpoint, CheckReport), ExchangeError> {
     let username = login.username.map(str::trim).filter(|u| !u.is_empty()).unwrap_or(login.email);
     let explicit = login.server.map(server_url).transpose()?;
@@ -258,7 +276,9 @@ async fn link_inner(
             let domain = discover::domain_of(login.email)
                 .ok_or_else(|| ExchangeError::InvalidAddress { email: login.email.to_owned() })?;
             interaction.step(format!("Looking up the Exchange server for {domain}")).await;
-            let found = discover::discover(config, &mut session, login.email, interaction).await?;
+            let found =
+                discover::discover(config, &mut session, login.email, login.trust, interaction)
+                    .await?;
             (found.ews_url, found.email)
         }
     };
@@ -564,7 +584,13 @@ mod tests {
     #[test]
     fn the_password_never_reaches_debug_output() {
         let password = Sensitive::new("hunter2");
-        let login = Login { email: "a@b.c", username: None, password: &password, server: None };
+        let login = Login {
+            email: "a@b.c",
+            username: None,
+            password: &password,
+            server: None,
+            trust: discover::Trust::default(),
+        };
         assert!(!format!("{login:?}").contains("hunter2"));
     }
 }

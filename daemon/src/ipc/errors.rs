@@ -171,6 +171,14 @@ impl ExchangeError {
                 WireError::new(ErrorKind::Failed, message)
                     .with_hint("name the server with `--server mail.example.com` (ask your Exchange admin for its name)")
             }
+            // Like an undecided provider (SPEC §6): the user must say, so exit 6.
+            ExchangeError::Unvouched { email, host, .. } => {
+                WireError::new(ErrorKind::NotAllowed, message).with_hint(format!(
+                    "if {host} is your organisation's Exchange server, run `mslinkctl connect \
+                     {email} --trust-server {host}`; otherwise name the server with `mslinkctl \
+                     connect {email} --server HOST` (ask your Exchange admin for its name)"
+                ))
+            }
             ExchangeError::ExchangeOnline { .. } => WireError::new(ErrorKind::Failed, message)
                 .with_hint("connect it with `--provider office365`"),
             ExchangeError::MailboxAccessDenied { mailbox, username, .. } => {

@@ -228,7 +228,12 @@ impl Connection {
                 )
                 .with_hint("use the mslinkctl that was installed with this mslinkd"),
             )),
-            Ok(ClientFrame::Command { .. } | ClientFrame::Paste { .. }) | Err(_) => Err(Stop::Tell(
+            Ok(
+                ClientFrame::Command { .. }
+                | ClientFrame::Paste { .. }
+                | ClientFrame::Answer { .. },
+            )
+            | Err(_) => Err(Stop::Tell(
                 WireError::new(ErrorKind::Usage, "the first message must be Hello")
                     .with_hint("this socket speaks the mslink protocol; use mslinkctl"),
             )),
@@ -270,6 +275,9 @@ impl Connection {
                 }
                 Ok(ClientFrame::Paste { .. }) => {
                     failure(ErrorKind::Usage, "nothing is waiting for a pasted URL")
+                }
+                Ok(ClientFrame::Answer { .. }) => {
+                    failure(ErrorKind::Usage, "nothing is waiting for an answer")
                 }
                 // The frame boundary is intact, so the connection can go on: a newer client's
                 // unknown command gets an answer it can act on.
@@ -319,7 +327,7 @@ impl Connection {
     }
 
     /// Runs one command to completion while relaying its progress to the client, pasted URLs
-    /// from the client, and cancellation when the client hangs up or the daemon stops. The
+    /// and answers from the client, and cancellation when the client hangs up or the daemon stops. The
     /// command always runs to its end (cancelled flows end promptly), so nothing is left half
     /// done; `Err` means the client is gone and the result has nobody to go to.
     async fn drive(
@@ -351,6 +359,9 @@ impl Connection {
                     match read.map(|body| decode::<ClientFrame>(&body)) {
                         Ok(Ok(ClientFrame::Paste { redirect_url })) => {
                             let _ = peer.pasted.try_send(redirect_url);
+                        }
+                        Ok(Ok(ClientFrame::Answer { yes })) => {
+                            let _ = peer.answers.try_send(yes);
                         }
                         Ok(_) => tracing::debug!("ignoring a frame sent while a command runs"),
                         Err(_) => {

@@ -281,6 +281,10 @@ impl Links {
                     username: args.username.as_deref(),
                     password: &password,
                     server: args.server.as_deref(),
+                    trust: exchange::discover::Trust {
+                        servers: &args.trusted_servers,
+                        ask: args.interactive,
+                    },
                 };
                 let (endpoint, report) = exchange::link(&config, login, interaction).await?;
                 let new = NewLink {
