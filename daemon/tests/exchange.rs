@@ -1052,7 +1052,9 @@ impl Ctl {
                 DaemonFrame::Progress { .. } => {}
                 DaemonFrame::Reply { reply } => return (Ok(*reply), asked),
                 DaemonFrame::Failure { error } => return (Err(error), asked),
-                DaemonFrame::Welcome { .. } => panic!("a second welcome"),
+                other @ (DaemonFrame::Welcome { .. } | DaemonFrame::Links { .. }) => {
+                    panic!("out of order: {other:?}")
+                }
             }
         }
     }
