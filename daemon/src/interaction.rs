@@ -16,6 +16,9 @@ use mslink_proto::{ConnectEvent, Sensitive};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+/// How long a question waits for the person at the ctl.
+pub const ANSWER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// The flow's side.
 #[derive(Debug)]
 pub struct Interaction {
@@ -77,14 +80,17 @@ impl Interaction {
         }
     }
 
-    /// Puts a yes/no `question` about `host` to the user and waits for the answer; `None` if
-    /// they hang up first. Only for a ctl that said it is interactive: nobody else answers.
+    /// Puts a yes/no `question` about `host` to the user and waits for the answer, at most
+    /// [`ANSWER_TIMEOUT`]; `None` if they hang up or do not answer in time (the flow ends as
+    /// cancelled, and its connection slot is freed). Only for a ctl that said it is interactive:
+    /// nobody else answers.
     pub async fn confirm(&mut self, question: String, host: String) -> Option<bool> {
         // An answer left over from an earlier question must not answer this one.
         while self.answers.try_recv().is_ok() {}
         self.tell(ConnectEvent::Confirm { question, host }).await;
         tokio::select! {
             () = self.cancel.cancelled() => None,
+            () = tokio::time::sleep(ANSWER_TIMEOUT) => None,
             answer = self.answers.recv() => answer,
         }
     }
@@ -97,5 +103,20 @@ impl Interaction {
     /// The token, for flows that hand it to their own tasks.
     pub fn cancel_token(&self) -> CancellationToken {
         self.cancel.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_question_nobody_answers_ends_after_the_timeout() {
+        let (mut flow, mut peer) = Interaction::pair();
+        let asked = tokio::spawn(async move { flow.confirm("trust it?".into(), "h".into()).await });
+        assert!(matches!(peer.events.recv().await, Some(ConnectEvent::Confirm { .. })));
+        // The peer stays connected and silent.
+        assert_eq!(asked.await.unwrap(), None);
+        assert!(!peer.cancel.is_cancelled());
     }
 }
