@@ -26,6 +26,9 @@
 //! (the bus overflowing, the queue over [`MAX_QUEUED`]) is counted in
 //! `mslink_events_lost_total{consumer="hooks"}` and logged. `MSLINK_SEQ` numbers the runs.
 //! The command is read from the config when a run starts, so `mslinkctl reload` changes it.
+//! When the command's first word is a path, that program must pass [`crate::files`]'s rule at
+//! every run (owned by root or us, not writable by others, nor its directories), or the run is
+//! refused and logged: whoever may change it would run code as mslinkd.
 
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -295,6 +298,16 @@ pub async fn run(
     stop: CancellationToken,
 ) -> Outcome {
     let event = env.iter().find(|(k, _)| *k == "MSLINK_EVENT").map_or("", |(_, v)| v.as_str());
+    if let Some(program) = crate::files::hook_program(command) {
+        let checked = tokio::task::spawn_blocking(move || {
+            crate::files::check_owned(&program, crate::files::What::Hook)
+        })
+        .await;
+        if let Ok(Err(e)) = checked {
+            tracing::error!(hook = command, event, error = %e, "refusing to run the on_state_change hook");
+            return Outcome::NotStarted;
+        }
+    }
     let path = std::env::var("PATH").unwrap_or_else(|_| DEFAULT_PATH.to_owned());
     let mut child = match Command::new("/bin/sh")
         .arg("-c")

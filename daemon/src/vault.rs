@@ -6,10 +6,13 @@
 //! are bound in as associated data, so a blob copied onto another link's row fails to open.
 //!
 //! The key file is created 0600 on first start, or supplied by systemd's `LoadCredential=`. A
-//! key file that is group- or world-readable is refused: the database alone must be useless.
+//! key file that is group- or world-readable is refused: the database alone must be useless. It
+//! is opened through [`crate::files`] (its owner, its directories, no link in its place).
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+
+use crate::files::{self, FileError, What};
 use std::path::{Path, PathBuf};
 
 use chacha20poly1305::aead::{Aead, Generate, Key, KeyInit, Payload};
@@ -26,6 +29,8 @@ pub enum VaultError {
     Read { path: PathBuf, source: std::io::Error },
     #[error("cannot create the key file {path}: {source}")]
     Create { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    File(#[from] FileError),
     #[error(
         "the key file {0} is not {KEY_LEN} bytes; restore the right key or remove it and re-link every account"
     )]
@@ -54,33 +59,33 @@ impl std::fmt::Debug for Vault {
 impl Vault {
     /// Loads the key from `path`, creating a fresh random key there (0600) if it does not exist.
     pub fn open_or_create(path: &Path) -> Result<Vault, VaultError> {
-        match std::fs::read(path) {
-            Ok(bytes) => {
-                let mode = std::fs::metadata(path)
-                    .map_err(|source| VaultError::Read { path: path.to_owned(), source })?
-                    .permissions()
-                    .mode();
+        match files::open(path, What::KeyFile, std::fs::OpenOptions::new().read(true)) {
+            Ok(mut file) => {
+                let read = |source| VaultError::Read { path: path.to_owned(), source };
+                // The mode of what was opened, not of whatever the path names now.
+                let mode = file.metadata().map_err(read)?.permissions().mode();
                 if mode & 0o077 != 0 && !under_systemd_credentials(path) {
                     return Err(VaultError::TooOpen(path.to_owned()));
                 }
+                let mut bytes = Vec::with_capacity(KEY_LEN);
+                file.read_to_end(&mut bytes).map_err(read)?;
                 let key: [u8; KEY_LEN] =
                     bytes.try_into().map_err(|_| VaultError::BadKey(path.to_owned()))?;
                 Ok(Vault::from_key(&key))
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(e) if e.is_not_found() => {
                 let key = Key::<XChaCha20Poly1305>::generate();
                 let create = |source| VaultError::Create { path: path.to_owned(), source };
-                let mut file = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(path)
-                    .map_err(create)?;
+                let mut file = files::open(
+                    path,
+                    What::KeyFile,
+                    std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600),
+                )?;
                 file.write_all(key.as_slice()).and_then(|()| file.sync_all()).map_err(create)?;
                 tracing::info!(key_file = %path.display(), "created a new secret key");
                 Ok(Vault { cipher: XChaCha20Poly1305::new(&key) })
             }
-            Err(source) => Err(VaultError::Read { path: path.to_owned(), source }),
+            Err(e) => Err(e.into()),
         }
     }
 

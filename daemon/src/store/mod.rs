@@ -10,6 +10,8 @@
 //!
 //! Durability: WAL with `synchronous = FULL`, so a committed transaction survives `kill -9` and
 //! power loss. The database, its WAL and the lock file are created 0600 in a 0700 directory.
+//! The directory and the files pass [`crate::files`]'s rule (owned by root or us, not writable
+//! by others, no link in a file's place) before anything is opened or tightened.
 
 mod links;
 mod queries;
@@ -17,6 +19,8 @@ mod schema;
 
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+
+use crate::files::{self, FileError, What};
 use std::path::{Path, PathBuf};
 
 use rusqlite::Connection;
@@ -27,7 +31,8 @@ pub use queries::Db;
 
 /// The file name of the database inside `state_dir`.
 pub const DB_FILE: &str = "mslink.db";
-const LOCK_FILE: &str = "mslinkd.lock";
+/// The file name of the lock file inside `state_dir`.
+pub const LOCK_FILE: &str = "mslinkd.lock";
 
 /// A failure of the state store.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +41,8 @@ pub enum StoreError {
     CreateDir { path: PathBuf, source: std::io::Error },
     #[error("cannot open {path}: {source}")]
     OpenFile { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    File(#[from] FileError),
     #[error(
         "another mslinkd already uses the state directory {0}; stop it first (systemctl stop mslinkd)"
     )]
@@ -80,20 +87,25 @@ impl Store {
     /// Creates `state_dir` if needed, takes its lock, opens and migrates the database, and starts
     /// the store thread. Fails if another daemon holds the lock.
     pub fn open(state_dir: &Path) -> Result<(Store, StateLock), StoreError> {
+        files::check_owned(state_dir, What::StateDir)?;
         DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(state_dir)
             .map_err(|source| StoreError::CreateDir { path: state_dir.to_owned(), source })?;
-        let lock = open_private(&state_dir.join(LOCK_FILE))?;
+        files::check_owned(state_dir, What::StateDir)?;
+        let lock = open_private(&state_dir.join(LOCK_FILE), What::LockFile)?;
         if lock.try_lock().is_err() {
             return Err(StoreError::Locked(state_dir.to_owned()));
         }
         let db_path = state_dir.join(DB_FILE);
         // Create the file ourselves so it is 0600 from the first byte; SQLite gives the WAL and
         // shared-memory files the same mode.
-        drop(open_private(&db_path)?);
-        let mut conn = Connection::open(&db_path)?;
+        drop(open_private(&db_path, What::Database)?);
+        let mut conn = Connection::open_with_flags(
+            &db_path,
+            rusqlite::OpenFlags::default() | rusqlite::OpenFlags::SQLITE_OPEN_NOFOLLOW,
+        )?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
@@ -127,16 +139,14 @@ impl Store {
     }
 }
 
-/// Opens (creating if needed) a file only its owner may read, and tightens an existing one.
-fn open_private(path: &Path) -> Result<File, StoreError> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(path)
-        .map_err(|source| StoreError::OpenFile { path: path.to_owned(), source })?;
+/// Opens (creating if needed) a file only its owner may read, and tightens an existing one
+/// through its descriptor (`fchmod`), once [`files::open`] has checked it is ours.
+fn open_private(path: &Path, what: What) -> Result<File, StoreError> {
+    let file = files::open(
+        path,
+        what,
+        OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600),
+    )?;
     file.set_permissions(std::fs::Permissions::from_mode(0o600))
         .map_err(|source| StoreError::OpenFile { path: path.to_owned(), source })?;
     Ok(file)
