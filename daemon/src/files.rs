@@ -613,6 +613,32 @@ mod tests {
     }
 
     #[test]
+    fn audit_covers_every_file_the_config_names_and_tells_a_shared_fault_once() {
+        let (dir, _file) = setup();
+        let (secret, hook) = (dir.path().join("client-secret"), dir.path().join("hook.sh"));
+        std::fs::write(&secret, "s3cret").unwrap();
+        chmod(&secret, 0o666);
+        std::fs::write(&hook, "#!/bin/sh\n").unwrap();
+        chmod(&hook, 0o775);
+        let state = dir.path().join("state");
+        std::fs::create_dir(&state).unwrap();
+        chmod(&state, 0o770);
+        let text = format!(
+            "state_dir = {state:?}\nsocket = {:?}\n[office365]\nclient_secret_file = {secret:?}\n\
+             [hooks]\non_state_change = \"{} --to ops\"\n",
+            dir.path().join("run/mslinkd.sock"),
+            hook.display()
+        );
+        let env = crate::config::Env { is_root: true, ..Default::default() };
+        let config = Config::parse(&text, None, &env).unwrap();
+        let found = audit(&config);
+        // The state directory's fault is told once, not again for the database, lock and key.
+        let whats: Vec<What> = found.iter().map(|e| e.what).collect();
+        assert_eq!(whats, [What::StateDir, What::ClientSecret, What::Hook], "{found:?}");
+        assert!(found[2].to_string().contains(&format!("chmod go-w {}", hook.display())));
+    }
+
+    #[test]
     fn the_hook_program_is_its_first_word_when_that_is_a_path() {
         assert_eq!(
             hook_program("/usr/local/bin/notify --to ops"),

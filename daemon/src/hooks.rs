@@ -499,4 +499,25 @@ mod tests {
             Outcome::Failed(Some(3))
         );
     }
+
+    #[tokio::test]
+    async fn a_hook_program_others_may_change_is_not_run() {
+        use std::os::unix::fs::PermissionsExt;
+        let env = vec![("MSLINK_EVENT", "requested".to_owned())];
+        let dir = tempfile::tempdir().unwrap();
+        let (hook, ran) = (dir.path().join("hook.sh"), dir.path().join("ran"));
+        std::fs::write(&hook, format!("#!/bin/sh\ntouch '{}'\n", ran.display())).unwrap();
+        let chmod = |mode| {
+            std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(mode)).unwrap();
+        };
+        chmod(0o777);
+        let command = format!("{} --quiet", hook.display());
+        let refused = run(&command, &env, TIMEOUT, CancellationToken::new()).await;
+        assert_eq!(refused, Outcome::NotStarted);
+        assert!(!ran.exists(), "a world-writable hook ran");
+        chmod(0o755);
+        let ran_ok = run(&command, &env, TIMEOUT, CancellationToken::new()).await;
+        assert_eq!(ran_ok, Outcome::Succeeded);
+        assert!(ran.exists());
+    }
 }

@@ -169,6 +169,21 @@ mod tests {
     }
 
     #[test]
+    fn a_linked_key_file_is_refused_and_its_target_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let (target, link) = (dir.path().join("target"), dir.path().join("key"));
+        std::fs::write(&target, [7u8; KEY_LEN]).unwrap();
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert!(matches!(Vault::open_or_create(&link), Err(VaultError::File(_))));
+        assert_eq!(std::fs::metadata(&target).unwrap().permissions().mode() & 0o777, 0o644);
+        // A dangling link is not a missing key: no key is written through it.
+        std::fs::remove_file(&target).unwrap();
+        assert!(matches!(Vault::open_or_create(&link), Err(VaultError::File(_))));
+        assert!(!target.exists(), "a key was created through the link");
+    }
+
+    #[test]
     fn debug_never_shows_the_key() {
         let dir = tempfile::tempdir().unwrap();
         let vault = Vault::open_or_create(&dir.path().join("key")).unwrap();

@@ -168,6 +168,33 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_linked_database_or_lock_is_refused_and_its_target_left_alone() {
+        for name in [DB_FILE, LOCK_FILE] {
+            let dir = tempfile::tempdir().unwrap();
+            let state = dir.path().join("state");
+            std::fs::create_dir(&state).unwrap();
+            let target = dir.path().join("precious");
+            std::fs::write(&target, "precious").unwrap();
+            std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644)).unwrap();
+            std::os::unix::fs::symlink(&target, state.join(name)).unwrap();
+            let refused = Store::open(&state).unwrap_err().to_string();
+            assert!(refused.contains("is a symbolic link"), "{refused}");
+            let meta = std::fs::metadata(&target).unwrap();
+            assert_eq!(meta.permissions().mode() & 0o777, 0o644, "chmodded through the link");
+            assert_eq!(std::fs::read_to_string(&target).unwrap(), "precious");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_state_directory_others_may_write_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let refused = Store::open(dir.path()).unwrap_err().to_string();
+        assert!(refused.contains("chmod go-w"), "{refused}");
+        assert!(!dir.path().join(DB_FILE).exists());
+    }
+
+    #[tokio::test]
     async fn state_survives_reopening() {
         let dir = tempfile::tempdir().unwrap();
         {
