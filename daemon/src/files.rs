@@ -217,12 +217,14 @@ pub fn audit(config: &Config) -> Vec<FileError> {
         .collect()
 }
 
-/// The program a hook command runs, when its first word is a path (`/usr/local/bin/notify
-/// --to ops`); a bare name is found on `PATH`, whose directories are the system's. Hooks run
-/// in `/`, so a relative path is taken from there.
+/// The program a hook command runs, when its first word is a plain path (`/usr/local/bin/notify
+/// --to ops`); a bare name is found on `PATH`, whose directories are the system's, and a first
+/// word with shell syntax in it (an assignment, quotes, `$`) names no one file. Hooks run in
+/// `/`, so a relative path is taken from there.
 pub fn hook_program(command: &str) -> Option<PathBuf> {
     let first = command.split_whitespace().next()?;
-    first.contains('/').then(|| Path::new("/").join(first))
+    let plain = !first.contains(['=', '"', '\'', '$', '`', ';', '&', '|', '<', '>']);
+    (plain && first.contains('/')).then(|| Path::new("/").join(first))
 }
 
 /// The rule, for one effective uid (tests state it).
@@ -647,5 +649,6 @@ mod tests {
         assert_eq!(hook_program("./notify.sh"), Some("/notify.sh".into()));
         assert_eq!(hook_program("logger -t mslink \"$MSLINK_EMAIL\""), None);
         assert_eq!(hook_program("   "), None);
+        assert_eq!(hook_program(r#"l="/run/x/$MSLINK_EMAIL"; touch "$l""#), None);
     }
 }

@@ -303,9 +303,13 @@ pub async fn run(
             crate::files::check_owned(&program, crate::files::What::Hook)
         })
         .await;
-        if let Ok(Err(e)) = checked {
-            tracing::error!(hook = command, event, error = %e, "refusing to run the on_state_change hook");
-            return Outcome::NotStarted;
+        match checked {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(hook = command, event, error = %e, "refusing to run the on_state_change hook");
+                return Outcome::NotStarted;
+            }
+            Err(_) => return Outcome::NotStarted,
         }
     }
     let path = std::env::var("PATH").unwrap_or_else(|_| DEFAULT_PATH.to_owned());

@@ -48,6 +48,8 @@ pub fn bind(path: &Path, group: Option<&str>) -> Result<UnixListener, BindError>
     let staging = path.with_extension(format!("sock.{}", std::process::id()));
     let _ = std::fs::remove_file(&staging);
     let listener = std::os::unix::net::UnixListener::bind(&staging).map_err(io)?;
+    // By path, as a socket's mode cannot be set through its descriptor; safe because the
+    // directory passed the rule above, so no one else can swap the name for a link.
     let prepared = (|| {
         std::os::unix::fs::chown(&staging, None, gid.map(|g| g.as_raw()))?;
         let mode = if gid.is_some() { 0o660 } else { 0o600 };
