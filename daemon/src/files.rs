@@ -195,7 +195,11 @@ pub fn audit(config: &Config) -> Vec<FileError> {
         paths.push((source.clone(), What::Config));
     }
     paths.push((config.state_dir.clone(), What::StateDir));
-    paths.push((config.state_dir.join(crate::store::DB_FILE), What::Database));
+    // SQLite's own O_NOFOLLOW covers the database, not its WAL and shared-memory files.
+    for suffix in ["", "-wal", "-shm"] {
+        let name = format!("{}{suffix}", crate::store::DB_FILE);
+        paths.push((config.state_dir.join(name), What::Database));
+    }
     paths.push((config.state_dir.join(crate::store::LOCK_FILE), What::LockFile));
     paths.push((config.key_file.clone(), What::KeyFile));
     if let Some(dir) = config.socket.parent() {

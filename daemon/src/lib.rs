@@ -202,13 +202,16 @@ impl Daemon {
         };
         let env = self.env.clone();
         let load = path.clone();
-        let next = tokio::task::spawn_blocking(move || Config::load(&load, explicit, &env))
-            .await
-            .map_err(|_| "the reload was interrupted".to_owned())?
-            .map_err(|e| e.to_string())?;
-        if let Some(problem) = files::audit(&next).into_iter().next() {
-            return Err(problem.to_string());
-        }
+        // Reading the file and checking the files it names both block: off the async workers.
+        let next = tokio::task::spawn_blocking(move || {
+            let next = Config::load(&load, explicit, &env).map_err(|e| e.to_string())?;
+            match files::audit(&next).into_iter().next() {
+                Some(problem) => Err(problem.to_string()),
+                None => Ok(next),
+            }
+        })
+        .await
+        .map_err(|_| "the reload was interrupted".to_owned())??;
         if let Some(key) = current.needs_restart_for(&next) {
             return Err(format!(
                 "config {}: `{key}` cannot change while mslinkd runs; restart mslinkd to apply it",
