@@ -11,12 +11,12 @@
 
 use std::io::{Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-
-use crate::files::{self, FileError, What};
 use std::path::{Path, PathBuf};
 
 use chacha20poly1305::aead::{Aead, Generate, Key, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+
+use crate::files::{self, FileError, What};
 
 const VERSION: u8 = 1;
 const NONCE_LEN: usize = 24;

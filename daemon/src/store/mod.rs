@@ -19,12 +19,12 @@ mod schema;
 
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-
-use crate::files::{self, FileError, What};
 use std::path::{Path, PathBuf};
 
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
+
+use crate::files::{self, FileError, What};
 
 pub use links::{LinkRecord, NewLink, Outcome, Transition};
 pub use queries::Db;
