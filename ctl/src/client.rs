@@ -1,6 +1,11 @@
 //! One connection to mslinkd: hello, then commands. Blocking I/O: the ctl does one thing at a
 //! time and needs no runtime.
+//!
+//! Before a byte is sent, the socket's peer (SO_PEERCRED) must be mslinkd's user (SPEC §8):
+//! anyone who can put a socket at the path could otherwise collect the passwords `connect`
+//! sends. See [`trusted_peer`] for who that is.
 
+use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -23,6 +28,9 @@ pub enum CtlError {
     Unreachable { socket: PathBuf, reason: String },
     /// The socket exists but this user may not use it (exit 4).
     SocketDenied { socket: PathBuf },
+    /// Something other than mslinkd's user listens on the socket: nothing was sent (exit 3,
+    /// for mslinkd itself cannot be reached there).
+    Impostor { socket: PathBuf, uid: u32 },
     /// The daemon answered with an error.
     Daemon(WireError),
     /// The daemon did not answer in time (exit 8).
@@ -52,6 +60,19 @@ impl CtlError {
                 format!("you may not use mslinkd's socket {}", socket.display()),
             )
             .with_hint("ask an admin to add you to the group named by `socket_group` in mslinkd.toml"),
+            CtlError::Impostor { socket, uid } => WireError::new(
+                ErrorKind::Unreachable,
+                format!(
+                    "the socket {} is served by {} (uid {uid}), not by mslinkd's user; \
+                     mslinkctl sent it nothing",
+                    socket.display(),
+                    user_name(*uid),
+                ),
+            )
+            .with_hint(
+                "someone may be impersonating mslinkd: tell an admin, and check --socket / \
+                 $MSLINK_SOCKET and that mslinkd runs (`systemctl status mslinkd`)",
+            ),
             CtlError::Daemon(error) => error.clone(),
             CtlError::TimedOut => WireError::new(
                 ErrorKind::Timeout,
@@ -105,6 +126,13 @@ impl Client {
             .set_read_timeout(Some(timeout))
             .and_then(|()| stream.set_write_timeout(Some(timeout)))
             .map_err(|e| unreachable(e.to_string()))?;
+        let peer =
+            nix::sys::socket::getsockopt(&stream, nix::sys::socket::sockopt::PeerCredentials)
+                .map_err(|e| unreachable(format!("cannot tell who serves the socket: {e}")))?
+                .uid();
+        if !trusted_peer(peer, socket, nix::unistd::geteuid().as_raw()) {
+            return Err(CtlError::Impostor { socket: socket.to_owned(), uid: peer });
+        }
         let mut client = Client { stream };
         let hello = ClientFrame::Hello {
             protocol_version: PROTOCOL_VERSION,
@@ -201,6 +229,35 @@ impl Client {
     }
 }
 
+/// Whether `uid`, serving `socket`, may be mslinkd: root; the caller (a per-user daemon learns
+/// nothing its own user could not read anyway); or the owner of the socket's directory, when
+/// that directory sits in one only root may change (systemd's `RuntimeDirectory=` gives the
+/// service user `/run/mslink`, in root's `/run`). The owner of a directory made in a place
+/// anyone may write to, like `/tmp`, is vouched for by no one: anyone could have made it.
+fn trusted_peer(uid: u32, socket: &Path, me: u32) -> bool {
+    if uid == 0 || uid == me {
+        return true;
+    }
+    let dir = match socket.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let Ok(dir) = dir.canonicalize() else { return false };
+    let owned_by_peer = std::fs::metadata(&dir).is_ok_and(|meta| meta.uid() == uid);
+    let given_by_root = dir
+        .parent()
+        .and_then(|parent| std::fs::metadata(parent).ok())
+        .is_some_and(|meta| meta.uid() == 0 && meta.mode() & 0o022 == 0);
+    owned_by_peer && given_by_root
+}
+
+fn user_name(uid: u32) -> String {
+    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map_or_else(|| format!("#{uid}"), |user| user.name)
+}
+
 fn lost(e: FrameError) -> CtlError {
     match e {
         FrameError::Io(e)
@@ -215,5 +272,48 @@ fn lost(e: FrameError) -> CtlError {
             CtlError::Protocol(format!("mslinkd sent a reply this mslinkctl cannot read: {e}"))
         }
         e => CtlError::Protocol(format!("the connection to mslinkd failed: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    const STRANGER: u32 = 4242;
+
+    #[test]
+    fn root_and_the_caller_are_trusted_anywhere() {
+        let socket = Path::new("/nonexistent/mslinkd.sock");
+        assert!(trusted_peer(0, socket, 1000));
+        assert!(trusted_peer(1000, socket, 1000));
+        assert!(!trusted_peer(STRANGER, socket, 1000));
+    }
+
+    #[test]
+    fn the_owner_of_the_socket_directory_is_trusted_only_if_root_gave_it() {
+        if !nix::unistd::geteuid().is_root() {
+            assert!(
+                std::env::var_os("MSLINK_TESTS_ALLOW_SKIP").is_some(),
+                "this test chowns directories to another user, which needs root: run it as root"
+            );
+            return;
+        }
+        let root = tempfile::tempdir().unwrap();
+        // Like /run/mslink: made by root, in a directory only root may change, for the service.
+        let run = root.path().join("run");
+        std::fs::create_dir(&run).unwrap();
+        std::os::unix::fs::chown(&run, Some(STRANGER), None).unwrap();
+        assert!(trusted_peer(STRANGER, &run.join("mslinkd.sock"), 1000));
+        // A root-owned directory anyone may write to (like /tmp): its owner is root, not them.
+        let tmp = root.path().join("tmp");
+        std::fs::create_dir(&tmp).unwrap();
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        assert!(!trusted_peer(STRANGER, &tmp.join("mslinkd.sock"), 1000));
+        // Their own directory in that place: anyone could have made it.
+        let theirs = tmp.join("mslink");
+        std::fs::create_dir(&theirs).unwrap();
+        std::os::unix::fs::chown(&theirs, Some(STRANGER), None).unwrap();
+        assert!(!trusted_peer(STRANGER, &theirs.join("mslinkd.sock"), 1000));
     }
 }

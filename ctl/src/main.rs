@@ -373,5 +373,6 @@ mod tests {
             CtlError::Unreachable { socket: "/x".into(), reason: "refused".into() }.exit_code(),
             3
         );
+        assert_eq!(CtlError::Impostor { socket: "/x".into(), uid: 4242 }.exit_code(), 3);
     }
 }

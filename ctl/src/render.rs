@@ -336,6 +336,10 @@ pub fn check(socket: &Path, act_as: Option<String>, all: bool, timeout: Duration
                 timeout.as_secs_f64()
             ),
         ),
+        // What answers is not mslinkd: as good as no daemon, and worth an alarm.
+        Err(error @ CtlError::Impostor { .. }) => {
+            (2, format!("MSLINK CRITICAL - {}", error.to_wire().message))
+        }
         Err(CtlError::Daemon(e)) if e.kind == mslink_proto::ErrorKind::Busy => {
             (2, format!("MSLINK CRITICAL - mslinkd is too busy to answer: {}", e.message))
         }

@@ -26,8 +26,9 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/mslink/mslinkd.toml";
 /// A config that could not be loaded, with the file, line and key in the message.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    /// The file is missing, unreadable, or fails the rule of [`crate::files`].
+    #[error(transparent)]
+    File(#[from] crate::files::FileError),
     #[error("config {origin}: {message}")]
     Invalid { origin: String, message: String },
     #[error(
@@ -361,14 +362,12 @@ impl Config {
     }
 
     /// Loads `path`. A missing file at the default path means built-in defaults; a missing file
-    /// that was named explicitly is an error.
+    /// that was named explicitly is an error. The file must pass [`crate::files`]'s rule.
     pub fn load(path: &Path, explicit: bool, env: &Env) -> Result<Config, ConfigError> {
-        match std::fs::read_to_string(path) {
+        match crate::files::read_to_string(path, crate::files::What::Config) {
             Ok(text) => Config::parse(&text, Some(path), env),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
-                Config::parse("", None, env)
-            }
-            Err(source) => Err(ConfigError::Read { path: path.to_owned(), source }),
+            Err(e) if e.is_not_found() && !explicit => Config::parse("", None, env),
+            Err(e) => Err(e.into()),
         }
     }
 

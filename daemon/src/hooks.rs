@@ -26,6 +26,9 @@
 //! (the bus overflowing, the queue over [`MAX_QUEUED`]) is counted in
 //! `mslink_events_lost_total{consumer="hooks"}` and logged. `MSLINK_SEQ` numbers the runs.
 //! The command is read from the config when a run starts, so `mslinkctl reload` changes it.
+//! When the command's first word is a path, that program must pass [`crate::files`]'s rule at
+//! every run (owned by root or us, not writable by others, nor its directories), or the run is
+//! refused and logged: whoever may change it would run code as mslinkd.
 
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -295,6 +298,20 @@ pub async fn run(
     stop: CancellationToken,
 ) -> Outcome {
     let event = env.iter().find(|(k, _)| *k == "MSLINK_EVENT").map_or("", |(_, v)| v.as_str());
+    if let Some(program) = crate::files::hook_program(command) {
+        let checked = tokio::task::spawn_blocking(move || {
+            crate::files::check_owned(&program, crate::files::What::Hook)
+        })
+        .await;
+        match checked {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tracing::error!(hook = command, event, error = %e, "refusing to run the on_state_change hook");
+                return Outcome::NotStarted;
+            }
+            Err(_) => return Outcome::NotStarted,
+        }
+    }
     let path = std::env::var("PATH").unwrap_or_else(|_| DEFAULT_PATH.to_owned());
     let mut child = match Command::new("/bin/sh")
         .arg("-c")
@@ -485,5 +502,26 @@ mod tests {
             run("echo oops >&2; exit 3", &env, TIMEOUT, CancellationToken::new()).await,
             Outcome::Failed(Some(3))
         );
+    }
+
+    #[tokio::test]
+    async fn a_hook_program_others_may_change_is_not_run() {
+        use std::os::unix::fs::PermissionsExt;
+        let env = vec![("MSLINK_EVENT", "requested".to_owned())];
+        let dir = tempfile::tempdir().unwrap();
+        let (hook, ran) = (dir.path().join("hook.sh"), dir.path().join("ran"));
+        std::fs::write(&hook, format!("#!/bin/sh\ntouch '{}'\n", ran.display())).unwrap();
+        let chmod = |mode| {
+            std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(mode)).unwrap();
+        };
+        chmod(0o777);
+        let command = format!("{} --quiet", hook.display());
+        let refused = run(&command, &env, TIMEOUT, CancellationToken::new()).await;
+        assert_eq!(refused, Outcome::NotStarted);
+        assert!(!ran.exists(), "a world-writable hook ran");
+        chmod(0o755);
+        let ran_ok = run(&command, &env, TIMEOUT, CancellationToken::new()).await;
+        assert_eq!(ran_ok, Outcome::Succeeded);
+        assert!(ran.exists());
     }
 }

@@ -19,6 +19,7 @@ pub mod detect;
 pub mod dns;
 pub mod events;
 pub mod exchange;
+pub mod files;
 pub mod health;
 pub mod hooks;
 pub mod identity;
@@ -72,6 +73,8 @@ pub enum OpenError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Vault(#[from] VaultError),
+    #[error(transparent)]
+    File(#[from] files::FileError),
     #[error("startup was interrupted")]
     Interrupted,
 }
@@ -157,13 +160,17 @@ pub async fn run_with(
 }
 
 impl Daemon {
-    /// Takes the state directory's lock, opens the database and loads (or creates) the key.
+    /// Checks the files the config names ([`files`]), takes the state directory's lock, opens
+    /// the database and loads (or creates) the key.
     fn open(
         config: Config,
         env: Env,
         clock: Arc<dyn Clock>,
         events: Bus,
     ) -> Result<(Daemon, SchedulerInbox), OpenError> {
+        if let Some(problem) = files::audit(&config).into_iter().next() {
+            return Err(problem.into());
+        }
         let (store, lock) = Store::open(&config.state_dir)?;
         let vault = Arc::new(Vault::open_or_create(&config.key_file)?);
         let config = SharedConfig::new(config);
@@ -195,10 +202,16 @@ impl Daemon {
         };
         let env = self.env.clone();
         let load = path.clone();
-        let next = tokio::task::spawn_blocking(move || Config::load(&load, explicit, &env))
-            .await
-            .map_err(|_| "the reload was interrupted".to_owned())?
-            .map_err(|e| e.to_string())?;
+        // Reading the file and checking the files it names both block: off the async workers.
+        let next = tokio::task::spawn_blocking(move || {
+            let next = Config::load(&load, explicit, &env).map_err(|e| e.to_string())?;
+            match files::audit(&next).into_iter().next() {
+                Some(problem) => Err(problem.to_string()),
+                None => Ok(next),
+            }
+        })
+        .await
+        .map_err(|_| "the reload was interrupted".to_owned())??;
         if let Some(key) = current.needs_restart_for(&next) {
             return Err(format!(
                 "config {}: `{key}` cannot change while mslinkd runs; restart mslinkd to apply it",

@@ -23,8 +23,10 @@ struct Args {
     /// built-in defaults]
     #[arg(long, value_name = "PATH")]
     config: Option<PathBuf>,
-    /// Validate the config and exit: 0 if valid, 1 with the key and line of the first problem;
-    /// warns (still 0) when the file holds a client secret that other users can read
+    /// Validate the config and exit: 0 if valid, 1 with the key and line of the first problem,
+    /// or with every file it names (itself, state_dir, key_file, the socket's directory,
+    /// client_secret_file, the hook) that another user could plant; warns (still 0) when the
+    /// file holds a client secret that other users can read
     #[arg(long)]
     check_config: bool,
     /// Print a shell completion script for mslinkd and exit (for packagers)
@@ -69,6 +71,14 @@ fn main() -> ExitCode {
         }
     };
     if args.check_config {
+        // Files the daemon would refuse to use make the config unusable: exit 1, naming each.
+        let unsafe_files = mslinkd::files::audit(&config);
+        for problem in &unsafe_files {
+            eprintln!("mslinkd: {problem}");
+        }
+        if !unsafe_files.is_empty() {
+            return ExitCode::FAILURE;
+        }
         // Valid but unsafe is still valid: the exit code stays 0, the warning goes to stderr.
         for warning in config.warnings() {
             eprintln!("mslinkd: warning: {warning}");

@@ -6,14 +6,17 @@
 //! are bound in as associated data, so a blob copied onto another link's row fails to open.
 //!
 //! The key file is created 0600 on first start, or supplied by systemd's `LoadCredential=`. A
-//! key file that is group- or world-readable is refused: the database alone must be useless.
+//! key file that is group- or world-readable is refused: the database alone must be useless. It
+//! is opened through [`crate::files`] (its owner, its directories, no link in its place).
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use chacha20poly1305::aead::{Aead, Generate, Key, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+
+use crate::files::{self, FileError, What};
 
 const VERSION: u8 = 1;
 const NONCE_LEN: usize = 24;
@@ -26,6 +29,8 @@ pub enum VaultError {
     Read { path: PathBuf, source: std::io::Error },
     #[error("cannot create the key file {path}: {source}")]
     Create { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    File(#[from] FileError),
     #[error(
         "the key file {0} is not {KEY_LEN} bytes; restore the right key or remove it and re-link every account"
     )]
@@ -54,33 +59,33 @@ impl std::fmt::Debug for Vault {
 impl Vault {
     /// Loads the key from `path`, creating a fresh random key there (0600) if it does not exist.
     pub fn open_or_create(path: &Path) -> Result<Vault, VaultError> {
-        match std::fs::read(path) {
-            Ok(bytes) => {
-                let mode = std::fs::metadata(path)
-                    .map_err(|source| VaultError::Read { path: path.to_owned(), source })?
-                    .permissions()
-                    .mode();
+        match files::open(path, What::KeyFile, std::fs::OpenOptions::new().read(true)) {
+            Ok(mut file) => {
+                let read = |source| VaultError::Read { path: path.to_owned(), source };
+                // The mode of what was opened, not of whatever the path names now.
+                let mode = file.metadata().map_err(read)?.permissions().mode();
                 if mode & 0o077 != 0 && !under_systemd_credentials(path) {
                     return Err(VaultError::TooOpen(path.to_owned()));
                 }
+                let mut bytes = Vec::with_capacity(KEY_LEN);
+                file.read_to_end(&mut bytes).map_err(read)?;
                 let key: [u8; KEY_LEN] =
                     bytes.try_into().map_err(|_| VaultError::BadKey(path.to_owned()))?;
                 Ok(Vault::from_key(&key))
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(e) if e.is_not_found() => {
                 let key = Key::<XChaCha20Poly1305>::generate();
                 let create = |source| VaultError::Create { path: path.to_owned(), source };
-                let mut file = std::fs::OpenOptions::new()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(path)
-                    .map_err(create)?;
+                let mut file = files::open(
+                    path,
+                    What::KeyFile,
+                    std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600),
+                )?;
                 file.write_all(key.as_slice()).and_then(|()| file.sync_all()).map_err(create)?;
                 tracing::info!(key_file = %path.display(), "created a new secret key");
                 Ok(Vault { cipher: XChaCha20Poly1305::new(&key) })
             }
-            Err(source) => Err(VaultError::Read { path: path.to_owned(), source }),
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -161,6 +166,21 @@ mod tests {
         std::fs::write(&path, [7u8; 5]).unwrap();
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
         assert!(matches!(Vault::open_or_create(&path), Err(VaultError::BadKey(_))));
+    }
+
+    #[test]
+    fn a_linked_key_file_is_refused_and_its_target_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let (target, link) = (dir.path().join("target"), dir.path().join("key"));
+        std::fs::write(&target, [7u8; KEY_LEN]).unwrap();
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        assert!(matches!(Vault::open_or_create(&link), Err(VaultError::File(_))));
+        assert_eq!(std::fs::metadata(&target).unwrap().permissions().mode() & 0o777, 0o644);
+        // A dangling link is not a missing key: no key is written through it.
+        std::fs::remove_file(&target).unwrap();
+        assert!(matches!(Vault::open_or_create(&link), Err(VaultError::File(_))));
+        assert!(!target.exists(), "a key was created through the link");
     }
 
     #[test]

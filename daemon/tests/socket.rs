@@ -215,7 +215,7 @@ async fn shutdown_closes_idle_connections_and_returns() {
 }
 
 #[tokio::test]
-async fn a_bad_reload_keeps_the_running_config() {
+async fn a_bad_or_unsafe_reload_keeps_the_running_config() {
     let daemon = start(Limits::default()).await;
     let mut stream = connected(&daemon).await;
     let reload = ClientFrame::Command { act_as: None, command: CtlCommand::Reload };
@@ -234,6 +234,28 @@ async fn a_bad_reload_keeps_the_running_config() {
         receive(&mut stream).await,
         Some(DaemonFrame::Reply { reply }) if matches!(*reply, DaemonReply::Reload(_))
     ));
+
+    // A config its group may write, or a hook program anyone may change, is refused too.
+    use std::os::unix::fs::PermissionsExt;
+    let chmod = |path: &std::path::Path, mode| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    };
+    chmod(&daemon.config_file, 0o664);
+    send(&mut stream, &reload).await;
+    let (_, message) = failure(receive(&mut stream).await);
+    assert!(message.contains("is writable by its group (mode 0664)"), "{message}");
+    chmod(&daemon.config_file, 0o644);
+    let hook = daemon.config_file.with_file_name("hook.sh");
+    std::fs::write(&hook, "#!/bin/sh\n").unwrap();
+    chmod(&hook, 0o757);
+    std::fs::write(
+        &daemon.config_file,
+        format!("{good}[hooks]\non_state_change = \"{} --to ops\"\n", hook.display()),
+    )
+    .unwrap();
+    send(&mut stream, &reload).await;
+    let (_, message) = failure(receive(&mut stream).await);
+    assert!(message.contains("hook program") && message.contains("chmod go-w"), "{message}");
 
     let moved: String =
         good.lines().filter(|l| !l.starts_with("socket")).map(|l| format!("{l}\n")).collect();

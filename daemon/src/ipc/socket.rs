@@ -3,7 +3,8 @@
 //! A socket file left by a crash is replaced; one that a live daemon answers on is refused; a
 //! non-socket file at the path is never deleted. The socket is bound under a temporary name,
 //! given its mode and group, then renamed into place, so it is never reachable with looser
-//! permissions than configured (umask cannot widen it either).
+//! permissions than configured (umask cannot widen it either). Its directory passes
+//! [`crate::files`]'s rule first: whoever may write there could put their own socket in our place.
 
 use std::fs::{DirBuilder, Permissions};
 use std::io::ErrorKind;
@@ -25,6 +26,8 @@ pub enum BindError {
         "`socket_group` names the group `{0}`, which does not exist; create it or fix the config"
     )]
     NoSuchGroup(String),
+    #[error(transparent)]
+    Directory(#[from] crate::files::FileError),
     #[error("cannot bind the control socket {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
 }
@@ -36,13 +39,17 @@ pub fn bind(path: &Path, group: Option<&str>) -> Result<UnixListener, BindError>
         .map(|g| group_id(g).ok_or_else(|| BindError::NoSuchGroup(g.to_owned())))
         .transpose()?;
     if let Some(dir) = path.parent() {
+        crate::files::check_owned(dir, crate::files::What::SocketDir)?;
         DirBuilder::new().recursive(true).mode(0o755).create(dir).map_err(io)?;
+        crate::files::check_owned(dir, crate::files::What::SocketDir)?;
     }
     clear_stale(path)?;
 
     let staging = path.with_extension(format!("sock.{}", std::process::id()));
     let _ = std::fs::remove_file(&staging);
     let listener = std::os::unix::net::UnixListener::bind(&staging).map_err(io)?;
+    // By path, as a socket's mode cannot be set through its descriptor; safe because the
+    // directory passed the rule above, so no one else can swap the name for a link.
     let prepared = (|| {
         std::os::unix::fs::chown(&staging, None, gid.map(|g| g.as_raw()))?;
         let mode = if gid.is_some() { 0o660 } else { 0o600 };

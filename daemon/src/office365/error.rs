@@ -28,7 +28,6 @@
 //! `bad_verification_code` -> BadDeviceCode ([`device_poll_outcome`]).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -125,8 +124,9 @@ pub enum Office365Error {
     /// `[office365] client_id` is missing.
     #[error("Office365 sign-in is not configured: `[office365] client_id` is not set")]
     NotConfigured,
-    #[error("cannot read `[office365] client_secret_file` {path}: {source}")]
-    ClientSecretFile { path: PathBuf, source: std::io::Error },
+    /// `[office365] client_secret_file` is missing, unreadable or unsafe ([`crate::files`]).
+    #[error(transparent)]
+    ClientSecretFile(#[from] crate::files::FileError),
     #[error(transparent)]
     Client(#[from] NetError),
     /// The browser flow's loopback listener could not be bound.
@@ -227,7 +227,7 @@ impl Office365Error {
         let reason = self.to_string();
         match self {
             Office365Error::NotConfigured
-            | Office365Error::ClientSecretFile { .. }
+            | Office365Error::ClientSecretFile(_)
             | Office365Error::Client(_)
             | Office365Error::Listen { .. }
             | Office365Error::NoRefreshToken { .. }

@@ -76,16 +76,15 @@ impl Endpoints {
         let secret = match &o.client_secret {
             None => None,
             Some(config::ClientSecret::Inline(secret)) => Some(secret.clone()),
-            Some(config::ClientSecret::File(path)) => Some(
-                tokio::fs::read_to_string(path)
-                    .await
-                    .map_err(|source| Office365Error::ClientSecretFile {
-                        path: path.clone(),
-                        source,
-                    })?
-                    .trim()
-                    .to_owned(),
-            ),
+            Some(config::ClientSecret::File(path)) => {
+                let file = path.clone();
+                let text = tokio::task::spawn_blocking(move || {
+                    crate::files::read_to_string(&file, crate::files::What::ClientSecret)
+                })
+                .await
+                .map_err(|_| Office365Error::Cancelled)??;
+                Some(text.trim().to_owned())
+            }
         };
         let mut client = oauth2::Client::new(ClientId::new(client_id.to_owned()))
             .set_auth_uri(AuthUrl::from_url(o.authorize_url.url().clone()))

@@ -15,6 +15,8 @@
 //!
 //! Durability: WAL with `synchronous = FULL`, so a committed transaction survives `kill -9` and
 //! power loss. The database, its WAL and the lock file are created 0600 in a 0700 directory.
+//! The directory and the files pass [`crate::files`]'s rule (owned by root or us, not writable
+//! by others, no link in a file's place) before anything is opened or tightened.
 
 mod links;
 mod queries;
@@ -27,12 +29,15 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::files::{self, FileError, What};
+
 pub use links::{LinkRecord, NewLink, Outcome, Transition};
 pub use queries::Db;
 
 /// The file name of the database inside `state_dir`.
 pub const DB_FILE: &str = "mslink.db";
-const LOCK_FILE: &str = "mslinkd.lock";
+/// The file name of the lock file inside `state_dir`.
+pub const LOCK_FILE: &str = "mslinkd.lock";
 /// Read-only connections beside the writer: two, so one long `status --all` leaves another
 /// user's `status` a connection.
 pub const READERS: usize = 2;
@@ -44,6 +49,8 @@ pub enum StoreError {
     CreateDir { path: PathBuf, source: std::io::Error },
     #[error("cannot open {path}: {source}")]
     OpenFile { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    File(#[from] FileError),
     #[error(
         "another mslinkd already uses the state directory {0}; stop it first (systemctl stop mslinkd)"
     )]
@@ -89,20 +96,25 @@ impl Store {
     /// Creates `state_dir` if needed, takes its lock, opens and migrates the database, and starts
     /// the store thread. Fails if another daemon holds the lock.
     pub fn open(state_dir: &Path) -> Result<(Store, StateLock), StoreError> {
+        files::check_owned(state_dir, What::StateDir)?;
         DirBuilder::new()
             .recursive(true)
             .mode(0o700)
             .create(state_dir)
             .map_err(|source| StoreError::CreateDir { path: state_dir.to_owned(), source })?;
-        let lock = open_private(&state_dir.join(LOCK_FILE))?;
+        files::check_owned(state_dir, What::StateDir)?;
+        let lock = open_private(&state_dir.join(LOCK_FILE), What::LockFile)?;
         if lock.try_lock().is_err() {
             return Err(StoreError::Locked(state_dir.to_owned()));
         }
         let db_path = state_dir.join(DB_FILE);
         // Create the file ourselves so it is 0600 from the first byte; SQLite gives the WAL and
         // shared-memory files the same mode.
-        drop(open_private(&db_path)?);
-        let mut conn = Connection::open(&db_path)?;
+        drop(open_private(&db_path, What::Database)?);
+        let mut conn = Connection::open_with_flags(
+            &db_path,
+            rusqlite::OpenFlags::default() | rusqlite::OpenFlags::SQLITE_OPEN_NOFOLLOW,
+        )?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
@@ -130,7 +142,9 @@ impl Store {
         for n in 0..READERS {
             let mut conn = Connection::open_with_flags(
                 &db_path,
-                OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                    | OpenFlags::SQLITE_OPEN_NOFOLLOW,
             )?;
             conn.busy_timeout(std::time::Duration::from_secs(5))?;
             let queue = read_queue.clone();
@@ -181,16 +195,14 @@ impl Store {
     }
 }
 
-/// Opens (creating if needed) a file only its owner may read, and tightens an existing one.
-fn open_private(path: &Path) -> Result<File, StoreError> {
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(path)
-        .map_err(|source| StoreError::OpenFile { path: path.to_owned(), source })?;
+/// Opens (creating if needed) a file only its owner may read, and tightens an existing one
+/// through its descriptor (`fchmod`), once [`files::open`] has checked it is ours.
+fn open_private(path: &Path, what: What) -> Result<File, StoreError> {
+    let file = files::open(
+        path,
+        what,
+        OpenOptions::new().read(true).write(true).create(true).truncate(false).mode(0o600),
+    )?;
     file.set_permissions(std::fs::Permissions::from_mode(0o600))
         .map_err(|source| StoreError::OpenFile { path: path.to_owned(), source })?;
     Ok(file)
@@ -247,6 +259,33 @@ mod tests {
         release.send(()).unwrap();
         held.await.unwrap().unwrap();
         assert!(store.read(|db| db.pending_requests()).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_linked_database_or_lock_is_refused_and_its_target_left_alone() {
+        for name in [DB_FILE, LOCK_FILE] {
+            let dir = tempfile::tempdir().unwrap();
+            let state = dir.path().join("state");
+            std::fs::create_dir(&state).unwrap();
+            let target = dir.path().join("precious");
+            std::fs::write(&target, "precious").unwrap();
+            std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644)).unwrap();
+            std::os::unix::fs::symlink(&target, state.join(name)).unwrap();
+            let refused = Store::open(&state).unwrap_err().to_string();
+            assert!(refused.contains("is a symbolic link"), "{refused}");
+            let meta = std::fs::metadata(&target).unwrap();
+            assert_eq!(meta.permissions().mode() & 0o777, 0o644, "chmodded through the link");
+            assert_eq!(std::fs::read_to_string(&target).unwrap(), "precious");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_state_directory_others_may_write_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+        let refused = Store::open(dir.path()).unwrap_err().to_string();
+        assert!(refused.contains("chmod go-w"), "{refused}");
+        assert!(!dir.path().join(DB_FILE).exists());
     }
 
     #[tokio::test]
