@@ -13,7 +13,6 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -31,7 +30,10 @@ use tokio::sync::Notify;
 
 #[path = "support/dnsmasq.rs"]
 mod dnsmasq;
+#[path = "../../tests/src/loopback.rs"]
+mod loopback;
 use dnsmasq::Dnsmasq;
+use loopback::fresh_ip;
 
 /// Aborts a background task (a fake server) when the test drops it.
 struct Task(tokio::task::JoinHandle<()>);
@@ -40,15 +42,6 @@ impl Drop for Task {
     fn drop(&mut self) {
         self.0.abort();
     }
-}
-
-/// A distinct loopback address per fake and per "nothing listens here" name, so tests can run in
-/// parallel on port 443. Starts at a per-process offset (another range than `exchange.rs`).
-fn next_ip() -> Ipv4Addr {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let host = (std::process::id() % 200 + n) % 60_000;
-    Ipv4Addr::new(127, 100 + (host / 250) as u8, 0, 2 + (host % 250) as u8)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -274,7 +267,7 @@ async fn microsoft(State(fake): State<Arc<Behaviour>>, request: Request) -> Resp
 /// it never completes).
 async fn black_hole(port: u16) -> (Ipv4Addr, Task) {
     for _ in 0..20 {
-        let ip = next_ip();
+        let ip = fresh_ip(443);
         let Ok(listener) = tokio::net::TcpListener::bind((ip, port)).await else { continue };
         let task = Task(tokio::spawn(async move {
             let mut held = Vec::new();
@@ -334,7 +327,7 @@ impl Ews {
         )
         .unwrap();
         for _ in 0..20 {
-            let ip = next_ip();
+            let ip = fresh_ip(443);
             let mut child = Command::new("python3")
                 .arg(ews_dir().join("ews_server.py"))
                 .args(["--host", &ip.to_string(), "--auth", auth])
@@ -446,7 +439,7 @@ fn nobody_at(domain: &str, except: &[&str]) -> Vec<(String, Ipv4Addr)> {
     [domain.to_owned(), format!("autodiscover.{domain}")]
         .into_iter()
         .filter(|name| !except.contains(&name.as_str()))
-        .map(|name| (name, next_ip()))
+        .map(|name| (name, fresh_ip(443)))
         .collect()
 }
 
@@ -791,7 +784,7 @@ async fn a_hanging_probe_without_a_decisive_answer_ends_at_the_deadline() {
 /// `hold` after the connection opens: a server that is slow to answer.
 async fn slow_relay(to: SocketAddr, hold: Duration) -> (Ipv4Addr, Task) {
     for _ in 0..20 {
-        let ip = next_ip();
+        let ip = fresh_ip(443);
         let Ok(listener) = tokio::net::TcpListener::bind((ip, 443)).await else { continue };
         let task = Task(tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {

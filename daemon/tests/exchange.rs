@@ -11,7 +11,6 @@
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use mslink_proto::{
@@ -31,7 +30,10 @@ use tokio::process::{Child, Command};
 
 #[path = "support/dnsmasq.rs"]
 mod dnsmasq;
+#[path = "../../tests/src/loopback.rs"]
+mod loopback;
 use dnsmasq::Dnsmasq;
+use loopback::fresh_ip;
 
 const NAMES: [&str; 6] = [
     "mail.contoso.test",
@@ -44,17 +46,6 @@ const NAMES: [&str; 6] = [
 
 fn peer_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/ews")
-}
-
-/// A distinct loopback address per fake (and per "nothing listens here" address), so tests can
-/// run in parallel on ports 443 and 80. Starts at a per-process offset to stay clear of other
-/// test processes; a taken address is skipped.
-fn next_ip() -> Ipv4Addr {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let base = std::process::id() % 200;
-    let host = (base + n) % 60_000;
-    Ipv4Addr::new(127, 1 + (host / 250) as u8, 0, 2 + (host % 250) as u8)
 }
 
 /// The throwaway CA and server certificate for one test.
@@ -109,7 +100,7 @@ impl Fake {
     /// Starts the fake on a fresh loopback address; `https_port`/`http_port` 0 = any.
     async fn start(pki: &Pki, https_port: u16, http_port: Option<u16>, extra: &[&str]) -> Fake {
         for _ in 0..20 {
-            let ip = next_ip();
+            let ip = fresh_ip(443);
             let mut command = Command::new("python3");
             command
                 .arg(peer_dir().join("ews_server.py"))
@@ -284,7 +275,7 @@ async fn links_through_autodiscover_with_ntlm_only() {
     let fake = Fake::start(&pki, 443, None, &["--auth", "ntlm"]).await;
     // https://contoso.test refuses connections: Autodiscover must fall through to
     // https://autodiscover.contoso.test.
-    let nobody = next_ip();
+    let nobody = fresh_ip(443);
     let config = config(
         &["ntlm", "basic"],
         Some(&pki.ca()),
@@ -373,7 +364,7 @@ async fn each_host_is_answered_with_a_scheme_from_its_own_challenge() {
         &["--auth", "basic,ntlm", "--path-auth", "/EWS/Exchange.asmx=ntlm"],
     )
     .await;
-    let nobody = next_ip();
+    let nobody = fresh_ip(443);
     let config = config(
         &["basic", "ntlm"],
         Some(&pki.ca()),
@@ -761,7 +752,7 @@ async fn finds_the_server_through_an_srv_record() {
     let fake = Fake::start(&pki, 0, None, &[]).await;
     let srv = format!("_autodiscover._tcp.contoso.test,mail.contoso.test,{},0,0", fake.https_port);
     let Some(dns) = Dnsmasq::start(&[format!("--srv-host={srv}")]).await else { return };
-    let nobody = next_ip();
+    let nobody = fresh_ip(443);
     let config = config(
         &["ntlm", "basic"],
         Some(&pki.ca()),
@@ -800,7 +791,7 @@ async fn a_forged_srv_record_pointing_outside_the_domain_gets_no_password() {
     let evil = attacker(&pki, None, &["--auth", "basic,ntlm"]).await;
     let srv = format!("_autodiscover._tcp.contoso.test,mail.fabrikam.test,{},0,0", evil.https_port);
     let dns = Dnsmasq::start(&[format!("--srv-host={srv}")]).await.expect("dnsmasq runs");
-    let nobody = next_ip();
+    let nobody = fresh_ip(443);
     let config = config(
         &["basic", "ntlm"],
         Some(&pki.ca()),
@@ -869,7 +860,7 @@ async fn a_forged_http_redirect_pointing_outside_the_domain_gets_no_password() {
     .await;
     // A DNS server with no SRV record: the last candidate finds nothing.
     let dns = Dnsmasq::start(&[]).await.expect("dnsmasq runs");
-    let nobody = next_ip();
+    let nobody = fresh_ip(443);
     let config = config(
         &["basic", "ntlm"],
         Some(&pki.ca()),
@@ -928,7 +919,7 @@ async fn an_interactive_user_is_asked_about_a_host_outside_the_domain() {
     )
     .await;
     let dns = Dnsmasq::start(&[]).await.expect("dnsmasq runs");
-    let nobody = next_ip();
+    let nobody = fresh_ip(443);
     let config = config(
         &["ntlm", "basic"],
         Some(&pki.ca()),
@@ -979,7 +970,7 @@ async fn a_verified_redirect_url_is_followed_and_the_new_host_is_challenged_firs
         hosted.https_port
     );
     let own = Fake::start(&pki, 443, None, &["--auth", "basic", "--redirect-url", &redirect]).await;
-    let nobody = next_ip();
+    let nobody = fresh_ip(443);
     let config = config(
         &["basic", "ntlm"],
         Some(&pki.ca()),
@@ -1086,7 +1077,7 @@ async fn the_question_and_its_answer_go_through_the_socket_and_a_refusal_stores_
     )
     .await;
     let dns = Dnsmasq::start(&[]).await.expect("dnsmasq runs");
-    let nobody = next_ip();
+    let nobody = fresh_ip(443);
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("mslinkd.sock");
     let config_file = dir.path().join("mslinkd.toml");

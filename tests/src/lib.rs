@@ -309,6 +309,7 @@ pub fn ctl_at(socket: &Path, user: &str, args: &[&str]) -> CtlOutput {
     }
 }
 
+pub mod loopback;
 pub mod peers;
 pub mod prerequisite;
 

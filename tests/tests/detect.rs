@@ -24,25 +24,16 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use mslink_e2e::loopback::fresh_ip;
 use mslink_e2e::peers::{Peer, dir};
 use mslink_e2e::{ADMIN, ALICE, Daemon, ensure_accounts, require_root, require_tool};
 use serde_json::{Value, json};
 
 /// `[detection] timeout` of the test daemon.
 const DEADLINE: Duration = Duration::from_secs(4);
-
-/// A fresh loopback address (per process, another range than the other tests), for a fake on
-/// port 443 or for a name where nothing listens.
-fn next_ip() -> Ipv4Addr {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let host = (std::process::id() % 200 + n) % 60_000;
-    Ipv4Addr::new(127, 180 + (host / 250) as u8, 0, 2 + (host % 250) as u8)
-}
 
 /// A real DNS server on 127.0.0.1 at a free port, authoritative-like for `*.test`; every query is
 /// logged and kept.
@@ -377,7 +368,7 @@ impl World {
             .to_string(),
         )
         .expect("users");
-        let ews_ip = next_ip();
+        let ews_ip = fresh_ip(443);
         let ews = Peer::start(
             "python3",
             &[
@@ -420,12 +411,12 @@ impl World {
                 let ip = if hosts.contains(&name.as_str()) {
                     ews_ip
                 } else if name == "litware.test" || name == "autodiscover.stalled.test" {
-                    let hole = next_ip();
+                    let hole = fresh_ip(443);
                     black_hole(hole);
                     hole
                 } else {
                     // Nothing listens there: connections are refused.
-                    next_ip()
+                    fresh_ip(443)
                 };
                 resolve.push_str(&format!("\"{name}\" = \"{ip}\"\n"));
             }
