@@ -39,6 +39,8 @@ pub async fn office365_links(
             .iter()
             .map(|seed| NewLink {
                 user: seed.user.clone(),
+                // Bound to the name's account when the daemon starts.
+                uid: None,
                 email: seed.email.clone(),
                 details: LinkDetails::Office365(Office365Details {
                     graph_url: Some(graph_url.to_owned()),

@@ -29,9 +29,10 @@ pub fn identify(uid: u32, config: &Config) -> Caller {
     Caller { uid, name, admin }
 }
 
-/// Whether a user account called `name` exists (for `--user NAME`).
-pub fn user_exists(name: &str) -> bool {
-    User::from_name(name).ok().flatten().is_some()
+/// The uid of the account called `name`, if there is one (for `--user NAME`, and to bind links
+/// stored before uids were kept).
+pub fn uid_of(name: &str) -> Option<u32> {
+    User::from_name(name).ok().flatten().map(|user| user.uid.as_raw())
 }
 
 /// Whether `user` belongs to `group`, as primary or supplementary group.

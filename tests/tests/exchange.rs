@@ -407,3 +407,78 @@ fn a_host_outside_the_domain_reached_by_the_http_redirect_needs_trust_server() {
     );
     std::mem::forget(pki);
 }
+
+/// The uid of a Unix account, from `id -u`.
+fn uid_of(name: &str) -> u32 {
+    let out = Command::new("id").args(["-u", name]).output().expect("id");
+    String::from_utf8_lossy(&out.stdout).trim().parse().expect("a uid")
+}
+
+/// (Re)creates the system account `name` in the socket group, with `uid` if given.
+fn create_account(name: &str, uid: Option<u32>) {
+    let _ = Command::new("userdel").arg(name).output();
+    let mut useradd = Command::new("useradd");
+    useradd.args(["--system", "--no-create-home", "--shell", "/usr/sbin/nologin"]);
+    useradd.args(["--groups", mslink_e2e::SOCKET_GROUP]);
+    if let Some(uid) = uid {
+        useradd.args(["--uid", &uid.to_string()]);
+    }
+    let out = useradd.arg(name).output().expect("useradd");
+    assert!(out.status.success(), "useradd {name}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn an_account_created_again_under_the_same_name_does_not_inherit_the_old_ones_links() {
+    const REBORN: &str = "mslt-reborn";
+    if !require_root(
+        "an_account_created_again_under_the_same_name_does_not_inherit_the_old_ones_links",
+    ) {
+        return;
+    }
+    ensure_accounts();
+    create_account(REBORN, None);
+    let world = exchange("ntlm", true);
+    let connect_as = |user: &str| {
+        let mut ctl = world.daemon.spawn_ctl(
+            user,
+            &["connect", "alice@contoso.test", "--provider", "exchange"]
+                .into_iter()
+                .chain(["--server", &world.ews_url, "--password-stdin"])
+                .collect::<Vec<_>>(),
+        );
+        ctl.type_line(PASSWORD);
+        ctl.finish()
+    };
+    connect_as(REBORN).expect_code(0);
+    let links = |user: &str| {
+        world.daemon.ctl(user, &["--json", "status"]).expect_code(0).json()["links"]
+            .as_array()
+            .map_or(0, Vec::len)
+    };
+    assert_eq!(links(REBORN), 1);
+
+    // The account is deleted and another created under its name, with another uid.
+    let old = uid_of(REBORN);
+    let new = (61_000..62_000)
+        .find(|uid| {
+            *uid != old
+                && Command::new("getent")
+                    .args(["passwd", &uid.to_string()])
+                    .output()
+                    .is_ok_and(|o| !o.status.success())
+        })
+        .expect("a free uid");
+    create_account(REBORN, Some(new));
+    assert_eq!(uid_of(REBORN), new);
+    assert_eq!(links(REBORN), 0, "the new account sees none of the old one's links");
+    world.daemon.ctl(REBORN, &["check", "alice@contoso.test"]).expect_code(5);
+    world.daemon.ctl(REBORN, &["token", "alice@contoso.test"]).expect_code(5);
+    world.daemon.ctl(REBORN, &["disconnect", "alice@contoso.test"]).expect_code(5);
+    // Admins still see it, by name.
+    let all = world.daemon.ctl(ADMIN, &["--json", "status", "--all"]).expect_code(0).json();
+    assert!(all["links"].as_array().unwrap().iter().any(|l| l["user"] == REBORN), "{all}");
+    // Signing the mailbox in again takes it over.
+    connect_as(REBORN).expect_code(0);
+    assert_eq!(links(REBORN), 1);
+    let _ = Command::new("userdel").arg(REBORN).output();
+}

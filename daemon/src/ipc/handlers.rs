@@ -10,9 +10,10 @@ use mslink_proto::{
 use super::errors::internal;
 use crate::Daemon;
 use crate::events::Event;
-use crate::identity::{Caller, user_exists};
+use crate::identity::{Caller, uid_of};
 use crate::interaction::Interaction;
 use crate::links::schedule;
+use crate::store::Owner;
 
 /// How many audit entries `status` shows an admin.
 const RECENT_ACTIONS: u32 = 10;
@@ -27,7 +28,8 @@ pub async fn handle(
     command: CtlCommand,
     mut interaction: Interaction,
 ) -> Result<DaemonReply, WireError> {
-    let subject = subject(caller, act_as).await?;
+    let (subject, account_uid) = subject(caller, act_as).await?;
+    let owner = owner(caller, &subject);
     let require_admin = |what: &str| require_admin(daemon, caller, what);
     let store = &daemon.store;
     let links = &daemon.links;
@@ -40,12 +42,13 @@ pub async fn handle(
             }
             let admin = caller.admin;
             let user = subject.clone();
+            let own = owner.clone();
             let mut reply = store
                 .read(move |db| {
                     Ok(StatusReply {
                         integration: db.integration()?,
                         request: db.request_of(&user)?,
-                        links: db.links(if all { None } else { Some(&user) })?,
+                        links: db.links((!all).then_some(own))?,
                         pending_requests: if admin {
                             Some(db.pending_requests()?.len() as u64)
                         } else {
@@ -125,7 +128,8 @@ pub async fn handle(
         CtlCommand::Connect(args) => {
             validate_email(&args.email)?;
             let email = args.email.clone();
-            let link = links.connect(&subject, args, caller.admin, &mut interaction).await?;
+            let link =
+                links.connect(&owner, account_uid, args, caller.admin, &mut interaction).await?;
             if subject != actor {
                 let detail = format!("{email} for {subject}");
                 store
@@ -139,7 +143,7 @@ pub async fn handle(
             validate_email(&email)?;
             Ok(DaemonReply::Detect(links.detector().detect(daemon.config(), &email).await))
         }
-        CtlCommand::Check { email } => Ok(DaemonReply::Link(links.check(&subject, &email).await?)),
+        CtlCommand::Check { email } => Ok(DaemonReply::Link(links.check(&owner, &email).await?)),
         CtlCommand::CheckAll { state } => {
             require_admin("check --all")?;
             Ok(DaemonReply::CheckAll(links.check_all(state, &mut interaction).await?))
@@ -152,10 +156,10 @@ pub async fn handle(
                 )
                 .with_hint("run `mslinkctl token` as that user"));
             }
-            Ok(DaemonReply::Token(links.token(&subject, &email, resource).await?))
+            Ok(DaemonReply::Token(links.token(&owner, &email, resource).await?))
         }
         CtlCommand::Disconnect { email } => {
-            Ok(DaemonReply::Disconnect(links.disconnect(&subject, &email, &caller.name).await?))
+            Ok(DaemonReply::Disconnect(links.disconnect(&owner, &email, &caller.name).await?))
         }
         // Streamed page by page by the connection, through `LinksQuery`.
         CtlCommand::Links { .. } => {
@@ -179,7 +183,7 @@ fn require_admin(daemon: &Daemon, caller: &Caller, what: &str) -> Result<(), Wir
 /// A `links` stream the caller may read: whose links, which state.
 #[derive(Debug)]
 pub struct LinksQuery {
-    user: Option<String>,
+    user: Option<Owner>,
     state: Option<LinkState>,
 }
 
@@ -196,7 +200,10 @@ impl LinksQuery {
         if all {
             require_admin(daemon, caller, "status --all")?;
         }
-        let user = if all { None } else { Some(subject(caller, act_as).await?) };
+        let user = match all {
+            true => None,
+            false => Some(owner(caller, &subject(caller, act_as).await?.0)),
+        };
         Ok(LinksQuery { user, state })
     }
 
@@ -211,7 +218,7 @@ impl LinksQuery {
             .store
             .read(move |db| {
                 let after = after.as_ref().map(|(u, e)| (u.as_str(), e.as_str()));
-                db.links_page(user.as_deref(), state, after, LINKS_PAGE)
+                db.links_page(user.as_ref(), state, after, LINKS_PAGE)
             })
             .await
             .map_err(internal)?;
@@ -223,10 +230,18 @@ impl LinksQuery {
     }
 }
 
-/// The user a command is about: the caller, or the `--user` an admin named.
-async fn subject(caller: &Caller, act_as: Option<String>) -> Result<String, WireError> {
+/// Whose links a command about `subject` means: the caller's own are matched by their uid too
+/// (an earlier account of the same name does not hand its links on); an admin acting for
+/// another user addresses that user's links by name, an earlier account's included.
+fn owner(caller: &Caller, subject: &str) -> Owner {
+    Owner { name: subject.to_owned(), uid: (subject == caller.name).then_some(caller.uid) }
+}
+
+/// The user a command is about, and that account's uid: the caller, or the `--user` an admin
+/// named.
+async fn subject(caller: &Caller, act_as: Option<String>) -> Result<(String, u32), WireError> {
     let Some(name) = act_as.filter(|name| *name != caller.name) else {
-        return Ok(caller.name.clone());
+        return Ok((caller.name.clone(), caller.uid));
     };
     if !caller.admin {
         return Err(WireError::new(
@@ -236,9 +251,9 @@ async fn subject(caller: &Caller, act_as: Option<String>) -> Result<String, Wire
         .with_hint("drop `--user`, or ask an admin"));
     }
     let lookup = name.clone();
-    let exists = tokio::task::spawn_blocking(move || user_exists(&lookup)).await.unwrap_or(false);
-    if exists {
-        Ok(name)
+    let uid = tokio::task::spawn_blocking(move || uid_of(&lookup)).await.ok().flatten();
+    if let Some(uid) = uid {
+        Ok((name, uid))
     } else {
         Err(WireError::new(
             ErrorKind::NotFound,

@@ -44,7 +44,7 @@ use crate::exchange::{self, ExchangeError, Login};
 use crate::health::{Actor, Failure};
 use crate::interaction::Interaction;
 use crate::office365::{self, Office365Error};
-use crate::store::{NewLink, Store, StoreError, Transition};
+use crate::store::{NewLink, Owner, Store, StoreError, Transition};
 use crate::vault::{Vault, VaultError};
 
 /// Why a lifecycle operation did not happen. Mapped to what the user sees in `ipc::errors`.
@@ -167,22 +167,27 @@ impl Links {
         &self.detector
     }
 
-    /// `connect` for `user`: detect the provider if not given, sign in, first check, store. A
-    /// new link beyond `max_links_per_user` is refused unless `by_admin`.
+    /// `connect` for `owner` (the account `uid`): detect the provider if not given, sign in,
+    /// first check, store, bound to `uid`. A new link beyond `max_links_per_user` is refused
+    /// unless `by_admin`. A link an earlier account of the same name left to this address is
+    /// replaced: the sign-in just proved the mailbox is this user's.
     pub async fn connect(
         &self,
-        user: &str,
+        owner: &Owner,
+        uid: u32,
         args: ConnectArgs,
         by_admin: bool,
         interaction: &mut Interaction,
     ) -> Result<LinkInfo, LinkError> {
         let config = self.config.get();
+        let user = owner.name.as_str();
         let (enabled, existing, count) = {
-            let (user, email) = (user.to_owned(), args.email.clone());
+            let (owner, email) = (owner.clone(), args.email.clone());
             self.store
                 .call(move |db| {
-                    let existing = db.link_record(&user, &email)?;
-                    Ok((db.integration()?.enabled, existing, db.link_count(&user)?))
+                    let count = db.link_count(&owner.name)?;
+                    let existing = db.link_record(owner, &email)?;
+                    Ok((db.integration()?.enabled, existing, count))
                 })
                 .await?
         };
@@ -246,6 +251,7 @@ impl Links {
                 let report = office365::check(&config, &tokens.access_token, &args.email).await?;
                 let new = NewLink {
                     user: user.to_owned(),
+                    uid: Some(uid),
                     email: args.email.clone(),
                     details: LinkDetails::Office365(Office365Details {
                         graph_url: Some(config.office365.graph_url.as_str().to_owned()),
@@ -289,6 +295,7 @@ impl Links {
                 let (endpoint, report) = exchange::link(&config, login, interaction).await?;
                 let new = NewLink {
                     user: user.to_owned(),
+                    uid: Some(uid),
                     email: args.email.clone(),
                     details: LinkDetails::Exchange(endpoint),
                     report,
@@ -319,8 +326,8 @@ impl Links {
 
     /// `check`: a round on `user`'s link now, whatever its schedule says; the link as it then
     /// stands.
-    pub async fn check(&self, user: &str, email: &str) -> Result<LinkInfo, LinkError> {
-        let record = self.looked_up(user, email).await?;
+    pub async fn check(&self, owner: &Owner, email: &str) -> Result<LinkInfo, LinkError> {
+        let record = self.looked_up(owner, email).await?;
         let id = record.id;
         let done = self.perform(id, work::Purpose::Check).await?;
         self.schedule(id, done.timers);
@@ -397,14 +404,14 @@ impl Links {
     /// committed the way background work commits) when it has under a minute left.
     pub async fn token(
         &self,
-        user: &str,
+        owner: &Owner,
         email: &str,
         resource: TokenResource,
     ) -> Result<TokenReply, LinkError> {
         if resource == TokenResource::Ews {
             return Err(LinkError::NoEwsTokens);
         }
-        let record = self.looked_up(user, email).await?;
+        let record = self.looked_up(owner, email).await?;
         if record.provider != Provider::Office365 {
             return Err(LinkError::NoTokens(email.to_owned()));
         }
@@ -422,21 +429,23 @@ impl Links {
     /// `disconnect`: removes the link and its secrets; audited when `actor` is not the owner.
     pub async fn disconnect(
         &self,
-        user: &str,
+        owner: &Owner,
         email: &str,
         actor: &str,
     ) -> Result<DisconnectReply, LinkError> {
-        let (owner, email, actor) = (user.to_owned(), email.to_owned(), actor.to_owned());
+        let user = owner.name.as_str();
+        let (owner, email, actor) = (owner.clone(), email.to_owned(), actor.to_owned());
         let now = self.clock.now();
         let by = actor.clone();
         let removed = self
             .store
             .call(move |db| {
-                let removed = db.delete_link(&owner, &email)?.ok_or(email);
+                let name = owner.name.clone();
+                let removed = db.delete_link(owner, &email)?.ok_or(email);
                 if let Ok((_, email, _)) = &removed
-                    && owner != actor
+                    && name != actor
                 {
-                    db.audit(&actor, "disconnect", Some(&format!("{email} of {owner}")), now)?;
+                    db.audit(&actor, "disconnect", Some(&format!("{email} of {name}")), now)?;
                 }
                 Ok(removed)
             })
@@ -507,16 +516,16 @@ impl Links {
         }
     }
 
-    /// `user`'s link to `email`, if the integration is on.
+    /// `owner`'s link to `email`, if the integration is on.
     async fn looked_up(
         &self,
-        user: &str,
+        owner: &Owner,
         email: &str,
     ) -> Result<crate::store::LinkRecord, LinkError> {
-        let (owner, address) = (user.to_owned(), email.to_owned());
+        let (owner, address) = (owner.clone(), email.to_owned());
         let (enabled, record) = self
             .store
-            .call(move |db| Ok((db.integration()?.enabled, db.link_record(&owner, &address)?)))
+            .call(move |db| Ok((db.integration()?.enabled, db.link_record(owner, &address)?)))
             .await?;
         let record = record.ok_or_else(|| LinkError::NotFound(email.to_owned()))?;
         if !enabled || record.state == LinkState::Suspended {

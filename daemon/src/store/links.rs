@@ -53,10 +53,38 @@ impl LinkRecord {
     }
 }
 
+/// Whose links a query means: a user name and, when the caller is that user, their uid, so an
+/// account deleted and created again under the same name (another uid) does not see or use the
+/// old account's links. `uid: None` matches by name alone: admins, who address every link.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    pub name: String,
+    pub uid: Option<u32>,
+}
+
+impl From<&str> for Owner {
+    fn from(name: &str) -> Self {
+        Owner { name: name.to_owned(), uid: None }
+    }
+}
+
+impl From<&String> for Owner {
+    fn from(name: &String) -> Self {
+        Owner::from(name.as_str())
+    }
+}
+
+/// The SQL condition for an [`Owner`] with its name at `?N` and uid at `?N+1`.
+pub(super) fn owned_by(n: usize) -> String {
+    format!("user = ?{n} AND (?{m} IS NULL OR uid = ?{m})", m = n + 1)
+}
+
 /// A link that has just passed its first sign-in and first check.
 #[derive(Debug, Clone)]
 pub struct NewLink {
     pub user: String,
+    /// The owner's uid (`None` for tools that seed links by name; bound at the next start).
+    pub uid: Option<u32>,
     pub email: String,
     /// The provider and what the link knows about it; the store writes the `provider`,
     /// `endpoint`, `auth_scheme` and `details` columns from it.
@@ -70,15 +98,15 @@ pub struct NewLink {
     pub evidence: Vec<Evidence>,
 }
 
-/// Inserting a new, active link; `?1`..`?15` are [`NewLink::values`].
+/// Inserting a new, active link; `?1`..`?16` are [`NewLink::values`].
 const INSERT_LINK: &str = "INSERT INTO links (user, email, provider, state, since, last_ok,
         next_check, token_expiry, inbox_total, inbox_unread, calendar_ok, server_version,
-        auth_scheme, endpoint, details, created_at, token_issued, evidence)
-     VALUES (?1, ?2, ?3, 'active', ?4, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?4, ?14, ?15)";
+        auth_scheme, endpoint, details, created_at, token_issued, evidence, uid)
+     VALUES (?1, ?2, ?3, 'active', ?4, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?4, ?14, ?15, ?16)";
 
 impl NewLink {
     /// The values of [`INSERT_LINK`]'s parameters, in order; `now` is when it was linked.
-    fn values(&self, now: UnixTime) -> [rusqlite::types::Value; 15] {
+    fn values(&self, now: UnixTime) -> [rusqlite::types::Value; 16] {
         let report = &self.report;
         [
             self.user.clone().into(),
@@ -96,6 +124,7 @@ impl NewLink {
             self.details.to_json().into(),
             self.token_issued.into(),
             serde_json::to_string(&self.evidence).unwrap_or_else(|_| "[]".into()).into(),
+            self.uid.map(i64::from).into(),
         ]
     }
 }
@@ -147,10 +176,44 @@ pub(super) fn parse_provider(name: &str) -> Provider {
 }
 
 impl Db<'_> {
-    /// The link `user` has to `email` (case-insensitive), with its secret.
-    pub fn link_record(&self, user: &str, email: &str) -> Result<Option<LinkRecord>, StoreError> {
-        let sql = format!("SELECT {RECORD_COLUMNS} FROM links WHERE user = ?1 AND email = ?2");
-        Ok(self.conn.query_row(&sql, params![user, email], record_from_row).optional()?)
+    /// The link `owner` has to `email` (case-insensitive), with its secret.
+    pub fn link_record(
+        &self,
+        owner: impl Into<Owner>,
+        email: &str,
+    ) -> Result<Option<LinkRecord>, StoreError> {
+        let owner = owner.into();
+        let sql =
+            format!("SELECT {RECORD_COLUMNS} FROM links WHERE email = ?1 AND {}", owned_by(2));
+        Ok(self
+            .conn
+            .query_row(&sql, params![email, owner.name, owner.uid], record_from_row)
+            .optional()?)
+    }
+
+    /// Binds the links stored without a uid (before migration 4, or seeded by name) to the uid
+    /// `uid_of` gives their owner's name now; a name with no account stays unbound, seen only by
+    /// admins. Returns how many links were bound.
+    pub fn bind_owners(
+        &mut self,
+        uid_of: impl Fn(&str) -> Option<u32>,
+    ) -> Result<usize, StoreError> {
+        let tx = self.conn.transaction()?;
+        let names: Vec<String> = tx
+            .prepare("SELECT DISTINCT user FROM links WHERE uid IS NULL")?
+            .query_map([], |row| row.get(0))?
+            .collect::<Result<_, _>>()?;
+        let mut bound = 0;
+        for name in names {
+            if let Some(uid) = uid_of(&name) {
+                bound += tx.execute(
+                    "UPDATE links SET uid = ?2 WHERE user = ?1 AND uid IS NULL",
+                    params![name, uid],
+                )?;
+            }
+        }
+        tx.commit()?;
+        Ok(bound)
     }
 
     /// A link by id, with its secret.
@@ -191,7 +254,7 @@ impl Db<'_> {
                      token_issued = ?14, evidence = ?15,
                      inbox_total = ?7, inbox_unread = ?8, calendar_ok = ?9, server_version = ?10,
                      auth_scheme = ?11, endpoint = ?12, details = ?13, failures = 0,
-                     generation = generation + 1
+                     uid = ?16, generation = generation + 1
                  RETURNING id"
             ),
             rusqlite::params_from_iter(new.values(now)),
@@ -389,6 +452,7 @@ mod tests {
     fn new_link(email: &str) -> NewLink {
         NewLink {
             user: "alice".into(),
+            uid: Some(1001),
             email: email.into(),
             details: LinkDetails::Exchange(
                 serde_json::from_value(serde_json::json!({
@@ -432,6 +496,48 @@ mod tests {
         assert_eq!(again.previous, Some(LinkState::Active));
         let relinked = db.link_record_by_id(record.id).unwrap().unwrap();
         assert_eq!((relinked.generation, relinked.secret), (record.generation + 1, Some(vec![9])));
+    }
+
+    #[test]
+    fn an_account_created_again_under_the_same_name_does_not_inherit_the_old_ones_links() {
+        let mut conn = db();
+        let mut db = Db::new(&mut conn);
+        db.save_link(&new_link("alice@contoso.test"), 10, |_| Ok(vec![1])).unwrap();
+        let old = Owner { name: "alice".into(), uid: Some(1001) };
+        let reborn = Owner { name: "alice".into(), uid: Some(1002) };
+        assert!(db.link_record(old.clone(), "alice@contoso.test").unwrap().is_some());
+        assert!(db.link_record(reborn.clone(), "alice@contoso.test").unwrap().is_none());
+        assert!(db.links(Some(reborn.clone())).unwrap().is_empty());
+        assert!(db.links_page(Some(&reborn), None, None, 10).unwrap().is_empty());
+        assert_eq!(db.delete_link(reborn.clone(), "alice@contoso.test").unwrap(), None);
+        // Admins address links by name: they see it, and may remove it.
+        assert!(db.link_record("alice", "alice@contoso.test").unwrap().is_some());
+        assert_eq!(db.links_page(Some(&"alice".into()), None, None, 10).unwrap().len(), 1);
+        // The new account signing the mailbox in again takes the link over, with new secrets.
+        let relink = NewLink { uid: Some(1002), ..new_link("alice@contoso.test") };
+        db.save_link(&relink, 20, |_| Ok(vec![2])).unwrap();
+        assert!(db.link_record(old, "alice@contoso.test").unwrap().is_none());
+        let record = db.link_record(reborn, "alice@contoso.test").unwrap().unwrap();
+        assert_eq!(record.secret, Some(vec![2]));
+    }
+
+    #[test]
+    fn links_stored_without_a_uid_are_bound_to_their_name_s_account_once() {
+        let mut conn = db();
+        let mut db = Db::new(&mut conn);
+        for (user, email) in [("alice", "a@contoso.test"), ("gone", "g@contoso.test")] {
+            let seeded = NewLink { user: user.into(), uid: None, ..new_link(email) };
+            db.save_link(&seeded, 10, |_| Ok(vec![1])).unwrap();
+        }
+        let uid_of = |name: &str| (name == "alice").then_some(1001);
+        assert_eq!(db.bind_owners(uid_of).unwrap(), 1);
+        assert_eq!(db.bind_owners(uid_of).unwrap(), 0, "bound once");
+        let alice = Owner { name: "alice".into(), uid: Some(1001) };
+        assert!(db.link_record(alice, "a@contoso.test").unwrap().is_some());
+        // A name with no account keeps its link unbound: no uid matches it, admins still see it.
+        let gone = Owner { name: "gone".into(), uid: Some(1001) };
+        assert!(db.link_record(gone, "g@contoso.test").unwrap().is_none());
+        assert!(db.link_record("gone", "g@contoso.test").unwrap().is_some());
     }
 
     #[test]

@@ -7,7 +7,8 @@ use mslink_proto::{
 };
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-use super::{StoreError, Transition};
+use super::links::owned_by;
+use super::{Owner, StoreError, Transition};
 
 /// A connection borrowed by one [`super::Store::call`] job.
 #[derive(Debug)]
@@ -150,12 +151,15 @@ impl<'c> Db<'c> {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Links of one user, or of everyone (`None`), ordered by user then email.
-    pub fn links(&self, user: Option<&str>) -> Result<Vec<LinkInfo>, StoreError> {
+    /// Links of one owner, or of everyone (`None`), ordered by user then email.
+    pub fn links(&self, owner: Option<Owner>) -> Result<Vec<LinkInfo>, StoreError> {
         // Two statements, not `?1 IS NULL OR user = ?1`: SQLite cannot use `links_by_user` for
         // that condition, and one user's `status` would scan every link in the organisation.
-        match user {
-            Some(user) => self.links_where("user = ?1 ORDER BY user, email", [user]),
+        match owner {
+            Some(owner) => self.links_where(
+                &format!("{} ORDER BY user, email", owned_by(1)),
+                params![owner.name, owner.uid],
+            ),
             None => self.links_where("1 ORDER BY user, email", []),
         }
     }
@@ -165,7 +169,7 @@ impl<'c> Db<'c> {
     /// `UNIQUE (user, email)` index, so every page costs the same however deep it is.
     pub fn links_page(
         &self,
-        user: Option<&str>,
+        owner: Option<&Owner>,
         state: Option<LinkState>,
         after: Option<(&str, &str)>,
         limit: usize,
@@ -174,13 +178,12 @@ impl<'c> Db<'c> {
         let mut conditions = vec!["1".to_owned()];
         let mut params: Vec<Value> = Vec::new();
         // Each `?` in `condition` becomes the number of the value bound for it.
-        let mut bind = |condition: &str, values: &[&str]| {
+        let mut bind = |condition: &str, values: Vec<Value>| {
             let mut numbered = String::new();
-            let mut values = values.iter();
+            let mut values = values.into_iter();
             for c in condition.chars() {
                 if c == '?' {
-                    let value = values.next().expect("a value for every placeholder");
-                    params.push(Value::Text((*value).to_owned()));
+                    params.push(values.next().unwrap_or(Value::Null));
                     numbered.push_str(&format!("?{}", params.len()));
                 } else {
                     numbered.push(c);
@@ -188,14 +191,18 @@ impl<'c> Db<'c> {
             }
             conditions.push(numbered);
         };
-        if let Some(user) = user {
-            bind("user = ?", &[user]);
+        let text = |s: &str| Value::Text(s.to_owned());
+        if let Some(owner) = owner {
+            bind("user = ?", vec![text(&owner.name)]);
+            if let Some(uid) = owner.uid {
+                bind("uid = ?", vec![Value::Integer(uid.into())]);
+            }
         }
         if let Some(state) = state {
-            bind("state = ?", &[state.as_str()]);
+            bind("state = ?", vec![text(state.as_str())]);
         }
         if let Some((user, email)) = after {
-            bind("(user, email) > (?, ?)", &[user, email]);
+            bind("(user, email) > (?, ?)", vec![text(user), text(email)]);
         }
         let condition = format!("{} ORDER BY user, email LIMIT {limit}", conditions.join(" AND "));
         self.links_where(&condition, rusqlite::params_from_iter(params))
@@ -281,14 +288,18 @@ impl<'c> Db<'c> {
     /// there was none.
     pub fn delete_link(
         &mut self,
-        user: &str,
+        owner: impl Into<Owner>,
         email: &str,
     ) -> Result<Option<(i64, String, Provider)>, StoreError> {
+        let owner = owner.into();
         Ok(self
             .conn
             .query_row(
-                "DELETE FROM links WHERE user = ?1 AND email = ?2 RETURNING id, email, provider",
-                params![user, email],
+                &format!(
+                    "DELETE FROM links WHERE email = ?1 AND {} RETURNING id, email, provider",
+                    owned_by(2)
+                ),
+                params![email, owner.name, owner.uid],
                 |row| {
                     let provider: String = row.get(2)?;
                     Ok((row.get(0)?, row.get(1)?, super::links::parse_provider(&provider)))
@@ -473,7 +484,7 @@ mod tests {
         insert_link(&conn, "alice", "Alice@Contoso.test", "active");
         insert_link(&conn, "bob", "bob@contoso.test", "active");
         let mut db = Db::new(&mut conn);
-        assert_eq!(db.links(Some("alice")).unwrap().len(), 1);
+        assert_eq!(db.links(Some("alice".into())).unwrap().len(), 1);
         assert_eq!(db.links(None).unwrap().len(), 2);
         assert!(db.link_exists("alice", "alice@contoso.TEST").unwrap());
         assert!(!db.link_exists("bob", "alice@contoso.test").unwrap());

@@ -75,6 +75,12 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE links ADD COLUMN evidence TEXT NOT NULL DEFAULT '[]';
     "#,
+    // 4: the owner's uid beside their name, so an account deleted and created again under the
+    // same name (another uid) does not inherit the old account's links. Links stored before are
+    // bound at start to the uid their name has then (`Db::bind_owners`).
+    r#"
+    ALTER TABLE links ADD COLUMN uid INTEGER;
+    "#,
 ];
 
 /// Brings the database up to the newest schema this build knows.

@@ -28,6 +28,8 @@ pub async fn office365_links(state_dir: &Path, key_file: &Path, links: Vec<Seed>
         .into_iter()
         .map(|seed| NewLink {
             user: seed.user,
+            // Bound to the name's account when the daemon starts.
+            uid: None,
             email: seed.email,
             details: LinkDetails::Office365(Office365Details {
                 graph_url: Some(seed.graph_url),
