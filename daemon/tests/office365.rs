@@ -525,6 +525,69 @@ async fn revoking_the_grant_needs_reauth() {
     assert!(check.is_token_rejected(), "{check:?}");
 }
 
+/// The token requests the OP saw: `(grant_type, claims)`.
+async fn token_requests(peers: &Peers) -> Vec<(String, Option<serde_json::Value>)> {
+    let url = format!("{}/test/token-requests", peers.oidc.url);
+    let log: serde_json::Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+    log["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let claims = r["claims"].as_str().map(|c| serde_json::from_str(c).unwrap());
+            (r["grant_type"].as_str().unwrap_or_default().to_owned(), claims)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_continuous_access_evaluation_challenge_is_answered_by_a_refresh_with_its_claims() {
+    let peers = peers(&[ENTRA]).await;
+    let config = config(&peers, "");
+    let tokens = browser_sign_in(&config, ALICE, false).await.unwrap();
+    // Every token request declares the cp1 capability.
+    let (grant, claims) = token_requests(&peers).await.pop().unwrap();
+    assert_eq!(grant, "authorization_code");
+    assert_eq!(claims.unwrap()["access_token"]["xms_cc"]["values"][0], "cp1");
+
+    // A CAE event: the token issued before it is refused with a claims challenge.
+    tokio::time::sleep(Duration::from_secs(1)).await; // tokens issued in the event's second pass
+    graph_mode(&peers, serde_json::json!({"mode": "cae_event"})).await;
+    let challenged = office365::check(&config, &tokens.access_token, ALICE).await.unwrap_err();
+    assert!(challenged.is_token_rejected(), "{challenged:?}");
+    let claims = challenged.claims_challenge().expect("a claims challenge").to_owned();
+    let asked: serde_json::Value = serde_json::from_str(&claims).unwrap();
+    assert_eq!(asked["access_token"]["nbf"]["essential"], true);
+
+    // The refresh carries those claims (with the capability), and its token passes.
+    let refresh_token = tokens.refresh_token.unwrap();
+    let fresh = office365::refresh_with_claims(&config, &refresh_token, &claims).await.unwrap();
+    let (grant, sent) = token_requests(&peers).await.pop().unwrap();
+    let sent = sent.unwrap();
+    assert_eq!(grant, "refresh_token");
+    assert_eq!(sent["access_token"]["nbf"], asked["access_token"]["nbf"]);
+    assert_eq!(sent["access_token"]["xms_cc"]["values"][0], "cp1");
+    office365::check(&config, &fresh.access_token, ALICE).await.unwrap();
+
+    // A revoked grant answers with a challenge too; refusing the refresh is what ends it.
+    let revoked = reqwest::Client::new()
+        .post(format!("{}/test/revoke?sub={ALICE}", peers.oidc.url))
+        .send()
+        .await
+        .unwrap();
+    assert!(revoked.status().is_success());
+    let challenged = office365::check(&config, &fresh.access_token, ALICE).await.unwrap_err();
+    let claims = challenged.claims_challenge().expect("a claims challenge").to_owned();
+    let refused = office365::refresh_with_claims(
+        &config,
+        fresh.refresh_token.as_ref().unwrap_or(&refresh_token),
+        &claims,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(refused.failure().state, LinkState::NeedsReauth, "{refused}");
+}
+
 #[tokio::test]
 async fn the_provider_going_down_is_transient() {
     let mut peers = peers(&[]).await;

@@ -53,7 +53,11 @@ const TENANT = guidFrom('tenant:contoso.test'); // fixed fake tenant id
 
 // ---- test-controlled state -----------------------------------------------------
 
-const MODES = ['ok', 'throttle', 'error500', 'error503', 'down', 'mailbox_not_enabled'];
+// cae_event: a continuous access evaluation event (Entra re-evaluated a policy, e.g. the
+// network location) at the moment the mode is set: access tokens issued before it are refused
+// with a claims challenge whose nbf is the event's time; tokens issued since pass. The grant
+// itself stays valid, so a refresh carrying the claims gets a token that works.
+const MODES = ['ok', 'throttle', 'error500', 'error503', 'down', 'mailbox_not_enabled', 'cae_event'];
 let mode = { mode: 'ok', retryAfter: '2', remaining: null };
 const mailboxes = new Map(); // lower-cased user -> { total, unread }
 const requestLog = []; // last 200 Graph requests
@@ -161,6 +165,12 @@ async function authenticate(req, res, ids) {
         `, error="insufficient_claims", claims="${claims}"`), null;
     }
     return unauthorized(res, ids, 'Access token validation failure.'), null;
+  }
+  if (mode.mode === 'cae_event' && (info.iat ?? 0) < mode.at) {
+    const claims = Buffer.from(JSON.stringify({ access_token: { nbf: { essential: true, value: String(mode.at) } } })).toString('base64');
+    return unauthorized(res, ids,
+      'Continuous access evaluation resulted in claims challenge with result: InteractionRequired and code: TokenIssuedBeforeRevocationTimestamp',
+      `, error="insufficient_claims", claims="${claims}"`), null;
   }
   seen.set(token, { sub: info.sub, exp: info.exp });
   if (seen.size > 10000) seen.delete(seen.keys().next().value);
@@ -349,6 +359,7 @@ async function handleTest(req, res, url) {
         mode: b.mode,
         retryAfter: b.retryAfter !== undefined ? String(b.retryAfter) : '2',
         remaining: Number.isInteger(b.count) && b.count > 0 ? b.count : null,
+        at: nowSec(),
       };
       log('graph', 'TEST mode', mode);
       return json(200, mode);

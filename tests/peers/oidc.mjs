@@ -267,6 +267,9 @@ async function handleTest(req, res, url) {
     log('oidc', 'TEST revoke', result);
     return sendJson(res, 200, result);
   }
+  if (url.pathname === '/test/token-requests') {
+    return sendJson(res, 200, { requests: tokenRequests });
+  }
   if (url.pathname === '/test/grants') {
     const sub = url.searchParams.get('sub');
     const grants = entriesOf('Grant')
@@ -390,6 +393,8 @@ async function handleInteraction(provider, req, res, url) {
 // --entra-device-errors: Entra's token endpoint names a declined device code
 //     `authorization_declined` (RFC 8628: access_denied) and an unknown one
 //     `bad_verification_code` (oidc-provider: invalid_grant).
+const tokenRequests = []; // the last 100 token requests: { grant_type, claims }
+
 function installTweaks(provider) {
   const polls = new Map(); // device_code -> { last: ms, interval: s }
 
@@ -416,13 +421,15 @@ function installTweaks(provider) {
     }
 
     let deviceGrant = false;
-    if (ctx.method === 'POST' && ctx.path === '/token'
-        && (flags['device-interval'] > 0 || flags['entra-device-errors'])
-        && ctx.is('application/x-www-form-urlencoded')) {
+    if (ctx.method === 'POST' && ctx.path === '/token' && ctx.is('application/x-www-form-urlencoded')) {
       // Read the body here; oidc-provider then uses the pre-read body.
       const raw = await readBody(ctx.req);
       ctx.req.body = raw;
       const body = querystring.parse(raw);
+      // Observation only: which grant, and the `claims` it carried, for /test/token-requests
+      // (oidc-provider ignores a `claims` parameter on token requests; Entra reads it).
+      tokenRequests.push({ grant_type: body.grant_type ?? null, claims: body.claims ?? null });
+      if (tokenRequests.length > 100) tokenRequests.shift();
       deviceGrant = body.grant_type === DEVICE_GRANT;
       if (deviceGrant && flags['device-interval'] > 0 && typeof body.device_code === 'string') {
         const nowMs = Date.now();

@@ -168,20 +168,25 @@ impl Links {
         Ok(Done { failure: result.err(), timers, token })
     }
 
-    /// Refreshes `record`'s tokens and stores the result durably before returning it. `Ok(None)`:
-    /// the link changed meanwhile and the result was dropped.
+    /// Refreshes `record`'s tokens (carrying a CAE challenge's `claims`, if any) and stores the
+    /// result durably before returning it. `Ok(None)`: the link changed meanwhile and the result
+    /// was dropped.
     async fn refresh(
         &self,
         config: &Config,
         record: &LinkRecord,
         refresh_token: Option<&Sensitive>,
+        claims: Option<&str>,
     ) -> Result<Option<Tokens>, Failure> {
         let Some(refresh_token) = refresh_token else {
             return Err(Failure::reauth(
                 "no refresh token was issued (was offline_access granted?)",
             ));
         };
-        let result = office365::refresh(config, refresh_token).await;
+        let result = match claims {
+            Some(claims) => office365::refresh_with_claims(config, refresh_token, claims).await,
+            None => office365::refresh(config, refresh_token).await,
+        };
         tracing::debug!(link = %record.email, ok = result.is_ok(), "token refreshed");
         self.events.emit(Event::Refreshed {
             email: record.email.clone(),
@@ -239,7 +244,7 @@ impl Links {
         };
         let mut refreshed = false;
         if work.refresh {
-            match self.refresh(config, record, tokens.refresh_token.as_ref()).await? {
+            match self.refresh(config, record, tokens.refresh_token.as_ref(), None).await? {
                 Some(fresh) => tokens = fresh,
                 None => return Ok(None),
             }
@@ -254,9 +259,13 @@ impl Links {
         }
         match office365::check(config, &tokens.access_token, &record.email).await {
             Ok(report) => Ok(Some(report)),
-            // The access token was refused before its time (revoked, CAE): refresh once and retry.
-            Err(e) if e.is_token_rejected() && !refreshed => {
-                match self.refresh(config, record, tokens.refresh_token.as_ref()).await? {
+            // The access token was refused before its time (revoked, or a continuous access
+            // evaluation event whose claims the next token must carry): refresh once and retry.
+            // Only a refusal of that refresh ends the grant.
+            Err(e) if e.is_token_rejected() && (!refreshed || e.claims_challenge().is_some()) => {
+                let claims = e.claims_challenge().map(str::to_owned);
+                let rt = tokens.refresh_token.as_ref();
+                match self.refresh(config, record, rt, claims.as_deref()).await? {
                     Some(fresh) => office365::check(config, &fresh.access_token, &record.email)
                         .await
                         .map(Some)

@@ -195,9 +195,10 @@ pub enum Office365Error {
     #[error("{endpoint} answered something unexpected: {detail}")]
     Protocol { endpoint: &'static str, detail: String },
     /// Graph answered 401 `InvalidAuthenticationToken`: refresh the access token and retry once;
-    /// if it happens again the grant is gone.
+    /// if it happens again the grant is gone. `claims`: the JSON of a continuous access
+    /// evaluation challenge (`error="insufficient_claims"`), which the refresh must carry.
     #[error("Microsoft Graph rejected the access token: {message}")]
-    TokenRejected { message: String },
+    TokenRejected { message: String, claims: Option<String> },
     /// Any other Graph error answer.
     #[error("Microsoft Graph {path}: HTTP {status} {code}: {message}")]
     Graph {
@@ -272,6 +273,14 @@ impl Office365Error {
     /// True for Graph's 401: the caller should refresh the access token and retry once.
     pub fn is_token_rejected(&self) -> bool {
         matches!(self, Office365Error::TokenRejected { .. })
+    }
+
+    /// The claims a continuous access evaluation challenge asks the next token for.
+    pub fn claims_challenge(&self) -> Option<&str> {
+        match self {
+            Office365Error::TokenRejected { claims, .. } => claims.as_deref(),
+            _ => None,
+        }
     }
 }
 
@@ -738,7 +747,7 @@ mod tests {
         let mailbox = graph(404, "MailboxNotEnabledForRESTAPI", None).failure();
         assert_eq!((mailbox.state, mailbox.actor), (LinkState::Blocked, Actor::TenantAdmin));
         assert_eq!(graph(403, "ErrorAccessDenied", None).failure().state, LinkState::Blocked);
-        let rejected = Office365Error::TokenRejected { message: "expired".into() };
+        let rejected = Office365Error::TokenRejected { message: "expired".into(), claims: None };
         assert!(rejected.is_token_rejected() && !rejected.is_transient());
     }
 

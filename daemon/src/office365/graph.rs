@@ -7,7 +7,8 @@
 //!   GET /me/mailFolders/inbox ──▶ counts;  MailboxNotEnabledForRESTAPI ──▶ MailboxNotInExchangeOnline
 //!                                           (on-premises or unlicensed: names `--provider exchange`)
 //!   GET /me/calendar ── 403/404 ──▶ calendar_ok = false (the check still passes)
-//!   any 401 ──▶ TokenRejected (refresh, retry once); 429/5xx ──▶ Graph (transient, Retry-After)
+//!   any 401 ──▶ TokenRejected (refresh, retry once; a CAE claims challenge rides along)
+//!   429/5xx ──▶ Graph (transient, Retry-After)
 //! ```
 
 use std::time::SystemTime;
@@ -140,6 +141,13 @@ impl Graph<'_> {
             })?;
         let status = response.status().as_u16();
         let wait = retry_after(response.headers(), SystemTime::now());
+        let claims = super::claims::challenge(
+            response
+                .headers()
+                .get_all(reqwest::header::WWW_AUTHENTICATE)
+                .iter()
+                .filter_map(|v| v.to_str().ok()),
+        );
         let body =
             crate::net::read_body(response, crate::net::MAX_JSON_BODY).await.map_err(|detail| {
                 Office365Error::Unavailable {
@@ -159,6 +167,7 @@ impl Graph<'_> {
         if status == 401 {
             return Err(Office365Error::TokenRejected {
                 message: if code.is_empty() { message } else { format!("{code}: {message}") },
+                claims,
             });
         }
         Err(Office365Error::Graph {

@@ -3,13 +3,15 @@
 //! ```text
 //!   connect ──▶ sign_in(flow) ──▶ Tokens ──▶ check(access token, email) ──▶ CheckReport
 //!   background: refresh(refresh token) ──▶ Tokens (store a rotated refresh token first)
-//!                 └─ check ── TokenRejected ──▶ refresh, retry the check once
+//!                 └─ check ── TokenRejected ──▶ refresh (with a CAE challenge's claims, if it
+//!                                                carried one), retry the check once
 //!   every failure: Office365Error::failure() decides degraded / needs_reauth / blocked
 //! ```
 //!
 //! Every HTTP request goes through [`crate::net::client`]; `oauth2` gets it through the adapter
 //! in `http.rs` (one reqwest in the tree).
 
+mod claims;
 mod error;
 mod graph;
 mod http;
@@ -22,7 +24,7 @@ pub use error::{OAuthErrorBody, Office365Error};
 pub use graph::check;
 #[doc(hidden)]
 pub use graph::error_fields as graph_error_fields;
-pub use oauth::{SIGN_IN_DEADLINE, refresh, sign_in};
+pub use oauth::{SIGN_IN_DEADLINE, refresh, refresh_with_claims, sign_in};
 
 /// Tokens from a sign-in or refresh.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -177,7 +177,7 @@ impl Endpoints {
         if let Some(prompt) = self.prompt {
             request = request.add_extra_param("prompt", prompt.as_str());
         }
-        let (url, state) = request.url();
+        let (url, state) = request.add_extra_param("claims", super::claims::parameter(None)).url();
         (url.to_string(), state.secret().clone(), verifier)
     }
 
@@ -192,6 +192,7 @@ impl Endpoints {
         let response = client
             .exchange_code(AuthorizationCode::new(code))
             .set_pkce_verifier(verifier)
+            .add_extra_param("claims", super::claims::parameter(None))
             .request_async(&self.http)
             .await
             .map_err(|e| self.error(TOKEN_ENDPOINT, e))?;
@@ -353,11 +354,11 @@ async fn device(
         })
         .await;
     // oauth2 polls at `interval`, adds 5 s per slow_down, and stops at expires_in.
-    let poll = endpoints.client.exchange_device_access_token(&details).request_async(
-        &endpoints.http,
-        tokio::time::sleep,
-        None,
-    );
+    let poll = endpoints
+        .client
+        .exchange_device_access_token(&details)
+        .add_extra_param("claims", super::claims::parameter(None))
+        .request_async(&endpoints.http, tokio::time::sleep, None);
     let response = tokio::select! {
         response = poll => response,
         () = interaction.cancelled() => return Err(Office365Error::Cancelled),
@@ -406,12 +407,32 @@ fn device_error(
 /// caller stores it durably before using the access token (SPEC §7).
 #[instrument(skip_all)]
 pub async fn refresh(config: &Config, refresh_token: &Sensitive) -> Result<Tokens, Office365Error> {
+    refresh_with(config, refresh_token, None).await
+}
+
+/// [`refresh`] answering a claims challenge (continuous access evaluation): the challenge's
+/// claims go with the request, so the new access token satisfies them.
+#[instrument(skip_all)]
+pub async fn refresh_with_claims(
+    config: &Config,
+    refresh_token: &Sensitive,
+    claims: &str,
+) -> Result<Tokens, Office365Error> {
+    refresh_with(config, refresh_token, Some(claims)).await
+}
+
+async fn refresh_with(
+    config: &Config,
+    refresh_token: &Sensitive,
+    claims: Option<&str>,
+) -> Result<Tokens, Office365Error> {
     let endpoints = Endpoints::new(config).await?;
     let token = RefreshToken::new(refresh_token.expose().to_owned());
     let response = endpoints
         .client
         .exchange_refresh_token(&token)
         .add_scopes(endpoints.scopes.iter().cloned())
+        .add_extra_param("claims", super::claims::parameter(claims))
         .request_async(&endpoints.http)
         .await
         .map_err(|e| {
