@@ -43,7 +43,7 @@ fn default_request_server_version() -> String {
 }
 
 /// Whole-request timeout for EWS and Autodiscover requests.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Non-secret facts stored with an Exchange link (as the link's details JSON).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -238,11 +238,12 @@ pub fn server_url(server: &str) -> Result<Url, ExchangeError> {
 }
 
 fn client(config: &Config) -> Result<reqwest::Client, ExchangeError> {
-    net::client(
-        &config.network,
-        HttpOptions { timeout: REQUEST_TIMEOUT, connection_oriented_auth: true },
-    )
-    .map_err(|e| ExchangeError::Config { detail: e.to_string() })
+    client_within(config, REQUEST_TIMEOUT)
+}
+
+fn client_within(config: &Config, timeout: Duration) -> Result<reqwest::Client, ExchangeError> {
+    net::client(&config.network, HttpOptions { timeout, connection_oriented_auth: true })
+        .map_err(|e| ExchangeError::Config { detail: e.to_string() })
 }
 
 /// connect: find the EWS URL (--server or Autodiscover), authenticate, first check.
@@ -311,11 +312,22 @@ pub async fn check(
     endpoint: &ExchangeEndpoint,
     password: &Sensitive,
 ) -> Result<CheckReport, ExchangeError> {
+    check_within(config, endpoint, password, REQUEST_TIMEOUT).await
+}
+
+/// [`check`], each request bounded by `timeout` (shorter for a server that has been hanging).
+pub async fn check_within(
+    config: &Config,
+    endpoint: &ExchangeEndpoint,
+    password: &Sensitive,
+    timeout: Duration,
+) -> Result<CheckReport, ExchangeError> {
     let url = server_url(&endpoint.ews_url)?;
     let credentials = Credentials { username: &endpoint.username, password };
     // Only the recorded scheme, and only once the server has challenged for it: the first request
     // goes without credentials, as at connect.
-    let mut session = Session::new(client(config)?, credentials, vec![endpoint.auth]);
+    let mut session =
+        Session::new(client_within(config, timeout)?, credentials, vec![endpoint.auth]);
     let target =
         FolderTarget { username: &endpoint.username, mailbox: endpoint.mailbox.as_deref() };
     let (report, _) =

@@ -136,6 +136,8 @@ pub struct Links {
     events: Bus,
     detector: Detector,
     turns: LinkTurns,
+    /// Per-server timeouts after hangs (see [`work::ServerHangs`]).
+    hangs: work::ServerHangs,
     scheduler: Scheduler,
 }
 
@@ -157,6 +159,7 @@ impl Links {
             events,
             detector: Detector::default(),
             turns: LinkTurns::default(),
+            hangs: work::ServerHangs::default(),
             scheduler,
         };
         (links, inbox)

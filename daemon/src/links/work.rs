@@ -12,7 +12,7 @@ use std::sync::{Arc, Weak};
 
 use mslink_proto::{LinkState, Provider, Sensitive, TokenReply};
 
-use super::schedule::{self, Timers, Work};
+use super::schedule::{self, Server, Timers, Work};
 use super::{LinkDetails, LinkSecret, Links};
 use crate::config::Config;
 use crate::events::Event;
@@ -20,6 +20,45 @@ use crate::exchange;
 use crate::health::{Actor, CheckReport, Failure};
 use crate::office365;
 use crate::store::{LinkRecord, Outcome, StoreError};
+
+/// How long a round may wait on a user-chosen server: the full request timeout, halved for each
+/// round in a row that timed out there (down to [`ServerHangs::FLOOR`]), the full one again after
+/// a round that did not. With the scheduler's per-server share of the slots, a server that
+/// hangs holds fewer slots for less time.
+///
+/// Ownership: the map is behind a std mutex held only to read or update one entry.
+#[derive(Debug, Default)]
+pub struct ServerHangs {
+    hangs: std::sync::Mutex<HashMap<Server, u32>>,
+}
+
+impl ServerHangs {
+    /// The shortest timeout a hanging server is given.
+    pub const FLOOR: std::time::Duration = std::time::Duration::from_secs(5);
+
+    /// The timeout for a round on `server`, from the `full` one.
+    pub fn timeout(
+        &self,
+        server: Option<Server>,
+        full: std::time::Duration,
+    ) -> std::time::Duration {
+        let hangs = server.map_or(0, |s| {
+            self.hangs.lock().unwrap_or_else(|p| p.into_inner()).get(&s).copied().unwrap_or(0)
+        });
+        (full / 2u32.pow(hangs.min(3))).max(Self::FLOOR.min(full))
+    }
+
+    /// Records whether a round on `server` timed out.
+    pub fn record(&self, server: Option<Server>, timed_out: bool) {
+        let Some(server) = server else { return };
+        let mut hangs = self.hangs.lock().unwrap_or_else(|p| p.into_inner());
+        if timed_out {
+            *hangs.entry(server).or_default() += 1;
+        } else {
+            hangs.remove(&server);
+        }
+    }
+}
 
 /// Per-link turns: at most one round (refresh, check, `token`) runs on a link at a time.
 ///
@@ -295,7 +334,11 @@ impl Links {
                 ));
             }
         };
-        exchange::check(config, endpoint, &password).await.map_err(|e| e.failure())
+        let server = record.timers().server;
+        let timeout = self.hangs.timeout(server, exchange::REQUEST_TIMEOUT);
+        let result = exchange::check_within(config, endpoint, &password, timeout).await;
+        self.hangs.record(server, matches!(result, Err(exchange::ExchangeError::Timeout { .. })));
+        result.map_err(|e| e.failure())
     }
 
     fn open_secret(&self, record: &LinkRecord) -> Result<LinkSecret, Failure> {
@@ -326,5 +369,24 @@ mod tests {
         drop(first);
         let _second = turns.take(7).await;
         drop(other_link);
+    }
+
+    #[test]
+    fn a_server_that_keeps_hanging_gets_shorter_timeouts_until_it_answers() {
+        use std::time::Duration;
+        let hangs = ServerHangs::default();
+        let full = Duration::from_secs(30);
+        let server = Server::of_url("https://mail.hanging.test/EWS/Exchange.asmx");
+        let other = Server::of_url("https://mail.fine.test/EWS/Exchange.asmx");
+        let mut seen = Vec::new();
+        for _ in 0..5 {
+            seen.push(hangs.timeout(server, full).as_secs_f64());
+            hangs.record(server, true);
+        }
+        assert_eq!(seen, [30.0, 15.0, 7.5, 5.0, 5.0]);
+        assert_eq!(hangs.timeout(other, full), full, "other servers keep the full timeout");
+        assert_eq!(hangs.timeout(None, full), full, "as do Microsoft's endpoints");
+        hangs.record(server, false);
+        assert_eq!(hangs.timeout(server, full), full, "one answer restores it");
     }
 }
