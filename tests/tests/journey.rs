@@ -143,3 +143,71 @@ fn state_survives_a_restart_and_a_kill_9() {
     let bob = daemon.ctl(BOB, &["--json", "status"]).expect_code(0).json();
     assert_eq!(bob["request"]["state"], "granted");
 }
+
+/// Opens `count` connections to `socket` as `user`, says hello on each and holds those the
+/// daemon welcomed; prints `held N refused M` once done, then holds them until stdin closes.
+const HOG: &str = r#"
+import json, socket, struct, sys
+path, count = sys.argv[1], int(sys.argv[2])
+hello = json.dumps({"frame": "hello", "protocol_version": 1, "client": "hog"}).encode()
+held, refused = [], 0
+def frame(s):
+    head = b""
+    while len(head) < 4:
+        more = s.recv(4 - len(head))
+        if not more:
+            return b""
+        head += more
+    body, want = b"", struct.unpack(">I", head)[0]
+    while len(body) < want:
+        body += s.recv(want - len(body))
+    return body
+for _ in range(count):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect(path)
+    s.sendall(struct.pack(">I", len(hello)) + hello)
+    if b'"welcome"' in frame(s):
+        held.append(s)
+    else:
+        refused += 1
+        s.close()
+print(f"held {len(held)} refused {refused}", flush=True)
+sys.stdin.read()
+"#;
+
+#[test]
+fn one_users_idle_connections_cannot_lock_the_others_out() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    if !require_root("one_users_idle_connections_cannot_lock_the_others_out") {
+        return;
+    }
+    ensure_accounts();
+    let daemon = Daemon::start("");
+    let mut hog = Command::new("runuser")
+        .args(["-u", ALICE, "--", "python3", "-c", HOG])
+        .arg(&daemon.socket)
+        .arg("300")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("python3");
+    let mut line = String::new();
+    BufReader::new(hog.stdout.take().unwrap()).read_line(&mut line).expect("the hog's count");
+    // Her share is 64 connections: the rest were refused, and everyone else is still served.
+    assert_eq!(line.trim(), "held 64 refused 236");
+    daemon.ctl(BOB, &["status"]).expect_code(0);
+    daemon.ctl(ADMIN, &["requests"]).expect_code(0);
+    let alice = daemon.ctl(ALICE, &["status"]);
+    assert_ne!(alice.code, 0, "her own 65th connection is refused: {}", alice.stdout);
+    assert!(alice.stderr.contains("64"), "the refusal says how many she holds: {}", alice.stderr);
+    drop(hog.stdin.take());
+    let _ = hog.wait();
+    // Her connections closed: she is served again once the daemon has seen them go.
+    assert!(
+        mslink_e2e::wait_until(std::time::Duration::from_secs(10), || {
+            daemon.ctl(ALICE, &["status"]).code == 0
+        }),
+        "her slots were not given back"
+    );
+}
