@@ -215,7 +215,14 @@ impl Client {
     }
 
     fn exchange(&mut self, frame: &ClientFrame) -> Result<DaemonFrame, CtlError> {
-        self.send(frame)?;
+        if let Err(lost) = self.send(frame) {
+            // A daemon that refuses the connection (too many open, shutting down) says why and
+            // closes at once; the write then fails, but its answer is still there to read.
+            return match self.receive() {
+                Ok(answer @ DaemonFrame::Failure { .. }) => Ok(answer),
+                _ => Err(lost),
+            };
+        }
         self.receive()
     }
 

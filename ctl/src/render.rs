@@ -313,17 +313,25 @@ fn time(at: UnixTime) -> String {
 /// within `timeout`: a daemon that does not answer in time, or is too busy to, is CRITICAL.
 pub fn check(socket: &Path, act_as: Option<String>, all: bool, timeout: Duration) -> ExitCode {
     let outcome = Client::connect_within(socket, timeout).and_then(|mut client| {
-        let mut status = |all| match client.call(act_as.clone(), CtlCommand::Status { all }) {
-            Ok(DaemonReply::Status(status)) => Ok(status),
-            Ok(_) => Err(CtlError::Protocol("mslinkd answered status with another reply".into())),
-            Err(e) => Err(e),
+        let own = match client.call(act_as.clone(), CtlCommand::Status { all: false })? {
+            DaemonReply::Status(status) => status,
+            _ => {
+                return Err(CtlError::Protocol("mslinkd answered status with another reply".into()));
+            }
         };
-        let own = status(all)?;
-        // Admins watch every link without having to say --all.
-        if own.admin && !all { status(true) } else { Ok(own) }
+        let mut tally = Tally::default();
+        // Admins watch every link without having to say --all: streamed, counted page by
+        // page, so neither side holds them all.
+        if own.admin || all {
+            client
+                .stream_links(act_as, true, None, |page| page.iter().for_each(|l| tally.add(l)))?;
+        } else {
+            own.links.iter().for_each(|l| tally.add(l));
+        }
+        Ok((own.integration.enabled, tally))
     });
     let (code, line) = match outcome {
-        Ok(status) => check_line(&status),
+        Ok((enabled, tally)) => check_line(enabled, &tally),
         Err(CtlError::Unreachable { socket, reason }) => (
             2,
             format!("MSLINK CRITICAL - mslinkd not answering on {}: {reason}", socket.display()),
@@ -349,17 +357,41 @@ pub fn check(socket: &Path, act_as: Option<String>, all: bool, timeout: Duration
     ExitCode::from(code)
 }
 
-fn check_line(status: &StatusReply) -> (u8, String) {
-    let count = |state: LinkState| status.links.iter().filter(|l| l.state == state).count();
+/// What `status --check` counts over the links, one at a time.
+#[derive(Debug, Default)]
+struct Tally {
+    total: usize,
+    /// Per state, in [`LinkState::ALL`]'s order.
+    states: [usize; LinkState::ALL.len()],
+    /// Active links whose mailbox answers but whose calendar does not: half broken.
+    calendar_down: usize,
+    /// Links whose checks are overdue: maybe broken without anyone knowing.
+    stale: usize,
+}
+
+impl Tally {
+    fn add(&mut self, link: &LinkInfo) {
+        self.total += 1;
+        if let Some(i) = LinkState::ALL.iter().position(|s| *s == link.state) {
+            self.states[i] += 1;
+        }
+        if link.state == LinkState::Active && link.calendar_ok == Some(false) {
+            self.calendar_down += 1;
+        }
+        if link.stale {
+            self.stale += 1;
+        }
+    }
+
+    fn count(&self, state: LinkState) -> usize {
+        LinkState::ALL.iter().position(|s| *s == state).map_or(0, |i| self.states[i])
+    }
+}
+
+fn check_line(integration_enabled: bool, tally: &Tally) -> (u8, String) {
+    let count = |state: LinkState| tally.count(state);
     let critical = count(LinkState::NeedsReauth) + count(LinkState::Blocked);
-    // A link whose mailbox answers but whose calendar does not is half broken.
-    let calendar_down = status
-        .links
-        .iter()
-        .filter(|l| l.state == LinkState::Active && l.calendar_ok == Some(false))
-        .count();
-    // A link whose checks are overdue may be broken without anyone knowing.
-    let stale = status.links.iter().filter(|l| l.stale).count();
+    let (calendar_down, stale) = (tally.calendar_down, tally.stale);
     let (code, word) = if critical > 0 {
         (2, "CRITICAL")
     } else if count(LinkState::Degraded) > 0 || calendar_down > 0 || stale > 0 {
@@ -374,11 +406,11 @@ fn check_line(status: &StatusReply) -> (u8, String) {
         .collect();
     let perfdata: Vec<String> =
         LinkState::ALL.into_iter().map(|state| format!("{state}={}", count(state))).collect();
-    let integration = if status.integration.enabled { "enabled" } else { "disabled" };
+    let integration = if integration_enabled { "enabled" } else { "disabled" };
     let mut links = if summary.is_empty() {
         "0 links".to_owned()
     } else {
-        format!("{} links: {}", status.links.len(), summary.join(", "))
+        format!("{} links: {}", tally.total, summary.join(", "))
     };
     if calendar_down > 0 {
         links.push_str(&format!(" ({calendar_down} with the calendar unreachable)"));
@@ -393,6 +425,12 @@ fn check_line(status: &StatusReply) -> (u8, String) {
 mod tests {
     use super::*;
     use mslink_proto::{Integration, Provider};
+
+    fn check_line_of(status: &StatusReply) -> (u8, String) {
+        let mut tally = Tally::default();
+        status.links.iter().for_each(|l| tally.add(l));
+        check_line(status.integration.enabled, &tally)
+    }
 
     fn status(states: &[LinkState]) -> StatusReply {
         StatusReply {
@@ -431,20 +469,20 @@ mod tests {
     #[test]
     fn check_is_ok_warning_or_critical_by_the_worst_link() {
         use LinkState::*;
-        assert_eq!(check_line(&status(&[])).0, 0);
-        assert_eq!(check_line(&status(&[Active, Suspended])).0, 0);
-        assert_eq!(check_line(&status(&[Active, Degraded])).0, 1);
-        assert_eq!(check_line(&status(&[Degraded, NeedsReauth])).0, 2);
-        assert_eq!(check_line(&status(&[Blocked])).0, 2);
+        assert_eq!(check_line_of(&status(&[])).0, 0);
+        assert_eq!(check_line_of(&status(&[Active, Suspended])).0, 0);
+        assert_eq!(check_line_of(&status(&[Active, Degraded])).0, 1);
+        assert_eq!(check_line_of(&status(&[Degraded, NeedsReauth])).0, 2);
+        assert_eq!(check_line_of(&status(&[Blocked])).0, 2);
         let mut calendar_down = status(&[Active]);
         calendar_down.links[0].calendar_ok = Some(false);
-        let (code, line) = check_line(&calendar_down);
+        let (code, line) = check_line_of(&calendar_down);
         assert_eq!(code, 1, "a link whose calendar is unreachable is a WARNING: {line}");
         assert!(line.contains("1 with the calendar unreachable"), "{line}");
         let mut overdue = status(&[Active, Active]);
         overdue.links[1].stale = true;
         overdue.links[1].next_check = Some(1_000);
-        let (code, line) = check_line(&overdue);
+        let (code, line) = check_line_of(&overdue);
         assert_eq!(code, 1, "a link whose checks are overdue is a WARNING: {line}");
         assert!(line.contains("1 with checks overdue"), "{line}");
         let text = link_text(&overdue.links[1], false, false);
@@ -454,7 +492,7 @@ mod tests {
     #[test]
     fn the_check_line_counts_states_and_carries_perfdata() {
         use LinkState::*;
-        let (_, line) = check_line(&status(&[Active, Active, Degraded]));
+        let (_, line) = check_line_of(&status(&[Active, Active, Degraded]));
         assert_eq!(
             line,
             "MSLINK WARNING - integration enabled, 3 links: 2 active, 1 degraded \
