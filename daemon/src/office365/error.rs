@@ -269,6 +269,28 @@ impl Office365Error {
         self.failure().is_transient()
     }
 
+    /// True when the identity platform refused the scope itself: the user or tenant did not
+    /// consent to it (`consent_required`, AADSTS 65001/65004/90094) or it is not the app's
+    /// (`invalid_scope`). For a token to one extra resource this says nothing about the link:
+    /// its refresh token still serves the others.
+    pub fn is_consent_missing(&self) -> bool {
+        let Office365Error::OAuth { status, body, .. } = self else { return false };
+        if *status == 429 || *status >= 500 {
+            return false;
+        }
+        matches!(body.error.as_str(), "invalid_scope" | "consent_required")
+            || body.suberror.as_deref() == Some("consent_required")
+            || body.aadsts().is_some_and(|code| matches!(code, 65001 | 65004 | 90094))
+    }
+
+    /// Where a tenant admin grants consent, when this error carries it.
+    pub fn admin_consent(&self) -> Option<&str> {
+        match self {
+            Office365Error::OAuth { admin_consent, .. } => admin_consent.as_deref(),
+            _ => None,
+        }
+    }
+
     /// True for Graph's 401: the caller should refresh the access token and retry once.
     pub fn is_token_rejected(&self) -> bool {
         matches!(self, Office365Error::TokenRejected { .. })

@@ -27,7 +27,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 
-pub use links::{LinkRecord, NewLink, Outcome, Transition};
+pub use links::{LinkRecord, NewLink, Outcome, ResourceToken, Transition};
 pub use queries::Db;
 
 /// The file name of the database inside `state_dir`.

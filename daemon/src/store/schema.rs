@@ -75,6 +75,19 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE links ADD COLUMN evidence TEXT NOT NULL DEFAULT '[]';
     "#,
+    // Access tokens for the link's extra resources (IMAP, POP, SMTP, EWS), from its one refresh
+    // token, each sealed with its own expiry; gone with the link. Self-contained: nothing
+    // earlier depends on it.
+    r#"
+    CREATE TABLE resource_tokens (
+        link_id     INTEGER NOT NULL REFERENCES links (id) ON DELETE CASCADE,
+        resource    TEXT NOT NULL,
+        secret      BLOB NOT NULL,
+        expires_at  INTEGER NOT NULL,
+        issued_at   INTEGER NOT NULL,
+        PRIMARY KEY (link_id, resource)
+    );
+    "#,
 ];
 
 /// Brings the database up to the newest schema this build knows.
