@@ -68,8 +68,13 @@ impl From<LinkError> for WireError {
                 })
             }
             LinkError::TokenFailed { email, failure } => {
-                WireError::new(failure_kind(failure.state), message)
-                    .with_hint(format!("`mslinkctl check {email}` shows the link's state"))
+                WireError::new(failure_kind(failure.state), message).with_hint(
+                    if failure.state == LinkState::NeedsReauth {
+                        format!("sign in again: `mslinkctl connect {email}`")
+                    } else {
+                        format!("`mslinkctl check {email}` shows the link's state")
+                    },
+                )
             }
             LinkError::Changed => {
                 WireError::new(ErrorKind::Failed, message).with_hint("run the command again")

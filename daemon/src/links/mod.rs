@@ -408,6 +408,14 @@ impl Links {
         if record.provider != Provider::Office365 {
             return Err(LinkError::NoTokens(email.to_owned()));
         }
+        // Its grant is gone: a token still held would only be refused by the server, with a
+        // vaguer reason than this one.
+        if record.state == LinkState::NeedsReauth {
+            return Err(LinkError::TokenFailed {
+                email: email.to_owned(),
+                failure: Failure::reauth("the link needs a new sign-in"),
+            });
+        }
         let purpose = match resource {
             TokenResource::Graph => work::Purpose::Token,
             other => work::Purpose::Resource(other),
