@@ -1,9 +1,9 @@
 //! Tokens for the mail tools people already use, through real servers and real clients: Dovecot
 //! (IMAP, POP3, submission) validating tokens by introspection at the real OIDC server and
-//! checking their audience, and msmtp, mbsync (isync with the XOAUTH2 SASL plugin) and curl
-//! authenticating with tokens from `mslinkctl token --for ...`. The msmtp and mbsync
-//! configurations are the README's "Mail tools" snippets, with only the host, port, TLS and
-//! paths changed for loopback.
+//! checking their audience, and msmtp, mbsync (isync with the XOAUTH2 SASL plugin), neomutt
+//! (sending in batch mode) and curl authenticating with tokens from `mslinkctl token --for ...`.
+//! The msmtp, mbsync and neomutt configurations are the README's "Mail tools" snippets, read
+//! from README.md, with only the host, port, TLS and paths changed for loopback.
 //!
 //! The OIDC server runs in its Entra modes: `--entra-offline-access` (a refresh token without
 //! `prompt=consent`) and `--entra-resource-scopes` (Exchange Online's permissions as scopes,
@@ -277,6 +277,16 @@ impl Dovecot {
         dovecot
     }
 
+    /// Alice's home directory for the mail tools (created, hers).
+    fn home(&self) -> PathBuf {
+        let home = self.dir.path().join("alice");
+        if !home.exists() {
+            std::fs::create_dir_all(&home).expect("home");
+            give(&home, ALICE);
+        }
+        home
+    }
+
     fn log_text(&self) -> String {
         self.log.lock().unwrap_or_else(|p| p.into_inner()).join("\n")
     }
@@ -297,7 +307,8 @@ fn readme_snippet(tool: &str) -> String {
         .expect("README.md");
     let marker = format!("<!-- mail-tools-test: {tool} -->");
     let after = readme.split_once(&marker).unwrap_or_else(|| panic!("README lacks {marker}")).1;
-    let body = after.trim_start().strip_prefix("```\n").expect("a code block after the marker");
+    let fence = after.trim_start().strip_prefix("```").expect("a code block after the marker");
+    let body = fence.split_once('\n').expect("the code block's first line").1;
     body.split_once("```").expect("the code block ends").0.to_owned()
 }
 
@@ -323,9 +334,12 @@ fn alices_file(dir: &Path, name: &str, text: &str) -> PathBuf {
     path
 }
 
-fn as_alice(program: &str, args: &[&str], stdin: &str) -> CtlOutput {
+/// Runs `program ARGS` as Alice with `stdin`, her home directory `home`.
+fn as_alice(home: &Path, program: &str, args: &[&str], stdin: &str) -> CtlOutput {
     let mut child = Command::new("runuser")
-        .args(["-u", ALICE, "--", program])
+        .args(["-u", ALICE, "--", "env"])
+        .arg(format!("HOME={}", home.display()))
+        .arg(program)
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -369,9 +383,9 @@ fn msmtp_config(daemon: &Daemon, dovecot: &Dovecot) -> PathBuf {
     alices_file(dovecot.dir.path(), "msmtprc", &config)
 }
 
-fn send_with_msmtp(config: &Path, subject: &str) -> CtlOutput {
+fn send_with_msmtp(dovecot: &Dovecot, config: &Path, subject: &str) -> CtlOutput {
     let message = format!("From: {EMAIL}\nTo: bob@contoso.test\nSubject: {subject}\n\nhello\n");
-    as_alice("msmtp", &["-C", &config.display().to_string(), "-t"], &message)
+    as_alice(&dovecot.home(), "msmtp", &["-C", &config.display().to_string(), "-t"], &message)
 }
 
 fn requirements(test: &str) -> bool {
@@ -379,6 +393,7 @@ fn requirements(test: &str) -> bool {
         && require_tool("dovecot", test)
         && require_tool("msmtp", test)
         && require_tool("mbsync", test)
+        && require_tool("neomutt", test)
         && require_tool("curl", test))
     {
         return false;
@@ -442,7 +457,7 @@ fn mail_tools_authenticate_with_their_own_tokens_and_a_revoked_grant_stops_them(
 
     // msmtp, with the README's configuration: passwordeval fetches an SMTP token.
     let msmtprc = msmtp_config(&world.daemon, &dovecot);
-    let sent = send_with_msmtp(&msmtprc, "sent by msmtp");
+    let sent = send_with_msmtp(&dovecot, &msmtprc, "sent by msmtp");
     assert_eq!(sent.code, 0, "{}\n{}", sent.stderr, dovecot.log_text());
     let message = delivered.recv_timeout(MINUTE).expect("the relay got the message");
     assert!(message.contains("Subject: sent by msmtp"), "{message}");
@@ -465,12 +480,29 @@ fn mail_tools_authenticate_with_their_own_tokens_and_a_revoked_grant_stops_them(
     // State beside the mail: the test account has no home directory.
     mbsyncrc.push_str("SyncState *\n");
     let mbsyncrc = alices_file(dovecot.dir.path(), "mbsyncrc", &mbsyncrc);
-    let synced = as_alice("mbsync", &["-c", &mbsyncrc.display().to_string(), "-a"], "");
+    let synced =
+        as_alice(&dovecot.home(), "mbsync", &["-c", &mbsyncrc.display().to_string(), "-a"], "");
     assert_eq!(synced.code, 0, "{}\n{}", synced.stderr, dovecot.log_text());
     let inbox = local.join("office365/INBOX/new");
     let copied = std::fs::read_dir(&inbox).map(|d| d.count()).unwrap_or(0)
         + std::fs::read_dir(local.join("office365/INBOX/cur")).map(|d| d.count()).unwrap_or(0);
     assert_eq!(copied, 1, "mbsync copied the message into {}", inbox.display());
+
+    // neomutt, with the README's configuration, sending in batch mode (no terminal):
+    // smtp_oauth_refresh_command fetches the token.
+    let mut neomuttrc = adapted(
+        &readme_snippet("neomutt"),
+        &world.daemon,
+        &[("smtp.office365.com:587", format!("127.0.0.1:{}", dovecot.submission))],
+    );
+    neomuttrc.push_str("set ssl_starttls = no\nset ssl_force_tls = no\n");
+    let neomuttrc = alices_file(dovecot.dir.path(), "neomuttrc", &neomuttrc);
+    let args = ["-n", "-F", &neomuttrc.display().to_string(), "-s", "sent by neomutt"];
+    let sent =
+        as_alice(&dovecot.home(), "neomutt", &[&args[..], &["bob@contoso.test"]].concat(), "hi\n");
+    assert_eq!(sent.code, 0, "{}{}\n{}", sent.stdout, sent.stderr, dovecot.log_text());
+    let message = delivered.recv_timeout(MINUTE).expect("the relay got neomutt's message");
+    assert!(message.contains("Subject: sent by neomutt"), "{message}");
 
     // The link is still healthy after all those refreshes.
     world.daemon.ctl(ALICE, &["check", EMAIL]).expect_code(0);
@@ -487,7 +519,7 @@ fn mail_tools_authenticate_with_their_own_tokens_and_a_revoked_grant_stops_them(
     assert!(out.stdout.is_empty(), "nothing on stdout: {:?}", out.stdout);
     assert!(out.stderr.lines().next().is_some_and(|l| l.contains(EMAIL)), "{}", out.stderr);
     assert_eq!(state_of(&world.daemon), "needs_reauth");
-    let failed = send_with_msmtp(&msmtprc, "after the revocation");
+    let failed = send_with_msmtp(&dovecot, &msmtprc, "after the revocation");
     assert_ne!(failed.code, 0, "msmtp sent with a revoked grant");
     assert!(
         failed.stderr.contains("sign"),
