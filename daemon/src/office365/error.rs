@@ -466,6 +466,29 @@ mod tests {
     }
 
     #[test]
+    fn a_missing_consent_is_told_apart_from_a_gone_grant() {
+        for missing in [
+            r#"{"error":"invalid_scope","error_description":"refresh token missing requested scope"}"#,
+            r#"{"error":"consent_required"}"#,
+            r#"{"error":"invalid_grant","error_codes":[65001],"suberror":"consent_required"}"#,
+            r#"{"error":"invalid_grant","error_description":"AADSTS65004: User declined to consent"}"#,
+            r#"{"error":"invalid_grant","error_codes":[90094]}"#,
+        ] {
+            assert!(oauth(400, missing).is_consent_missing(), "{missing}");
+        }
+        for other in [
+            r#"{"error":"invalid_grant"}"#,
+            r#"{"error":"invalid_grant","error_codes":[50173],"suberror":"bad_token"}"#,
+            r#"{"error":"invalid_client"}"#,
+        ] {
+            assert!(!oauth(400, other).is_consent_missing(), "{other}");
+        }
+        assert!(!oauth(503, r#"{"error":"invalid_scope"}"#).is_consent_missing(), "transient");
+        let with_url = oauth(400, r#"{"error":"invalid_scope"}"#).with_admin_consent("https://x/a");
+        assert_eq!(with_url.admin_consent(), Some("https://x/a"));
+    }
+
+    #[test]
     fn aadsts_comes_from_codes_description_or_uri() {
         let b = body(r#"{"error":"x","error_codes":[50173]}"#);
         assert_eq!(b.aadsts(), Some(50173));
