@@ -144,6 +144,11 @@ impl Links {
                 at: self.clock.now(),
             });
         }
+        // A resource token (cached or new) changes nothing the link's timers say: no commit,
+        // no trip through the store's writer, on the path every mail tool connection takes.
+        if let (Purpose::Resource(_), Ok(None)) = (purpose, &result) {
+            return Ok(Done { timers: Some(timers), token, refused, ..Done::default() });
+        }
         let now = self.clock.now();
         let outcome = match &result {
             Ok(None) => None,
