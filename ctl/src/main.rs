@@ -25,6 +25,7 @@ Examples:
   mslinkctl request -m \"for the CRM\"   ask the admins to turn the integration on
   mslinkctl connect alice@example.com  link a mailbox
   mslinkctl status --check             one line for Nagios (exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)
+  mslinkctl token alice@example.com --for imap   an IMAP token for isync's PassCmd, msmtp's passwordeval
 
 Exit codes: 0 done, 1 failed, 2 usage error, 3 daemon unreachable, 4 permission denied,
 5 not found, 6 not allowed now, 7 credentials rejected, 8 timed out or cancelled.";

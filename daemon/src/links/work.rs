@@ -1,7 +1,9 @@
 //! One round of work on one link: refresh the token if it is due, check the mailbox if a check
 //! is due, commit the outcome, and hand back the committed timers. Background rounds, `check`,
 //! `check --all` and `token` all go through [`Links::perform`]; what they differ in is only what
-//! is due ([`Purpose`]).
+//! is due ([`Purpose`]). `token --for RESOURCE` ([`Purpose::Resource`]) takes the same turn but
+//! leaves the link's timers alone: the resource's token comes from its cache, or from the link's
+//! refresh token with the resource's scope (the rotated refresh token stored first).
 //!
 //! Network I/O runs with no lock held and nothing borrowed from the store; every commit carries
 //! the generation the work started from, so a link re-linked, disabled or removed meanwhile is
