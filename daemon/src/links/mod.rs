@@ -529,9 +529,11 @@ impl Links {
         email: &str,
     ) -> Result<crate::store::LinkRecord, LinkError> {
         let (owner, address) = (user.to_owned(), email.to_owned());
+        // A reader sees every committed write, and never queues behind the writer's commits
+        // (`token` runs this on every mail tool connection).
         let (enabled, record) = self
             .store
-            .call(move |db| Ok((db.integration()?.enabled, db.link_record(&owner, &address)?)))
+            .read(move |db| Ok((db.integration()?.enabled, db.link_record(&owner, &address)?)))
             .await?;
         let record = record.ok_or_else(|| LinkError::NotFound(email.to_owned()))?;
         if !enabled || record.state == LinkState::Suspended {

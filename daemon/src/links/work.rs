@@ -98,7 +98,14 @@ impl Links {
         // refresh with the same refresh token would present a superseded token, which a rotating
         // server treats as replay and answers by revoking the whole grant.
         let _turn = self.turns.take(id).await;
-        let Some(record) = self.store.call(move |db| db.link_record_by_id(id)).await? else {
+        // Read once the turn is held: the last round's commits have returned, so a reader sees
+        // them. Only a resource token, which commits nothing to the link row, reads beside the
+        // writer; the rest stay on the writer's queue, in order with their own commits.
+        let record = match purpose {
+            Purpose::Resource(_) => self.store.read(move |db| db.link_record_by_id(id)).await?,
+            _ => self.store.call(move |db| db.link_record_by_id(id)).await?,
+        };
+        let Some(record) = record else {
             return Ok(Done::default());
         };
         let config = self.config.get();
