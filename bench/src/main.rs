@@ -121,6 +121,7 @@ async fn bench(args: &Args) -> Result<(), Error> {
     let steady = Phase::run(&fake, args, n, Kind::Steady).await?;
     let floor = echo_floor(args.clients, check.request_bytes, check.reply_bytes).await?;
     let paced_floor = echo_paced(args.clients, check.request_bytes, check.reply_bytes).await?;
+    let tokens = token_phase(&fake, args).await?;
 
     println!();
     println!("| figure | value | baseline |");
@@ -180,6 +181,14 @@ async fn bench(args: &Args) -> Result<(), Error> {
             phase.ctl.p99,
             floor.p50,
             floor.p99
+        );
+    }
+    for (what, latency) in
+        [("`token` (Graph)", &tokens.graph), ("`token --for imap`", &tokens.imap)]
+    {
+        println!(
+            "| ctl {what} p50 / p99, fresh cached token, {} clients back to back | {:.2} / {:.2} ms | echo floor {:.2} / {:.2} ms; goal p99 < 5 ms |",
+            args.clients, latency.p50, latency.p99, tokens.floor.p50, tokens.floor.p99
         );
     }
     println!(
@@ -465,7 +474,8 @@ impl Phase {
             return Err(format!("status --all shows {} links, not {n}", status_all.links).into());
         }
         let peak_rss = proc_status(pid, "VmHWM:")?;
-        let (request_bytes, reply_bytes) = frame_sizes(&socket).await?;
+        let (request_bytes, reply_bytes) =
+            frame_sizes(&socket, CtlCommand::Status { all: false }).await?;
         drop(child);
         println!(
             "{} phase: ready in {:.0} ms, {done} {} ({refreshed} refreshes) in {:.1} s, \
@@ -493,6 +503,102 @@ impl Phase {
             window,
         })
     }
+}
+
+/// `token` round trips with fresh cached tokens, and the echo floor of their frame sizes.
+struct TokenLatency {
+    graph: Latency,
+    imap: Latency,
+    floor: Latency,
+}
+
+/// Mail tools call `token` on every connection: `clients` callers back to back on the ten
+/// links of the user running the bench, each token fresh (Graph's from the seed, IMAP's fetched
+/// once before timing), no background work due.
+async fn token_phase(fake: &FakeMicrosoft, args: &Args) -> Result<TokenLatency, Error> {
+    use mslink_proto::TokenResource;
+    let dir = tempfile::tempdir()?;
+    let state = dir.path().join("state");
+    let socket = dir.path().join("mslinkd.sock");
+    let me = nix::unistd::User::from_uid(nix::unistd::geteuid())?
+        .map_or_else(|| "root".to_owned(), |u| u.name);
+    let config = dir.path().join("mslinkd.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "socket = {socket:?}\nstate_dir = {state:?}\nadmin_users = [{me:?}]\n\
+             {}resources = [\"imap\"]\n",
+            fake.office365_config()
+        ),
+    )?;
+    let now = mslinkd::now();
+    let seeds: Vec<Seed> = (0..10)
+        .map(|i| Seed {
+            user: me.clone(),
+            email: format!("token{i}@bench.test"),
+            token_expiry: now + 3600,
+            next_check: now + 7200,
+        })
+        .collect();
+    let url = format!("{}/v1.0", fake.url);
+    seed::office365_links(&state, &state.join("secret.key"), &url, &seeds).await?;
+    let child = ChildDaemon(
+        Command::new(std::env::current_exe()?)
+            .arg("--daemon")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .spawn()?,
+    );
+    let started = Instant::now();
+    while ctl::status(&socket, false).await.is_err() {
+        if started.elapsed() > Duration::from_secs(120) {
+            return Err("the daemon did not answer within 2 minutes".into());
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    // `token` needs the integration on (the storms' background work does not); the bench's
+    // user is an admin by `admin_users`.
+    ctl::call(&socket, CtlCommand::Enable).await?;
+    let emails: Arc<Vec<String>> = Arc::new(seeds.into_iter().map(|s| s.email).collect());
+    let command = |i: usize, resource| CtlCommand::Token {
+        email: emails[i % emails.len()].clone(),
+        resource,
+    };
+    for i in 0..emails.len() {
+        ctl::call(&socket, command(i, TokenResource::Imap)).await?;
+    }
+    let mut timed = Vec::new();
+    for resource in [TokenResource::Graph, TokenResource::Imap] {
+        let latency = pooled(args.clients, |i| {
+            let (socket, emails) = (socket.clone(), emails.clone());
+            async move {
+                let mut samples = Vec::with_capacity(40);
+                for _ in 0..40 {
+                    let email = emails[i % emails.len()].clone();
+                    let t = Instant::now();
+                    ctl::call(&socket, CtlCommand::Token { email, resource }).await?;
+                    samples.push(t.elapsed());
+                }
+                Ok(samples)
+            }
+        })
+        .await?;
+        timed.push(latency);
+    }
+    let (requests, replies) = frame_sizes(&socket, command(0, TokenResource::Imap)).await?;
+    drop(child);
+    let rejected = Stats::get(&fake.stats().rejected);
+    if rejected > 0 {
+        return Err(format!("{rejected} refreshes were rejected as superseded").into());
+    }
+    let floor = echo_floor(args.clients, requests, replies).await?;
+    let imap = timed.pop().ok_or("no IMAP figures")?;
+    let graph = timed.pop().ok_or("no Graph figures")?;
+    println!(
+        "token phase: {} clients x 40 calls each: Graph p99 {:.2} ms, IMAP p99 {:.2} ms",
+        args.clients, graph.p99, imap.p99
+    );
+    Ok(TokenLatency { graph, imap, floor })
 }
 
 /// Counters at one moment of the steady phase, or their difference over its window.
@@ -655,11 +761,14 @@ async fn ctl_latency(socket: PathBuf, clients: usize, rounds: usize) -> Result<L
     .await
 }
 
-/// The sizes of (hello, status command) frames and (welcome, status reply) frames.
-async fn frame_sizes(socket: &Path) -> Result<((usize, usize), (usize, usize)), Error> {
+/// The sizes of (hello, `command`) frames and (welcome, reply) frames.
+async fn frame_sizes(
+    socket: &Path,
+    command: CtlCommand,
+) -> Result<((usize, usize), (usize, usize)), Error> {
     use mslink_proto::{ClientFrame, MAX_CLIENT_FRAME, PROTOCOL_VERSION, encode};
     let hello = ClientFrame::Hello { protocol_version: PROTOCOL_VERSION, client: "bench".into() };
-    let command = ClientFrame::Command { act_as: None, command: CtlCommand::Status { all: false } };
+    let command = ClientFrame::Command { act_as: None, command };
     let requests =
         (encode(&hello, MAX_CLIENT_FRAME)?.len(), encode(&command, MAX_CLIENT_FRAME)?.len());
     let mut stream = tokio::net::UnixStream::connect(socket).await?;

@@ -5,6 +5,7 @@ mod client;
 mod connect;
 mod generate;
 mod render;
+mod sasl;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,6 +25,7 @@ Examples:
   mslinkctl request -m \"for the CRM\"   ask the admins to turn the integration on
   mslinkctl connect alice@example.com  link a mailbox
   mslinkctl status --check             one line for Nagios (exit 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN)
+  mslinkctl token alice@example.com --for imap   an IMAP token for isync's PassCmd, msmtp's passwordeval
 
 Exit codes: 0 done, 1 failed, 2 usage error, 3 daemon unreachable, 4 permission denied,
 5 not found, 6 not allowed now, 7 credentials rejected, 8 timed out or cancelled.";
@@ -135,13 +137,18 @@ enum Command {
         #[arg(long, value_enum, requires = "all")]
         state: Option<StateArg>,
     },
-    /// Print a fresh Office365 access token for your link (for mail tools such as mutt or isync)
+    /// Print a fresh Office365 access token for your link, alone on stdout (for mail tools:
+    /// isync's PassCmd, msmtp's passwordeval, neomutt's *_oauth_refresh_command)
     Token {
         /// The linked mailbox address
         email: String,
-        /// Which API the token is for
-        #[arg(long, value_enum, default_value = "graph")]
+        /// Which service the token is for (imap, pop, smtp and ews only when the daemon's
+        /// `[office365] resources` lists them)
+        #[arg(long = "for", visible_alias = "resource", value_enum, default_value = "graph")]
         resource: ResourceArg,
+        /// Print the SASL initial response (base64) instead of the bare token
+        #[arg(long, value_enum)]
+        sasl: Option<sasl::Mechanism>,
     },
     /// Remove a link and its stored secrets
     Disconnect {
@@ -188,8 +195,26 @@ impl From<StateArg> for LinkState {
 enum ResourceArg {
     /// Microsoft Graph
     Graph,
+    /// Exchange Online IMAP
+    Imap,
+    /// Exchange Online POP
+    Pop,
+    /// Exchange Online SMTP submission
+    Smtp,
     /// Exchange Web Services
     Ews,
+}
+
+impl From<ResourceArg> for TokenResource {
+    fn from(resource: ResourceArg) -> TokenResource {
+        match resource {
+            ResourceArg::Graph => TokenResource::Graph,
+            ResourceArg::Imap => TokenResource::Imap,
+            ResourceArg::Pop => TokenResource::Pop,
+            ResourceArg::Smtp => TokenResource::Smtp,
+            ResourceArg::Ews => TokenResource::Ews,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -294,13 +319,20 @@ fn main() -> ExitCode {
             return if failed && code == ExitCode::SUCCESS { ExitCode::FAILURE } else { code };
         }
         Command::Check { email, .. } => CtlCommand::Check { email: email.unwrap_or_default() },
-        Command::Token { email, resource } => CtlCommand::Token {
-            email,
-            resource: match resource {
-                ResourceArg::Graph => TokenResource::Graph,
-                ResourceArg::Ews => TokenResource::Ews,
-            },
-        },
+        Command::Token { email, resource, sasl } => {
+            let command = CtlCommand::Token { email: email.clone(), resource: resource.into() };
+            let outcome = Client::connect(&socket)
+                .and_then(|mut client| client.call(cli.user, command))
+                .map(|reply| match (reply, sasl) {
+                    (DaemonReply::Token(mut token), Some(mechanism)) => {
+                        token.access_token =
+                            mechanism.initial_response(&email, &token.access_token);
+                        DaemonReply::Token(token)
+                    }
+                    (reply, _) => reply,
+                });
+            return finish(outcome, cli.json, verbose);
+        }
         Command::Disconnect { email } => CtlCommand::Disconnect { email },
         Command::Completions { shell } => return generate::completions(shell),
         Command::Man { out_dir } => return generate::man(out_dir.as_deref()),

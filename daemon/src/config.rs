@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
+use mslink_proto::TokenResource;
 use serde::{Deserialize, Deserializer, de};
 use toml::Spanned;
 
@@ -123,9 +124,56 @@ pub struct Office365 {
     pub device_code_url: EndpointUrl,
     pub graph_url: EndpointUrl,
     pub scopes: Vec<String>,
+    /// Extra resources a link may get access tokens for (`imap`, `pop`, `smtp`, `ews`), besides
+    /// Graph; sign-in asks for their scopes too, so the user's consent covers them.
+    pub resources: Vec<TokenResource>,
     pub redirect_listen: SocketAddr,
     /// Sent as `prompt` on the authorization request; `None`: no `prompt` parameter.
     pub prompt: Option<Prompt>,
+}
+
+impl Office365 {
+    /// The scope a token request names to get an access token for `resource` from the link's
+    /// refresh token: the configured `scopes` for Graph, else the Exchange Online permission
+    /// (`{outlook}/IMAP.AccessAsUser.All`) and `offline_access`, so a rotated refresh token
+    /// comes back. `None`: `resource` is not in `resources`.
+    pub fn scopes_for(&self, resource: TokenResource) -> Option<Vec<String>> {
+        if resource == TokenResource::Graph {
+            return Some(self.scopes.clone());
+        }
+        if !self.resources.contains(&resource) {
+            return None;
+        }
+        let permission = resource_permission(self.cloud, resource)?;
+        Some(vec![permission, "offline_access".to_owned()])
+    }
+
+    /// What sign-in asks for: the configured `scopes`, then each configured resource's
+    /// permission, so one consent covers every token the link will be asked for.
+    pub fn sign_in_scopes(&self) -> Vec<String> {
+        let mut scopes = self.scopes.clone();
+        for resource in &self.resources {
+            if let Some(permission) = resource_permission(self.cloud, *resource)
+                && !scopes.contains(&permission)
+            {
+                scopes.push(permission);
+            }
+        }
+        scopes
+    }
+}
+
+/// The Exchange Online delegated permission of `resource` in `cloud`, as a fully qualified scope
+/// (Microsoft: "Authenticate an IMAP, POP or SMTP connection using OAuth").
+fn resource_permission(cloud: Cloud, resource: TokenResource) -> Option<String> {
+    let leaf = match resource {
+        TokenResource::Graph => return None,
+        TokenResource::Imap => "IMAP.AccessAsUser.All",
+        TokenResource::Pop => "POP.AccessAsUser.All",
+        TokenResource::Smtp => "SMTP.Send",
+        TokenResource::Ews => "EWS.AccessAsUser.All",
+    };
+    Some(format!("{}/{leaf}", cloud.hosts().outlook))
 }
 
 /// A Microsoft cloud instance (`[office365] cloud`): the global service or a national cloud.
@@ -167,6 +215,8 @@ pub struct CloudHosts {
     /// Tenants' initial domains (`tenant.onmicrosoft.com`) end with this; an Autodiscover
     /// redirect to an address there points at Exchange Online.
     pub initial_domain_suffix: &'static str,
+    /// The audience of Exchange Online's IMAP, POP, SMTP and EWS permissions.
+    pub outlook: &'static str,
 }
 
 impl Cloud {
@@ -195,6 +245,7 @@ impl Cloud {
                                    "autodiscover-s.outlook.com", "autodiscover.outlook.com"],
                 mx_suffix: ".mail.protection.outlook.com",
                 initial_domain_suffix: ".onmicrosoft.com",
+                outlook: "https://outlook.office.com",
             },
             Cloud::UsGov => CloudHosts {
                 login: "https://login.microsoftonline.us",
@@ -203,6 +254,7 @@ impl Cloud {
                 exchange_online: &["outlook.office365.us", "autodiscover-s.office365.us"],
                 mx_suffix: ".mail.protection.office365.us",
                 initial_domain_suffix: ".onmicrosoft.us",
+                outlook: "https://outlook.office365.us",
             },
             Cloud::UsGovDod => CloudHosts {
                 login: "https://login.microsoftonline.us",
@@ -212,6 +264,7 @@ impl Cloud {
                                    "autodiscover-dod.office365.us", "autodiscover-s-dod.office365.us"],
                 mx_suffix: ".mail.protection.office365.us",
                 initial_domain_suffix: ".onmicrosoft.us",
+                outlook: "https://outlook-dod.office365.us",
             },
             Cloud::China => CloudHosts {
                 login: "https://login.chinacloudapi.cn",
@@ -220,6 +273,7 @@ impl Cloud {
                 exchange_online: &["partner.outlook.cn", "autodiscover.partner.outlook.cn"],
                 mx_suffix: ".mail.protection.partner.outlook.cn",
                 initial_domain_suffix: ".partner.onmschina.cn",
+                outlook: "https://partner.outlook.cn",
             },
         }
     }
@@ -465,6 +519,7 @@ struct RawOffice365 {
     device_code_url: Option<EndpointUrl>,
     graph_url: Option<EndpointUrl>,
     scopes: Option<Spanned<Vec<String>>>,
+    resources: Option<Spanned<Vec<String>>>,
     redirect_listen: Option<Spanned<SocketAddr>>,
     prompt: Option<Prompt>,
 }
@@ -622,6 +677,36 @@ impl RawOffice365 {
                 .map(str::to_owned)
                 .to_vec(),
         };
+        let mut resources = Vec::new();
+        if let Some(listed) = self.resources {
+            let span = listed.span();
+            for name in listed.into_inner() {
+                let resource = match TokenResource::parse(&name) {
+                    Some(TokenResource::Graph) => {
+                        return Err(Problem::At {
+                            key: "office365.resources",
+                            span,
+                            message: "`graph` is always available (through `scopes`); list \
+                                      only `imap`, `pop`, `smtp` or `ews`"
+                                .into(),
+                        });
+                    }
+                    Some(resource) => resource,
+                    None => {
+                        return Err(Problem::At {
+                            key: "office365.resources",
+                            span,
+                            message: format!(
+                                "unknown resource `{name}`: expected `imap`, `pop`, `smtp` or `ews`"
+                            ),
+                        });
+                    }
+                };
+                if !resources.contains(&resource) {
+                    resources.push(resource);
+                }
+            }
+        }
         let redirect_listen = match self.redirect_listen {
             Some(addr) if !addr.get_ref().ip().is_loopback() => {
                 return Err(Problem::At {
@@ -644,6 +729,7 @@ impl RawOffice365 {
             tenant,
             cloud,
             scopes,
+            resources,
             redirect_listen,
             prompt: self.prompt,
         })
@@ -874,6 +960,47 @@ mod tests {
 
     fn error(text: &str) -> String {
         parse(text).expect_err("config should be rejected")
+    }
+
+    #[test]
+    fn resources_add_their_exchange_online_scopes_to_sign_in() {
+        let config = parse("[office365]\nresources = [\"imap\", \"smtp\", \"imap\"]\n").unwrap();
+        let o = &config.office365;
+        assert_eq!(o.resources, [TokenResource::Imap, TokenResource::Smtp]);
+        assert_eq!(
+            o.scopes_for(TokenResource::Imap).unwrap(),
+            ["https://outlook.office.com/IMAP.AccessAsUser.All", "offline_access"]
+        );
+        assert_eq!(o.scopes_for(TokenResource::Graph).unwrap(), o.scopes);
+        assert_eq!(o.scopes_for(TokenResource::Pop), None, "pop is not configured");
+        assert_eq!(
+            o.sign_in_scopes(),
+            [
+                "offline_access",
+                "User.Read",
+                "Mail.Read",
+                "Calendars.Read",
+                "https://outlook.office.com/IMAP.AccessAsUser.All",
+                "https://outlook.office.com/SMTP.Send",
+            ]
+        );
+        let china = parse("[office365]\ncloud = \"china\"\nresources = [\"pop\"]\n").unwrap();
+        assert_eq!(
+            china.office365.scopes_for(TokenResource::Pop).unwrap()[0],
+            "https://partner.outlook.cn/POP.AccessAsUser.All"
+        );
+        assert!(parse("").unwrap().office365.resources.is_empty());
+    }
+
+    #[test]
+    fn an_unknown_or_graph_resource_is_rejected() {
+        let err = error("[office365]\nresources = [\"imap\", \"jmap\"]\n");
+        assert!(
+            err.contains("office365.resources") && err.contains("unknown resource `jmap`"),
+            "{err}"
+        );
+        let err = error("[office365]\nresources = [\"graph\"]\n");
+        assert!(err.contains("`graph` is always available"), "{err}");
     }
 
     #[test]

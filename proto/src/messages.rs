@@ -132,13 +132,55 @@ pub enum SignInFlow {
     Paste,
 }
 
-/// Which API an access token from `token` is for.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+/// Which API an access token from `token` is for. Microsoft refresh tokens are multi-resource:
+/// one link gets a separate access token for each (an IMAP server refuses a Graph token).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TokenResource {
+    /// Microsoft Graph (the link's own token, which its checks use).
     #[default]
     Graph,
+    /// Exchange Web Services.
     Ews,
+    /// Exchange Online IMAP.
+    Imap,
+    /// Exchange Online POP.
+    Pop,
+    /// Exchange Online SMTP submission (SMTP AUTH).
+    Smtp,
+}
+
+impl TokenResource {
+    /// Every resource, in the order help texts list them.
+    pub const ALL: [TokenResource; 5] = [
+        TokenResource::Graph,
+        TokenResource::Imap,
+        TokenResource::Pop,
+        TokenResource::Smtp,
+        TokenResource::Ews,
+    ];
+
+    /// The name used on the command line, in the config and on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenResource::Graph => "graph",
+            TokenResource::Ews => "ews",
+            TokenResource::Imap => "imap",
+            TokenResource::Pop => "pop",
+            TokenResource::Smtp => "smtp",
+        }
+    }
+
+    /// The resource named `name` ([`TokenResource::as_str`]).
+    pub fn parse(name: &str) -> Option<TokenResource> {
+        TokenResource::ALL.into_iter().find(|r| r.as_str() == name)
+    }
+}
+
+impl std::fmt::Display for TokenResource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// A string that must never be printed: passwords, pasted redirect URLs (they carry a code),

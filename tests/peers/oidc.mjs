@@ -47,7 +47,11 @@ Microsoft Entra ID's differences from stock oidc-provider (off by default):
   --entra-offline-access            grant offline_access (a refresh token) without prompt=consent
   --entra-select-account            accept prompt=select_account (as prompt=login)
   --entra-device-errors             device-code polls answer Entra's error names
-                                    (authorization_declined, bad_verification_code)`;
+                                    (authorization_declined, bad_verification_code)
+  --entra-resource-scopes           accept Exchange Online's permissions as scopes
+                                    (https://outlook.office.com/IMAP.AccessAsUser.All, POP.AccessAsUser.All,
+                                     SMTP.Send, EWS.AccessAsUser.All) and give introspected tokens the
+                                    audience (aud) of their scopes' resource, as Entra does`;
 
 const flags = parseFlags(process.argv.slice(2), {
   port: { type: 'int', default: 0 },
@@ -70,6 +74,7 @@ const flags = parseFlags(process.argv.slice(2), {
   'entra-offline-access': { type: 'bool', default: false },
   'entra-select-account': { type: 'bool', default: false },
   'entra-device-errors': { type: 'bool', default: false },
+  'entra-resource-scopes': { type: 'bool', default: false },
 }, USAGE);
 
 assertLoopbackHost(flags.host, '--host');
@@ -77,14 +82,33 @@ if (flags['access-ttl'] < 1) fail('--access-ttl must be >= 1');
 
 const GRAPH = 'https://graph.microsoft.com/';
 const GRAPH_SCOPES = ['User.Read', 'Mail.Read', 'Calendars.Read'];
+// Exchange Online's delegated permissions for IMAP, POP, SMTP AUTH and EWS
+// (--entra-resource-scopes only): tokens for them have the audience OUTLOOK.
+const OUTLOOK = 'https://outlook.office.com/';
+const OUTLOOK_SCOPES = ['IMAP.AccessAsUser.All', 'POP.AccessAsUser.All', 'SMTP.Send', 'EWS.AccessAsUser.All']
+  .map((s) => OUTLOOK + s);
+const OIDC_SCOPES = new Set(['openid', 'offline_access', 'profile', 'email']);
 const SCOPES = [
-  'openid', 'offline_access', 'profile', 'email',
+  ...OIDC_SCOPES,
   ...GRAPH_SCOPES,
   // Microsoft also accepts the fully qualified forms.
   ...GRAPH_SCOPES.map((s) => GRAPH + s),
   `${GRAPH}.default`,
+  ...(flags['entra-resource-scopes'] ? OUTLOOK_SCOPES : []),
   ...flags['extra-scope'],
 ];
+
+// --entra-resource-scopes: the audience Entra gives a v2 token, derived from
+// its scopes: the resource (URI prefix) of the first one that is not an OpenID
+// scope; a short name (User.Read) is Graph's.
+function audienceOf(scope) {
+  for (const s of String(scope ?? '').split(' ').filter(Boolean)) {
+    if (OIDC_SCOPES.has(s)) continue;
+    const m = s.match(/^(https:\/\/[^/]+)\//);
+    return m ? m[1] : GRAPH.replace(/\/$/, '');
+  }
+  return undefined;
+}
 
 const DEVICE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code';
 // application_type "native": oidc-provider ignores the port when matching
@@ -393,6 +417,11 @@ async function handleInteraction(provider, req, res, url) {
 // --entra-device-errors: Entra's token endpoint names a declined device code
 //     `authorization_declined` (RFC 8628: access_denied) and an unknown one
 //     `bad_verification_code` (oidc-provider: invalid_grant).
+// --entra-resource-scopes: Entra's refresh tokens are multi-resource and the
+//     scope of a token request picks the access token's resource; stock
+//     oidc-provider narrows a refresh to the scope asked for, which is the same
+//     token, and its introspection has no `aud` for opaque tokens without
+//     resource indicators. The answer gets the `aud` of the token's scopes.
 const tokenRequests = []; // the last 100 token requests: { grant_type, claims }
 
 function installTweaks(provider) {
@@ -455,6 +484,12 @@ function installTweaks(provider) {
     if (flags['entra-device-errors'] && deviceGrant && ctx.status === 400 && ctx.body?.error) {
       const entra = { access_denied: 'authorization_declined', invalid_grant: 'bad_verification_code' }[ctx.body.error];
       if (entra) ctx.body = { ...ctx.body, error: entra };
+    }
+
+    if (flags['entra-resource-scopes'] && ctx.method === 'POST' && ctx.path === '/token/introspection'
+        && ctx.status === 200 && ctx.body?.active) {
+      const aud = audienceOf(ctx.body.scope);
+      if (aud) ctx.body = { ...ctx.body, aud };
     }
 
     if (ctx.method === 'POST' && ctx.path === '/device/auth' && ctx.status === 200 && ctx.body?.device_code) {

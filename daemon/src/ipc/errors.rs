@@ -37,11 +37,27 @@ impl From<LinkError> for WireError {
             }
             LinkError::NoTokens(_) => WireError::new(ErrorKind::NotAllowed, message)
                 .with_hint("access tokens exist only for Office365 links"),
-            LinkError::NoEwsTokens => WireError::new(
-                ErrorKind::NotAllowed,
-                "EWS tokens are not issued: Exchange Online switches EWS off for third-party apps from October 2026",
-            )
-            .with_hint("use --resource graph (Microsoft Graph)"),
+            LinkError::ResourceNotConfigured(resource) => {
+                let hint = format!(
+                    "an admin adds \"{resource}\" to `[office365] resources` in mslinkd.toml and \
+                     reloads; then sign in again (`mslinkctl connect EMAIL`) so your consent covers it"
+                );
+                let hint = if resource == mslink_proto::TokenResource::Ews {
+                    format!("{hint} (Exchange Online switches EWS off for third-party apps from October 2026)")
+                } else {
+                    hint
+                };
+                WireError::new(ErrorKind::Usage, message).with_hint(hint)
+            }
+            LinkError::ResourceRefused { email, error, .. } => {
+                let admin = match error.admin_consent() {
+                    Some(url) => format!(", or a tenant admin grants consent at {url}"),
+                    None => String::new(),
+                };
+                WireError::new(ErrorKind::AuthRejected, message).with_hint(format!(
+                    "the sign-in did not consent to it: sign in again with `mslinkctl connect {email}`{admin}"
+                ))
+            }
             LinkError::CheckFailed { email, failure } => {
                 WireError::new(failure_kind(failure.state), message).with_hint(match failure.state {
                     LinkState::NeedsReauth => format!("sign in again: `mslinkctl connect {email}`"),
@@ -52,8 +68,13 @@ impl From<LinkError> for WireError {
                 })
             }
             LinkError::TokenFailed { email, failure } => {
-                WireError::new(failure_kind(failure.state), message)
-                    .with_hint(format!("`mslinkctl check {email}` shows the link's state"))
+                WireError::new(failure_kind(failure.state), message).with_hint(
+                    if failure.state == LinkState::NeedsReauth {
+                        format!("sign in again: `mslinkctl connect {email}`")
+                    } else {
+                        format!("`mslinkctl check {email}` shows the link's state")
+                    },
+                )
             }
             LinkError::Changed => {
                 WireError::new(ErrorKind::Failed, message).with_hint("run the command again")

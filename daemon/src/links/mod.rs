@@ -64,8 +64,10 @@ pub enum LinkError {
     Undetected { email: String, conflicting: bool },
     #[error("{0} is an Exchange link")]
     NoTokens(String),
-    #[error("EWS tokens are not issued")]
-    NoEwsTokens,
+    #[error("tokens for {0} are not enabled on this daemon")]
+    ResourceNotConfigured(TokenResource),
+    #[error("no {resource} token for {email}: {error}")]
+    ResourceRefused { email: String, resource: TokenResource, error: Office365Error },
     #[error("the check of {email} failed: {}", failure.describe())]
     CheckFailed { email: String, failure: Failure },
     #[error("cannot get a token for {email}: {}", failure.describe())]
@@ -403,29 +405,46 @@ impl Links {
         Ok(reply)
     }
 
-    /// `token`: a fresh access token for `user`'s own Office365 link, refreshed first (and
-    /// committed the way background work commits) when it has under a minute left.
+    /// `token`: a fresh access token to `resource` for `user`'s own Office365 link. Graph's is
+    /// the link's own, refreshed first (and committed the way background work commits) when it
+    /// has under a minute left; the others come from the link's refresh token (see
+    /// `work::Links::resource_round`). A resource not in `[office365] resources` is refused.
     pub async fn token(
         &self,
         owner: &Owner,
         email: &str,
         resource: TokenResource,
     ) -> Result<TokenReply, LinkError> {
-        if resource == TokenResource::Ews {
-            return Err(LinkError::NoEwsTokens);
+        if self.config.get().office365.scopes_for(resource).is_none() {
+            return Err(LinkError::ResourceNotConfigured(resource));
         }
         let record = self.looked_up(owner, email).await?;
         if record.provider != Provider::Office365 {
             return Err(LinkError::NoTokens(email.to_owned()));
         }
-        let done = self.perform(record.id, work::Purpose::Token).await?;
+        // Its grant is gone: a token still held would only be refused by the server, with a
+        // vaguer reason than this one.
+        if record.state == LinkState::NeedsReauth {
+            return Err(LinkError::TokenFailed {
+                email: email.to_owned(),
+                failure: Failure::reauth("the link needs a new sign-in"),
+            });
+        }
+        let purpose = match resource {
+            TokenResource::Graph => work::Purpose::Token,
+            other => work::Purpose::Resource(other),
+        };
+        let done = self.perform(record.id, purpose).await?;
         self.schedule(record.id, done.timers);
-        match (done.token, done.failure) {
-            (Some(token), _) => Ok(token),
-            (None, Some(failure)) => {
+        match (done.token, done.failure, done.refused) {
+            (Some(token), _, _) => Ok(token),
+            (None, Some(failure), _) => {
                 Err(LinkError::TokenFailed { email: email.to_owned(), failure })
             }
-            (None, None) => Err(LinkError::Changed),
+            (None, None, Some(error)) => {
+                Err(LinkError::ResourceRefused { email: email.to_owned(), resource, error })
+            }
+            (None, None, None) => Err(LinkError::Changed),
         }
     }
 
@@ -526,9 +545,11 @@ impl Links {
         email: &str,
     ) -> Result<crate::store::LinkRecord, LinkError> {
         let (owner, address) = (owner.clone(), email.to_owned());
+        // A reader sees every committed write, and never queues behind the writer's commits
+        // (`token` runs this on every mail tool connection).
         let (enabled, record) = self
             .store
-            .call(move |db| Ok((db.integration()?.enabled, db.link_record(owner, &address)?)))
+            .read(move |db| Ok((db.integration()?.enabled, db.link_record(owner, &address)?)))
             .await?;
         let record = record.ok_or_else(|| LinkError::NotFound(email.to_owned()))?;
         if !enabled || record.state == LinkState::Suspended {

@@ -1,7 +1,9 @@
 //! One round of work on one link: refresh the token if it is due, check the mailbox if a check
 //! is due, commit the outcome, and hand back the committed timers. Background rounds, `check`,
 //! `check --all` and `token` all go through [`Links::perform`]; what they differ in is only what
-//! is due ([`Purpose`]).
+//! is due ([`Purpose`]). `token --for RESOURCE` ([`Purpose::Resource`]) takes the same turn but
+//! leaves the link's timers alone: the resource's token comes from its cache, or from the link's
+//! refresh token with the resource's scope (the rotated refresh token stored first).
 //!
 //! Network I/O runs with no lock held and nothing borrowed from the store; every commit carries
 //! the generation the work started from, so a link re-linked, disabled or removed meanwhile is
@@ -10,7 +12,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 
-use mslink_proto::{LinkState, Provider, Sensitive, TokenReply};
+use mslink_proto::{LinkState, Provider, Sensitive, TokenReply, TokenResource};
 
 use super::schedule::{self, Server, Timers, Work};
 use super::{LinkDetails, LinkSecret, Links};
@@ -18,8 +20,8 @@ use crate::config::Config;
 use crate::events::Event;
 use crate::exchange;
 use crate::health::{Actor, CheckReport, Failure};
-use crate::office365;
-use crate::store::{LinkRecord, Outcome, StoreError};
+use crate::office365::{self, Office365Error};
+use crate::store::{LinkRecord, Outcome, ResourceToken, StoreError};
 
 /// How long a round may wait on a user-chosen server: the full request timeout, halved for each
 /// round in a row that timed out there (down to [`ServerHangs::FLOOR`]), the full one again after
@@ -99,6 +101,9 @@ pub(super) enum Purpose {
     Check,
     /// `token`: a usable access token (at least [`TOKEN_MARGIN`] left), no check.
     Token,
+    /// `token --for RESOURCE`: a usable access token for an extra resource, from the cache or
+    /// from the link's refresh token; no check, and nothing else about the link changes.
+    Resource(TokenResource),
 }
 
 /// `token` hands out no access token with less than this left: a mail tool needs time to use it.
@@ -111,8 +116,11 @@ pub(super) struct Done {
     pub failure: Option<Failure>,
     /// The link's timers as committed (`None`: the link is gone).
     pub timers: Option<Timers>,
-    /// The access token, for [`Purpose::Token`].
+    /// The access token, for [`Purpose::Token`] and [`Purpose::Resource`].
     pub token: Option<TokenReply>,
+    /// [`Purpose::Resource`]: the identity platform refused that resource's scope (no
+    /// consent). Not a failure of the link, whose refresh token still serves the others.
+    pub refused: Option<Office365Error>,
 }
 
 /// What an Office365 round needs from its secret.
@@ -129,7 +137,14 @@ impl Links {
         // refresh with the same refresh token would present a superseded token, which a rotating
         // server treats as replay and answers by revoking the whole grant.
         let _turn = self.turns.take(id).await;
-        let Some(record) = self.store.call(move |db| db.link_record_by_id(id)).await? else {
+        // Read once the turn is held: the last round's commits have returned, so a reader sees
+        // them. Only a resource token, which commits nothing to the link row, reads beside the
+        // writer; the rest stay on the writer's queue, in order with their own commits.
+        let record = match purpose {
+            Purpose::Resource(_) => self.store.read(move |db| db.link_record_by_id(id)).await?,
+            _ => self.store.call(move |db| db.link_record_by_id(id)).await?,
+        };
+        let Some(record) = record else {
             return Ok(Done::default());
         };
         let config = self.config.get();
@@ -144,21 +159,28 @@ impl Links {
                         || record.token_expiry.is_none_or(|e| e - TOKEN_MARGIN <= now)),
                 check: false,
             },
+            Purpose::Resource(_) => Work { refresh: false, check: false },
         };
         if purpose == Purpose::Background {
             self.events.emit(Event::Round { refresh: work.refresh, check: work.check });
         }
-        if work.is_idle() && purpose != Purpose::Token {
+        let wants_token = matches!(purpose, Purpose::Token | Purpose::Resource(_));
+        if work.is_idle() && !wants_token {
             return Ok(Done { timers: Some(timers), ..Done::default() });
         }
         let started = std::time::Instant::now();
-        let mut token = None;
-        let result: Result<Option<CheckReport>, Failure> = match record.provider {
-            Provider::Office365 => self.office365_round(&config, &record, work, &mut token).await,
-            Provider::Exchange if work.check => {
+        let (mut token, mut refused) = (None, None);
+        let result: Result<Option<CheckReport>, Failure> = match (record.provider, purpose) {
+            (Provider::Office365, Purpose::Resource(resource)) => {
+                self.resource_round(&config, &record, resource, &mut token, &mut refused).await
+            }
+            (Provider::Office365, _) => {
+                self.office365_round(&config, &record, work, &mut token).await
+            }
+            (Provider::Exchange, _) if work.check => {
                 self.exchange_round(&config, &record).await.map(Some)
             }
-            Provider::Exchange => Ok(None),
+            (Provider::Exchange, _) => Ok(None),
         };
         if work.check {
             self.events.emit(Event::Checked {
@@ -169,6 +191,11 @@ impl Links {
                 latency: started.elapsed(),
                 at: self.clock.now(),
             });
+        }
+        // A resource token (cached or new) changes nothing the link's timers say: no commit,
+        // no trip through the store's writer, on the path every mail tool connection takes.
+        if let (Purpose::Resource(_), Ok(None)) = (purpose, &result) {
+            return Ok(Done { timers: Some(timers), token, refused, ..Done::default() });
         }
         let now = self.clock.now();
         let outcome = match &result {
@@ -204,7 +231,7 @@ impl Links {
         if let Some(transition) = transition {
             self.announce(&transition);
         }
-        Ok(Done { failure: result.err(), timers, token })
+        Ok(Done { failure: result.err(), timers, token, refused })
     }
 
     /// Refreshes `record`'s tokens (carrying a CAE challenge's `claims`, if any) and stores the
@@ -316,6 +343,119 @@ impl Links {
         }
     }
 
+    /// A token for an extra `resource`: the cached one while it is fresh (the Graph token's
+    /// refresh rule, [`schedule::refresh_at`], applied to it, and at least [`TOKEN_MARGIN`]
+    /// left), else one from the link's refresh token, stored (with the rotated refresh token, in
+    /// one transaction) before it is handed out. Refreshed only when asked for: a resource no
+    /// tool uses costs nothing.
+    async fn resource_round(
+        &self,
+        config: &Config,
+        record: &LinkRecord,
+        resource: TokenResource,
+        token: &mut Option<TokenReply>,
+        refused: &mut Option<Office365Error>,
+    ) -> Result<Option<CheckReport>, Failure> {
+        let (id, name) = (record.id, resource.as_str());
+        let now = self.clock.now();
+        let cached = self
+            .store
+            .read(move |db| db.resource_token(id, name))
+            .await
+            .map_err(|e| Failure::transient(format!("cannot read the stored token: {e}")))?;
+        if let Some(cached) = cached {
+            let timers = Timers {
+                token_expiry: Some(cached.expires_at),
+                token_issued: Some(cached.issued_at),
+                ..record.timers()
+            };
+            let fresh = schedule::refresh_at(&config.schedule, &timers, cached.expires_at) > now
+                && cached.expires_at - TOKEN_MARGIN > now;
+            if fresh
+                && let Ok(json) = self.vault.open(&cached.sealed, &resource_context(id, resource))
+                && let Ok(access_token) = String::from_utf8(json)
+            {
+                *token = Some(TokenReply {
+                    access_token: Sensitive::new(access_token),
+                    expires_at: cached.expires_at,
+                });
+                return Ok(None);
+            }
+        }
+        let (access_token, refresh_token, expires_at) = match self.open_secret(record)? {
+            LinkSecret::Office365 { access_token, refresh_token, expires_at } => {
+                (access_token, refresh_token, expires_at)
+            }
+            LinkSecret::Exchange { .. } => return Err(wrong_secret()),
+        };
+        let Some(refresh_token) = refresh_token else {
+            return Err(Failure::reauth(
+                "no refresh token was issued (was offline_access granted?)",
+            ));
+        };
+        let Some(scopes) = config.office365.scopes_for(resource) else {
+            return Err(Failure::blocked(
+                format!("`{resource}` is not in `[office365] resources`"),
+                Actor::Operator,
+            ));
+        };
+        let result = office365::refresh_for(config, &refresh_token, &scopes, None).await;
+        tracing::debug!(link = %record.email, resource = name, ok = result.is_ok(), "resource token fetched");
+        self.events.emit(Event::Refreshed {
+            email: record.email.clone(),
+            user: record.user.clone(),
+            provider: record.provider,
+            ok: result.is_ok(),
+        });
+        let fresh = match result {
+            Ok(fresh) => fresh,
+            Err(e) if e.is_consent_missing() => {
+                tracing::warn!(link = %record.email, resource = name, error = %e, "resource not consented");
+                *refused = Some(e);
+                return Ok(None);
+            }
+            Err(e) => return Err(e.failure()),
+        };
+        let secret = LinkSecret::Office365 {
+            access_token,
+            // Microsoft may or may not rotate; keep the old one if it did not.
+            refresh_token: fresh.refresh_token.clone().or(Some(refresh_token)),
+            expires_at,
+        };
+        let seal_failed =
+            |e| Failure::blocked(format!("cannot seal the new token: {e}"), Actor::Operator);
+        let sealed_secret = secret.seal(&self.vault, id).map_err(seal_failed)?;
+        let sealed_token = self
+            .vault
+            .seal(fresh.access_token.expose().as_bytes(), &resource_context(id, resource))
+            .map_err(seal_failed)?;
+        let stored = ResourceToken {
+            sealed: sealed_token,
+            expires_at: fresh.expires_at,
+            issued_at: self.clock.now(),
+        };
+        let generation = record.generation;
+        match self
+            .store
+            .call(move |db| db.store_resource_token(id, generation, &sealed_secret, name, &stored))
+            .await
+        {
+            Ok(true) => {
+                *token = Some(TokenReply {
+                    access_token: fresh.access_token,
+                    expires_at: fresh.expires_at,
+                });
+                Ok(None)
+            }
+            Ok(false) => Ok(None),
+            Err(e) => {
+                // As in `refresh`: a token whose rotated refresh token is not stored is not used.
+                tracing::error!(link = %record.email, error = %e, "cannot store a resource token");
+                Err(Failure::transient(format!("cannot store the refreshed token: {e}")))
+            }
+        }
+    }
+
     async fn exchange_round(
         &self,
         config: &Config,
@@ -347,6 +487,11 @@ impl Links {
         LinkSecret::open(blob, &self.vault, record.id)
             .map_err(|e| Failure::blocked(format!("{e}; check `key_file`"), Actor::Operator))
     }
+}
+
+/// Binds a sealed resource token to its link and resource.
+fn resource_context(id: i64, resource: TokenResource) -> Vec<u8> {
+    format!("mslink-link:{id}:{resource}").into_bytes()
 }
 
 fn wrong_secret() -> Failure {

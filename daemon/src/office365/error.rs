@@ -270,6 +270,28 @@ impl Office365Error {
         self.failure().is_transient()
     }
 
+    /// True when the identity platform refused the scope itself: the user or tenant did not
+    /// consent to it (`consent_required`, AADSTS 65001/65004/90094) or it is not the app's
+    /// (`invalid_scope`). For a token to one extra resource this says nothing about the link:
+    /// its refresh token still serves the others.
+    pub fn is_consent_missing(&self) -> bool {
+        let Office365Error::OAuth { status, body, .. } = self else { return false };
+        if *status == 429 || *status >= 500 {
+            return false;
+        }
+        matches!(body.error.as_str(), "invalid_scope" | "consent_required")
+            || body.suberror.as_deref() == Some("consent_required")
+            || body.aadsts().is_some_and(|code| matches!(code, 65001 | 65004 | 90094))
+    }
+
+    /// Where a tenant admin grants consent, when this error carries it.
+    pub fn admin_consent(&self) -> Option<&str> {
+        match self {
+            Office365Error::OAuth { admin_consent, .. } => admin_consent.as_deref(),
+            _ => None,
+        }
+    }
+
     /// True for Graph's 401: the caller should refresh the access token and retry once.
     pub fn is_token_rejected(&self) -> bool {
         matches!(self, Office365Error::TokenRejected { .. })
@@ -450,6 +472,29 @@ mod tests {
             retry_after: None,
             admin_consent: None,
         }
+    }
+
+    #[test]
+    fn a_missing_consent_is_told_apart_from_a_gone_grant() {
+        for missing in [
+            r#"{"error":"invalid_scope","error_description":"refresh token missing requested scope"}"#,
+            r#"{"error":"consent_required"}"#,
+            r#"{"error":"invalid_grant","error_codes":[65001],"suberror":"consent_required"}"#,
+            r#"{"error":"invalid_grant","error_description":"AADSTS65004: User declined to consent"}"#,
+            r#"{"error":"invalid_grant","error_codes":[90094]}"#,
+        ] {
+            assert!(oauth(400, missing).is_consent_missing(), "{missing}");
+        }
+        for other in [
+            r#"{"error":"invalid_grant"}"#,
+            r#"{"error":"invalid_grant","error_codes":[50173],"suberror":"bad_token"}"#,
+            r#"{"error":"invalid_client"}"#,
+        ] {
+            assert!(!oauth(400, other).is_consent_missing(), "{other}");
+        }
+        assert!(!oauth(503, r#"{"error":"invalid_scope"}"#).is_consent_missing(), "transient");
+        let with_url = oauth(400, r#"{"error":"invalid_scope"}"#).with_admin_consent("https://x/a");
+        assert_eq!(with_url.admin_consent(), Some("https://x/a"));
     }
 
     #[test]

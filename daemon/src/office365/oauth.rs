@@ -98,7 +98,8 @@ impl Endpoints {
             client = client.set_client_secret(ClientSecret::new(secret));
         }
         let http = OAuthHttp::new(net::client(&config.network, HttpOptions::default())?);
-        let scopes = o.scopes.iter().map(|s| Scope::new(s.clone())).collect();
+        // Sign-in asks for every configured resource, so one consent covers all of them.
+        let scopes = o.sign_in_scopes().into_iter().map(Scope::new).collect();
         let admin_consent = admin_consent_url(o, client_id);
         Ok(Endpoints { client, http, scopes, prompt: o.prompt, admin_consent })
     }
@@ -211,7 +212,7 @@ fn admin_consent_url(o: &config::Office365, client_id: &str) -> String {
     url.query_pairs_mut()
         .clear()
         .append_pair("client_id", client_id)
-        .append_pair("scope", &o.scopes.join(" "));
+        .append_pair("scope", &o.sign_in_scopes().join(" "));
     url.to_string()
 }
 
@@ -403,11 +404,11 @@ fn device_error(
     endpoints.error(TOKEN_ENDPOINT, error)
 }
 
-/// Redeems a refresh token. A rotated refresh token comes back in `Tokens::refresh_token`; the
-/// caller stores it durably before using the access token (SPEC §7).
-#[instrument(skip_all)]
+/// Redeems a refresh token for a Graph access token (the configured `scopes`). A rotated
+/// refresh token comes back in `Tokens::refresh_token`; the caller stores it durably before using
+/// the access token (SPEC §7).
 pub async fn refresh(config: &Config, refresh_token: &Sensitive) -> Result<Tokens, Office365Error> {
-    refresh_with(config, refresh_token, None).await
+    refresh_for(config, refresh_token, &config.office365.scopes, None).await
 }
 
 /// [`refresh`] answering a claims challenge (continuous access evaluation): the challenge's
@@ -418,12 +419,18 @@ pub async fn refresh_with_claims(
     refresh_token: &Sensitive,
     claims: &str,
 ) -> Result<Tokens, Office365Error> {
-    refresh_with(config, refresh_token, Some(claims)).await
+    refresh_for(config, refresh_token, &config.office365.scopes, Some(claims)).await
 }
 
-async fn refresh_with(
+/// Redeems a refresh token for an access token to the resource `scopes` name (Microsoft refresh
+/// tokens are multi-resource: the scope picks the token's audience, e.g.
+/// `https://outlook.office.com/IMAP.AccessAsUser.All offline_access`), declaring the `cp1`
+/// capability with a CAE challenge's `claims` merged in. Durability as [`refresh`].
+#[instrument(skip_all)]
+pub async fn refresh_for(
     config: &Config,
     refresh_token: &Sensitive,
+    scopes: &[String],
     claims: Option<&str>,
 ) -> Result<Tokens, Office365Error> {
     let endpoints = Endpoints::new(config).await?;
@@ -431,7 +438,7 @@ async fn refresh_with(
     let response = endpoints
         .client
         .exchange_refresh_token(&token)
-        .add_scopes(endpoints.scopes.iter().cloned())
+        .add_scopes(scopes.iter().cloned().map(Scope::new))
         .add_extra_param("claims", super::claims::parameter(claims))
         .request_async(&endpoints.http)
         .await

@@ -79,6 +79,14 @@ pub(super) fn owned_by(n: usize) -> String {
     format!("user = ?{n} AND (?{m} IS NULL OR uid = ?{m})", m = n + 1)
 }
 
+/// An access token a link holds for one extra resource, sealed like the link's own secret.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResourceToken {
+    pub sealed: Vec<u8>,
+    pub expires_at: UnixTime,
+    pub issued_at: UnixTime,
+}
+
 /// A link that has just passed its first sign-in and first check.
 #[derive(Debug, Clone)]
 pub struct NewLink {
@@ -261,6 +269,8 @@ impl Db<'_> {
             |row| row.get(0),
         )?;
         tx.execute("UPDATE links SET secret = ?2 WHERE id = ?1", params![id, seal(id)?])?;
+        // A re-link is a new grant: tokens from the old one are not handed out again.
+        tx.execute("DELETE FROM resource_tokens WHERE link_id = ?1", [id])?;
         tx.commit()?;
         let link = self.link_info(id)?.ok_or(rusqlite::Error::QueryReturnedNoRows)?;
         Ok(Transition { id, link, previous: previous.as_deref().and_then(LinkState::parse) })
@@ -308,6 +318,60 @@ impl Db<'_> {
             params![id, generation, sealed, token_expiry, now],
         )?;
         Ok(changed == 1)
+    }
+
+    /// The sealed access token link `id` holds for `resource` (`imap`, `smtp`, ...), if any.
+    pub fn resource_token(
+        &self,
+        id: i64,
+        resource: &str,
+    ) -> Result<Option<ResourceToken>, StoreError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT secret, expires_at, issued_at FROM resource_tokens
+                 WHERE link_id = ?1 AND resource = ?2",
+                params![id, resource],
+                |row| {
+                    Ok(ResourceToken {
+                        sealed: row.get(0)?,
+                        expires_at: row.get(1)?,
+                        issued_at: row.get(2)?,
+                    })
+                },
+            )
+            .optional()?)
+    }
+
+    /// Stores a new access token for `resource` and, in the same transaction, the link's
+    /// refreshed secret (`link_secret`: the rotated refresh token), if the link is still at
+    /// `generation`. Returns false, storing nothing, if it changed meanwhile. The Graph token's
+    /// timers (`token_expiry`, `token_issued`) are the link's and stay as they are.
+    pub fn store_resource_token(
+        &mut self,
+        id: i64,
+        generation: i64,
+        link_secret: &[u8],
+        resource: &str,
+        token: &ResourceToken,
+    ) -> Result<bool, StoreError> {
+        let tx = self.conn.transaction()?;
+        let changed = tx.execute(
+            "UPDATE links SET secret = ?3 WHERE id = ?1 AND generation = ?2",
+            params![id, generation, link_secret],
+        )?;
+        if changed != 1 {
+            return Ok(false);
+        }
+        tx.execute(
+            "INSERT INTO resource_tokens (link_id, resource, secret, expires_at, issued_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (link_id, resource) DO UPDATE SET
+                 secret = ?3, expires_at = ?4, issued_at = ?5",
+            params![id, resource, token.sealed, token.expires_at, token.issued_at],
+        )?;
+        tx.commit()?;
+        Ok(true)
     }
 
     /// Commits a background outcome if the link is still at `generation`. Returns the state
@@ -538,6 +602,35 @@ mod tests {
         let gone = Owner { name: "gone".into(), uid: Some(1001) };
         assert!(db.link_record(gone, "g@contoso.test").unwrap().is_none());
         assert!(db.link_record("gone", "g@contoso.test").unwrap().is_some());
+    }
+
+    #[test]
+    fn resource_tokens_are_stored_with_the_rotated_secret_and_go_with_the_grant() {
+        let mut conn = db();
+        conn.pragma_update(None, "foreign_keys", "ON").unwrap();
+        let mut db = Db::new(&mut conn);
+        let id = db.save_link(&new_link("alice@contoso.test"), 10, |_| Ok(vec![1])).unwrap().id;
+        let generation = db.link_record_by_id(id).unwrap().unwrap().generation;
+        let token = ResourceToken { sealed: vec![7], expires_at: 100, issued_at: 40 };
+        assert!(db.store_resource_token(id, generation, &[2], "imap", &token).unwrap());
+        assert_eq!(db.resource_token(id, "imap").unwrap(), Some(token.clone()));
+        assert_eq!(db.resource_token(id, "smtp").unwrap(), None);
+        let record = db.link_record_by_id(id).unwrap().unwrap();
+        assert_eq!(record.secret, Some(vec![2]), "the rotated refresh token is stored with it");
+        assert_eq!(record.token_expiry, None, "the Graph token's timers stay");
+        // A stale generation stores nothing, neither the token nor the secret.
+        let newer = ResourceToken { sealed: vec![8], expires_at: 200, issued_at: 50 };
+        assert!(!db.store_resource_token(id, generation + 1, &[3], "imap", &newer).unwrap());
+        assert_eq!(db.resource_token(id, "imap").unwrap(), Some(token));
+        assert_eq!(db.link_record_by_id(id).unwrap().unwrap().secret, Some(vec![2]));
+        // A re-link is a new grant: the old grant's tokens are gone.
+        db.save_link(&new_link("alice@contoso.test"), 20, |_| Ok(vec![4])).unwrap();
+        assert_eq!(db.resource_token(id, "imap").unwrap(), None);
+        let generation = db.link_record_by_id(id).unwrap().unwrap().generation;
+        assert!(db.store_resource_token(id, generation, &[5], "smtp", &newer).unwrap());
+        // And so does a removed link.
+        db.delete_link("alice", "alice@contoso.test").unwrap();
+        assert_eq!(db.resource_token(id, "smtp").unwrap(), None);
     }
 
     #[test]

@@ -31,7 +31,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::files::{self, FileError, What};
 
-pub use links::{LinkRecord, NewLink, Outcome, Owner, Transition};
+pub use links::{LinkRecord, NewLink, Outcome, Owner, ResourceToken, Transition};
 pub use queries::Db;
 
 /// The file name of the database inside `state_dir`.

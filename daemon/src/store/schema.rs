@@ -81,6 +81,18 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE links ADD COLUMN uid INTEGER;
     "#,
+    // 5: access tokens for the link's extra resources (IMAP, POP, SMTP, EWS), from its one refresh
+    // token, each sealed with its own expiry; gone with the link.
+    r#"
+    CREATE TABLE resource_tokens (
+        link_id     INTEGER NOT NULL REFERENCES links (id) ON DELETE CASCADE,
+        resource    TEXT NOT NULL,
+        secret      BLOB NOT NULL,
+        expires_at  INTEGER NOT NULL,
+        issued_at   INTEGER NOT NULL,
+        PRIMARY KEY (link_id, resource)
+    );
+    "#,
 ];
 
 /// Brings the database up to the newest schema this build knows.
