@@ -316,7 +316,9 @@ pub fn check(socket: &Path, act_as: Option<String>, all: bool, timeout: Duration
         let own = match client.call(act_as.clone(), CtlCommand::Status { all: false })? {
             DaemonReply::Status(status) => status,
             _ => {
-                return Err(CtlError::Protocol("mslinkd answered status with another reply".into()));
+                return Err(CtlError::Protocol(
+                    "mslinkd answered status with another reply".into(),
+                ));
             }
         };
         let mut tally = Tally::default();
