@@ -58,7 +58,13 @@ type MsClient = oauth2::Client<
 struct Endpoints {
     client: MsClient,
     http: OAuthHttp,
+    /// What the authorization request asks consent for: Graph's scopes and every configured
+    /// resource's permission.
     scopes: Vec<Scope>,
+    /// What a token request asks for: Graph's scopes only. Entra issues a token for one resource
+    /// at a time and refuses a token request whose scopes name two (AADSTS28000); the other
+    /// resources' tokens come from the refresh token, one resource per request.
+    graph_scopes: Vec<Scope>,
     prompt: Option<config::Prompt>,
     /// Where a tenant admin grants consent to this app, for consent errors' reasons.
     admin_consent: String,
@@ -100,8 +106,9 @@ impl Endpoints {
         let http = OAuthHttp::new(net::client(&config.network, HttpOptions::default())?);
         // Sign-in asks for every configured resource, so one consent covers all of them.
         let scopes = o.sign_in_scopes().into_iter().map(Scope::new).collect();
+        let graph_scopes = o.scopes.iter().cloned().map(Scope::new).collect();
         let admin_consent = admin_consent_url(o, client_id);
-        Ok(Endpoints { client, http, scopes, prompt: o.prompt, admin_consent })
+        Ok(Endpoints { client, http, scopes, graph_scopes, prompt: o.prompt, admin_consent })
     }
 
     /// An `oauth2` failure as ours, with the status and Retry-After of the answer.
@@ -193,6 +200,7 @@ impl Endpoints {
         let response = client
             .exchange_code(AuthorizationCode::new(code))
             .set_pkce_verifier(verifier)
+            .add_extra_param("scope", join(&self.graph_scopes))
             .add_extra_param("claims", super::claims::parameter(None))
             .request_async(&self.http)
             .await
@@ -342,7 +350,9 @@ async fn device(
     let details: StandardDeviceAuthorizationResponse = endpoints
         .client
         .exchange_device_code()
-        .add_scopes(endpoints.scopes.iter().cloned())
+        // One resource per request (see `Endpoints::graph_scopes`): with the device code, the
+        // other resources are consented to when their first token is asked for.
+        .add_scopes(endpoints.graph_scopes.iter().cloned())
         .request_async(&endpoints.http)
         .await
         .map_err(|e| endpoints.error(DEVICE_ENDPOINT, e))?;
@@ -402,6 +412,11 @@ fn device_error(
         RequestTokenError::Other(text) => RequestTokenError::Other(text),
     };
     endpoints.error(TOKEN_ENDPOINT, error)
+}
+
+/// Scopes as a token request's `scope` parameter.
+fn join(scopes: &[Scope]) -> String {
+    scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(" ")
 }
 
 /// Redeems a refresh token for a Graph access token (the configured `scopes`). A rotated
