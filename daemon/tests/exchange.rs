@@ -845,32 +845,8 @@ async fn a_forged_srv_record_pointing_outside_the_domain_gets_no_password() {
 #[tokio::test]
 async fn a_forged_http_redirect_pointing_outside_the_domain_gets_no_password() {
     let pki = Pki::new();
-    // The forged plain-HTTP answer for autodiscover.contoso.test and the host it points to are
-    // one fake; nothing listens on its port 443, so both https:// candidates fail first.
-    let evil = attacker(
-        &pki,
-        Some(80),
-        &[
-            "--auth",
-            "basic",
-            "--http-redirect-location",
-            "https://mail.fabrikam.test:{port}/autodiscover/autodiscover.xml",
-        ],
-    )
-    .await;
-    // A DNS server with no SRV record: the last candidate finds nothing.
-    let dns = Dnsmasq::start(&[]).await.expect("dnsmasq runs");
-    let nobody = fresh_ip(443);
-    let config = config(
-        &["basic", "ntlm"],
-        Some(&pki.ca()),
-        &[
-            ("contoso.test", nobody),
-            ("autodiscover.contoso.test", evil.ip),
-            ("mail.fabrikam.test", evil.ip),
-        ],
-        std::slice::from_ref(&dns.addr),
-    );
+    let (evil, _dns, config) =
+        forged_http_redirect(&pki, &["basic", "ntlm"], &["--auth", "basic"]).await;
 
     let error =
         link(&config, "alice@contoso.test", None, &alice_password(), None).await.unwrap_err();
@@ -906,22 +882,21 @@ async fn fake_clear(fake: &Fake) {
     fake.post("/test/log/clear", json!({})).await;
 }
 
-#[tokio::test]
-async fn an_interactive_user_is_asked_about_a_host_outside_the_domain() {
-    let pki = Pki::new();
-    let evil = attacker(
-        &pki,
-        Some(80),
-        &[
-            "--http-redirect-location",
-            "https://mail.fabrikam.test:{port}/autodiscover/autodiscover.xml",
-        ],
-    )
-    .await;
+/// A forged plain-HTTP Autodiscover answer for autodiscover.contoso.test pointing at
+/// mail.fabrikam.test, both served by one fake (started with `args`); nothing listens on its
+/// port 443, so both https:// candidates fail first, and the DNS server has no SRV record, so
+/// the last candidate finds nothing. The config tries `auth` in that order.
+async fn forged_http_redirect(pki: &Pki, auth: &[&str], args: &[&str]) -> (Fake, Dnsmasq, Config) {
+    let mut args = args.to_vec();
+    args.extend([
+        "--http-redirect-location",
+        "https://mail.fabrikam.test:{port}/autodiscover/autodiscover.xml",
+    ]);
+    let evil = attacker(pki, Some(80), &args).await;
     let dns = Dnsmasq::start(&[]).await.expect("dnsmasq runs");
     let nobody = fresh_ip(443);
     let config = config(
-        &["ntlm", "basic"],
+        auth,
         Some(&pki.ca()),
         &[
             ("contoso.test", nobody),
@@ -930,6 +905,13 @@ async fn an_interactive_user_is_asked_about_a_host_outside_the_domain() {
         ],
         std::slice::from_ref(&dns.addr),
     );
+    (evil, dns, config)
+}
+
+#[tokio::test]
+async fn an_interactive_user_is_asked_about_a_host_outside_the_domain() {
+    let pki = Pki::new();
+    let (evil, _dns, config) = forged_http_redirect(&pki, &["ntlm", "basic"], &[]).await;
     let ask = Trust { servers: &[], ask: true };
 
     // The user says no: refused, nothing sent.

@@ -88,3 +88,19 @@ pub fn signin(args: &[&str]) -> Output {
         .output()
         .expect("run signin.mjs (run .ci/setup)")
 }
+
+/// The daemon's config for the OIDC peer `oidc` and the Graph fake `graph` (plus `office365`,
+/// more `[office365]` keys), with a schedule short enough for tests to see refreshes and retries.
+pub fn office365_config(oidc: &Peer, graph: &Peer, office365: &str) -> String {
+    let o = &oidc.url;
+    format!(
+        "[office365]\nclient_id = \"mslink-test\"\n\
+         authority = \"{o}/organizations/v2.0\"\nauthorize_url = \"{o}/auth\"\n\
+         token_url = \"{o}/token\"\ndevice_code_url = \"{o}/device/auth\"\n\
+         graph_url = \"{g}/v1.0\"\n\
+         scopes = [\"openid\", \"offline_access\", \"User.Read\", \"Mail.Read\", \"Calendars.Read\"]\n\
+         {office365}\n\
+         [schedule]\nrefresh_before_expiry = \"1s\"\nretry_min = \"1s\"\nretry_max = \"2s\"\n",
+        g = graph.url
+    )
+}

@@ -44,23 +44,9 @@ fn world(oidc_args: &[&str], office365: &str) -> World {
         "graph.mjs",
         &["--port", "0", "--introspect", &format!("{}/token/introspection", oidc.url)],
     );
-    let daemon = Daemon::start(&daemon_config(&oidc, &graph, office365));
+    let daemon = Daemon::start(&mslink_e2e::peers::office365_config(&oidc, &graph, office365));
     daemon.ctl(ADMIN, &["enable"]).expect_code(0);
     World { oidc, _graph: graph, daemon }
-}
-
-fn daemon_config(oidc: &Peer, graph: &Peer, office365: &str) -> String {
-    let o = &oidc.url;
-    format!(
-        "[office365]\nclient_id = \"mslink-test\"\n\
-         authority = \"{o}/organizations/v2.0\"\nauthorize_url = \"{o}/auth\"\n\
-         token_url = \"{o}/token\"\ndevice_code_url = \"{o}/device/auth\"\n\
-         graph_url = \"{g}/v1.0\"\n\
-         scopes = [\"openid\", \"offline_access\", \"User.Read\", \"Mail.Read\", \"Calendars.Read\"]\n\
-         {office365}\n\
-         [schedule]\nrefresh_before_expiry = \"1s\"\nretry_min = \"1s\"\nretry_max = \"2s\"\n",
-        g = graph.url
-    )
 }
 
 /// Links Alice's mailbox through the browser flow, Chromium signing in.
