@@ -104,3 +104,11 @@ pub fn office365_config(oidc: &Peer, graph: &Peer, office365: &str) -> String {
         g = graph.url
     )
 }
+
+/// The Graph fake, validating tokens at `oidc`'s introspection endpoint.
+pub fn graph_for(oidc: &Peer) -> Peer {
+    Peer::node(
+        "graph.mjs",
+        &["--port", "0", "--introspect", &format!("{}/token/introspection", oidc.url)],
+    )
+}

@@ -40,10 +40,7 @@ fn world(oidc_args: &[&str], office365: &str) -> World {
     let mut args = vec!["--port", "0", "--access-ttl", "90", "--entra-offline-access"];
     args.extend_from_slice(oidc_args);
     let oidc = Peer::node("oidc.mjs", &args);
-    let graph = Peer::node(
-        "graph.mjs",
-        &["--port", "0", "--introspect", &format!("{}/token/introspection", oidc.url)],
-    );
+    let graph = mslink_e2e::peers::graph_for(&oidc);
     let daemon = Daemon::start(&mslink_e2e::peers::office365_config(&oidc, &graph, office365));
     daemon.ctl(ADMIN, &["enable"]).expect_code(0);
     World { oidc, _graph: graph, daemon }
