@@ -122,6 +122,21 @@ mod tests {
     }
 
     #[test]
+    fn the_challenge_of_a_recorded_graph_answer_is_read() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/vectors/graph/azure_sdk_js_recording_graph_401_cae_insufficient_claims.txt"
+        );
+        let recording = std::fs::read_to_string(path).unwrap();
+        let header = recording
+            .lines()
+            .find_map(|line| line.strip_prefix("WWW-Authenticate:"))
+            .expect("the recording has the challenge");
+        let claims: Value = serde_json::from_str(&challenge([header]).unwrap()).unwrap();
+        assert_eq!(claims["access_token"]["nbf"]["value"], "1635527790");
+    }
+
+    #[test]
     fn other_401s_are_not_claims_challenges() {
         for value in [
             "Bearer realm=\"\", error=\"invalid_token\"",
