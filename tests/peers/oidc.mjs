@@ -21,6 +21,9 @@ import MemoryAdapter, { entriesOf, keysOfGrant, deleteKey } from './lib/memory_a
 import * as pages from './lib/pages.mjs';
 
 stdoutOnlyForReady();
+// Start-up phases, timed on stderr: a start that now and then takes over a minute under load
+// (seen in CI before `READY`, after oidc-provider's import) should say where it stood.
+log('oidc', `start-up: imports done after ${Math.round(performance.now())} ms`);
 
 const USAGE = `usage: node oidc.mjs [flags]
   --port N                          listen port, 0 = any free port (default 0)
@@ -177,6 +180,7 @@ async function findAccount(ctx, id) {
 }
 
 const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+log('oidc', `start-up: signing key made after ${Math.round(performance.now())} ms`);
 const signingJwk = { ...privateKey.export({ format: 'jwk' }), use: 'sig', alg: 'RS256', kid: 'test-rs256' };
 
 const configuration = {
@@ -520,6 +524,7 @@ const server = http.createServer(async (req, res) => {
 
 server.listen(flags.port, flags.host, () => {
   const issuer = baseUrlOf(server);
+  log('oidc', `start-up: listening after ${Math.round(performance.now())} ms`);
   provider = new Provider(issuer, configuration);
   installTweaks(provider);
   for (const ev of ['server_error', 'grant.error', 'authorization.error', 'introspection.error',
