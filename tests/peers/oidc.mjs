@@ -104,6 +104,17 @@ const SCOPES = [
 // --entra-resource-scopes: the audience Entra gives a v2 token, derived from
 // its scopes: the resource (URI prefix) of the first one that is not an OpenID
 // scope; a short name (User.Read) is Graph's.
+// The resources a scope list names (a short name is Graph's; OpenID scopes name none).
+function resourcesOf(scope) {
+  const out = new Set();
+  for (const s of String(scope ?? '').split(' ').filter(Boolean)) {
+    if (OIDC_SCOPES.has(s)) continue;
+    const m = s.match(/^(https:\/\/[^/]+)\//);
+    out.add(m ? m[1] : GRAPH.replace(/\/$/, ''));
+  }
+  return out;
+}
+
 function audienceOf(scope) {
   for (const s of String(scope ?? '').split(' ').filter(Boolean)) {
     if (OIDC_SCOPES.has(s)) continue;
@@ -428,6 +439,20 @@ async function handleInteraction(provider, req, res, url) {
 //     resource indicators. The answer gets the `aud` of the token's scopes.
 const tokenRequests = []; // the last 100 token requests: { grant_type, claims }
 
+// Answers Entra's AADSTS28000 and returns true when `scope` names more than one resource.
+function refuseTwoResources(ctx, scope) {
+  if (resourcesOf(scope).size <= 1) return false;
+  log('oidc', `token request for two resources refused: ${scope}`);
+  ctx.status = 400;
+  ctx.set('cache-control', 'no-store');
+  ctx.body = {
+    error: 'invalid_scope',
+    error_description: `AADSTS28000: Provided value for the input parameter scope is not valid because it contains more than one resource. Scope ${scope} is not valid.`,
+    error_codes: [28000],
+  };
+  return true;
+}
+
 function installTweaks(provider) {
   const polls = new Map(); // device_code -> { last: ms, interval: s }
 
@@ -453,6 +478,17 @@ function installTweaks(provider) {
       }
     }
 
+    // --entra-resource-scopes: Entra issues a token for one resource per request and refuses a
+    // token or device-code request whose scopes name two (AADSTS28000; "The scopes must all be
+    // from a single resource", Microsoft identity platform, OAuth 2.0 authorization code flow).
+    // The authorization request may name several: that is consent, not a token.
+    if (flags['entra-resource-scopes'] && ctx.method === 'POST' && ctx.path === '/device/auth'
+        && ctx.is('application/x-www-form-urlencoded')) {
+      const raw = await readBody(ctx.req);
+      ctx.req.body = raw;
+      if (refuseTwoResources(ctx, querystring.parse(raw).scope)) return;
+    }
+
     let deviceGrant = false;
     if (ctx.method === 'POST' && ctx.path === '/token' && ctx.is('application/x-www-form-urlencoded')) {
       // Read the body here; oidc-provider then uses the pre-read body.
@@ -463,6 +499,7 @@ function installTweaks(provider) {
       // (oidc-provider ignores a `claims` parameter on token requests; Entra reads it).
       tokenRequests.push({ grant_type: body.grant_type ?? null, claims: body.claims ?? null });
       if (tokenRequests.length > 100) tokenRequests.shift();
+      if (flags['entra-resource-scopes'] && refuseTwoResources(ctx, body.scope)) return;
       deviceGrant = body.grant_type === DEVICE_GRANT;
       if (deviceGrant && flags['device-interval'] > 0 && typeof body.device_code === 'string') {
         const nowMs = Date.now();
@@ -522,6 +559,7 @@ const server = http.createServer(async (req, res) => {
   }
 });
 
+log('oidc', `start-up: listen requested after ${Math.round(performance.now())} ms`);
 server.listen(flags.port, flags.host, () => {
   const issuer = baseUrlOf(server);
   log('oidc', `start-up: listening after ${Math.round(performance.now())} ms`);
