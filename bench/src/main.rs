@@ -342,6 +342,18 @@ struct Phase {
 /// A child daemon, stopped (SIGTERM) when dropped.
 struct ChildDaemon(Child);
 
+impl ChildDaemon {
+    /// This binary re-executed as `--daemon CONFIG`.
+    fn start(config: &std::path::Path) -> std::io::Result<ChildDaemon> {
+        let child = Command::new(std::env::current_exe()?)
+            .arg("--daemon")
+            .arg(config)
+            .stdin(Stdio::null())
+            .spawn()?;
+        Ok(ChildDaemon(child))
+    }
+}
+
 impl Drop for ChildDaemon {
     fn drop(&mut self) {
         let pid = nix::unistd::Pid::from_raw(self.0.id() as i32);
@@ -409,13 +421,7 @@ impl Phase {
         let before = Stats::get(counter);
         let refreshed_before = Stats::get(&fake.stats().refreshed);
         let started = Instant::now();
-        let child = ChildDaemon(
-            Command::new(std::env::current_exe()?)
-                .arg("--daemon")
-                .arg(&config)
-                .stdin(Stdio::null())
-                .spawn()?,
-        );
+        let child = ChildDaemon::start(&config)?;
         let pid = child.0.id();
         let startup = loop {
             if ctl::status(&socket, false).await.is_ok() {
@@ -542,13 +548,7 @@ async fn token_phase(fake: &FakeMicrosoft, args: &Args) -> Result<TokenLatency, 
         .collect();
     let url = format!("{}/v1.0", fake.url);
     seed::office365_links(&state, &state.join("secret.key"), &url, &seeds).await?;
-    let child = ChildDaemon(
-        Command::new(std::env::current_exe()?)
-            .arg("--daemon")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .spawn()?,
-    );
+    let child = ChildDaemon::start(&config)?;
     let started = Instant::now();
     while ctl::status(&socket, false).await.is_err() {
         if started.elapsed() > Duration::from_secs(120) {

@@ -506,17 +506,19 @@ async fn rotated_refresh_tokens_keep_a_link_alive_and_a_replayed_one_ends_the_gr
     assert_eq!(after.failure().state, LinkState::NeedsReauth);
 }
 
+/// Revokes every grant of `sub` at the OIDC peer.
+async fn revoke(peers: &Peers, sub: &str) {
+    let url = format!("{}/test/revoke?sub={sub}", peers.oidc.url);
+    let revoked = reqwest::Client::new().post(url).send().await.unwrap();
+    assert!(revoked.status().is_success());
+}
+
 #[tokio::test]
 async fn revoking_the_grant_needs_reauth() {
     let peers = peers(&[ENTRA]).await;
     let config = config(&peers, "");
     let tokens = browser_sign_in(&config, ALICE, false).await.unwrap();
-    let revoked = reqwest::Client::new()
-        .post(format!("{}/test/revoke?sub={ALICE}", peers.oidc.url))
-        .send()
-        .await
-        .unwrap();
-    assert!(revoked.status().is_success());
+    revoke(&peers, ALICE).await;
     let error =
         office365::refresh(&config, tokens.refresh_token.as_ref().unwrap()).await.unwrap_err();
     assert_eq!(error.failure().state, LinkState::NeedsReauth, "{error}");
@@ -570,12 +572,7 @@ async fn a_continuous_access_evaluation_challenge_is_answered_by_a_refresh_with_
     office365::check(&config, &fresh.access_token, ALICE).await.unwrap();
 
     // A revoked grant answers with a challenge too; refusing the refresh is what ends it.
-    let revoked = reqwest::Client::new()
-        .post(format!("{}/test/revoke?sub={ALICE}", peers.oidc.url))
-        .send()
-        .await
-        .unwrap();
-    assert!(revoked.status().is_success());
+    revoke(&peers, ALICE).await;
     let challenged = office365::check(&config, &fresh.access_token, ALICE).await.unwrap_err();
     let claims = challenged.claims_challenge().expect("a claims challenge").to_owned();
     let refused = office365::refresh_with_claims(
