@@ -190,9 +190,19 @@ async function findAccount(ctx, id) {
   };
 }
 
-const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+// The key comes out as a JWK from the generation itself. Generating a KeyObject and then calling
+// `privateKey.export({ format: 'jwk' })` deadlocks now and then on Node 20: the export holds the
+// key's mutex while it allocates the JWK's strings, a garbage collection then runs the finished
+// generation job's destructor, and that destructor takes the same mutex (seen with gdb: main
+// thread in ~KeyGenJob under Heap::CollectGarbage under NewStringFromOneByte; about 1 start in
+// 60 with 40 peers started at once, each stuck for good at 0 % CPU).
+const { privateKey: privateJwk } = generateKeyPairSync('rsa', {
+  modulusLength: 2048,
+  publicKeyEncoding: { format: 'jwk' },
+  privateKeyEncoding: { format: 'jwk' },
+});
+const signingJwk = { ...privateJwk, use: 'sig', alg: 'RS256', kid: 'test-rs256' };
 log('oidc', `start-up: signing key made after ${Math.round(performance.now())} ms`);
-const signingJwk = { ...privateKey.export({ format: 'jwk' }), use: 'sig', alg: 'RS256', kid: 'test-rs256' };
 
 const configuration = {
   adapter: MemoryAdapter,
