@@ -656,6 +656,37 @@ async fn a_mailbox_without_exchange_online_is_blocked_for_the_tenant_admin() {
 }
 
 #[tokio::test]
+async fn signing_in_with_an_account_without_a_mailbox_names_the_exchange_provider() {
+    // A hybrid organisation: alice's mailbox at contoso.test is on-premises, and she signed in
+    // with her cloud account, which has no mail attribute and no Exchange Online mailbox.
+    let peers = peers(&[ENTRA]).await;
+    let config = config(&peers, "");
+    let tokens = browser_sign_in(&config, ALICE, false).await.unwrap();
+    graph_mode(&peers, serde_json::json!({"mode": "no_mailbox"})).await;
+    let onprem = "alice@onprem.contoso.test";
+    let error = office365::check(&config, &tokens.access_token, onprem).await.unwrap_err();
+    assert!(matches!(error, Office365Error::NoMailboxSignedIn { .. }), "{error:?}");
+    let failure = error.failure();
+    assert_eq!(failure.state, LinkState::NeedsReauth, "{error}");
+    assert!(
+        failure.reason.contains(ALICE)
+            && failure.reason.contains(onprem)
+            && failure.reason.contains("--provider exchange"),
+        "{}",
+        failure.reason
+    );
+    let wire = error.wire_error();
+    assert_eq!(wire.kind, ErrorKind::AuthRejected);
+    let hint = wire.hint.unwrap_or_default();
+    assert!(hint.contains(&format!("mslinkctl connect {onprem} --provider exchange")), "{hint}");
+
+    // The same account linked under its own name reaches the mailbox paths, which say it has
+    // no Exchange Online mailbox.
+    let own = office365::check(&config, &tokens.access_token, ALICE).await.unwrap_err();
+    assert!(matches!(own, Office365Error::MailboxNotInExchangeOnline { .. }), "{own:?}");
+}
+
+#[tokio::test]
 async fn a_confidential_client_sends_its_secret_from_a_file() {
     let peers = peers(&["--confidential-client-secret", "s3cret-value", ENTRA]).await;
     let dir = tempfile::tempdir().unwrap();

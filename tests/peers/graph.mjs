@@ -57,7 +57,12 @@ const TENANT = guidFrom('tenant:contoso.test'); // fixed fake tenant id
 // network location) at the moment the mode is set: access tokens issued before it are refused
 // with a claims challenge whose nbf is the event's time; tokens issued since pass. The grant
 // itself stays valid, so a refresh carrying the claims gets a token that works.
-const MODES = ['ok', 'throttle', 'error500', 'error503', 'down', 'mailbox_not_enabled', 'cae_event'];
+// mailbox_not_enabled: the account has no Exchange Online mailbox (on-premises in a hybrid
+// organisation, whose `mail` attribute is synced from the on-premises directory): /me answers,
+// the mailbox paths answer MailboxNotEnabledForRESTAPI.
+// no_mailbox: the same, for an account with no `mail` attribute at all (a cloud-only or
+// unlicensed account): Graph's /me then has `"mail": null`.
+const MODES = ['ok', 'throttle', 'error500', 'error503', 'down', 'mailbox_not_enabled', 'no_mailbox', 'cae_event'];
 let mode = { mode: 'ok', retryAfter: '2', remaining: null };
 const mailboxes = new Map(); // lower-cased user -> { total, unread }
 const requestLog = []; // last 200 Graph requests
@@ -195,7 +200,7 @@ function userOf(sub, base) {
     displayName: name,
     givenName: given,
     jobTitle: null,
-    mail: sub,
+    mail: mode.mode === 'no_mailbox' ? null : sub,
     mobilePhone: null,
     officeLocation: null,
     preferredLanguage: 'en-US',
@@ -258,7 +263,7 @@ const ROUTES = new Map([
 // Returns true if the current test mode answered (or dropped) the request.
 function applyMode(req, res, ids, route) {
   if (mode.mode === 'ok') return false;
-  if (mode.mode === 'mailbox_not_enabled' && !route?.mailbox) return false;
+  if (['mailbox_not_enabled', 'no_mailbox'].includes(mode.mode) && !route?.mailbox) return false;
   const { mode: m, retryAfter } = mode;
   if (mode.remaining !== null) {
     mode.remaining -= 1;
@@ -290,6 +295,7 @@ function applyOnce(m, retryAfter, req, res, ids) {
       return send(res, 503, graphError('serviceNotAvailable', 'Service unavailable. Please try again later.', ids),
         { ...ids, headers: { 'retry-after': retryAfter } }), true;
     case 'mailbox_not_enabled':
+    case 'no_mailbox':
       return send(res, 404, { error: { code: 'MailboxNotEnabledForRESTAPI', message: 'The mailbox is either inactive, soft-deleted, or is hosted on-premise.' } }, ids), true;
     case 'down':
       // The service is unreachable: drop the connection without an answer.

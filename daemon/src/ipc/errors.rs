@@ -109,6 +109,13 @@ impl Office365Error {
                      (choose \"Use another account\")"
                 ))
             }
+            Office365Error::NoMailboxSignedIn { expected, .. } => {
+                WireError::new(ErrorKind::AuthRejected, message).with_hint(format!(
+                    "nothing was stored; run `mslinkctl connect {expected}` again and sign in as \
+                     {expected}, or for a mailbox on an on-premises Exchange server run \
+                     `mslinkctl connect {expected} --provider exchange`"
+                ))
+            }
             Office365Error::MailboxNotInExchangeOnline { email, .. } => {
                 WireError::new(ErrorKind::Failed, message).with_hint(format!(
                     "nothing was stored; for a mailbox on an on-premises Exchange server run \

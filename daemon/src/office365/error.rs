@@ -211,6 +211,15 @@ pub enum Office365Error {
     /// The signed-in mailbox is not the one being linked.
     #[error("signed in as {actual}, but the link is for {expected}")]
     WrongMailbox { expected: String, actual: String },
+    /// The signed-in account has no mailbox address (Graph's `/me` has no `mail`) and is not
+    /// the one being linked: the wrong account, or a hybrid organisation's on-premises mailbox
+    /// (whose owner signed in with an account that has no Exchange Online mailbox).
+    #[error(
+        "signed in as {actual}, an account without an Exchange Online mailbox, but the link is \
+         for {expected}; sign in as {expected}, or if its mailbox is on an on-premises Exchange \
+         server, link it with `--provider exchange`"
+    )]
+    NoMailboxSignedIn { expected: String, actual: String },
     /// Graph has no Exchange Online mailbox for the account (`MailboxNotEnabledForRESTAPI`):
     /// it is on an on-premises Exchange server (a hybrid organisation), or not licensed. The
     /// wrong provider was guessed or chosen when it is on-premises.
@@ -238,7 +247,8 @@ impl Office365Error {
             | Office365Error::Cancelled
             | Office365Error::BadRedirect(_)
             | Office365Error::TokenRejected { .. }
-            | Office365Error::WrongMailbox { .. } => Failure::reauth(reason),
+            | Office365Error::WrongMailbox { .. }
+            | Office365Error::NoMailboxSignedIn { .. } => Failure::reauth(reason),
             Office365Error::OAuth { status, body, retry_after, admin_consent, .. } => {
                 classify_oauth(*status, body, reason, admin_consent.as_deref())
                     .retry_after(*retry_after)

@@ -2,7 +2,7 @@
 //! the inbox (total and unread counts) and the calendar.
 //!
 //! ```text
-//!   GET /me ── mail/UPN != email ──▶ WrongMailbox
+//!   GET /me ── mail/UPN != email ──▶ WrongMailbox (NoMailboxSignedIn when /me has no mail)
 //!      │ ok
 //!   GET /me/mailFolders/inbox ──▶ counts;  MailboxNotEnabledForRESTAPI ──▶ MailboxNotInExchangeOnline
 //!                                           (on-premises or unlicensed: names `--provider exchange`)
@@ -72,11 +72,14 @@ pub async fn check(
         address.as_deref().is_some_and(|a| a.trim().eq_ignore_ascii_case(email.trim()))
     };
     if !matches(&me.mail) && !matches(&me.user_principal_name) {
-        let actual = me
-            .mail
-            .or(me.user_principal_name)
-            .unwrap_or_else(|| "an account without a mailbox address".into());
-        return Err(Office365Error::WrongMailbox { expected: email.to_owned(), actual });
+        let expected = email.to_owned();
+        return Err(match (me.mail, me.user_principal_name) {
+            (Some(actual), _) => Office365Error::WrongMailbox { expected, actual },
+            (None, upn) => Office365Error::NoMailboxSignedIn {
+                expected,
+                actual: upn.unwrap_or_else(|| "an unnamed account".into()),
+            },
+        });
     }
 
     // A user whose mailbox is on-premises (hybrid) or unlicensed has a `/me` but no Exchange
