@@ -70,6 +70,17 @@ impl Peer {
             .expect("curl");
         assert!(out.status.success(), "{path}: {}", String::from_utf8_lossy(&out.stderr));
     }
+
+    /// GETs a `/test/...` observation endpoint of this peer as JSON.
+    pub fn observe(&self, path: &str) -> serde_json::Value {
+        let out = Command::new("curl")
+            .args(["-sS", "-k", "--fail"])
+            .arg(format!("{}{path}", self.url))
+            .output()
+            .expect("curl");
+        assert!(out.status.success(), "{path}: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
 }
 
 impl Drop for Peer {

@@ -236,6 +236,40 @@ fn ctrl_c_during_sign_in_cancels_cleanly() {
 }
 
 #[test]
+fn a_continuous_access_evaluation_event_is_survived_by_a_background_round() {
+    let test = "a_continuous_access_evaluation_event_is_survived_by_a_background_round";
+    if !require_root(test) {
+        return;
+    }
+    ensure_accounts();
+    // Tokens live an hour: the round after the event has no refresh due, only a check.
+    let world = world(3600);
+    connect_with_browser(&world, ALICE, "alice@contoso.test", "alice@contoso.test", false)
+        .expect_code(0);
+    let requests = |world: &World| world.oidc.observe("/test/token-requests")["requests"].clone();
+    let before = requests(&world).as_array().unwrap().len();
+
+    // Entra re-evaluates a policy: Graph refuses the link's access token with a claims
+    // challenge. The round refreshes with those claims and checks again, and the link stays
+    // active; nobody has to sign in again.
+    std::thread::sleep(Duration::from_secs(1)); // the event's second must follow the token's
+    world.graph.control("/test/mode", r#"{"mode":"cae_event"}"#);
+    let check = world.daemon.ctl(ALICE, &["check", "alice@contoso.test"]);
+    check.expect_code(0);
+    let link = link_of(&world.daemon, ALICE);
+    assert_eq!(link["state"], "active", "{link}");
+    let requests = requests(&world);
+    let after = &requests.as_array().unwrap()[before..];
+    let refresh = after
+        .iter()
+        .find(|r| r["grant_type"] == "refresh_token")
+        .unwrap_or_else(|| panic!("no refresh after the challenge: {requests}"));
+    let claims: Value = serde_json::from_str(refresh["claims"].as_str().unwrap()).unwrap();
+    assert_eq!(claims["access_token"]["nbf"]["essential"], true, "{claims}");
+    assert_eq!(claims["access_token"]["xms_cc"]["values"][0], "cp1", "{claims}");
+}
+
+#[test]
 fn outages_degrade_links_which_recover_by_themselves() {
     if !require_root("outages_degrade_links_which_recover_by_themselves") {
         return;
