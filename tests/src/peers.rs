@@ -61,25 +61,25 @@ impl Peer {
 
     /// POSTs JSON to a `/test/...` control endpoint of this peer.
     pub fn control(&self, path: &str, json: &str) {
-        let out = Command::new("curl")
-            .args(["-sS", "-k", "--fail", "-X", "POST", "-H", "Content-Type: application/json"])
-            .arg("--data")
-            .arg(json)
-            .arg(format!("{}{path}", self.url))
-            .output()
-            .expect("curl");
-        assert!(out.status.success(), "{path}: {}", String::from_utf8_lossy(&out.stderr));
+        self.curl(path, &["-X", "POST", "-H", "Content-Type: application/json", "--data", json]);
     }
 
     /// GETs a `/test/...` observation endpoint of this peer as JSON.
     pub fn observe(&self, path: &str) -> serde_json::Value {
+        let body = self.curl(path, &[]);
+        serde_json::from_slice(&body).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    /// `curl ARGS URL/path`, failing the test on an HTTP error; the answer's body.
+    fn curl(&self, path: &str, args: &[&str]) -> Vec<u8> {
         let out = Command::new("curl")
             .args(["-sS", "-k", "--fail"])
+            .args(args)
             .arg(format!("{}{path}", self.url))
             .output()
             .expect("curl");
         assert!(out.status.success(), "{path}: {}", String::from_utf8_lossy(&out.stderr));
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{path}: {e}"))
+        out.stdout
     }
 }
 
