@@ -24,9 +24,7 @@ use axum::http::{StatusCode, header};
 use axum::response::Response;
 use mslinkd::config::{Config, Env};
 
-#[path = "../tests/support/dnsmasq.rs"]
-mod dnsmasq;
-use dnsmasq::Dnsmasq;
+use mslink_e2e::dnsmasq::Dnsmasq;
 
 /// Whether the user realm says Managed (decisive) or Unknown (not decisive).
 #[derive(Clone, Copy)]
@@ -105,7 +103,7 @@ async fn main() {
         .find(|a| !a.starts_with('-'))
         .and_then(|a| a.parse().ok())
         .unwrap_or(40);
-    let dns = Dnsmasq::start(&["--mx-host=bench.test,mx1.bench.test,10".to_owned()]).await;
+    let dns = Dnsmasq::start(&["--mx-host=bench.test,mx1.bench.test,10".to_owned()]);
     let nameserver = match &dns {
         Some(dns) => dns.addr.clone(),
         None => {

@@ -12,7 +12,6 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -24,16 +23,11 @@ use mslink_proto::{DetectReply, Evidence, Provider};
 use mslinkd::config::{Config, Env};
 use mslinkd::detect::{Detector, detect};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 use tokio::sync::Notify;
 
-#[path = "support/dnsmasq.rs"]
-mod dnsmasq;
-#[path = "../../tests/src/loopback.rs"]
-mod loopback;
-use dnsmasq::Dnsmasq;
-use loopback::fresh_ip;
+use mslink_e2e::dnsmasq::Dnsmasq;
+use mslink_e2e::ews::{self, Pki};
+use mslink_e2e::loopback::fresh_ip;
 
 /// Aborts a background task (a fake server) when the test drops it.
 struct Task(tokio::task::JoinHandle<()>);
@@ -283,106 +277,46 @@ async fn black_hole(port: u16) -> (Ipv4Addr, Task) {
 // ---------------------------------------------------------------------------------------------
 // The EWS fake (POX Autodiscover over real TLS)
 
-fn ews_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/ews")
-}
-
-/// `ews_server.py` on port 443 of a fresh loopback address, with a certificate for
-/// `autodiscover.DOMAIN` and `DOMAIN` from a throwaway CA.
+/// The EWS fake of `tests/peers/ews` on port 443 of a fresh loopback address, with a
+/// certificate for `autodiscover.DOMAIN` and `DOMAIN` from a throwaway CA.
 struct Ews {
-    _child: Child,
-    ip: Ipv4Addr,
-    pki: tempfile::TempDir,
-    control: reqwest::Client,
-    host: String,
-    /// The HTTPS port.
-    port: u16,
+    fake: ews::Ews,
+    pki: Pki,
 }
 
 impl Ews {
     async fn start(domain: &str, auth: &str) -> Ews {
-        Ews::start_on(domain, auth, &["--port", "443"]).await
+        Ews::start_on(domain, auth, 443, &[]).await
     }
 
-    /// `listen`: `--port N` and, for the HTTP-redirect method, `--http-port 80`.
-    async fn start_on(domain: &str, auth: &str, listen: &[&str]) -> Ews {
-        let pki = tempfile::tempdir().unwrap();
+    /// HTTPS on `port` (0: any), with `args` (`--http-port 80` for the HTTP-redirect method).
+    async fn start_on(domain: &str, auth: &str, port: u16, args: &[&str]) -> Ews {
         let host = format!("autodiscover.{domain}");
-        let status = std::process::Command::new("bash")
-            .arg(ews_dir().join("make_ca.sh"))
-            .arg(pki.path())
-            .args([host.as_str(), domain])
-            .stdout(Stdio::null())
-            .status()
-            .expect("make_ca.sh runs (needs bash and openssl)");
-        assert!(status.success(), "make_ca.sh failed");
-        let users = pki.path().join("users.json");
-        std::fs::write(
-            &users,
-            json!({ format!("alice@{domain}"): {
-                "username": "CORP\\alice", "upn": format!("alice@{domain}"),
-                "password": "Alice-Pass1", "inbox_total": 1, "inbox_unread": 0
-            }})
-            .to_string(),
-        )
-        .unwrap();
-        for _ in 0..20 {
-            let ip = fresh_ip(443);
-            let mut child = Command::new("python3")
-                .arg(ews_dir().join("ews_server.py"))
-                .args(["--host", &ip.to_string(), "--auth", auth])
-                .args(listen)
-                .arg("--cert")
-                .arg(pki.path().join("server.pem"))
-                .arg("--key")
-                .arg(pki.path().join("server.key"))
-                .arg("--users")
-                .arg(&users)
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .kill_on_drop(true)
-                .spawn()
-                .expect("python3 runs");
-            let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-            let Some(ready) = lines.next_line().await.unwrap() else {
-                // Could not bind (address taken): try the next address.
-                let _ = child.wait().await;
-                continue;
-            };
-            let port: u16 = ready
-                .split_whitespace()
-                .nth(1)
-                .and_then(|url| url.rsplit(':').next())
-                .and_then(|port| port.parse().ok())
-                .expect("READY https://IP:PORT");
-            let control = reqwest::Client::builder()
-                .tls_certs_merge(
-                    reqwest::Certificate::from_pem_bundle(
-                        &std::fs::read(pki.path().join("ca.pem")).unwrap(),
-                    )
-                    .unwrap(),
-                )
-                .resolve(&host, SocketAddr::new(ip.into(), port))
-                .build()
-                .unwrap();
-            return Ews { _child: child, ip, pki, control, host, port };
-        }
-        panic!("the EWS fake did not start (pip install -r tests/peers/ews/requirements.txt)");
+        let users = json!({ format!("alice@{domain}"): {
+            "username": "CORP\\alice", "upn": format!("alice@{domain}"),
+            "password": "Alice-Pass1", "inbox_total": 1, "inbox_unread": 0
+        }});
+        let pki = Pki::new(&[host.as_str(), domain], &users);
+        let fake = ews::Ews::start(&pki, port, &[&["--auth", auth], args].concat());
+        Ews { fake, pki }
+    }
+
+    fn ip(&self) -> Ipv4Addr {
+        self.fake.ip
     }
 
     fn ca(&self) -> PathBuf {
-        self.pki.path().join("ca.pem")
+        self.pki.ca()
     }
 
     /// The fake's request log (its `/test/` controls are never logged).
-    async fn log(&self) -> Vec<Value> {
-        let url = format!("https://{}:{}/test/log", self.host, self.port);
-        self.control.get(url).send().await.unwrap().json().await.unwrap()
+    fn log(&self) -> Vec<Value> {
+        self.fake.log()
     }
 
     /// Requests reached the fake's `endpoint`, and none carried a credential.
-    async fn assert_reached_without_credentials(&self, endpoint: &str) {
-        let log = self.log().await;
+    fn assert_reached_without_credentials(&self, endpoint: &str) {
+        let log = self.log();
         assert!(log.iter().any(|e| e["endpoint"] == endpoint), "{log:#?}");
         for entry in &log {
             assert_eq!(entry["credentials_sent"], json!(false), "{entry:#}");
@@ -481,9 +415,7 @@ fn assert_points(reply: &DetectReply, probe: &str, to: Option<Provider>, detail:
 async fn an_office365_domain_with_a_managed_realm_and_mx_to_exchange_online() {
     let Some(dns) = Dnsmasq::start(&[
         "--mx-host=contoso.test,contoso-test.mail.protection.outlook.com,0".into(),
-    ])
-    .await
-    else {
+    ]) else {
         return;
     };
     let ms = Microsoft::start(Realm::Managed, Tenant::Found, V2::ExchangeOnline, None).await;
@@ -552,8 +484,7 @@ async fn an_office365_domain_with_a_managed_realm_and_mx_to_exchange_online() {
 #[tokio::test]
 async fn a_federated_office365_domain() {
     // MX to the company's own gateway: the realm and the tenant decide.
-    let Some(dns) = Dnsmasq::start(&["--mx-host=fabrikam.test,mx1.fabrikam.test,10".into()]).await
-    else {
+    let Some(dns) = Dnsmasq::start(&["--mx-host=fabrikam.test,mx1.fabrikam.test,10".into()]) else {
         return;
     };
     let ms = Microsoft::start(Realm::Federated, Tenant::Found, V2::ExchangeOnline, None).await;
@@ -583,9 +514,7 @@ async fn an_exchange_domain_found_only_through_srv() {
     let Some(dns) = Dnsmasq::start(&[
         "--mx-host=tailspin.test,mail.tailspin.test,10".into(),
         "--srv-host=_autodiscover._tcp.tailspin.test,mail.tailspin.test,443,0,0".into(),
-    ])
-    .await
-    else {
+    ]) else {
         return;
     };
     let ms = Microsoft::start(Realm::Unknown, Tenant::Missing, V2::NotHere, None).await;
@@ -608,11 +537,11 @@ async fn an_exchange_domain_found_only_through_srv() {
 
 #[tokio::test]
 async fn an_exchange_domain_found_only_at_autodiscover_host() {
-    let dns = Dnsmasq::start(&[]).await.unwrap();
+    let dns = Dnsmasq::start(&[]).unwrap();
     let ews = Ews::start("northwind.test", "ntlm").await;
     let ms = Microsoft::start(Realm::Unknown, Tenant::Missing, V2::NotHere, None).await;
     let mut resolve = nobody_at("northwind.test", &["autodiscover.northwind.test"]);
-    resolve.push(("autodiscover.northwind.test".into(), ews.ip));
+    resolve.push(("autodiscover.northwind.test".into(), ews.ip()));
     let config = config(&ms, &dns, "5s", Some(&ews.ca()), &resolve);
 
     let found = detect(config, "alice@northwind.test").await;
@@ -628,18 +557,18 @@ async fn an_exchange_domain_found_only_at_autodiscover_host() {
     assert_points_or_cut_off(&found, "mx", None, "no MX records");
     assert_points_or_cut_off(&found, "srv", None, "no SRV record");
     // Detection is anonymous: the fake saw the POX request without any credential.
-    ews.assert_reached_without_credentials("autodiscover").await;
+    ews.assert_reached_without_credentials("autodiscover");
     ms.assert_no_credentials();
 }
 
 #[tokio::test]
 async fn an_exchange_domain_found_only_through_the_http_redirect() {
-    let dns = Dnsmasq::start(&[]).await.unwrap();
+    let dns = Dnsmasq::start(&[]).unwrap();
     // HTTPS on a high port, the plain-HTTP redirect on port 80: nothing answers on 443.
-    let ews = Ews::start_on("adatum.test", "ntlm", &["--port", "0", "--http-port", "80"]).await;
+    let ews = Ews::start_on("adatum.test", "ntlm", 0, &["--http-port", "80"]).await;
     let ms = Microsoft::start(Realm::Unknown, Tenant::Missing, V2::NotHere, None).await;
     let mut resolve = nobody_at("adatum.test", &["autodiscover.adatum.test"]);
-    resolve.push(("autodiscover.adatum.test".into(), ews.ip));
+    resolve.push(("autodiscover.adatum.test".into(), ews.ip()));
     let config = config(&ms, &dns, "5s", Some(&ews.ca()), &resolve);
 
     let found = detect(config, "ivan@adatum.test").await;
@@ -651,12 +580,12 @@ async fn an_exchange_domain_found_only_through_the_http_redirect() {
         "http://autodiscover.adatum.test/autodiscover/autodiscover.xml redirects to https://",
     );
     assert_points(&found, "autodiscover_host", None, "https://autodiscover.adatum.test/");
-    ews.assert_reached_without_credentials("autodiscover-redirect").await;
+    ews.assert_reached_without_credentials("autodiscover-redirect");
 }
 
 #[tokio::test]
 async fn an_unknown_domain_where_nothing_answers() {
-    let dns = Dnsmasq::start(&[]).await.unwrap();
+    let dns = Dnsmasq::start(&[]).unwrap();
     let ms = Microsoft::start(Realm::Unknown, Tenant::Missing, V2::NotHere, None).await;
     let config = config(&ms, &dns, "5s", None, &nobody_at("nowhere.test", &[]));
 
@@ -674,7 +603,7 @@ async fn an_unknown_domain_where_nothing_answers() {
 
 #[tokio::test]
 async fn a_managed_realm_and_an_ntlm_autodiscover_conflict() {
-    let dns = Dnsmasq::start(&[]).await.unwrap();
+    let dns = Dnsmasq::start(&[]).unwrap();
     let ews = Ews::start("woodgrove.test", "negotiate,ntlm").await;
     // The realm answers once the POX request has reached the fake, so both answers land in the
     // same settle window however loaded the machine is.
@@ -682,12 +611,12 @@ async fn a_managed_realm_and_an_ntlm_autodiscover_conflict() {
     let ms =
         Microsoft::start(Realm::Managed, Tenant::Missing, V2::NotHere, Some(gate.clone())).await;
     let mut resolve = nobody_at("woodgrove.test", &["autodiscover.woodgrove.test"]);
-    resolve.push(("autodiscover.woodgrove.test".into(), ews.ip));
+    resolve.push(("autodiscover.woodgrove.test".into(), ews.ip()));
     let config = config(&ms, &dns, "5s", Some(&ews.ca()), &resolve);
 
     let detection = tokio::spawn(async move { detect(config, "frank@woodgrove.test").await });
     let deadline = Instant::now() + Duration::from_secs(5);
-    while !ews.log().await.iter().any(|e| e["endpoint"] == "autodiscover") {
+    while !ews.log().iter().any(|e| e["endpoint"] == "autodiscover") {
         assert!(Instant::now() < deadline, "the POX request never reached the fake");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -697,13 +626,13 @@ async fn a_managed_realm_and_an_ntlm_autodiscover_conflict() {
     assert_eq!(found.provider, None, "conflicting evidence settles nothing");
     assert_points(&found, "user_realm", Some(Provider::Office365), "Managed");
     assert_points(&found, "autodiscover_host", Some(Provider::Exchange), "Negotiate, NTLM");
-    ews.assert_reached_without_credentials("autodiscover").await;
+    ews.assert_reached_without_credentials("autodiscover");
     ms.assert_no_credentials();
 }
 
 #[tokio::test]
 async fn a_hanging_probe_that_cannot_change_the_answer_is_not_waited_for() {
-    let dns = Dnsmasq::start(&[]).await.unwrap();
+    let dns = Dnsmasq::start(&[]).unwrap();
     // Autodiscover v2 places the mailbox in Exchange Online; the plain-HTTP redirect method
     // (medium evidence at most) accepts and never answers.
     let ms = Microsoft::start(Realm::Managed, Tenant::Found, V2::ExchangeOnline, None).await;
@@ -728,7 +657,7 @@ async fn a_hanging_probe_that_cannot_change_the_answer_is_not_waited_for() {
 
 #[tokio::test]
 async fn a_hanging_probe_that_could_outweigh_the_realm_is_waited_for_until_the_deadline() {
-    let dns = Dnsmasq::start(&[]).await.unwrap();
+    let dns = Dnsmasq::start(&[]).unwrap();
     // Autodiscover v2, which could place the mailbox on-premises, accepts and never answers:
     // the realm decides, but only at the deadline.
     let ms = Microsoft::start(Realm::Managed, Tenant::Found, V2::Hang, None).await;
@@ -753,7 +682,7 @@ async fn a_hanging_probe_that_could_outweigh_the_realm_is_waited_for_until_the_d
 
 #[tokio::test]
 async fn a_hanging_probe_without_a_decisive_answer_ends_at_the_deadline() {
-    let dns = Dnsmasq::start(&[]).await.unwrap();
+    let dns = Dnsmasq::start(&[]).unwrap();
     let ms = Microsoft::start(Realm::Unknown, Tenant::Missing, V2::Hang, None).await;
     let (hole, _hole) = black_hole(443).await;
     let mut resolve = nobody_at("litware.test", &["autodiscover.litware.test"]);
@@ -808,12 +737,13 @@ async fn slow_relay(to: SocketAddr, hold: Duration) -> (Ipv4Addr, Task) {
 
 #[tokio::test]
 async fn a_hybrid_domain_reads_the_same_whichever_strong_answer_comes_first() {
-    let dns = Dnsmasq::start(&[]).await.unwrap();
+    let dns = Dnsmasq::start(&[]).unwrap();
     let ews = Ews::start("woodgrove.test", "negotiate,ntlm").await;
     // The realm answers at once; the on-premises server's NTLM challenge comes a second later,
     // well after the first decisive answer (the order that used to read as office365).
     let (relay, _relay) =
-        slow_relay(SocketAddr::new(ews.ip.into(), ews.port), Duration::from_secs(1)).await;
+        slow_relay(SocketAddr::new(ews.ip().into(), ews.fake.https_port), Duration::from_secs(1))
+            .await;
     let ms = Microsoft::start(Realm::Managed, Tenant::Missing, V2::NotHere, None).await;
     let mut resolve = nobody_at("woodgrove.test", &["autodiscover.woodgrove.test"]);
     resolve.push(("autodiscover.woodgrove.test".into(), relay));
@@ -824,7 +754,7 @@ async fn a_hybrid_domain_reads_the_same_whichever_strong_answer_comes_first() {
     assert_eq!(found.provider, None, "{found:#?}");
     assert_points(&found, "user_realm", Some(Provider::Office365), "Managed");
     assert_points(&found, "autodiscover_host", Some(Provider::Exchange), "Negotiate, NTLM");
-    ews.assert_reached_without_credentials("autodiscover").await;
+    ews.assert_reached_without_credentials("autodiscover");
 }
 
 #[tokio::test]
@@ -832,7 +762,6 @@ async fn two_mailboxes_of_one_hybrid_domain_live_in_different_places() {
     let dns = Dnsmasq::start(&[
         "--mx-host=woodgrove.test,woodgrove-test.mail.protection.outlook.com,0".into(),
     ])
-    .await
     .unwrap();
     let ews = Ews::start("woodgrove.test", "negotiate,ntlm").await;
     let ms = Microsoft::start(
@@ -843,7 +772,7 @@ async fn two_mailboxes_of_one_hybrid_domain_live_in_different_places() {
     )
     .await;
     let mut resolve = nobody_at("woodgrove.test", &["autodiscover.woodgrove.test"]);
-    resolve.push(("autodiscover.woodgrove.test".into(), ews.ip));
+    resolve.push(("autodiscover.woodgrove.test".into(), ews.ip()));
     let config = config(&ms, &dns, "5s", Some(&ews.ca()), &resolve);
     let detector = Detector::default();
 
@@ -880,7 +809,7 @@ async fn two_mailboxes_of_one_hybrid_domain_live_in_different_places() {
 
 #[tokio::test]
 async fn autodiscover_v2_redirects_are_followed_and_bounded() {
-    let dns = Dnsmasq::start(&[]).await.unwrap();
+    let dns = Dnsmasq::start(&[]).unwrap();
     // Exchange Online redirects an address it does not know to itself, again and again.
     let ms = Microsoft::start(Realm::Unknown, Tenant::Missing, V2::NotHere, None).await;
     let config = config(&ms, &dns, "5s", None, &nobody_at("nowhere.test", &[]));
@@ -906,14 +835,12 @@ async fn microsofts_own_autodiscover_redirects_are_office365_evidence() {
     let dns = Dnsmasq::start(&[
         "--srv-host=_autodiscover._tcp.tailwind.test,autodiscover-s.outlook.com,443,0,0".into(),
     ])
-    .await
     .unwrap();
     let ews = Ews::start_on(
         "tailwind.test",
         "ntlm",
+        0,
         &[
-            "--port",
-            "0",
             "--http-port",
             "80",
             "--http-redirect-location",
@@ -923,7 +850,7 @@ async fn microsofts_own_autodiscover_redirects_are_office365_evidence() {
     .await;
     let ms = Microsoft::start(Realm::Unknown, Tenant::Missing, V2::NotHere, None).await;
     let mut resolve = nobody_at("tailwind.test", &["autodiscover.tailwind.test"]);
-    resolve.push(("autodiscover.tailwind.test".into(), ews.ip));
+    resolve.push(("autodiscover.tailwind.test".into(), ews.ip()));
     let config = config(&ms, &dns, "5s", Some(&ews.ca()), &resolve);
 
     let found = detect(config, "judy@tailwind.test").await;
@@ -941,7 +868,7 @@ async fn microsofts_own_autodiscover_redirects_are_office365_evidence() {
         Some(Provider::Office365),
         "Exchange Online autodiscover-s.outlook.com:443",
     );
-    ews.assert_reached_without_credentials("autodiscover-redirect").await;
+    ews.assert_reached_without_credentials("autodiscover-redirect");
 }
 
 #[tokio::test]
@@ -954,7 +881,7 @@ async fn each_clouds_hosts_are_recognised() {
         ("china", "partner.outlook.cn", "contoso-test.mail.protection.partner.outlook.cn"),
     ];
     for (cloud, ews, mx) in clouds {
-        let dns = Dnsmasq::start(&[format!("--mx-host=contoso.test,{mx},0")]).await.unwrap();
+        let dns = Dnsmasq::start(&[format!("--mx-host=contoso.test,{mx},0")]).unwrap();
         // Autodiscover v2 at the cloud's Exchange Online decides; without it, the MX does.
         for v2 in [V2::Cloud(ews), V2::NotHere] {
             let ms = Microsoft::start(Realm::Unknown, Tenant::Missing, v2, None).await;

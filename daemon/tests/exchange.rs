@@ -9,8 +9,7 @@
 #![allow(clippy::unwrap_used)]
 
 use std::net::Ipv4Addr;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::Path;
 use std::time::Duration;
 
 use mslink_proto::{
@@ -24,16 +23,12 @@ use mslinkd::exchange::{self, ExchangeError, Login};
 use mslinkd::health::Actor;
 use mslinkd::interaction::Interaction;
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
-use tokio::process::{Child, Command};
 
-#[path = "support/dnsmasq.rs"]
-mod dnsmasq;
-#[path = "../../tests/src/loopback.rs"]
-mod loopback;
-use dnsmasq::Dnsmasq;
-use loopback::fresh_ip;
+use mslink_e2e::dnsmasq::Dnsmasq;
+use mslink_e2e::ews::{Ews, Pki};
+use mslink_e2e::loopback::fresh_ip;
 
 const NAMES: [&str; 6] = [
     "mail.contoso.test",
@@ -44,126 +39,22 @@ const NAMES: [&str; 6] = [
     "fabrikam.test",
 ];
 
-fn peer_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/peers/ews")
-}
-
-/// The throwaway CA and server certificate for one test.
-struct Pki {
-    dir: tempfile::TempDir,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        let dir = tempfile::tempdir().unwrap();
-        let status = std::process::Command::new("bash")
-            .arg(peer_dir().join("make_ca.sh"))
-            .arg(dir.path())
-            .args(NAMES)
-            .stdout(Stdio::null())
-            .status()
-            .expect("make_ca.sh runs (needs bash and openssl)");
-        assert!(status.success(), "make_ca.sh failed");
-        std::fs::write(
-            dir.path().join("users.json"),
-            json!({
-                "alice@contoso.test": {
-                    "username": "CONTOSO\\alice", "upn": "alice@contoso.test",
-                    "password": "Alice-Pass1", "inbox_total": 12, "inbox_unread": 3,
-                    "calendar_total": 5
-                },
-                "bob@contoso.test": {
-                    "username": "CONTOSO\\bob", "upn": "bob@corp.contoso.test",
-                    "password": "Bob:pass2 with colon", "inbox_total": 0, "inbox_unread": 0
-                }
-            })
-            .to_string(),
-        )
-        .unwrap();
-        Pki { dir }
-    }
-
-    fn ca(&self) -> PathBuf {
-        self.dir.path().join("ca.pem")
-    }
-}
-
-/// A running `ews_server.py`, killed on drop.
-struct Fake {
-    _child: Child,
-    ip: Ipv4Addr,
-    https_port: u16,
-    control: reqwest::Client,
-}
-
-impl Fake {
-    /// Starts the fake on a fresh loopback address; `https_port`/`http_port` 0 = any.
-    async fn start(pki: &Pki, https_port: u16, http_port: Option<u16>, extra: &[&str]) -> Fake {
-        for _ in 0..20 {
-            let ip = fresh_ip(443);
-            let mut command = Command::new("python3");
-            command
-                .arg(peer_dir().join("ews_server.py"))
-                .args(["--host", &ip.to_string(), "--port", &https_port.to_string()])
-                .arg("--cert")
-                .arg(pki.dir.path().join("server.pem"))
-                .arg("--key")
-                .arg(pki.dir.path().join("server.key"))
-                .arg("--users")
-                .arg(pki.dir.path().join("users.json"))
-                .args(extra)
-                .stdout(Stdio::piped())
-                .stderr(Stdio::from(
-                    std::fs::OpenOptions::new()
-                        .create(true)
-                        .append(true)
-                        .open(pki.dir.path().join("server.log"))
-                        .unwrap(),
-                ))
-                .kill_on_drop(true);
-            if let Some(port) = http_port {
-                command.args(["--http-port", &port.to_string()]);
+/// The throwaway CA (a certificate for every one of [`NAMES`]) and the fake's users.
+fn pki() -> Pki {
+    Pki::new(
+        &NAMES,
+        &json!({
+            "alice@contoso.test": {
+                "username": "CONTOSO\\alice", "upn": "alice@contoso.test",
+                "password": "Alice-Pass1", "inbox_total": 12, "inbox_unread": 3,
+                "calendar_total": 5
+            },
+            "bob@contoso.test": {
+                "username": "CONTOSO\\bob", "upn": "bob@corp.contoso.test",
+                "password": "Bob:pass2 with colon", "inbox_total": 0, "inbox_unread": 0
             }
-            let mut child = command.spawn().expect("python3 runs");
-            let stdout = child.stdout.take().unwrap();
-            let mut lines = BufReader::new(stdout).lines();
-            let Some(line) = lines.next_line().await.unwrap() else {
-                // Could not bind (address taken): try the next address.
-                let _ = child.wait().await;
-                continue;
-            };
-            let https = line.split_whitespace().nth(1).expect("READY https://IP:PORT");
-            let https_port = https.rsplit(':').next().unwrap().parse().unwrap();
-            let control = reqwest::Client::builder()
-                .tls_certs_merge(
-                    reqwest::Certificate::from_pem_bundle(&std::fs::read(pki.ca()).unwrap())
-                        .unwrap(),
-                )
-                .resolve("mail.contoso.test", (ip, 0).into())
-                .build()
-                .unwrap();
-            return Fake { _child: child, ip, https_port, control };
-        }
-        let log = std::fs::read_to_string(pki.dir.path().join("server.log")).unwrap_or_default();
-        panic!("the fake EWS server did not start:\n{log}");
-    }
-
-    fn control_url(&self, path: &str) -> String {
-        format!("https://mail.contoso.test:{}{path}", self.https_port)
-    }
-
-    async fn post(&self, path: &str, body: Value) {
-        let response = self.control.post(self.control_url(path)).json(&body).send().await.unwrap();
-        assert!(response.status().is_success(), "{path}: {}", response.status());
-    }
-
-    async fn get(&self, path: &str) -> Vec<Value> {
-        self.control.get(self.control_url(path)).send().await.unwrap().json().await.unwrap()
-    }
-
-    async fn log(&self) -> Vec<Value> {
-        self.get("/test/log").await
-    }
+        }),
+    )
 }
 
 /// Config text: `auth`, the CA (or none), name → address overrides, nameservers.
@@ -271,8 +162,8 @@ fn assert_credentials_only_over_https(log: &[Value]) {
 
 #[tokio::test]
 async fn links_through_autodiscover_with_ntlm_only() {
-    let pki = Pki::new();
-    let fake = Fake::start(&pki, 443, None, &["--auth", "ntlm"]).await;
+    let pki = pki();
+    let fake = Ews::start(&pki, 443, &["--auth", "ntlm"]);
     // https://contoso.test refuses connections: Autodiscover must fall through to
     // https://autodiscover.contoso.test.
     let nobody = fresh_ip(443);
@@ -296,7 +187,7 @@ async fn links_through_autodiscover_with_ntlm_only() {
     assert!(report.server_version.as_deref().unwrap().starts_with("15.2."), "{report:?}");
     assert_eq!(endpoint.server_version, report.server_version);
 
-    let log = fake.log().await;
+    let log = fake.log();
     assert_credentials_only_over_https(&log);
     let ews: Vec<&Value> = log
         .iter()
@@ -316,8 +207,8 @@ async fn links_through_autodiscover_with_ntlm_only() {
 
 #[tokio::test]
 async fn links_through_server_with_basic_only() {
-    let pki = Pki::new();
-    let fake = Fake::start(&pki, 0, None, &["--auth", "basic"]).await;
+    let pki = pki();
+    let fake = Ews::start(&pki, 0, &["--auth", "basic"]);
     let config =
         config(&["ntlm", "basic"], Some(&pki.ca()), &[("mail.contoso.test", fake.ip)], &[]);
     let server = format!("mail.contoso.test:{}", fake.https_port);
@@ -337,16 +228,16 @@ async fn links_through_server_with_basic_only() {
         format!("https://mail.contoso.test:{}/EWS/Exchange.asmx", fake.https_port)
     );
     assert_eq!(report.inbox_total, Some(0));
-    let log = fake.log().await;
+    let log = fake.log();
     assert!(log.iter().all(|e| e["endpoint"] != "autodiscover"), "--server skips Autodiscover");
     assert!(log.iter().any(|e| e["auth_via"] == "Basic" && e["status"] == 200), "{log:#?}");
 
     // A background check sends the password only once the server has asked for it.
-    fake.post("/test/log/clear", json!({})).await;
+    fake.control("/test/log/clear", &json!({}));
     let report =
         exchange::check(&config, &endpoint, &Sensitive::new("Bob:pass2 with colon")).await.unwrap();
     assert_eq!(report.inbox_total, Some(0));
-    let log = fake.log().await;
+    let log = fake.log();
     let sent: Vec<(&Value, &Value)> =
         log.iter().map(|e| (&e["credentials_sent"], &e["status"])).collect();
     assert_eq!(sent, [(&json!(false), &json!(401)), (&json!(true), &json!(200))], "{log:#?}");
@@ -354,16 +245,11 @@ async fn links_through_server_with_basic_only() {
 
 #[tokio::test]
 async fn each_host_is_answered_with_a_scheme_from_its_own_challenge() {
-    let pki = Pki::new();
+    let pki = pki();
     // Autodiscover offers Basic and NTLM; EWS (another host name) takes NTLM only, as IIS
     // allows per virtual directory.
-    let fake = Fake::start(
-        &pki,
-        443,
-        None,
-        &["--auth", "basic,ntlm", "--path-auth", "/EWS/Exchange.asmx=ntlm"],
-    )
-    .await;
+    let fake =
+        Ews::start(&pki, 443, &["--auth", "basic,ntlm", "--path-auth", "/EWS/Exchange.asmx=ntlm"]);
     let nobody = fresh_ip(443);
     let config = config(
         &["basic", "ntlm"],
@@ -376,7 +262,7 @@ async fn each_host_is_answered_with_a_scheme_from_its_own_challenge() {
         &[],
     );
     let result = link(&config, "alice@contoso.test", None, &alice_password(), None).await;
-    let log = fake.log().await;
+    let log = fake.log();
     let (endpoint, report) = result.unwrap_or_else(|e| panic!("{e}: {log:#?}"));
     assert_eq!(endpoint.ews_url, "https://mail.contoso.test/EWS/Exchange.asmx");
     assert_eq!(endpoint.auth, ExchangeAuth::Ntlm);
@@ -409,8 +295,8 @@ async fn each_host_is_answered_with_a_scheme_from_its_own_challenge() {
 
 #[tokio::test]
 async fn the_auth_order_comes_from_the_config() {
-    let pki = Pki::new();
-    let fake = Fake::start(&pki, 0, None, &["--auth", "negotiate,ntlm,basic"]).await;
+    let pki = pki();
+    let fake = Ews::start(&pki, 0, &["--auth", "negotiate,ntlm,basic"]);
     let server = format!("https://mail.contoso.test:{}/EWS/Exchange.asmx", fake.https_port);
     let resolve = [("mail.contoso.test", fake.ip)];
 
@@ -434,7 +320,7 @@ async fn the_auth_order_comes_from_the_config() {
     assert_eq!(endpoint.auth, ExchangeAuth::Ntlm);
 
     // A server offering only what the config forbids is refused before any credential is sent.
-    let ntlm_only = Fake::start(&pki, 0, None, &["--auth", "ntlm"]).await;
+    let ntlm_only = Ews::start(&pki, 0, &["--auth", "ntlm"]);
     let basic_only =
         config(&["basic"], Some(&pki.ca()), &[("mail.contoso.test", ntlm_only.ip)], &[]);
     let server = format!("mail.contoso.test:{}", ntlm_only.https_port);
@@ -443,14 +329,13 @@ async fn the_auth_order_comes_from_the_config() {
         .unwrap_err();
     assert!(matches!(error, ExchangeError::NoSuitableAuth { .. }), "{error}");
     assert_eq!(error.failure().actor, Actor::Operator);
-    assert!(ntlm_only.log().await.iter().all(|e| e["credentials_sent"] == json!(false)));
+    assert!(ntlm_only.log().iter().all(|e| e["credentials_sent"] == json!(false)));
 }
 
 #[tokio::test]
 async fn ntlm_is_wrapped_in_negotiate_when_that_is_all_the_server_offers() {
-    let pki = Pki::new();
-    let fake =
-        Fake::start(&pki, 0, None, &["--auth", "negotiate", "--channel-binding", "require"]).await;
+    let pki = pki();
+    let fake = Ews::start(&pki, 0, &["--auth", "negotiate", "--channel-binding", "require"]);
     let config =
         config(&["ntlm", "basic"], Some(&pki.ca()), &[("mail.contoso.test", fake.ip)], &[]);
     let server = format!("mail.contoso.test:{}", fake.https_port);
@@ -462,22 +347,21 @@ async fn ntlm_is_wrapped_in_negotiate_when_that_is_all_the_server_offers() {
         Some(&server),
     )
     .await;
-    let log = fake.log().await;
+    let log = fake.log();
     let (endpoint, _) = result.unwrap_or_else(|e| panic!("{e}: {log:#?}"));
     assert_eq!(endpoint.auth, ExchangeAuth::Ntlm);
     let report = exchange::check(&config, &endpoint, &alice_password()).await.unwrap();
     assert_eq!(report.inbox_unread, Some(3));
-    let log = fake.log().await;
+    let log = fake.log();
     assert!(log.iter().any(|e| e["auth_via"] == "Negotiate" && e["status"] == 200), "{log:#?}");
 }
 
 #[tokio::test]
 async fn follows_a_redirect_addr_chain_and_stops_a_loop() {
-    let pki = Pki::new();
-    let fake = Fake::start(
+    let pki = pki();
+    let fake = Ews::start(
         &pki,
         443,
-        None,
         &[
             "--redirect-addr",
             "alice@fabrikam.test=alias@contoso.test",
@@ -488,8 +372,7 @@ async fn follows_a_redirect_addr_chain_and_stops_a_loop() {
             "--redirect-addr",
             "pong@contoso.test=ping@contoso.test",
         ],
-    )
-    .await;
+    );
     let resolve: Vec<(&str, Ipv4Addr)> = NAMES.iter().map(|name| (*name, fake.ip)).collect();
     let config = config(&["ntlm", "basic"], Some(&pki.ca()), &resolve, &[]);
     let (endpoint, report) =
@@ -500,7 +383,6 @@ async fn follows_a_redirect_addr_chain_and_stops_a_loop() {
     assert_eq!(report.inbox_total, Some(12));
     let asked: Vec<Value> = fake
         .log()
-        .await
         .into_iter()
         .filter(|e| e["endpoint"] == "autodiscover" && e["status"] == 200)
         .map(|e| e["autodiscover_email"].clone())
@@ -518,8 +400,8 @@ async fn follows_a_redirect_addr_chain_and_stops_a_loop() {
 
 #[tokio::test]
 async fn a_delegate_links_the_named_mailbox_and_not_its_own() {
-    let pki = Pki::new();
-    let fake = Fake::start(&pki, 0, None, &[]).await;
+    let pki = pki();
+    let fake = Ews::start(&pki, 0, &[]);
     let config =
         config(&["ntlm", "basic"], Some(&pki.ca()), &[("mail.contoso.test", fake.ip)], &[]);
     let server = format!("mail.contoso.test:{}", fake.https_port);
@@ -553,18 +435,17 @@ async fn a_delegate_links_the_named_mailbox_and_not_its_own() {
     assert!(failure.reason.contains("ErrorNonExistentMailbox"), "{}", failure.reason);
 
     // alice makes bob her delegate: the link reads alice's inbox (12, 3 unread), not bob's (0).
-    fake.post(
+    fake.control(
         "/test/delegates",
-        json!({"mailbox": "alice@contoso.test", "delegate": "bob@contoso.test",
+        &json!({"mailbox": "alice@contoso.test", "delegate": "bob@contoso.test",
                "folders": ["inbox", "calendar"]}),
-    )
-    .await;
+    );
     let (endpoint, report) = as_bob("alice@contoso.test").await.unwrap();
     assert_eq!((report.inbox_total, report.inbox_unread), (Some(12), Some(3)));
     assert!(report.calendar_ok);
     assert_eq!(endpoint.username, "CONTOSO\\bob");
     assert_eq!(endpoint.mailbox.as_deref(), Some("alice@contoso.test"));
-    let log = fake.log().await;
+    let log = fake.log();
     let read = log
         .iter()
         .rfind(|e| e["endpoint"] == "ews" && e["status"] == 200)
@@ -575,11 +456,10 @@ async fn a_delegate_links_the_named_mailbox_and_not_its_own() {
     // Background checks read the same mailbox, until alice takes the access back.
     let report = exchange::check(&config, &endpoint, &bob).await.unwrap();
     assert_eq!(report.inbox_total, Some(12));
-    fake.post(
+    fake.control(
         "/test/delegates",
-        json!({"mailbox": "alice@contoso.test", "delegate": "bob@contoso.test", "folders": []}),
-    )
-    .await;
+        &json!({"mailbox": "alice@contoso.test", "delegate": "bob@contoso.test", "folders": []}),
+    );
     let error = exchange::check(&config, &endpoint, &bob).await.unwrap_err();
     assert!(matches!(error, ExchangeError::MailboxAccessDenied { .. }), "{error}");
     assert_eq!(error.failure().state, LinkState::Blocked);
@@ -587,13 +467,13 @@ async fn a_delegate_links_the_named_mailbox_and_not_its_own() {
 
 #[tokio::test]
 async fn an_exchange_2010_server_is_asked_in_a_schema_it_knows_and_checks_remember_it() {
-    let pki = Pki::new();
-    let fake = Fake::start(&pki, 0, None, &["--product", "exchange2010"]).await;
+    let pki = pki();
+    let fake = Ews::start(&pki, 0, &["--product", "exchange2010"]);
     let config =
         config(&["ntlm", "basic"], Some(&pki.ca()), &[("mail.contoso.test", fake.ip)], &[]);
     let server = format!("mail.contoso.test:{}", fake.https_port);
     let result = link(&config, "alice@contoso.test", None, &alice_password(), Some(&server)).await;
-    let log = fake.log().await;
+    let log = fake.log();
     let (endpoint, report) = result.unwrap_or_else(|e| panic!("{e}: {log:#?}"));
     assert_eq!(report.inbox_total, Some(12));
     assert!(report.server_version.as_deref().unwrap().starts_with("14.0."), "{report:?}");
@@ -612,9 +492,9 @@ async fn an_exchange_2010_server_is_asked_in_a_schema_it_knows_and_checks_rememb
     );
 
     // The background check asks in the remembered schema straight away.
-    fake.post("/test/log/clear", json!({})).await;
+    fake.control("/test/log/clear", &json!({}));
     exchange::check(&config, &endpoint, &alice_password()).await.unwrap();
-    let log = fake.log().await;
+    let log = fake.log();
     let asked: Vec<&Value> = log
         .iter()
         .filter(|e| !e["request_server_version"].is_null())
@@ -625,8 +505,8 @@ async fn an_exchange_2010_server_is_asked_in_a_schema_it_knows_and_checks_rememb
 
 #[tokio::test]
 async fn a_wrong_password_is_rejected_once_and_nothing_else_is_tried() {
-    let pki = Pki::new();
-    let fake = Fake::start(&pki, 443, None, &["--auth", "negotiate,ntlm,basic"]).await;
+    let pki = pki();
+    let fake = Ews::start(&pki, 443, &["--auth", "negotiate,ntlm,basic"]);
     let resolve: Vec<(&str, Ipv4Addr)> = NAMES.iter().map(|name| (*name, fake.ip)).collect();
     let config = config(&["ntlm", "basic"], Some(&pki.ca()), &resolve, &[]);
     let error = link(&config, "alice@contoso.test", None, &Sensitive::new("wrong"), None)
@@ -636,7 +516,7 @@ async fn a_wrong_password_is_rejected_once_and_nothing_else_is_tried() {
     let wire = error.wire_error();
     assert_eq!(wire.kind, ErrorKind::AuthRejected);
     assert!(!format!("{error:?} {wire:?}").contains("wrong"));
-    let log = fake.log().await;
+    let log = fake.log();
     let attempts: Vec<&Value> =
         log.iter().filter(|e| e["credentials_sent"] == json!(true)).collect();
     assert_eq!(attempts.len(), 1, "one logon attempt, no fallback to Basic: {log:#?}");
@@ -649,15 +529,14 @@ async fn a_wrong_password_is_rejected_once_and_nothing_else_is_tried() {
 
 #[tokio::test]
 async fn a_password_changed_later_needs_reauth() {
-    let pki = Pki::new();
-    let fake = Fake::start(&pki, 0, None, &[]).await;
+    let pki = pki();
+    let fake = Ews::start(&pki, 0, &[]);
     let config =
         config(&["ntlm", "basic"], Some(&pki.ca()), &[("mail.contoso.test", fake.ip)], &[]);
     let server = format!("mail.contoso.test:{}", fake.https_port);
     let (endpoint, _) =
         link(&config, "alice@contoso.test", None, &alice_password(), Some(&server)).await.unwrap();
-    fake.post("/test/password", json!({"user": "alice@contoso.test", "password": "New-Pass2"}))
-        .await;
+    fake.control("/test/password", &json!({"user": "alice@contoso.test", "password": "New-Pass2"}));
     let error = exchange::check(&config, &endpoint, &alice_password()).await.unwrap_err();
     let failure = error.failure();
     assert_eq!(failure.state, LinkState::NeedsReauth, "{error}");
@@ -669,15 +548,15 @@ async fn a_password_changed_later_needs_reauth() {
 
 #[tokio::test]
 async fn a_busy_server_degrades_then_recovers() {
-    let pki = Pki::new();
-    let fake = Fake::start(&pki, 0, None, &[]).await;
+    let pki = pki();
+    let fake = Ews::start(&pki, 0, &[]);
     let config =
         config(&["ntlm", "basic"], Some(&pki.ca()), &[("mail.contoso.test", fake.ip)], &[]);
     let server = format!("mail.contoso.test:{}", fake.https_port);
     let (endpoint, _) =
         link(&config, "alice@contoso.test", None, &alice_password(), Some(&server)).await.unwrap();
 
-    fake.post("/test/mode", json!({"mode": "busy", "back_off_ms": 1500})).await;
+    fake.control("/test/mode", &json!({"mode": "busy", "back_off_ms": 1500}));
     let error = exchange::check(&config, &endpoint, &alice_password()).await.unwrap_err();
     let failure = error.failure();
     assert_eq!(failure.state, LinkState::Degraded, "{error}");
@@ -685,24 +564,24 @@ async fn a_busy_server_degrades_then_recovers() {
     assert!(failure.reason.contains("ErrorServerBusy"), "{}", failure.reason);
     assert!(error.is_transient());
 
-    fake.post("/test/mode", json!({"mode": "error503"})).await;
+    fake.control("/test/mode", &json!({"mode": "error503"}));
     let error = exchange::check(&config, &endpoint, &alice_password()).await.unwrap_err();
     assert_eq!(error.failure().state, LinkState::Degraded, "{error}");
 
-    fake.post("/test/mode", json!({"mode": "down"})).await;
+    fake.control("/test/mode", &json!({"mode": "down"}));
     let error = exchange::check(&config, &endpoint, &alice_password()).await.unwrap_err();
     assert_eq!(error.failure().state, LinkState::Degraded, "{error}");
     assert!(error.wire_error().hint.unwrap().contains("try again"));
 
-    fake.post("/test/mode", json!({"mode": "ok"})).await;
+    fake.control("/test/mode", &json!({"mode": "ok"}));
     let report = exchange::check(&config, &endpoint, &alice_password()).await.unwrap();
     assert_eq!(report.inbox_total, Some(12));
 }
 
 #[tokio::test]
 async fn an_untrusted_certificate_is_named_and_no_password_is_sent() {
-    let pki = Pki::new();
-    let fake = Fake::start(&pki, 0, None, &["--auth", "basic"]).await;
+    let pki = pki();
+    let fake = Ews::start(&pki, 0, &["--auth", "basic"]);
     let config = config(&["basic"], None, &[("mail.contoso.test", fake.ip)], &[]);
     let server = format!("mail.contoso.test:{}", fake.https_port);
     let error = link(&config, "alice@contoso.test", None, &alice_password(), Some(&server))
@@ -717,19 +596,19 @@ async fn an_untrusted_certificate_is_named_and_no_password_is_sent() {
     assert_eq!((failure.state, failure.actor), (LinkState::Blocked, Actor::Operator));
 
     // mslink's connection was refused at the handshake (the fake saw the client's alert);
-    // the only connection that got further is this test's own control connection.
-    assert!(fake.log().await.is_empty(), "no HTTP request got through");
-    let connections = fake.get("/test/connections").await;
+    // the only connections that got further are this test's own two control requests.
+    assert!(fake.log().is_empty(), "no HTTP request got through");
+    let connections = fake.peer().observe("/test/connections").as_array().cloned().unwrap();
     let refused = connections.iter().filter(|c| !c["handshake_error"].is_null()).count();
-    assert_eq!((refused, connections.len()), (1, 2), "{connections:#?}");
+    assert_eq!((refused, connections.len()), (1, 3), "{connections:#?}");
 }
 
 #[tokio::test]
 async fn finds_the_server_through_the_http_redirect_method() {
-    let pki = Pki::new();
+    let pki = pki();
     // HTTPS on a high port and the redirect on port 80 of the same address; nothing listens on
     // 443 there, so both https:// candidates fail and the plain-HTTP method is next.
-    let fake = Fake::start(&pki, 0, Some(80), &[]).await;
+    let fake = Ews::start(&pki, 0, &["--http-port", "80"]);
     let resolve: Vec<(&str, Ipv4Addr)> = NAMES.iter().map(|name| (*name, fake.ip)).collect();
     let config = config(&["ntlm", "basic"], Some(&pki.ca()), &resolve, &[]);
     let (endpoint, _) =
@@ -738,7 +617,7 @@ async fn finds_the_server_through_the_http_redirect_method() {
         endpoint.ews_url,
         format!("https://mail.contoso.test:{}/EWS/Exchange.asmx", fake.https_port)
     );
-    let log = fake.log().await;
+    let log = fake.log();
     let redirect: Vec<&Value> = log.iter().filter(|e| e["listener"] == "http").collect();
     assert_eq!(redirect.len(), 1, "{log:#?}");
     assert_eq!(redirect[0]["endpoint"], "autodiscover-redirect");
@@ -748,10 +627,10 @@ async fn finds_the_server_through_the_http_redirect_method() {
 
 #[tokio::test]
 async fn finds_the_server_through_an_srv_record() {
-    let pki = Pki::new();
-    let fake = Fake::start(&pki, 0, None, &[]).await;
+    let pki = pki();
+    let fake = Ews::start(&pki, 0, &[]);
     let srv = format!("_autodiscover._tcp.contoso.test,mail.contoso.test,{},0,0", fake.https_port);
-    let Some(dns) = Dnsmasq::start(&[format!("--srv-host={srv}")]).await else { return };
+    let Some(dns) = Dnsmasq::start(&[format!("--srv-host={srv}")]) else { return };
     let nobody = fresh_ip(443);
     let config = config(
         &["ntlm", "basic"],
@@ -770,7 +649,7 @@ async fn finds_the_server_through_an_srv_record() {
         format!("https://mail.contoso.test:{}/EWS/Exchange.asmx", fake.https_port)
     );
     assert_eq!(report.inbox_total, Some(12));
-    let log = fake.log().await;
+    let log = fake.log();
     assert!(
         log.iter().any(|e| e["endpoint"] == "autodiscover" && e["status"] == 200),
         "Autodiscover was reached through SRV: {log:#?}"
@@ -779,18 +658,21 @@ async fn finds_the_server_through_an_srv_record() {
 
 /// The fake a forged discovery answer points to: `mail.fabrikam.test` (a valid certificate, but
 /// outside contoso.test), announcing its own EWS URL, with `extra` options.
-async fn attacker(pki: &Pki, http_port: Option<u16>, extra: &[&str]) -> Fake {
+fn attacker(pki: &Pki, http_port: Option<&str>, extra: &[&str]) -> Ews {
     let mut args = vec!["--ews-url", "https://mail.fabrikam.test:{port}/EWS/Exchange.asmx"];
     args.extend_from_slice(extra);
-    Fake::start(pki, 0, http_port, &args).await
+    if let Some(port) = http_port {
+        args.extend(["--http-port", port]);
+    }
+    Ews::start(pki, 0, &args)
 }
 
 #[tokio::test]
 async fn a_forged_srv_record_pointing_outside_the_domain_gets_no_password() {
-    let pki = Pki::new();
-    let evil = attacker(&pki, None, &["--auth", "basic,ntlm"]).await;
+    let pki = pki();
+    let evil = attacker(&pki, None, &["--auth", "basic,ntlm"]);
     let srv = format!("_autodiscover._tcp.contoso.test,mail.fabrikam.test,{},0,0", evil.https_port);
-    let dns = Dnsmasq::start(&[format!("--srv-host={srv}")]).await.expect("dnsmasq runs");
+    let dns = Dnsmasq::start(&[format!("--srv-host={srv}")]).expect("dnsmasq runs");
     let nobody = fresh_ip(443);
     let config = config(
         &["basic", "ntlm"],
@@ -822,7 +704,7 @@ async fn a_forged_srv_record_pointing_outside_the_domain_gets_no_password() {
             && hint.contains("--server"),
         "{hint}"
     );
-    let log = evil.log().await;
+    let log = evil.log();
     assert_no_authorization(&log);
     assert!(log.is_empty(), "the host outside the domain was not even contacted: {log:#?}");
 
@@ -830,7 +712,7 @@ async fn a_forged_srv_record_pointing_outside_the_domain_gets_no_password() {
     let trusted = ["Mail.Fabrikam.Test".to_owned()];
     let (result, questions) =
         link_trusting(&config, Trust { servers: &trusted, ask: true }, false).await;
-    let log = evil.log().await;
+    let log = evil.log();
     let (endpoint, report) = result.unwrap_or_else(|e| panic!("{e}: {log:#?}"));
     assert!(questions.is_empty(), "--trust-server asks nothing: {questions:?}");
     assert_eq!(
@@ -844,7 +726,7 @@ async fn a_forged_srv_record_pointing_outside_the_domain_gets_no_password() {
 
 #[tokio::test]
 async fn a_forged_http_redirect_pointing_outside_the_domain_gets_no_password() {
-    let pki = Pki::new();
+    let pki = pki();
     let (evil, _dns, config) =
         forged_http_redirect(&pki, &["basic", "ntlm"], &["--auth", "basic"]).await;
 
@@ -861,16 +743,16 @@ async fn a_forged_http_redirect_pointing_outside_the_domain_gets_no_password() {
         assert!(wire.message.contains(part), "{part}: {}", wire.message);
     }
     assert!(wire.hint.unwrap().contains("--trust-server mail.fabrikam.test"));
-    let log = evil.log().await;
+    let log = evil.log();
     assert_no_authorization(&log);
     let https: Vec<&Value> = log.iter().filter(|e| e["listener"] == "https").collect();
     assert!(https.is_empty(), "only the plain-HTTP redirect was fetched: {log:#?}");
 
     // Trusted: linked, and the password went only to the host once it had asked for it.
-    fake_clear(&evil).await;
+    fake_clear(&evil);
     let trusted = ["mail.fabrikam.test".to_owned()];
     let (result, _) = link_trusting(&config, Trust { servers: &trusted, ask: false }, false).await;
-    let log = evil.log().await;
+    let log = evil.log();
     let (endpoint, _) = result.unwrap_or_else(|e| panic!("{e}: {log:#?}"));
     assert!(endpoint.ews_url.starts_with("https://mail.fabrikam.test:"), "{}", endpoint.ews_url);
     assert_eq!(endpoint.auth, ExchangeAuth::Basic);
@@ -878,22 +760,22 @@ async fn a_forged_http_redirect_pointing_outside_the_domain_gets_no_password() {
     assert_credentials_only_over_https(&log);
 }
 
-async fn fake_clear(fake: &Fake) {
-    fake.post("/test/log/clear", json!({})).await;
+fn fake_clear(fake: &Ews) {
+    fake.control("/test/log/clear", &json!({}));
 }
 
 /// A forged plain-HTTP Autodiscover answer for autodiscover.contoso.test pointing at
 /// mail.fabrikam.test, both served by one fake (started with `args`); nothing listens on its
 /// port 443, so both https:// candidates fail first, and the DNS server has no SRV record, so
 /// the last candidate finds nothing. The config tries `auth` in that order.
-async fn forged_http_redirect(pki: &Pki, auth: &[&str], args: &[&str]) -> (Fake, Dnsmasq, Config) {
+async fn forged_http_redirect(pki: &Pki, auth: &[&str], args: &[&str]) -> (Ews, Dnsmasq, Config) {
     let mut args = args.to_vec();
     args.extend([
         "--http-redirect-location",
         "https://mail.fabrikam.test:{port}/autodiscover/autodiscover.xml",
     ]);
-    let evil = attacker(pki, Some(80), &args).await;
-    let dns = Dnsmasq::start(&[]).await.expect("dnsmasq runs");
+    let evil = attacker(pki, Some("80"), &args);
+    let dns = Dnsmasq::start(&[]).expect("dnsmasq runs");
     let nobody = fresh_ip(443);
     let config = config(
         auth,
@@ -910,7 +792,7 @@ async fn forged_http_redirect(pki: &Pki, auth: &[&str], args: &[&str]) -> (Fake,
 
 #[tokio::test]
 async fn an_interactive_user_is_asked_about_a_host_outside_the_domain() {
-    let pki = Pki::new();
+    let pki = pki();
     let (evil, _dns, config) = forged_http_redirect(&pki, &["ntlm", "basic"], &[]).await;
     let ask = Trust { servers: &[], ask: true };
 
@@ -927,13 +809,13 @@ async fn an_interactive_user_is_asked_about_a_host_outside_the_domain() {
         "{}",
         questions[0]
     );
-    let log = evil.log().await;
+    let log = evil.log();
     assert_no_authorization(&log);
     assert!(log.iter().all(|e| e["listener"] == "http"), "{log:#?}");
 
     // The user says yes: linked, once asked.
     let (result, questions) = link_trusting(&config, ask, true).await;
-    let log = evil.log().await;
+    let log = evil.log();
     let (endpoint, report) = result.unwrap_or_else(|e| panic!("{e}: {log:#?}"));
     assert_eq!(questions.len(), 1, "{questions:?}");
     assert!(endpoint.ews_url.starts_with("https://mail.fabrikam.test:"), "{}", endpoint.ews_url);
@@ -943,15 +825,15 @@ async fn an_interactive_user_is_asked_about_a_host_outside_the_domain() {
 
 #[tokio::test]
 async fn a_verified_redirect_url_is_followed_and_the_new_host_is_challenged_first() {
-    let pki = Pki::new();
+    let pki = pki();
     // mail.fabrikam.test hosts alice's mailbox; contoso.test's own (TLS-verified) Autodiscover
     // sends her there with a redirectUrl: vouched, so nobody is asked.
-    let hosted = attacker(&pki, None, &["--auth", "basic"]).await;
+    let hosted = attacker(&pki, None, &["--auth", "basic"]);
     let redirect = format!(
         "alice@contoso.test=https://mail.fabrikam.test:{}/autodiscover/autodiscover.xml",
         hosted.https_port
     );
-    let own = Fake::start(&pki, 443, None, &["--auth", "basic", "--redirect-url", &redirect]).await;
+    let own = Ews::start(&pki, 443, &["--auth", "basic", "--redirect-url", &redirect]);
     let nobody = fresh_ip(443);
     let config = config(
         &["basic", "ntlm"],
@@ -964,7 +846,7 @@ async fn a_verified_redirect_url_is_followed_and_the_new_host_is_challenged_firs
         &[],
     );
     let result = link(&config, "alice@contoso.test", None, &alice_password(), None).await;
-    let log = hosted.log().await;
+    let log = hosted.log();
     let (endpoint, _) = result.unwrap_or_else(|e| panic!("{e}: {log:#?}"));
     assert!(endpoint.ews_url.starts_with("https://mail.fabrikam.test:"), "{}", endpoint.ews_url);
     assert_eq!(endpoint.auth, ExchangeAuth::Basic);
@@ -978,7 +860,7 @@ async fn a_verified_redirect_url_is_followed_and_the_new_host_is_challenged_firs
     let challenged_then_basic = [(Value::Null, json!(401)), (json!("Basic"), json!(200))];
     // The domain's own Autodiscover had Basic after its challenge; the new host got no
     // Authorization header at either endpoint until it had challenged for it.
-    assert_eq!(sent(&own.log().await, "autodiscover"), challenged_then_basic);
+    assert_eq!(sent(&own.log(), "autodiscover"), challenged_then_basic);
     assert_eq!(sent(&log, "autodiscover"), challenged_then_basic, "{log:#?}");
     assert_eq!(sent(&log, "ews"), challenged_then_basic, "{log:#?}");
 }
@@ -1048,17 +930,16 @@ fn connect_alice(interactive: bool) -> CtlCommand {
 
 #[tokio::test]
 async fn the_question_and_its_answer_go_through_the_socket_and_a_refusal_stores_nothing() {
-    let pki = Pki::new();
+    let pki = pki();
     let evil = attacker(
         &pki,
-        Some(80),
+        Some("80"),
         &[
             "--http-redirect-location",
             "https://mail.fabrikam.test:{port}/autodiscover/autodiscover.xml",
         ],
-    )
-    .await;
-    let dns = Dnsmasq::start(&[]).await.expect("dnsmasq runs");
+    );
+    let dns = Dnsmasq::start(&[]).expect("dnsmasq runs");
     let nobody = fresh_ip(443);
     let dir = tempfile::tempdir().unwrap();
     let socket = dir.path().join("mslinkd.sock");
@@ -1102,14 +983,14 @@ async fn the_question_and_its_answer_go_through_the_socket_and_a_refusal_stores_
     assert_eq!(result.unwrap_err().kind, ErrorKind::NotAllowed);
     let status = ctl.run(CtlCommand::Status { all: false }, false).await.0.unwrap();
     assert!(links(status).is_empty());
-    let log = evil.log().await;
+    let log = evil.log();
     assert_no_authorization(&log);
     assert!(log.iter().all(|e| e["listener"] == "http"), "{log:#?}");
 
     // The user says yes: linked against that host.
     let (result, asked) = ctl.run(connect_alice(true), true).await;
     assert_eq!(asked, ["mail.fabrikam.test"]);
-    let log = evil.log().await;
+    let log = evil.log();
     result.unwrap_or_else(|e| panic!("{e:?}: {log:#?}"));
     let status = ctl.run(CtlCommand::Status { all: false }, false).await.0.unwrap();
     let links = links(status);

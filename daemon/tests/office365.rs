@@ -10,16 +10,15 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 use std::path::PathBuf;
-use std::process::Stdio;
 use std::time::Duration;
+
+use mslink_e2e::peers::{self, Peer};
 
 use mslink_proto::{ConnectEvent, ErrorKind, LinkState, Sensitive, SignInFlow};
 use mslinkd::config::{Config, Env};
 use mslinkd::health::Actor;
 use mslinkd::interaction::{Interaction, InteractionPeer};
 use mslinkd::office365::{self, Office365Error, Tokens};
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 
 /// Entra grants `offline_access` without `prompt=consent`; stock OpenID providers do not.
 const ENTRA: &str = "--entra-offline-access";
@@ -28,74 +27,7 @@ const ALICE: &str = "alice@contoso.test";
 const BOB: &str = "bob@contoso.test";
 
 fn peers_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/peers")
-}
-
-fn require_setup() {
-    assert!(
-        peers_dir().join("node_modules").is_dir(),
-        "the test peers are not installed: run `cd tests/peers && npm ci` (and `apt-get install -y chromium`)"
-    );
-}
-
-/// A node peer on 127.0.0.1; killed on drop (and `--exit-with-stdin` covers a lost handle).
-struct Peer {
-    url: String,
-    child: Child,
-}
-
-impl Peer {
-    async fn start(script: &str, args: &[&str]) -> Peer {
-        require_setup();
-        let mut child = Command::new("node")
-            .arg(peers_dir().join(script))
-            .args(["--port", "0", "--exit-with-stdin"])
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        forward_stderr(script, child.stderr.take().unwrap());
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let url = within(Duration::from_secs(60), &format!("{script} printing READY"), async {
-            loop {
-                let line = lines
-                    .next_line()
-                    .await
-                    .unwrap()
-                    .unwrap_or_else(|| panic!("{script} exited before READY"));
-                if let Some(url) = line.strip_prefix("READY ") {
-                    break url.trim().to_owned();
-                }
-            }
-        })
-        .await;
-        Peer { url, child }
-    }
-
-    async fn kill(&mut self) {
-        self.child.kill().await.unwrap();
-    }
-}
-
-fn forward_stderr(name: &str, stderr: impl tokio::io::AsyncRead + Unpin + Send + 'static) {
-    let name = name.to_owned();
-    tokio::spawn(async move {
-        let mut lines = BufReader::new(stderr).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            eprintln!("[{name}] {line}");
-        }
-    });
-}
-
-/// Spawns with piped stdout/stderr, one spawn at a time in this process, so a child forked by
-/// another test thread never holds a copy of this child's pipe (and its EOF never goes missing).
-fn spawn(command: &mut Command) -> Child {
-    static SPAWN: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _one = SPAWN.lock().unwrap_or_else(|poison| poison.into_inner());
-    command.stdout(Stdio::piped()).stderr(Stdio::piped()).kill_on_drop(true).spawn().unwrap()
+    mslink_e2e::peers::dir()
 }
 
 /// Awaits `future`, failing the test with `what` if it takes longer than `limit`: a wait on a
@@ -128,15 +60,18 @@ async fn with_user<T>(
 /// Chromium is heavy and the machine small: one browser at a time across tests.
 static BROWSER: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// Runs signin.mjs; its exit code and `FINAL_URL`.
+/// Runs signin.mjs (on a blocking thread: the sign-in flow it drives runs on this one); its
+/// exit code and `FINAL_URL`.
 async fn browser(args: &[&str]) -> (i32, Option<String>) {
     let _one = BROWSER.lock().await;
-    let mut child = spawn(Command::new("node").arg(peers_dir().join("signin.mjs")).args(args));
-    forward_stderr("signin", child.stderr.take().unwrap());
+    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
+    let run = tokio::task::spawn_blocking(move || {
+        peers::signin(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    });
     // signin.mjs gives up by itself after 30 s, and Playwright kills a browser that does not
     // close within 30 s more.
-    let output =
-        within(Duration::from_secs(120), "signin.mjs", child.wait_with_output()).await.unwrap();
+    let output = within(Duration::from_secs(120), "signin.mjs", run).await.unwrap();
+    eprint!("{}", String::from_utf8_lossy(&output.stderr));
     let stdout = String::from_utf8_lossy(&output.stdout);
     let final_url = stdout.lines().find_map(|l| l.strip_prefix("FINAL_URL ")).map(str::to_owned);
     let code = output.status.code().unwrap_or(-1);
@@ -148,20 +83,15 @@ async fn browser(args: &[&str]) -> (i32, Option<String>) {
 struct Peers {
     oidc: Peer,
     graph: Peer,
-    /// Declared last: the peers are gone before the next test starts.
-    _serial: tokio::sync::MutexGuard<'static, ()>,
 }
 
-/// One test with peers at a time: under parallel runs a peer occasionally vanished mid-test
-/// and the test waited forever (not yet understood; see the issue note).
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
+/// The OIDC server (with `oidc_args`) and the Graph fake validating tokens at it. Tests with
+/// peers once waited forever now and then: the OIDC peer's key generation deadlocked Node
+/// (fixed in `oidc.mjs`), not anything in-process, so tests run side by side again.
 async fn peers(oidc_args: &[&str]) -> Peers {
-    let serial = SERIAL.lock().await;
-    let oidc = Peer::start("oidc.mjs", oidc_args).await;
-    let introspect = format!("{}/token/introspection", oidc.url);
-    let graph = Peer::start("graph.mjs", &["--introspect", &introspect]).await;
-    Peers { oidc, graph, _serial: serial }
+    let oidc = Peer::node("oidc.mjs", &[&["--port", "0"], oidc_args].concat());
+    let graph = peers::graph_for(&oidc);
+    Peers { oidc, graph }
 }
 
 fn config(peers: &Peers, extra: &str) -> Config {
@@ -589,7 +519,7 @@ async fn a_continuous_access_evaluation_challenge_is_answered_by_a_refresh_with_
 async fn the_provider_going_down_is_transient() {
     let mut peers = peers(&[]).await;
     let config = config(&peers, "");
-    peers.oidc.kill().await;
+    peers.oidc.kill();
     let error = office365::refresh(&config, &Sensitive::new("any")).await.unwrap_err();
     let failure = error.failure();
     assert_eq!(failure.state, LinkState::Degraded, "{error}");

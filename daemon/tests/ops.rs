@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
+use mslink_e2e::prerequisite;
 use mslink_proto::{LinkState, Provider};
 use mslinkd::config::{Config, Env};
 use mslinkd::events::{Bus, Event};
@@ -15,8 +16,6 @@ use mslinkd::{Listener, Options, run_with};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
 
-#[path = "../../tests/src/prerequisite.rs"]
-mod prerequisite;
 #[path = "support/seed.rs"]
 mod seed;
 

@@ -1,4 +1,10 @@
-//! The end-to-end harness: run the real `mslinkd` and `mslinkctl` binaries as real Unix users.
+//! The workspace's one test-support crate, and the end-to-end harness: run the real `mslinkd`
+//! and `mslinkctl` binaries as real Unix users.
+//!
+//! The peers every suite starts live here once: [`peers`] (the Node peers, Chromium),
+//! [`ews`] (the EWS fake and its throwaway CA), [`dnsmasq`], [`loopback`] addresses and the
+//! [`prerequisite`] rule. The daemon's in-process tests and benches and the bench's fault
+//! tests use them as a dev-dependency; this crate depends on no workspace crate.
 //!
 //! The binaries are the ones `cargo test --workspace` builds next to this test (target/*/).
 //! Tests that need root (to create users and switch to them with `runuser`) or a real peer fail
@@ -309,6 +315,8 @@ pub fn ctl_at(socket: &Path, user: &str, args: &[&str]) -> CtlOutput {
     }
 }
 
+pub mod dnsmasq;
+pub mod ews;
 pub mod loopback;
 pub mod peers;
 pub mod prerequisite;

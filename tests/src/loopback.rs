@@ -1,6 +1,5 @@
 //! Loopback addresses for test peers that must listen on fixed ports (443, 80), one address per
-//! peer, so tests in parallel processes never collide. Shared by the e2e harness and the daemon's
-//! in-process tests (included there with `#[path]`).
+//! peer, so tests in parallel processes never collide.
 //!
 //! Each test process takes its own block of 250 addresses in 127.16.0.0–127.78.255.255, chosen by
 //! its pid, and every address handed out is checked free on the port it is for: a block shared

@@ -24,7 +24,14 @@ pub struct Peer {
 
 impl Peer {
     /// Starts `program ARGS` in `tests/peers` and waits for its `READY` line.
+    #[track_caller]
     pub fn start(program: &str, args: &[&str]) -> Peer {
+        Peer::try_start(program, args).unwrap_or_else(|e| panic!("{e} (run .ci/setup?)"))
+    }
+
+    /// [`Peer::start`], or why the peer did not get to `READY` (it could not bind its address,
+    /// say, and exited).
+    pub fn try_start(program: &str, args: &[&str]) -> Result<Peer, String> {
         let mut child = Command::new(program)
             .args(args)
             .current_dir(dir())
@@ -32,7 +39,7 @@ impl Peer {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {program} {args:?} ({e}); run .ci/setup"));
+            .map_err(|e| format!("cannot start {program} {args:?}: {e}"))?;
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -41,18 +48,34 @@ impl Peer {
             let _ = tx.send(first);
             for _ in lines {}
         });
-        let line =
-            rx.recv_timeout(Duration::from_secs(60)).ok().flatten().unwrap_or_else(|| {
-                panic!("{program} {args:?} did not print READY (run .ci/setup?)")
-            });
+        let Some(line) = rx.recv_timeout(Duration::from_secs(60)).ok().flatten() else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("{program} {args:?} did not print READY"));
+        };
         let mut words = line.split_whitespace();
-        assert_eq!(words.next(), Some("READY"), "{program} said {line:?}");
-        let url = words.next().expect("READY url").trim_end_matches('/').to_owned();
-        Peer { child, url, extra: words.map(str::to_owned).collect() }
+        if words.next() != Some("READY") {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("{program} {args:?} said {line:?} instead of READY"));
+        }
+        let url = words.next().unwrap_or_default().trim_end_matches('/').to_owned();
+        Ok(Peer { child, url, extra: words.map(str::to_owned).collect() })
+    }
+
+    /// Stops the peer now (a provider going down mid-test).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     /// `node tests/peers/NAME ARGS --exit-with-stdin`.
+    #[track_caller]
     pub fn node(script: &str, args: &[&str]) -> Peer {
+        assert!(
+            dir().join("node_modules").is_dir(),
+            "the Node peers are not installed: run `bash .ci/setup` (or `cd tests/peers && npm ci`)"
+        );
         let mut all = vec![script];
         all.extend_from_slice(args);
         all.push("--exit-with-stdin");
@@ -85,8 +108,7 @@ impl Peer {
 
 impl Drop for Peer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }
 

@@ -7,8 +7,7 @@
 //! the suite without them: each such test then prints a `SKIPPED` line and returns early (it
 //! still counts as passed, which is why it takes an explicit opt-in).
 //!
-//! One rule for the whole workspace: the end-to-end harness uses this file as its module
-//! `prerequisite`; the daemon's in-process tests and benches include it with `#[path]`.
+//! One rule for the whole workspace: every suite reaches it as `mslink_e2e::prerequisite`.
 
 /// The environment variable that lets tests whose prerequisites are missing pass without
 /// running. Only the value `1` counts.
@@ -24,7 +23,6 @@ pub const SETUP: &str = "bash .ci/setup";
 /// `false`, so callers write `if !prerequisite::missing(..) { return; }` only inside a branch
 /// that found the prerequisite absent.
 #[track_caller]
-#[allow(dead_code)] // not every file that includes this uses every item
 pub fn missing(test: &str, missing: &str, fix: &str) -> bool {
     if std::env::var_os(ALLOW_SKIP).is_some_and(|v| v == "1") {
         eprintln!(
@@ -42,7 +40,6 @@ pub fn missing(test: &str, missing: &str, fix: &str) -> bool {
 /// True when `program` is on `PATH`; otherwise [`missing`] (fails, or `false` when skips are
 /// allowed).
 #[track_caller]
-#[allow(dead_code)]
 pub fn require_program(program: &str, test: &str) -> bool {
     let found = std::process::Command::new("sh")
         .args(["-c", &format!("command -v {program}")])
@@ -53,7 +50,6 @@ pub fn require_program(program: &str, test: &str) -> bool {
 
 /// True when `python3` can import `module`; otherwise [`missing`].
 #[track_caller]
-#[allow(dead_code)]
 pub fn require_python_module(module: &str, test: &str) -> bool {
     let found = std::process::Command::new("python3")
         .args(["-c", &format!("import {module}")])

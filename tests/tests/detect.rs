@@ -23,82 +23,18 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use mslink_e2e::dnsmasq::Dnsmasq;
+use mslink_e2e::ews::{Ews, Pki};
 use mslink_e2e::loopback::fresh_ip;
-use mslink_e2e::peers::{Peer, dir};
 use mslink_e2e::{ADMIN, ALICE, Daemon, ensure_accounts, require_root, require_tool};
 use serde_json::{Value, json};
 
 /// `[detection] timeout` of the test daemon.
 const DEADLINE: Duration = Duration::from_secs(4);
-
-/// A real DNS server on 127.0.0.1 at a free port, authoritative-like for `*.test`; every query is
-/// logged and kept.
-struct Dnsmasq {
-    child: Child,
-    addr: String,
-    queries: Arc<Mutex<Vec<String>>>,
-}
-
-impl Dnsmasq {
-    fn start(records: &[&str]) -> Dnsmasq {
-        for _ in 0..10 {
-            let port =
-                std::net::UdpSocket::bind("127.0.0.1:0").expect("udp").local_addr().expect("addr");
-            let mut child = Command::new("dnsmasq")
-                .args([
-                    "--keep-in-foreground",
-                    "--no-resolv",
-                    "--no-hosts",
-                    "--conf-file=/dev/null",
-                    "--listen-address=127.0.0.1",
-                    "--bind-interfaces",
-                    "--log-facility=-",
-                    "--log-queries",
-                    "--user=root",
-                    "--pid-file=",
-                    "--local=/test/",
-                ])
-                .arg(format!("--port={}", port.port()))
-                .args(records)
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("dnsmasq");
-            let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-            let started = lines.by_ref().map_while(Result::ok).any(|l| l.contains("started,"));
-            if started {
-                let queries = Arc::new(Mutex::new(Vec::new()));
-                let log = queries.clone();
-                std::thread::spawn(move || {
-                    for line in lines.map_while(Result::ok) {
-                        if line.contains("query[") {
-                            log.lock().expect("lock").push(line);
-                        }
-                    }
-                });
-                return Dnsmasq { child, addr: format!("127.0.0.1:{}", port.port()), queries };
-            }
-            let _ = child.wait();
-        }
-        panic!("dnsmasq did not start");
-    }
-
-    fn was_asked(&self, kind: &str, name: &str) -> bool {
-        let wanted = format!("query[{kind}] {name} from");
-        self.queries.lock().expect("lock").iter().any(|line| line.contains(&wanted))
-    }
-}
-
-impl Drop for Dnsmasq {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// An HTTP answer of the Microsoft fake, or none ever.
 enum Reply {
@@ -344,56 +280,29 @@ struct World {
     daemon: Daemon,
     dns: Dnsmasq,
     microsoft: Microsoft,
-    _ews: Peer,
+    _ews: Ews,
     ews_log_url: String,
-    _pki: tempfile::TempDir,
+    _pki: Pki,
 }
 
 impl World {
     fn start() -> World {
-        let pki = tempfile::tempdir().expect("tempdir");
         let hosts = ["autodiscover.northwind.test", "autodiscover.woodgrove.test"];
-        let made = Command::new("bash")
-            .arg(dir().join("ews/make_ca.sh"))
-            .arg(pki.path())
-            .args(hosts)
-            .output()
-            .expect("make_ca.sh");
-        assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
-        let p = |name: &str| pki.path().join(name).display().to_string();
-        std::fs::write(
-            pki.path().join("users.json"),
-            json!({"alice@northwind.test": {"username": "NORTHWIND\\alice",
-                   "upn": "alice@northwind.test", "password": "Alice-Pass1"}})
-            .to_string(),
-        )
-        .expect("users");
-        let ews_ip = fresh_ip(443);
-        let ews = Peer::start(
-            "python3",
-            &[
-                "ews/ews_server.py",
-                "--host",
-                &ews_ip.to_string(),
-                "--port",
-                "443",
-                "--cert",
-                &p("server.pem"),
-                "--key",
-                &p("server.key"),
-                "--users",
-                &p("users.json"),
-                "--auth",
-                "negotiate,ntlm",
-            ],
+        let pki = Pki::new(
+            &hosts,
+            &json!({"alice@northwind.test": {"username": "NORTHWIND\\alice",
+                    "upn": "alice@northwind.test", "password": "Alice-Pass1"}}),
         );
-        let ews_log_url = format!("{}/test/log", ews.url);
-        let dns = Dnsmasq::start(&[
+        let ews = Ews::start(&pki, 443, &["--auth", "negotiate,ntlm"]);
+        let ews_ip = ews.ip;
+        let ews_log_url = format!("{}/test/log", ews.peer().url);
+        let records = [
             "--mx-host=contoso.test,contoso-test.mail.protection.outlook.com,0",
             "--mx-host=fabrikam.test,mx1.fabrikam.test,10",
             "--mx-host=tailspin.test,mail.tailspin.test,10",
             "--srv-host=_autodiscover._tcp.tailspin.test,mail.tailspin.test,443,0,0",
-        ]);
+        ];
+        let dns = Dnsmasq::start(&records.map(String::from)).expect("dnsmasq, checked first");
         let microsoft = Microsoft::start(ews_log_url.clone());
 
         let mut resolve = String::new();
@@ -431,7 +340,7 @@ impl World {
             base = microsoft.base,
             deadline = DEADLINE.as_secs(),
             dns = dns.addr,
-            ca = p("ca.pem"),
+            ca = pki.ca(),
         ));
         World { daemon, dns, microsoft, _ews: ews, ews_log_url, _pki: pki }
     }

@@ -1,37 +1,33 @@
 //! On-premises Exchange links through the real binaries, against the EWS fake (real TLS with a
 //! throwaway CA, a real NTLM acceptor), reached by name through `[network] resolve`.
 
-use std::net::Ipv4Addr;
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use mslink_e2e::peers::{Peer, dir};
+use mslink_e2e::ews::{Ews, Pki};
+use mslink_e2e::loopback::fresh_ip;
 use mslink_e2e::{ADMIN, ALICE, Daemon, ensure_accounts, require_root};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 const PASSWORD: &str = "Winter-2026!";
 
-/// A CA and a server certificate for the contoso.test names, made with openssl.
-fn make_ca(out: &Path) {
-    let status = Command::new("bash")
-        .arg(dir().join("ews/make_ca.sh"))
-        .arg(out)
-        .args([
-            "mail.contoso.test",
-            "autodiscover.contoso.test",
-            "contoso.test",
-            "mail.fabrikam.test",
-        ])
-        .output()
-        .expect("make_ca.sh");
-    assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+/// A CA and a server certificate for the contoso.test names, and alice as the fake's user.
+fn pki() -> Pki {
+    let names =
+        ["mail.contoso.test", "autodiscover.contoso.test", "contoso.test", "mail.fabrikam.test"];
+    Pki::new(
+        &names,
+        &json!({"alice@contoso.test": {"username": "CONTOSO\\alice", "upn": "alice@contoso.test",
+                "password": PASSWORD, "inbox_total": 12, "inbox_unread": 3}}),
+    )
 }
 
 struct Exchange {
-    server: Peer,
+    server: Ews,
     daemon: Daemon,
     ews_url: String,
+    /// The CA the daemon reads; removed after the daemon stops.
+    _pki: Pki,
 }
 
 /// The EWS fake offering `auth`, and a daemon trusting its CA (or not).
@@ -41,47 +37,20 @@ fn exchange(auth: &str, trust_ca: bool) -> Exchange {
 
 /// [`exchange`], with `top` prepended to the daemon's config (top-level keys).
 fn exchange_with(auth: &str, trust_ca: bool, top: &str) -> Exchange {
-    let pki = tempfile::tempdir().expect("tempdir");
-    make_ca(pki.path());
-    let users = pki.path().join("users.json");
-    std::fs::write(
-        &users,
-        format!(
-            r#"{{"alice@contoso.test": {{"username": "CONTOSO\\alice", "upn": "alice@contoso.test",
-                 "password": "{PASSWORD}", "inbox_total": 12, "inbox_unread": 3}}}}"#
-        ),
-    )
-    .expect("users");
-    let p = |name: &str| pki.path().join(name).display().to_string();
-    let server = Peer::start(
-        "python3",
-        &[
-            "ews/ews_server.py",
-            "--port",
-            "0",
-            "--cert",
-            &p("server.pem"),
-            "--key",
-            &p("server.key"),
-            "--users",
-            &p("users.json"),
-            "--auth",
-            auth,
-        ],
-    );
-    let port = server.url.rsplit(':').next().expect("port").to_owned();
-    let ca = if trust_ca { format!("ca_file = {:?}\n", p("ca.pem")) } else { String::new() };
+    let pki = pki();
+    let server = Ews::start(&pki, 0, &["--auth", auth]);
+    let (ip, port) = (server.ip, server.https_port);
+    let ca = if trust_ca { format!("ca_file = {:?}\n", pki.ca()) } else { String::new() };
     let daemon = Daemon::start(&format!(
-        "{top}[network]\n{ca}[network.resolve]\n\"mail.contoso.test\" = \"127.0.0.1\"\n\
+        "{top}[network]\n{ca}[network.resolve]\n\"mail.contoso.test\" = \"{ip}\"\n\
          [schedule]\nretry_min = \"1s\"\nretry_max = \"2s\"\n"
     ));
-    // Keep the CA directory alive as long as the daemon reads it.
-    std::mem::forget(pki);
     daemon.ctl(ADMIN, &["enable"]).expect_code(0);
     Exchange {
         server,
         daemon,
         ews_url: format!("https://mail.contoso.test:{port}/EWS/Exchange.asmx"),
+        _pki: pki,
     }
 }
 
@@ -109,7 +78,7 @@ fn link(world: &Exchange) -> Value {
 fn server_log(world: &Exchange) -> Vec<Value> {
     let out = Command::new("curl")
         .args(["-sS", "-k"])
-        .arg(format!("{}/test/log", world.server.url))
+        .arg(format!("{}/test/log", world.server.peer().url))
         .output()
         .expect("curl");
     serde_json::from_slice::<Value>(&out.stdout)
@@ -148,9 +117,10 @@ fn a_user_links_an_exchange_mailbox_with_ntlm_and_keeps_it_through_a_password_ch
     assert!(text.contains("inbox: 12 items, 3 unread") && text.contains("auth: ntlm"), "{text}");
 
     // The password changes on the server: the next check says needs_reauth.
-    world
-        .server
-        .control("/test/password", r#"{"user": "alice@contoso.test", "password": "Spring-2027!"}"#);
+    world.server.control(
+        "/test/password",
+        &json!({"user": "alice@contoso.test", "password": "Spring-2027!"}),
+    );
     world.daemon.ctl(ALICE, &["check", "alice@contoso.test"]).expect_code(7);
     assert_eq!(link(&world)["state"], "needs_reauth");
     // Connecting again with the new password updates the stored one.
@@ -159,12 +129,12 @@ fn a_user_links_an_exchange_mailbox_with_ntlm_and_keeps_it_through_a_password_ch
     world.daemon.ctl(ALICE, &["check", "alice@contoso.test"]).expect_code(0);
 
     // A busy server: degraded, then active again by itself once it recovers.
-    world.server.control("/test/mode", r#"{"mode": "busy", "back_off_ms": 1000}"#);
+    world.server.control("/test/mode", &json!({"mode": "busy", "back_off_ms": 1000}));
     world.daemon.ctl(ALICE, &["check", "alice@contoso.test"]).expect_code(1);
     let busy = link(&world);
     assert_eq!(busy["state"], "degraded");
     assert!(busy["reason"].as_str().unwrap_or("").contains("ErrorServerBusy"), "{busy}");
-    world.server.control("/test/mode", r#"{"mode": "ok"}"#);
+    world.server.control("/test/mode", &json!({"mode": "ok"}));
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while link(&world)["state"] != "active" {
         assert!(std::time::Instant::now() < deadline, "the link did not recover by itself");
@@ -215,9 +185,10 @@ fn disable_and_enable_keep_each_links_truth_and_check_all_rechecks() {
     ensure_accounts();
     let world = exchange("ntlm", true);
     connect(&world, PASSWORD).expect_code(0);
-    world
-        .server
-        .control("/test/password", r#"{"user": "alice@contoso.test", "password": "Spring-2027!"}"#);
+    world.server.control(
+        "/test/password",
+        &json!({"user": "alice@contoso.test", "password": "Spring-2027!"}),
+    );
     world.daemon.ctl(ALICE, &["check", "alice@contoso.test"]).expect_code(7);
     let before = link(&world);
     assert_eq!(before["state"], "needs_reauth", "{before}");
@@ -251,10 +222,9 @@ fn disable_and_enable_keep_each_links_truth_and_check_all_rechecks() {
     assert!(all.stderr.contains("checked 1/1"), "progress: {}", all.stderr);
 
     // The password is back: re-checking the links that needed their user heals them.
-    world.server.control(
-        "/test/password",
-        &format!(r#"{{"user": "alice@contoso.test", "password": "{PASSWORD}"}}"#),
-    );
+    world
+        .server
+        .control("/test/password", &json!({"user": "alice@contoso.test", "password": PASSWORD}));
     let healed = world.daemon.ctl(ADMIN, &["--json", "check", "--all", "--state", "needs_reauth"]);
     let summary = healed.expect_code(0).json();
     assert_eq!(
@@ -316,36 +286,13 @@ fn a_host_outside_the_domain_reached_by_the_http_redirect_needs_trust_server() {
         return;
     }
     ensure_accounts();
-    let pki = tempfile::tempdir().expect("tempdir");
-    make_ca(pki.path());
-    std::fs::write(
-        pki.path().join("users.json"),
-        format!(
-            r#"{{"alice@contoso.test": {{"username": "CONTOSO\\alice", "upn": "alice@contoso.test",
-                 "password": "{PASSWORD}", "inbox_total": 12, "inbox_unread": 3}}}}"#
-        ),
-    )
-    .expect("users");
-    let p = |name: &str| pki.path().join(name).display().to_string();
-    // Its own loopback address, for port 80; the next one has nothing listening (contoso.test).
-    let octet = (std::process::id() % 120) as u8 * 2;
-    let (evil_ip, nobody) = (Ipv4Addr::new(127, 78, octet, 2), Ipv4Addr::new(127, 78, octet, 3));
-    let server = Peer::start(
-        "python3",
+    let pki = pki();
+    let server = Ews::start(
+        &pki,
+        0,
         &[
-            "ews/ews_server.py",
-            "--host",
-            &evil_ip.to_string(),
-            "--port",
-            "0",
             "--http-port",
             "80",
-            "--cert",
-            &p("server.pem"),
-            "--key",
-            &p("server.key"),
-            "--users",
-            &p("users.json"),
             "--auth",
             "basic",
             "--ews-url",
@@ -354,12 +301,14 @@ fn a_host_outside_the_domain_reached_by_the_http_redirect_needs_trust_server() {
             "https://mail.fabrikam.test:{port}/autodiscover/autodiscover.xml",
         ],
     );
+    // Its own loopback address, for port 80; contoso.test has nothing listening.
+    let (evil_ip, nobody) = (server.ip, fresh_ip(443));
     // No SRV record anywhere: nothing answers DNS on the discard port.
     let daemon = Daemon::start(&format!(
         "[network]\nca_file = {:?}\nnameservers = [\"127.0.0.1:9\"]\n[network.resolve]\n\
          \"contoso.test\" = \"{nobody}\"\n\"autodiscover.contoso.test\" = \"{evil_ip}\"\n\
          \"mail.fabrikam.test\" = \"{evil_ip}\"\n",
-        p("ca.pem")
+        pki.ca()
     ));
     daemon.ctl(ADMIN, &["enable"]).expect_code(0);
     let connect = |extra: &[&str]| {
@@ -373,7 +322,7 @@ fn a_host_outside_the_domain_reached_by_the_http_redirect_needs_trust_server() {
     let log = || {
         let out = Command::new("curl")
             .args(["-sS", "-k"])
-            .arg(format!("{}/test/log", server.url))
+            .arg(format!("{}/test/log", server.peer().url))
             .output()
             .expect("curl");
         serde_json::from_slice::<Value>(&out.stdout).expect("log JSON")
@@ -405,7 +354,6 @@ fn a_host_outside_the_domain_reached_by_the_http_redirect_needs_trust_server() {
         linked["endpoint"].as_str().unwrap_or("").starts_with("https://mail.fabrikam.test:"),
         "{linked}"
     );
-    std::mem::forget(pki);
 }
 
 /// The uid of a Unix account, from `id -u`.

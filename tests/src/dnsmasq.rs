@@ -1,20 +1,19 @@
 //! A real DNS server for tests and benches: Debian's dnsmasq on 127.0.0.1 at a free port, not
-//! as a service. Included with `#[path]` by the test and bench targets that need it.
+//! as a service.
 
-#[path = "../../../tests/src/prerequisite.rs"]
-mod prerequisite;
-
+use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::Stdio;
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
+use crate::prerequisite;
 
 /// A real DNS server on 127.0.0.1 at a free port, answering only for `*.test` (anything else
-/// there is NXDOMAIN or NODATA, as from an authoritative server), logging every query.
+/// there is NXDOMAIN or NODATA, as from an authoritative server), logging every query. Killed
+/// when dropped.
+#[derive(Debug)]
 pub struct Dnsmasq {
-    _child: Child,
+    child: Child,
     /// `127.0.0.1:PORT`, for `[network] nameservers`.
     pub addr: String,
     queries: Arc<Mutex<Vec<String>>>,
@@ -22,9 +21,11 @@ pub struct Dnsmasq {
 
 impl Dnsmasq {
     /// `records`: dnsmasq options such as `--mx-host=...` and `--srv-host=...`. Fails when
-    /// dnsmasq is not installed, naming `.ci/setup`; `None` only when the run allows that
-    /// (`MSLINK_TESTS_ALLOW_SKIP=1`, see `tests/src/prerequisite.rs`).
-    pub async fn start(records: &[String]) -> Option<Dnsmasq> {
+    /// dnsmasq is not installed, naming the setup command; `None` only when the run allows that
+    /// ([`prerequisite::ALLOW_SKIP`]).
+    #[track_caller]
+    pub fn start(records: &[String]) -> Option<Dnsmasq> {
+        // Debian installs it in /usr/sbin, which is not on every user's PATH.
         let Some(binary) = ["/usr/sbin/dnsmasq", "/sbin/dnsmasq", "/usr/bin/dnsmasq"]
             .into_iter()
             .find(|p| Path::new(p).exists())
@@ -37,8 +38,10 @@ impl Dnsmasq {
             return None;
         };
         for _ in 0..10 {
-            let port =
-                std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+            let port = std::net::UdpSocket::bind("127.0.0.1:0")
+                .and_then(|socket| socket.local_addr())
+                .expect("a free UDP port")
+                .port();
             let mut child = Command::new(binary)
                 .args([
                     "--keep-in-foreground",
@@ -57,38 +60,37 @@ impl Dnsmasq {
                 .args(records)
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
-                .kill_on_drop(true)
                 .spawn()
-                .unwrap();
-            let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                if line.contains("started, version") {
-                    let queries = Arc::new(Mutex::new(Vec::new()));
-                    let log = queries.clone();
-                    tokio::spawn(async move {
-                        while let Ok(Some(line)) = lines.next_line().await {
-                            if line.contains("query[") {
-                                log.lock().unwrap().push(line);
-                            }
+                .unwrap_or_else(|e| panic!("cannot run {binary}: {e}"));
+            let mut lines = BufReader::new(child.stderr.take().expect("piped stderr")).lines();
+            if lines.by_ref().map_while(Result::ok).any(|l| l.contains("started, version")) {
+                let queries = Arc::new(Mutex::new(Vec::new()));
+                let log = queries.clone();
+                std::thread::spawn(move || {
+                    for line in lines.map_while(Result::ok) {
+                        if line.contains("query[") {
+                            log.lock().unwrap_or_else(|e| e.into_inner()).push(line);
                         }
-                    });
-                    return Some(Dnsmasq {
-                        _child: child,
-                        addr: format!("127.0.0.1:{port}"),
-                        queries,
-                    });
-                }
+                    }
+                });
+                return Some(Dnsmasq { child, addr: format!("127.0.0.1:{port}"), queries });
             }
             // The port was taken meanwhile: try another.
-            let _ = child.wait().await;
+            let _ = child.wait();
         }
         panic!("dnsmasq did not start");
     }
 
     /// True when dnsmasq was asked for `kind` (`MX`, `SRV`) records of `name`.
-    #[allow(dead_code)] // not every target that includes this module asks
     pub fn was_asked(&self, kind: &str, name: &str) -> bool {
         let wanted = format!("query[{kind}] {name} from");
-        self.queries.lock().unwrap().iter().any(|line| line.contains(&wanted))
+        self.queries.lock().unwrap_or_else(|e| e.into_inner()).iter().any(|l| l.contains(&wanted))
+    }
+}
+
+impl Drop for Dnsmasq {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
