@@ -1,9 +1,10 @@
 //! Tokens for the mail tools people already use, through real servers and real clients: Dovecot
 //! (IMAP, POP3, submission) validating tokens by introspection at the real OIDC server and
 //! checking their audience, and msmtp, mbsync (isync with the XOAUTH2 SASL plugin), neomutt
-//! (sending in batch mode) and curl authenticating with tokens from `mslinkctl token --for ...`.
-//! The msmtp, mbsync and neomutt configurations are the README's "Mail tools" snippets, read
-//! from README.md, with only the host, port, TLS and paths changed for loopback.
+//! (sending in batch mode), fetchmail (through a plugin that signs in with `--sasl xoauth2`),
+//! and curl authenticating with tokens from `mslinkctl token --for ...`.
+//! The msmtp, mbsync, neomutt and fetchmail configurations are the README's "Mail tools"
+//! snippets, read from README.md, with only the host, port, TLS and paths changed for loopback.
 //!
 //! The OIDC server runs in its Entra modes: `--entra-offline-access` (a refresh token without
 //! `prompt=consent`) and `--entra-resource-scopes` (Exchange Online's permissions as scopes,
@@ -298,14 +299,21 @@ fn readme_snippet(tool: &str) -> String {
 /// The README snippet for loopback: `edits` are (README text, test text) pairs that must all
 /// occur; `mslinkctl` becomes this build's binary on this daemon's socket.
 fn adapted(snippet: &str, daemon: &Daemon, edits: &[(&str, String)]) -> String {
+    let text = edited(snippet, edits);
+    let ctl = format!("{} --socket {} token", bin("mslinkctl").display(), daemon.socket.display());
+    assert!(text.contains("mslinkctl token"), "{text}");
+    text.replace("mslinkctl token", &ctl)
+}
+
+/// The README snippet with the test's address and `edits`, (README text, test text) pairs that
+/// must all occur: a snippet that drifted from the test fails it.
+fn edited(snippet: &str, edits: &[(&str, String)]) -> String {
     let mut text = snippet.replace("alice@example.com", EMAIL);
     for (from, to) in edits {
         assert!(text.contains(from), "the README snippet lost {from:?}:\n{text}");
         text = text.replace(from, to);
     }
-    let ctl = format!("{} --socket {} token", bin("mslinkctl").display(), daemon.socket.display());
-    assert!(text.contains("mslinkctl token"), "{text}");
-    text.replace("mslinkctl token", &ctl)
+    text
 }
 
 /// Writes `text` to a file of Alice's own, mode 0600 (msmtp insists).
@@ -541,4 +549,82 @@ fn a_resource_without_consent_or_config_is_refused_and_the_link_stays_healthy() 
     world.daemon.stop();
     world.daemon.restart();
     assert_eq!(state_of(&world.daemon), "active");
+}
+
+/// fetchmail run as Alice with the README's run-control file and plugin, the plugin's TLS
+/// connection swapped for plain TCP on loopback and asking for a token `--for service`; what it
+/// fetches is appended to `mbox`.
+fn fetch_with_fetchmail(
+    daemon: &Daemon,
+    dovecot: &Dovecot,
+    service: &str,
+    mbox: &Path,
+) -> CtlOutput {
+    let dir = dovecot.dir.path();
+    let tls = "coproc SERVER { openssl s_client -quiet -verify_return_error -verify_hostname \"$2\" \
+               -connect \"$2:$3\" 2>/dev/null; }";
+    let plugin = adapted(
+        &readme_snippet("fetchmail-plugin"),
+        daemon,
+        &[
+            (tls, "exec 3<>\"/dev/tcp/$2/$3\"".to_owned()),
+            ("exec 3<&\"${SERVER[0]}\" 4>&\"${SERVER[1]}\"", "exec 4>&3".to_owned()),
+            ("--for pop", format!("--for {service}")),
+        ],
+    );
+    let plugin = alices_file(dir, "fetchmail-office365", &plugin);
+    std::fs::set_permissions(&plugin, std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    let rc = edited(
+        &readme_snippet("fetchmail"),
+        &[
+            ("poll outlook.office365.com", "poll 127.0.0.1".to_owned()),
+            ("port 995", format!("port {}", dovecot.pop3)),
+            ("/home/alice/bin/fetchmail-office365", plugin.display().to_string()),
+        ],
+    );
+    let rc = alices_file(dir, "fetchmailrc", &rc);
+    let mda = format!("cat >> {}", mbox.display());
+    as_alice(
+        &dovecot.home(),
+        "fetchmail",
+        &["-v", "-f", &rc.display().to_string(), "--mda", &mda],
+        "",
+    )
+}
+
+#[test]
+fn fetchmail_fetches_with_a_pop_token_through_the_readme_plugin_and_a_graph_token_is_refused() {
+    let test =
+        "fetchmail_fetches_with_a_pop_token_through_the_readme_plugin_and_a_graph_token_is_refused";
+    if !(require_root(test)
+        && require_tool("dovecot", test)
+        && require_tool("fetchmail", test)
+        && require_tool("bash", test))
+    {
+        return;
+    }
+    ensure_accounts();
+    let world = world(&["--entra-resource-scopes"], "resources = [\"pop\"]");
+    link_alice(&world);
+    let (relay, _delivered) = smtp_sink();
+    let dovecot = Dovecot::start(&world.oidc, relay);
+    let mbox = dovecot.home().join("fetched");
+    let maildir = dovecot.dir.path().join("home").join(EMAIL).join("Maildir");
+    let on_server = || {
+        ["new", "cur"].iter().map(|d| std::fs::read_dir(maildir.join(d)).expect("maildir").count())
+    };
+
+    // A Graph token: Dovecot refuses it, the plugin says so, fetchmail fails, the mail stays.
+    let refused = fetch_with_fetchmail(&world.daemon, &dovecot, "graph", &mbox);
+    assert_ne!(refused.code, 0, "POP took a Graph token: {}", refused.stdout);
+    assert!(refused.stderr.contains("refused the token"), "{}", refused.stderr);
+    assert!(!mbox.exists(), "nothing fetched");
+    assert_eq!(on_server().sum::<usize>(), 1);
+
+    // The POP token: fetchmail fetches the message, hands it to the MDA and deletes it.
+    let fetched = fetch_with_fetchmail(&world.daemon, &dovecot, "pop", &mbox);
+    assert_eq!(fetched.code, 0, "{}{}\n{}", fetched.stdout, fetched.stderr, dovecot.log_text());
+    let mail = std::fs::read_to_string(&mbox).expect("fetchmail delivered the message");
+    assert!(mail.contains("Subject: synced by mbsync"), "{mail}");
+    assert_eq!(on_server().sum::<usize>(), 0, "fetchmail deleted the fetched message");
 }
