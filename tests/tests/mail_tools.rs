@@ -2,7 +2,7 @@
 //! (IMAP, POP3, submission) validating tokens by introspection at the real OIDC server and
 //! checking their audience, and msmtp, mbsync (isync with the XOAUTH2 SASL plugin), neomutt
 //! (sending in batch mode), fetchmail (through a plugin that signs in with `--sasl xoauth2`),
-//! and curl authenticating with tokens from `mslinkctl token --for ...`.
+//! curl and a bare IMAP `AUTHENTICATE` authenticating with tokens from `mslinkctl token --for`.
 //! The msmtp, mbsync, neomutt and fetchmail configurations are the README's "Mail tools"
 //! snippets, read from README.md, with only the host, port, TLS and paths changed for loopback.
 //!
@@ -361,6 +361,28 @@ fn curl_bearer(url: &str, token: &str, mechanism: &str) -> CtlOutput {
     }
 }
 
+/// Sends `AUTHENTICATE MECHANISM RESPONSE` to the IMAP server at `port` and returns its tagged
+/// reply; a challenge (XOAUTH2's reason for a refusal) gets the empty answer it wants.
+fn imap_authenticate(port: u16, mechanism: &str, response: &str) -> String {
+    let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to IMAP");
+    stream.set_read_timeout(Some(MINUTE)).expect("timeout");
+    let mut out = stream.try_clone().expect("clone");
+    let mut lines = BufReader::new(stream).lines();
+    let mut next = || lines.next().expect("the server closed").expect("read");
+    assert!(next().starts_with("* OK"), "the IMAP greeting");
+    let mechanism = mechanism.to_ascii_uppercase();
+    write!(out, "a AUTHENTICATE {mechanism} {response}\r\n").expect("write");
+    loop {
+        let line = next();
+        if line.starts_with("a ") {
+            return line;
+        }
+        if line.starts_with('+') {
+            out.write_all(b"\r\n").expect("write");
+        }
+    }
+}
+
 fn msmtp_config(daemon: &Daemon, dovecot: &Dovecot) -> PathBuf {
     let config = adapted(
         &readme_snippet("msmtp"),
@@ -442,9 +464,16 @@ fn mail_tools_authenticate_with_their_own_tokens_and_a_revoked_grant_stops_them(
     assert_eq!(stat.code, 0, "{}\n{}", stat.stderr, dovecot.log_text());
     assert!(stat.stdout.starts_with("1 "), "one message: {:?}", stat.stdout);
 
-    // --sasl: the ready initial response, for clients that want it.
-    let sasl = token(&world.daemon, &["--for", "imap", "--sasl", "xoauth2"]);
-    assert_ne!(sasl, imap);
+    // --sasl: the ready initial response, which IMAP takes verbatim (RFC 4959 SASL-IR) with
+    // either mechanism; a Graph token's is refused.
+    for mechanism in ["xoauth2", "oauthbearer"] {
+        let response = token(&world.daemon, &["--for", "imap", "--sasl", mechanism]);
+        let reply = imap_authenticate(dovecot.imap, mechanism, &response);
+        assert!(reply.starts_with("a OK"), "{mechanism}: {reply}\n{}", dovecot.log_text());
+    }
+    let graph_response = token(&world.daemon, &["--sasl", "xoauth2"]);
+    let reply = imap_authenticate(dovecot.imap, "xoauth2", &graph_response);
+    assert!(reply.starts_with("a NO"), "IMAP took a Graph token: {reply}");
 
     // msmtp, with the README's configuration: passwordeval fetches an SMTP token.
     let msmtprc = msmtp_config(&world.daemon, &dovecot);
