@@ -164,6 +164,8 @@ fn serve_smtp(stream: TcpStream, messages: &mpsc::Sender<String>) {
 /// Dovecot with IMAP, POP3 and submission on loopback, in its own directory, authenticating
 /// XOAUTH2 and OAUTHBEARER by introspection at the OIDC server and accepting only tokens whose
 /// audience is Exchange Online's. Alice's mailbox is a Maildir owned by her Unix account.
+/// STARTTLS is offered with a throwaway certificate, for neomutt, which reads over IMAP with
+/// OAuth only over TLS; the other tools stay on plain TCP.
 struct Dovecot {
     dir: tempfile::TempDir,
     child: Child,
@@ -192,6 +194,16 @@ impl Dovecot {
         )
         .expect("message");
         give(&root.join("home"), ALICE);
+        let cert = Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"])
+            .args(["-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"])
+            .arg("-keyout")
+            .arg(root.join("key.pem"))
+            .arg("-out")
+            .arg(root.join("cert.pem"))
+            .output()
+            .expect("openssl");
+        assert!(cert.status.success(), "openssl: {}", String::from_utf8_lossy(&cert.stderr));
         let introspection = oidc.url.replacen("http://", "http://graph-fake:graph-fake-secret@", 1);
         std::fs::write(
             root.join("oauth2.conf"),
@@ -214,7 +226,8 @@ impl Dovecot {
             format!(
                 "base_dir = {r}/run\nstate_dir = {r}/state\ninstance_name = mslink-test-{imap}\n\
                  log_path = /dev/stderr\nprotocols = imap pop3 submission\nlisten = 127.0.0.1\n\
-                 ssl = no\ndisable_plaintext_auth = no\nauth_mechanisms = xoauth2 oauthbearer\n\
+                 ssl = yes\nssl_cert = <{r}/cert.pem\nssl_key = <{r}/key.pem\n\
+                 disable_plaintext_auth = no\nauth_mechanisms = xoauth2 oauthbearer\n\
                  auth_debug = yes\nmail_location = maildir:~/Maildir\n\
                  hostname = mail.contoso.test\n\
                  submission_relay_host = 127.0.0.1\nsubmission_relay_port = {relay_port}\n\
@@ -407,6 +420,8 @@ fn requirements(test: &str) -> bool {
         && require_tool("msmtp", test)
         && require_tool("mbsync", test)
         && require_tool("neomutt", test)
+        && require_tool("script", test)
+        && require_tool("openssl", test)
         && require_tool("curl", test))
     {
         return false;
@@ -523,6 +538,38 @@ fn mail_tools_authenticate_with_their_own_tokens_and_a_revoked_grant_stops_them(
     assert_eq!(sent.code, 0, "{}{}\n{}", sent.stdout, sent.stderr, dovecot.log_text());
     let message = delivered.recv_timeout(MINUTE).expect("the relay got neomutt's message");
     assert!(message.contains("Subject: sent by neomutt"), "{message}");
+
+    // neomutt reading over IMAP with the same configuration (STARTTLS: it offers OAuth only
+    // over TLS), in a terminal of its own: imap_oauth_refresh_command fetches the token, the
+    // inbox opens and the message piped out is the one in the mailbox.
+    let piped = dovecot.home().join("read-by-neomutt");
+    let mut neomuttrc = adapted(
+        &readme_snippet("neomutt"),
+        &world.daemon,
+        &[("imaps://outlook.office365.com/", format!("imap://127.0.0.1:{}/", dovecot.imap))],
+    );
+    let cert = dovecot.dir.path().join("cert.pem");
+    neomuttrc.push_str(&format!(
+        "set ssl_starttls = yes\nset ssl_force_tls = yes\nset certificate_file = \"{}\"\n\
+         set wait_key = no\n",
+        cert.display()
+    ));
+    let neomuttrc = alices_file(dovecot.dir.path(), "neomuttrc-imap", &neomuttrc);
+    let keys = format!("<pipe-message>cat > {}<enter><quit>", piped.display());
+    let neomutt = format!(
+        "timeout --foreground 60 neomutt -n -F {} -e 'push \"{keys}\"'",
+        neomuttrc.display()
+    );
+    // The test account's shell is nologin; script runs the command with $SHELL.
+    let read = as_alice(
+        &dovecot.home(),
+        "env",
+        &["SHELL=/bin/sh", "TERM=xterm", "script", "-qec", &neomutt, "/dev/null"],
+        "",
+    );
+    assert_eq!(read.code, 0, "{}{}\n{}", read.stdout, read.stderr, dovecot.log_text());
+    let mail = std::fs::read_to_string(&piped).expect("neomutt piped the message");
+    assert!(mail.contains("Subject: synced by mbsync"), "{mail}");
 
     // The link is still healthy after all those refreshes.
     world.daemon.ctl(ALICE, &["check", EMAIL]).expect_code(0);
