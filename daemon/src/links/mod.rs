@@ -190,7 +190,7 @@ impl Links {
             let (owner, email) = (owner.clone(), args.email.clone());
             self.store
                 .call(move |db| {
-                    let count = db.link_count(&owner.name)?;
+                    let count = db.link_count(&owner)?;
                     let existing = db.link_record(owner, &email)?;
                     Ok((db.integration()?.enabled, existing, count))
                 })
@@ -313,16 +313,24 @@ impl Links {
             }
         };
         let vault = self.vault.clone();
+        // Counted again where the link is stored: the count above was taken before sign-in.
+        let limit = (!by_admin).then_some(config.max_links_per_user);
         let (transition, timers) = self
             .store
             .call(move |db| {
-                let transition = db.save_link(&new, now, |id| {
+                let transition = db.save_link(&new, now, limit, |id| {
                     secret.seal(&vault, id).map_err(|e| StoreError::Sealing(e.to_string()))
                 })?;
                 let timers = db.timers(transition.id)?;
                 Ok((transition, timers))
             })
-            .await?;
+            .await
+            .map_err(|error| match error {
+                StoreError::TooManyLinks { limit } => {
+                    LinkError::TooManyLinks { user: user.to_owned(), limit }
+                }
+                error => LinkError::Store(error),
+            })?;
         tracing::info!(link = %transition.link.email, user, provider = %provider, "mailbox linked");
         self.announce(&transition);
         self.schedule(transition.id, timers);

@@ -237,13 +237,17 @@ impl Db<'_> {
 
     /// Creates the link, or replaces the credentials and state of an existing one (a re-link
     /// after a password change or revoked consent). `seal(id)` seals the secret for that row.
+    /// A new link that would give its owner (name and uid) more than `limit` links is refused
+    /// with [`StoreError::TooManyLinks`], counted in the same transaction so that connects
+    /// racing each other cannot pass the limit together.
     pub fn save_link(
         &mut self,
         new: &NewLink,
         now: UnixTime,
+        limit: Option<usize>,
         seal: impl FnOnce(i64) -> Result<Vec<u8>, StoreError>,
     ) -> Result<Transition, StoreError> {
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let previous: Option<String> = tx
             .query_row(
                 "SELECT state FROM links WHERE user = ?1 AND email = ?2",
@@ -251,6 +255,15 @@ impl Db<'_> {
                 |row| row.get(0),
             )
             .optional()?;
+        if let Some(limit) = limit
+            && previous.is_none()
+        {
+            let sql = format!("SELECT COUNT(*) FROM links WHERE {}", owned_by(1));
+            let count: i64 = tx.query_row(&sql, params![new.user, new.uid], |row| row.get(0))?;
+            if count as usize >= limit {
+                return Err(StoreError::TooManyLinks { limit });
+            }
+        }
         let id: i64 = tx.query_row(
             &format!(
                 "{INSERT_LINK}
@@ -548,15 +561,17 @@ mod tests {
     fn saving_twice_relinks_and_bumps_the_generation() {
         let mut conn = db();
         let mut db = Db::new(&mut conn);
-        let first =
-            db.save_link(&new_link("alice@contoso.test"), 10, |id| Ok(vec![id as u8])).unwrap();
+        let first = db
+            .save_link(&new_link("alice@contoso.test"), 10, None, |id| Ok(vec![id as u8]))
+            .unwrap();
         assert_eq!(first.previous, None);
         assert_eq!(first.link.state, LinkState::Active);
         assert_eq!(first.link.auth_scheme.as_deref(), Some("ntlm"));
         assert_eq!(first.link.evidence[0].detail, "--provider exchange", "evidence is kept");
         let record = db.link_record("alice", "ALICE@contoso.test").unwrap().unwrap();
         assert_eq!(record.secret, Some(vec![record.id as u8]));
-        let again = db.save_link(&new_link("alice@contoso.test"), 20, |_| Ok(vec![9])).unwrap();
+        let again =
+            db.save_link(&new_link("alice@contoso.test"), 20, None, |_| Ok(vec![9])).unwrap();
         assert_eq!(again.previous, Some(LinkState::Active));
         let relinked = db.link_record_by_id(record.id).unwrap().unwrap();
         assert_eq!((relinked.generation, relinked.secret), (record.generation + 1, Some(vec![9])));
@@ -566,7 +581,7 @@ mod tests {
     fn an_account_created_again_under_the_same_name_does_not_inherit_the_old_ones_links() {
         let mut conn = db();
         let mut db = Db::new(&mut conn);
-        db.save_link(&new_link("alice@contoso.test"), 10, |_| Ok(vec![1])).unwrap();
+        db.save_link(&new_link("alice@contoso.test"), 10, None, |_| Ok(vec![1])).unwrap();
         let old = Owner { name: "alice".into(), uid: Some(1001) };
         let reborn = Owner { name: "alice".into(), uid: Some(1002) };
         assert!(db.link_record(old.clone(), "alice@contoso.test").unwrap().is_some());
@@ -579,7 +594,7 @@ mod tests {
         assert_eq!(db.links_page(Some(&"alice".into()), None, None, 10).unwrap().len(), 1);
         // The new account signing the mailbox in again takes the link over, with new secrets.
         let relink = NewLink { uid: Some(1002), ..new_link("alice@contoso.test") };
-        db.save_link(&relink, 20, |_| Ok(vec![2])).unwrap();
+        db.save_link(&relink, 20, None, |_| Ok(vec![2])).unwrap();
         assert!(db.link_record(old, "alice@contoso.test").unwrap().is_none());
         let record = db.link_record(reborn, "alice@contoso.test").unwrap().unwrap();
         assert_eq!(record.secret, Some(vec![2]));
@@ -591,7 +606,7 @@ mod tests {
         let mut db = Db::new(&mut conn);
         for (user, email) in [("alice", "a@contoso.test"), ("gone", "g@contoso.test")] {
             let seeded = NewLink { user: user.into(), uid: None, ..new_link(email) };
-            db.save_link(&seeded, 10, |_| Ok(vec![1])).unwrap();
+            db.save_link(&seeded, 10, None, |_| Ok(vec![1])).unwrap();
         }
         let uid_of = |name: &str| (name == "alice").then_some(1001);
         assert_eq!(db.bind_owners(uid_of).unwrap(), 1);
@@ -609,7 +624,8 @@ mod tests {
         let mut conn = db();
         conn.pragma_update(None, "foreign_keys", "ON").unwrap();
         let mut db = Db::new(&mut conn);
-        let id = db.save_link(&new_link("alice@contoso.test"), 10, |_| Ok(vec![1])).unwrap().id;
+        let id =
+            db.save_link(&new_link("alice@contoso.test"), 10, None, |_| Ok(vec![1])).unwrap().id;
         let generation = db.link_record_by_id(id).unwrap().unwrap().generation;
         let token = ResourceToken { sealed: vec![7], expires_at: 100, issued_at: 40 };
         assert!(db.store_resource_token(id, generation, &[2], "imap", &token).unwrap());
@@ -624,7 +640,7 @@ mod tests {
         assert_eq!(db.resource_token(id, "imap").unwrap(), Some(token));
         assert_eq!(db.link_record_by_id(id).unwrap().unwrap().secret, Some(vec![2]));
         // A re-link is a new grant: the old grant's tokens are gone.
-        db.save_link(&new_link("alice@contoso.test"), 20, |_| Ok(vec![4])).unwrap();
+        db.save_link(&new_link("alice@contoso.test"), 20, None, |_| Ok(vec![4])).unwrap();
         assert_eq!(db.resource_token(id, "imap").unwrap(), None);
         let generation = db.link_record_by_id(id).unwrap().unwrap().generation;
         assert!(db.store_resource_token(id, generation, &[5], "smtp", &newer).unwrap());
@@ -665,18 +681,39 @@ mod tests {
     fn a_failed_seal_leaves_no_link() {
         let mut conn = db();
         let mut db = Db::new(&mut conn);
-        let err = db.save_link(&new_link("a@contoso.test"), 1, |_| Err(StoreError::Stopped));
+        let err = db.save_link(&new_link("a@contoso.test"), 1, None, |_| Err(StoreError::Stopped));
         assert!(err.is_err());
         assert!(db.links(None).unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_link_limit_counts_the_owners_links_where_the_link_is_stored() {
+        let mut conn = db();
+        let mut db = Db::new(&mut conn);
+        let save = |db: &mut Db, email: &str, uid: u32| {
+            let link = NewLink { uid: Some(uid), ..new_link(email) };
+            db.save_link(&link, 1, Some(2), |_| Ok(vec![]))
+        };
+        save(&mut db, "a@contoso.test", 1001).unwrap();
+        save(&mut db, "b@contoso.test", 1001).unwrap();
+        let refused = save(&mut db, "c@contoso.test", 1001).unwrap_err();
+        assert!(matches!(refused, StoreError::TooManyLinks { limit: 2 }), "{refused}");
+        assert_eq!(db.links(None).unwrap().len(), 2, "nothing was stored");
+        // A re-link is not a new link.
+        save(&mut db, "b@contoso.test", 1001).unwrap();
+        // An account created again under the name (another uid) has its own count.
+        let owner = Owner { name: "alice".into(), uid: Some(1002) };
+        assert_eq!(db.link_count(&owner).unwrap(), 0);
+        save(&mut db, "c@contoso.test", 1002).unwrap();
     }
 
     #[test]
     fn stale_outcomes_are_ignored() {
         let mut conn = db();
         let mut db = Db::new(&mut conn);
-        db.save_link(&new_link("a@contoso.test"), 1, |_| Ok(vec![])).unwrap();
+        db.save_link(&new_link("a@contoso.test"), 1, None, |_| Ok(vec![])).unwrap();
         let record = db.link_record("alice", "a@contoso.test").unwrap().unwrap();
-        db.save_link(&new_link("a@contoso.test"), 2, |_| Ok(vec![])).unwrap();
+        db.save_link(&new_link("a@contoso.test"), 2, None, |_| Ok(vec![])).unwrap();
         let failed = Outcome::Failed { failure: Failure::reauth("HTTP 401"), next_attempt: None };
         assert_eq!(db.record_outcome(record.id, record.generation, &failed, 3).unwrap(), None);
         assert!(!db.store_refreshed_secret(record.id, record.generation, b"x", 9, 3).unwrap());
@@ -687,7 +724,7 @@ mod tests {
     fn outcomes_move_states_and_report_transitions() {
         let mut conn = db();
         let mut db = Db::new(&mut conn);
-        db.save_link(&new_link("a@contoso.test"), 1, |_| Ok(vec![])).unwrap();
+        db.save_link(&new_link("a@contoso.test"), 1, None, |_| Ok(vec![])).unwrap();
         let r = db.link_record("alice", "a@contoso.test").unwrap().unwrap();
         let busy = Outcome::Failed {
             failure: Failure::transient("ErrorServerBusy"),
@@ -725,8 +762,8 @@ mod tests {
     fn blocks_remember_who_must_act_and_operator_blocks_are_rechecked_on_demand() {
         let mut conn = db();
         let mut db = Db::new(&mut conn);
-        db.save_link(&new_link("a@contoso.test"), 1, |_| Ok(vec![])).unwrap();
-        db.save_link(&new_link("b@contoso.test"), 1, |_| Ok(vec![])).unwrap();
+        db.save_link(&new_link("a@contoso.test"), 1, None, |_| Ok(vec![])).unwrap();
+        db.save_link(&new_link("b@contoso.test"), 1, None, |_| Ok(vec![])).unwrap();
         let a = db.link_record("alice", "a@contoso.test").unwrap().unwrap();
         let b = db.link_record("alice", "b@contoso.test").unwrap().unwrap();
         let operator = Outcome::Failed {

@@ -66,6 +66,8 @@ pub enum StoreError {
     Stopped,
     #[error("cannot seal a secret: {0}")]
     Sealing(String),
+    #[error("the owner already has {limit} links")]
+    TooManyLinks { limit: usize },
 }
 
 impl StoreError {

@@ -264,10 +264,10 @@ impl<'c> Db<'c> {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    pub fn link_count(&self, user: &str) -> Result<usize, StoreError> {
-        let n: i64 =
-            self.conn
-                .query_row("SELECT COUNT(*) FROM links WHERE user = ?1", [user], |r| r.get(0))?;
+    /// How many links `owner` has (an earlier account of the same name keeps its own).
+    pub fn link_count(&self, owner: &Owner) -> Result<usize, StoreError> {
+        let sql = format!("SELECT COUNT(*) FROM links WHERE {}", owned_by(1));
+        let n: i64 = self.conn.query_row(&sql, params![owner.name, owner.uid], |r| r.get(0))?;
         Ok(n as usize)
     }
 
