@@ -299,11 +299,10 @@ mod tests {
 
     #[test]
     fn the_owner_of_the_socket_directory_is_trusted_only_if_root_gave_it() {
-        if !nix::unistd::geteuid().is_root() {
-            assert!(
-                std::env::var_os("MSLINK_TESTS_ALLOW_SKIP").is_some(),
-                "this test chowns directories to another user, which needs root: run it as root"
-            );
+        // It chowns directories to another user.
+        if !mslink_e2e::require_root(
+            "the_owner_of_the_socket_directory_is_trusted_only_if_root_gave_it",
+        ) {
             return;
         }
         let root = tempfile::tempdir().unwrap();

@@ -423,11 +423,8 @@ mod tests {
     const MALLORY: &str = "mslt-mallory";
 
     fn mallory() -> Option<u32> {
-        if !nix::unistd::geteuid().is_root() {
-            assert!(
-                std::env::var_os("MSLINK_TESTS_ALLOW_SKIP").is_some(),
-                "this test chowns files to another user, which needs root: run it as root"
-            );
+        // It chowns files to another user.
+        if !mslink_e2e::require_root("a files test") {
             return None;
         }
         if User::from_name(MALLORY).ok().flatten().is_none() {

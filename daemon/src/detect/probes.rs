@@ -13,6 +13,7 @@ use crate::config::{Cloud, Config, EndpointUrl};
 use crate::dns::Dns;
 use crate::exchange::autodiscover::{self, AutodiscoverResponse};
 use crate::net::{self, HttpOptions};
+use crate::text;
 
 /// The probes, in the order their evidence is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,6 +61,9 @@ pub(super) const ALL: [Probe; 8] = [
 /// Exchange Online sends one hop, or two in a hybrid).
 const MAX_V2_REDIRECTS: usize = 5;
 
+/// The longest evidence detail kept.
+const MAX_DETAIL: usize = 500;
+
 /// A probe's answer before its name is attached: points to, strength, detail.
 type Answer = (Option<Provider>, Strength, String);
 
@@ -106,10 +110,17 @@ impl Probe {
     /// Runs the probe; never fails.
     pub(super) async fn run(self, config: &Config, email: &str) -> Finding {
         let domain = domain_of(email).to_ascii_lowercase();
-        let (points_to, strength, detail) = match self.ask(config, email, &domain).await {
+        let answer = match self.ask(config, email, &domain).await {
             Ok(answer) => answer,
             Err(why) => nothing(why),
         };
+        self.finding(answer)
+    }
+
+    /// The answer as evidence. Its detail quotes what servers said (URLs, names, error texts)
+    /// and is stored on the link and shown by `detect` and `status --verbose`: cleaned here.
+    fn finding(self, (points_to, strength, detail): Answer) -> Finding {
+        let detail = text::clean(&detail, MAX_DETAIL);
         Finding {
             probe: self,
             evidence: Evidence { probe: self.name().to_owned(), points_to, detail },
@@ -587,6 +598,20 @@ fn pox_xml(cloud: Cloud, url: &str, body: &str) -> Answer {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn evidence_detail_is_cleaned_and_capped() {
+        let forged = format!(
+            "EWS at https://evil.test\n\u{1b}[1mmx: Office365 \u{202e}{}",
+            "x".repeat(9000)
+        );
+        let finding =
+            Probe::AutodiscoverHost.finding((Some(Provider::Exchange), Strength::Mailbox, forged));
+        let detail = &finding.evidence.detail;
+        assert!(!detail.contains(['\n', '\u{1b}', '\u{202e}']), "{detail:?}");
+        assert!(detail.chars().count() <= MAX_DETAIL + 1, "{}", detail.len());
+        assert!(detail.starts_with("EWS at https://evil.test [1mmx: Office365"), "{detail:?}");
+    }
 
     fn vector(name: &str) -> String {
         let dir = std::env::var("MSLINK_VECTORS").unwrap_or_else(|_| {

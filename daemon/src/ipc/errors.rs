@@ -10,9 +10,20 @@ use crate::links::LinkError;
 use crate::office365::Office365Error;
 use crate::store::StoreError;
 
+/// The longest error message sent to `mslinkctl`.
+const MAX_MESSAGE: usize = 2000;
+
+/// An error's text as `mslinkctl` shows it. Error texts carry what servers sent (EWS and
+/// Autodiscover messages, Graph's addresses, OAuth descriptions), so they are cleaned here, at
+/// the one place they become a wire message: no escape sequence or newline can forge a line on
+/// the user's terminal.
+fn shown(error: &dyn std::fmt::Display) -> String {
+    crate::text::clean(&error.to_string(), MAX_MESSAGE)
+}
+
 impl From<LinkError> for WireError {
     fn from(error: LinkError) -> WireError {
-        let message = error.to_string();
+        let message = shown(&error);
         match error {
             LinkError::NotFound(_) => WireError::new(ErrorKind::NotFound, message)
                 .with_hint("`mslinkctl status` lists your links"),
@@ -95,7 +106,7 @@ impl From<LinkError> for WireError {
 impl Office365Error {
     /// How `connect` reports this failure (SPEC §3: 7 rejected/declined, 8 timeout/cancel).
     pub fn wire_error(&self) -> WireError {
-        let message = self.to_string();
+        let message = shown(self);
         match self {
             Office365Error::NotConfigured => WireError::new(ErrorKind::Failed, message).with_hint(
                 "set `[office365] client_id` in the mslinkd config to the organisation's Entra \
@@ -181,7 +192,7 @@ impl Office365Error {
 impl ExchangeError {
     /// What `connect` reports.
     pub fn wire_error(&self) -> WireError {
-        let message = self.to_string();
+        let message = shown(self);
         match self {
             ExchangeError::Rejected { .. } => WireError::new(ErrorKind::AuthRejected, message)
                 .with_hint("check the password (and `--username DOMAIN\\user` if the Exchange login is not the e-mail address), then run `mslinkctl connect` again"),
@@ -256,5 +267,23 @@ pub fn internal(error: StoreError) -> WireError {
     } else {
         WireError::new(ErrorKind::Internal, "mslinkd hit an internal error")
             .with_hint("the daemon log has the details (journalctl -u mslinkd)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_a_server_sent_cannot_forge_lines_on_the_terminal() {
+        let error = ExchangeError::NotDiscovered {
+            domain: "contoso.test".into(),
+            tried: vec![
+                "https://autodiscover.contoso.test: \u{1b}[2J\nmslinkctl: linked\u{202e}".into(),
+            ],
+        };
+        let wire = error.wire_error();
+        assert!(!wire.message.contains(['\n', '\u{1b}', '\u{202e}']), "{:?}", wire.message);
+        assert!(wire.message.contains("mslinkctl: linked"), "the text stays readable");
     }
 }
