@@ -212,7 +212,7 @@ pub fn audit(config: &Config) -> Vec<FileError> {
     if let Some(ClientSecret::File(path)) = &config.office365.client_secret {
         paths.push((path.clone(), What::ClientSecret));
     }
-    if let Some(program) = config.hooks.on_state_change.as_deref().and_then(hook_program) {
+    for program in config.hooks.on_state_change.as_deref().map(hook_programs).unwrap_or_default() {
         paths.push((program, What::Hook));
     }
     if let Some(ca) = &config.network.ca_file {
@@ -228,14 +228,30 @@ pub fn audit(config: &Config) -> Vec<FileError> {
         .collect()
 }
 
-/// The program a hook command runs, when its first word is a plain path (`/usr/local/bin/notify
-/// --to ops`); a bare name is found on `PATH`, whose directories are the system's, and a first
-/// word with shell syntax in it (an assignment, quotes, `$`) names no one file. Hooks run in
-/// `/`, so a relative path is taken from there.
-pub fn hook_program(command: &str) -> Option<PathBuf> {
-    let first = command.split_whitespace().next()?;
-    let plain = !first.contains(['=', '"', '\'', '$', '`', ';', '&', '|', '<', '>']);
-    (plain && first.contains('/')).then(|| Path::new("/").join(first))
+/// Interpreters whose first operand is the program they run (`/bin/sh /srv/notify.sh`).
+const INTERPRETERS: &[&str] =
+    &["sh", "bash", "dash", "zsh", "python3", "python", "perl", "ruby", "node"];
+
+/// The files a hook command runs: its first word when that is a plain path
+/// (`/usr/local/bin/notify --to ops`), and when that word is an interpreter, the script it is
+/// given (`/bin/sh /srv/notify.sh`: both). A bare name is found on `PATH`, whose directories are
+/// the system's; a word with shell syntax in it (an assignment, quotes, `$`) names no one file.
+/// Hooks run in `/`, so a relative path is taken from there.
+pub fn hook_programs(command: &str) -> Vec<PathBuf> {
+    let as_path = |word: &str| {
+        let plain = !word.contains(['=', '"', '\'', '$', '`', ';', '&', '|', '<', '>']);
+        (plain && word.contains('/')).then(|| Path::new("/").join(word))
+    };
+    let mut words = command.split_whitespace();
+    let Some(first) = words.next() else { return Vec::new() };
+    let mut programs: Vec<PathBuf> = as_path(first).into_iter().collect();
+    let name = Path::new(first).file_name().and_then(|n| n.to_str()).unwrap_or(first);
+    if INTERPRETERS.contains(&name)
+        && let Some(script) = words.find(|w| !w.starts_with('-')).and_then(as_path)
+    {
+        programs.push(script);
+    }
+    programs
 }
 
 /// The rule, for one effective uid (tests state it).
@@ -656,14 +672,19 @@ mod tests {
     }
 
     #[test]
-    fn the_hook_program_is_its_first_word_when_that_is_a_path() {
-        assert_eq!(
-            hook_program("/usr/local/bin/notify --to ops"),
-            Some("/usr/local/bin/notify".into())
-        );
-        assert_eq!(hook_program("./notify.sh"), Some("/notify.sh".into()));
-        assert_eq!(hook_program("logger -t mslink \"$MSLINK_EMAIL\""), None);
-        assert_eq!(hook_program("   "), None);
-        assert_eq!(hook_program(r#"l="/run/x/$MSLINK_EMAIL"; touch "$l""#), None);
+    fn the_hook_programs_are_its_first_word_and_an_interpreters_script() {
+        let programs = |command| hook_programs(command);
+        let paths = |all: &[&str]| all.iter().map(PathBuf::from).collect::<Vec<_>>();
+        assert_eq!(programs("/usr/local/bin/notify --to ops"), paths(&["/usr/local/bin/notify"]));
+        assert_eq!(programs("./notify.sh"), paths(&["/notify.sh"]));
+        assert_eq!(programs("logger -t mslink \"$MSLINK_EMAIL\""), paths(&[]));
+        assert_eq!(programs("   "), paths(&[]));
+        assert_eq!(programs(r#"l="/run/x/$MSLINK_EMAIL"; touch "$l""#), paths(&[]));
+        // The script an interpreter runs is checked too, however the interpreter is named.
+        assert_eq!(programs("/bin/sh /srv/hook.sh --to ops"), paths(&["/bin/sh", "/srv/hook.sh"]));
+        assert_eq!(programs("python3 -u /srv/hook.py"), paths(&["/srv/hook.py"]));
+        // `sh -c '...'` runs no file of its own; a program's other arguments are not programs.
+        assert_eq!(programs("sh -c 'notify \"$MSLINK_EMAIL\"'"), paths(&[]));
+        assert_eq!(programs("/usr/bin/logger -f /tmp/x"), paths(&["/usr/bin/logger"]));
     }
 }

@@ -298,9 +298,10 @@ pub async fn run(
     stop: CancellationToken,
 ) -> Outcome {
     let event = env.iter().find(|(k, _)| *k == "MSLINK_EVENT").map_or("", |(_, v)| v.as_str());
-    if let Some(program) = crate::files::hook_program(command) {
+    let programs = crate::files::hook_programs(command);
+    if !programs.is_empty() {
         let checked = tokio::task::spawn_blocking(move || {
-            crate::files::check_owned(&program, crate::files::What::Hook)
+            programs.iter().try_for_each(|p| crate::files::check_owned(p, crate::files::What::Hook))
         })
         .await;
         match checked {
@@ -519,6 +520,11 @@ mod tests {
         let refused = run(&command, &env, TIMEOUT, CancellationToken::new()).await;
         assert_eq!(refused, Outcome::NotStarted);
         assert!(!ran.exists(), "a world-writable hook ran");
+        // Run by an interpreter, the script is what others must not change.
+        let interpreted = format!("/bin/sh {}", hook.display());
+        let refused = run(&interpreted, &env, TIMEOUT, CancellationToken::new()).await;
+        assert_eq!(refused, Outcome::NotStarted);
+        assert!(!ran.exists(), "a world-writable hook script ran");
         chmod(0o755);
         let ran_ok = run(&command, &env, TIMEOUT, CancellationToken::new()).await;
         assert_eq!(ran_ok, Outcome::Succeeded);
