@@ -631,7 +631,11 @@ impl Rounds for Links {
 /// What the scheduler needs from a link's timers: when it is due (the schedule rule) and the
 /// user-chosen server its rounds talk to.
 fn next_due(config: &Config, timers: &Timers) -> Option<Due> {
-    schedule::due(&config.schedule, timers).map(|at| Due { at, server: timers.server })
+    schedule::due(&config.schedule, timers).map(|at| Due {
+        at,
+        server: timers.server,
+        owner: timers.owner,
+    })
 }
 
 /// How often `check --all` reports progress: about every 5 %, at least every link for small runs.

@@ -45,6 +45,9 @@ pub struct Timers {
     /// gives each such server a share of the slots, so one user's hanging server cannot hold them
     /// all. `None` for the operator's configured endpoints (Office365), which every link shares.
     pub server: Option<Server>,
+    /// The owner's uid: with `server`, one owner's rounds against all the servers they chose
+    /// share the slots too.
+    pub owner: Option<u32>,
 }
 
 /// A user-chosen server, as the scheduler groups rounds by it: a hash of its host name.
@@ -234,6 +237,7 @@ mod tests {
             token_expiry: expiry,
             token_issued: expiry.map(|e| e - 3600),
             server: None,
+            owner: None,
         }
     }
 
@@ -371,6 +375,7 @@ mod tests {
                 token_expiry: expiry,
                 token_issued: expiry.map(|e| e - lifetime),
                 server: None,
+            owner: None,
             };
             let mut clock = now;
             for outcome in outcomes {

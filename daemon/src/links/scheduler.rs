@@ -13,8 +13,10 @@
 //!      its server's share is taken ─▶ parked behind that server until one of its rounds ends
 //! ```
 //!
-//! Fairness: a server that hangs (one user's own Exchange) holds at most its share of the slots;
-//! its other due links wait parked, and everyone else's links keep their times.
+//! Fairness: a server that hangs (one user's own Exchange) holds at most its share of the slots,
+//! and so do one owner's rounds against all the servers they chose (twenty links on twenty
+//! hanging host names); the other due links of that share wait parked, and everyone else's
+//! links keep their times.
 //!
 //! Ownership: the heap, `latest`, `running`, the parked links and the join set belong to the
 //! scheduler task alone; everyone else talks to it through the channel. A link rescheduled or
@@ -57,12 +59,14 @@ pub struct Due {
     /// Unix time; now or earlier: at once.
     pub at: i64,
     pub server: Option<Server>,
+    /// The uid of the link's owner, who chose `server`.
+    pub owner: Option<u32>,
 }
 
 impl Due {
     /// Due at `at`, against no user-chosen server.
     pub fn at(at: i64) -> Due {
-        Due { at, server: None }
+        Due { at, server: None, owner: None }
     }
 }
 
@@ -104,26 +108,48 @@ impl Scheduler {
     }
 }
 
+/// A group of links that shares the slots fairly: the rounds against one user-chosen server,
+/// or the rounds of one owner against the servers they chose. Each holds at most
+/// [`per_server_limit`] slots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Share {
+    Server(Server),
+    Owner(u32),
+}
+
+impl Due {
+    /// The shares a round of this link takes: none for the operator's configured endpoints;
+    /// its server's, and its owner's, for a server its owner chose.
+    fn shares(&self) -> impl Iterator<Item = Share> + use<> {
+        let owner = self.server.and(self.owner);
+        self.server.map(Share::Server).into_iter().chain(owner.map(Share::Owner))
+    }
+}
+
 /// The scheduler task's state.
 #[derive(Default)]
 struct Queue {
     heap: BinaryHeap<Reverse<(i64, i64)>>,
     /// The one due time that counts per link.
     latest: HashMap<i64, i64>,
-    /// The user-chosen server of each link that has one.
-    servers: HashMap<i64, Server>,
+    /// The user-chosen server (and its owner) of each link that has one.
+    chosen: HashMap<i64, Due>,
     /// Links whose round is running, with any `schedule` that came for them meanwhile.
     running: HashMap<i64, Option<Due>>,
-    /// Rounds running per user-chosen server.
-    busy: HashMap<Server, usize>,
-    /// Due links waiting for their server's share, oldest first, as `(due, id)`.
-    parked: HashMap<Server, std::collections::VecDeque<(i64, i64)>>,
+    /// Rounds running per share.
+    busy: HashMap<Share, usize>,
+    /// Due links waiting for a share, oldest first, as `(due, id)`.
+    parked: HashMap<Share, std::collections::VecDeque<(i64, i64)>>,
 }
 
 /// The earlier of two due times; the later one's server is as current as the earlier's.
 fn earlier(a: Option<Due>, b: Option<Due>) -> Option<Due> {
     match (a, b) {
-        (Some(a), Some(b)) => Some(Due { at: a.at.min(b.at), server: b.server.or(a.server) }),
+        (Some(a), Some(b)) => Some(Due {
+            at: a.at.min(b.at),
+            server: b.server.or(a.server),
+            owner: b.owner.or(a.owner),
+        }),
         (a, b) => a.or(b),
     }
 }
@@ -138,35 +164,41 @@ impl Queue {
             Some(due) => {
                 self.latest.insert(id, due.at);
                 match due.server {
-                    Some(server) => self.servers.insert(id, server),
-                    None => self.servers.remove(&id),
+                    Some(_) => self.chosen.insert(id, due),
+                    None => self.chosen.remove(&id),
                 };
                 self.heap.push(Reverse((due.at, id)));
             }
             None => {
                 self.latest.remove(&id);
-                self.servers.remove(&id);
+                self.chosen.remove(&id);
             }
         }
     }
 
-    /// Takes the earliest live entry due by `now` whose server has a free share of `limit`,
-    /// parking the due ones whose server has none.
+    /// The shares link `id`'s round takes.
+    fn shares(&self, id: i64) -> impl Iterator<Item = Share> + use<> {
+        self.chosen.get(&id).copied().into_iter().flat_map(|due| due.shares())
+    }
+
+    /// Takes the earliest live entry due by `now` whose shares have a free slot out of `limit`,
+    /// parking the due ones behind a share that has none.
     fn next_runnable(&mut self, now: i64, limit: usize) -> Option<i64> {
         while let Some((due, id)) = self.earliest() {
             if due > now {
                 return None;
             }
             self.heap.pop();
-            if let Some(&server) = self.servers.get(&id)
-                && self.busy.get(&server).copied().unwrap_or(0) >= per_server_limit(limit)
-            {
-                self.parked.entry(server).or_default().push_back((due, id));
+            let full = self.shares(id).find(|share| {
+                self.busy.get(share).copied().unwrap_or(0) >= per_server_limit(limit)
+            });
+            if let Some(share) = full {
+                self.parked.entry(share).or_default().push_back((due, id));
                 continue;
             }
             self.latest.remove(&id);
-            if let Some(&server) = self.servers.get(&id) {
-                *self.busy.entry(server).or_default() += 1;
+            for share in self.shares(id) {
+                *self.busy.entry(share).or_default() += 1;
             }
             self.running.insert(id, None);
             return Some(id);
@@ -186,30 +218,32 @@ impl Queue {
     }
 
     fn finished(&mut self, id: i64, next: Option<Due>) {
-        if let Some(&server) = self.servers.get(&id) {
-            self.release(server);
+        for share in self.shares(id) {
+            self.release(share);
         }
         let waiting = self.running.remove(&id).flatten();
         self.set(id, earlier(next, waiting));
     }
 
-    /// One of `server`'s rounds ended: its oldest parked link still due goes back in the heap.
-    fn release(&mut self, server: Server) {
-        if let Some(n) = self.busy.get_mut(&server) {
+    /// One of `share`'s rounds ended: its oldest parked link still due goes back in the heap
+    /// (where its other share, if full, parks it again).
+    fn release(&mut self, share: Share) {
+        if let Some(n) = self.busy.get_mut(&share) {
             *n = n.saturating_sub(1);
             if *n == 0 {
-                self.busy.remove(&server);
+                self.busy.remove(&share);
             }
         }
-        let Some(parked) = self.parked.get_mut(&server) else { return };
+        let Some(parked) = self.parked.get_mut(&share) else { return };
         while let Some((due, id)) = parked.pop_front() {
-            if self.latest.get(&id) == Some(&due) && self.servers.get(&id) == Some(&server) {
+            let live = self.latest.get(&id) == Some(&due) && !self.running.contains_key(&id);
+            if live && self.chosen.get(&id).is_some_and(|d| d.shares().any(|s| s == share)) {
                 self.heap.push(Reverse((due, id)));
                 break;
             }
         }
         if parked.is_empty() {
-            self.parked.remove(&server);
+            self.parked.remove(&share);
         }
     }
 }
@@ -318,7 +352,7 @@ mod tests {
         /// How long a round takes, in simulated seconds.
         round_takes: Duration,
         /// A server whose rounds take this long instead (one that hangs until the timeout).
-        hanging: Mutex<Option<(Server, Duration)>>,
+        hanging: Mutex<Option<(Vec<Server>, Duration)>>,
     }
 
     impl World {
@@ -337,6 +371,7 @@ mod tests {
                         token_expiry: Some(START + TOKEN_LIFETIME - id % 900),
                         token_issued: Some(START - id % 900),
                         server: None,
+                        owner: None,
                     };
                     (id, (timers, Counts::default()))
                 })
@@ -353,7 +388,11 @@ mod tests {
         }
 
         fn due(&self, timers: &Timers) -> Option<Due> {
-            schedule::due(&self.schedule, timers).map(|at| Due { at, server: timers.server })
+            schedule::due(&self.schedule, timers).map(|at| Due {
+                at,
+                server: timers.server,
+                owner: timers.owner,
+            })
         }
 
         fn totals(&self) -> Counts {
@@ -381,8 +420,8 @@ mod tests {
                 running.1 = running.1.max(running.0);
             }
             let server = self.links.lock().unwrap()[&id].0.server;
-            let takes = match *self.hanging.lock().unwrap() {
-                Some((hanging, takes)) if server == Some(hanging) => takes,
+            let takes = match &*self.hanging.lock().unwrap() {
+                Some((hanging, takes)) if server.is_some_and(|s| hanging.contains(&s)) => *takes,
                 _ => self.round_takes,
             };
             tokio::time::sleep(takes).await;
@@ -452,7 +491,7 @@ mod tests {
         // and 20 other links checked every 15 s: they must keep their times.
         let world = World::new(320, Duration::from_millis(100));
         let hostile = Server::of_url("https://mail.hostile.test/EWS/Exchange.asmx").unwrap();
-        *world.hanging.lock().unwrap() = Some((hostile, Duration::from_secs(30)));
+        *world.hanging.lock().unwrap() = Some((vec![hostile], Duration::from_secs(30)));
         {
             let mut links = world.links.lock().unwrap();
             for (id, (t, _)) in links.iter_mut() {
@@ -481,6 +520,46 @@ mod tests {
         let hostile_checks: u64 = (0..300).map(|id| links[&id].1.checks).sum();
         // A quarter of the 16 slots, 30 s a round: 4 every 30 s.
         assert!(hostile_checks <= 4 * 5, "the hanging server had {hostile_checks} rounds");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_owner_s_many_hanging_servers_hold_only_their_share() {
+        // One user's 20 links, each on a server of its own name that hangs every round until a
+        // 30 s timeout (twenty names for one hostile machine), and another user's 20 links on
+        // their own Exchange checked every 15 s: those keep their times.
+        let world = World::new(40, Duration::from_millis(100));
+        let hostile: Vec<Server> = (0..20)
+            .map(|n| Server::of_url(&format!("https://mail{n}.hostile.test/EWS")).unwrap())
+            .collect();
+        *world.hanging.lock().unwrap() = Some((hostile.clone(), Duration::from_secs(30)));
+        let own = Server::of_url("https://mail.contoso.test/EWS/Exchange.asmx").unwrap();
+        {
+            let mut links = world.links.lock().unwrap();
+            for (id, (t, _)) in links.iter_mut() {
+                t.next_check = Some(START);
+                (t.token_expiry, t.token_issued) = (None, None);
+                let mine = *id < 20;
+                t.server = Some(if mine { hostile[*id as usize] } else { own });
+                t.owner = Some(if mine { 6666 } else { 1001 });
+            }
+        }
+        let world = Arc::new(World {
+            schedule: Schedule {
+                check_interval: Duration::from_secs(15),
+                ..world.schedule.clone()
+            },
+            ..Arc::into_inner(world).unwrap()
+        });
+        let (_scheduler, shutdown, task) = start(&world);
+        tokio::time::sleep(Duration::from_secs(120)).await;
+        shutdown.cancel();
+        task.await.unwrap();
+        let links = world.links.lock().unwrap();
+        let fewest = (20..40).map(|id| links[&id].1.checks).min().unwrap();
+        assert!(fewest >= 8, "another user's link was checked only {fewest} times in 120 s");
+        let hostile_checks: u64 = (0..20).map(|id| links[&id].1.checks).sum();
+        // A quarter of the 16 slots for the owner, 30 s a round: 4 every 30 s.
+        assert!(hostile_checks <= 4 * 5, "one owner's servers had {hostile_checks} rounds");
     }
 
     #[tokio::test(start_paused = true)]

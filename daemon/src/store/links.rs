@@ -17,6 +17,8 @@ use crate::links::{LinkDetails, Server, Timers};
 pub struct LinkRecord {
     pub id: i64,
     pub user: String,
+    /// The owner's account (`None` until bound, see [`Db::bind_owners`]).
+    pub uid: Option<u32>,
     pub email: String,
     pub provider: Provider,
     pub state: LinkState,
@@ -49,6 +51,7 @@ impl LinkRecord {
                 Ok(LinkDetails::Exchange(endpoint)) => Server::of_url(&endpoint.ews_url),
                 _ => None,
             },
+            owner: self.uid,
         }
     }
 }
@@ -156,7 +159,7 @@ pub struct Transition {
 }
 
 const RECORD_COLUMNS: &str = "id, user, email, provider, state, generation, details, secret, \
-                              token_expiry, next_check, failures, actor, token_issued";
+                              token_expiry, next_check, failures, actor, token_issued, uid";
 
 fn record_from_row(row: &Row<'_>) -> rusqlite::Result<LinkRecord> {
     let provider = parse_provider(&row.get::<_, String>(3)?);
@@ -176,6 +179,7 @@ fn record_from_row(row: &Row<'_>) -> rusqlite::Result<LinkRecord> {
         failures: row.get(10)?,
         actor: row.get::<_, Option<String>>(11)?.as_deref().and_then(Actor::parse),
         token_issued: row.get(12)?,
+        uid: row.get(13)?,
     })
 }
 
@@ -496,7 +500,7 @@ impl Db<'_> {
     ) -> Result<Vec<Timers>, StoreError> {
         let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT id, state, actor, next_check, token_expiry, token_issued,
-                    CASE WHEN provider = 'exchange' THEN endpoint END
+                    CASE WHEN provider = 'exchange' THEN endpoint END, uid
              FROM links WHERE {condition}"
         ))?;
         let rows = stmt.query_map(params, |row| {
@@ -509,6 +513,7 @@ impl Db<'_> {
                 token_expiry: row.get(4)?,
                 token_issued: row.get(5)?,
                 server: row.get::<_, Option<String>>(6)?.as_deref().and_then(Server::of_url),
+                owner: row.get(7)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -748,6 +753,7 @@ mod tests {
                 token_expiry: None,
                 token_issued: None,
                 server: Server::of_url("https://MAIL.contoso.test/EWS/Exchange.asmx"),
+                owner: Some(1001),
             }]
         );
         assert!(Server::of_url("https://MAIL.contoso.test/").is_some());
