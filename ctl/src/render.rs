@@ -312,7 +312,26 @@ fn time(at: UnixTime) -> String {
 /// `status --check`: one Nagios line and exit code (0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN),
 /// within `timeout`: a daemon that does not answer in time, or is too busy to, is CRITICAL.
 pub fn check(socket: &Path, act_as: Option<String>, all: bool, timeout: Duration) -> ExitCode {
-    let outcome = Client::connect_within(socket, timeout).and_then(|mut client| {
+    // The timeout bounds every read, and the whole exchange too: a daemon that answers a byte
+    // at a time, or a connect that waits on a full listen queue, must not hold a monitoring
+    // probe past it. The exchange runs on its own thread, left behind if it overruns.
+    let (done, outcome) = std::sync::mpsc::channel();
+    let path = socket.to_owned();
+    std::thread::spawn(move || {
+        let _ = done.send(gather(&path, act_as, all, timeout));
+    });
+    let outcome = outcome.recv_timeout(timeout).unwrap_or(Err(CtlError::TimedOut));
+    check_report(socket, timeout, outcome)
+}
+
+/// What `status --check` learns from the daemon: whether the integration is on, and the tally.
+fn gather(
+    socket: &Path,
+    act_as: Option<String>,
+    all: bool,
+    timeout: Duration,
+) -> Result<(bool, Tally), CtlError> {
+    Client::connect_within(socket, timeout).and_then(|mut client| {
         let own = match client.call(act_as.clone(), CtlCommand::Status { all: false })? {
             DaemonReply::Status(status) => status,
             _ => {
@@ -331,7 +350,15 @@ pub fn check(socket: &Path, act_as: Option<String>, all: bool, timeout: Duration
             own.links.iter().for_each(|l| tally.add(l));
         }
         Ok((own.integration.enabled, tally))
-    });
+    })
+}
+
+/// The Nagios line and exit code for what [`gather`] found.
+fn check_report(
+    socket: &Path,
+    timeout: Duration,
+    outcome: Result<(bool, Tally), CtlError>,
+) -> ExitCode {
     let (code, line) = match outcome {
         Ok((enabled, tally)) => check_line(enabled, &tally),
         Err(CtlError::Unreachable { socket, reason }) => (
