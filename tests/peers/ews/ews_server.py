@@ -15,6 +15,9 @@ behind IIS as far as the mslink client can see:
 * optional plain-HTTP listener  -> 302 redirect of
   GET /autodiscover/autodiscover.xml (the Autodiscover "HTTP redirect" method)
 * /test/* JSON control endpoints (no auth; they do not exist on a real server).
+* hostile modes (/test/mode hostile_error, hostile_version): not Exchange
+  behaviour, but an attacker's own server, answering with escape sequences,
+  forged lines, bidi overrides and hundreds of kilobytes of text.
 
 See README.md next to this file. Never expose this server beyond 127.0.0.1.
 """
@@ -112,6 +115,10 @@ DISTINGUISHED_ENUM = set(FOLDERS) | {
     "recipientcache", "quickcontacts", "conversationhistory", "todosearch", "adminauditlogs",
     "favorites", "clutter", "directory", "peopleconnect", "imcontactlist", "mycontacts",
 }
+
+# /test/mode values; those in EWS_MODES apply to EWS only unless a scope is given.
+MODES = ("ok", "busy", "error503", "down", "hostile_error", "hostile_version")
+EWS_MODES = ("busy", "hostile_error", "hostile_version")
 
 TEST_ONLY_HEADER = ("X-Fake-Ews-Test-Control", "test-only; not part of Exchange")
 
@@ -293,6 +300,30 @@ HTML_404 = (
     "<!DOCTYPE html><html><head><title>404 - File or directory not found.</title></head>"
     "<body><h2>404 - File or directory not found.</h2></body></html>"
 )
+
+# Hostile modes: not Exchange behaviour, but what an attacker's own server (a user links a mailbox
+# on it) may answer. The text clears the screen, starts new lines that read like mslinkctl's own
+# output, reverses what follows (U+202E) and goes on far past any sane length.
+HOSTILE_PIECE = ("\x1b[2J\x1b[H\x1b]0;owned\x07\r\nmslinkctl: alice@contoso.test active\n"
+                 "MSLINK_STATE=active\n\u202emoc.evil\u202c ")
+# The inbox's MessageText in hostile_error (~200 KB: past the 128 KiB one environment variable
+# may hold, so a hook given it raw fails with E2BIG).
+HOSTILE_ERROR_CHARS = 200_000
+HOSTILE_ERROR_CODE = "ErrorMailboxStoreUnavailable"
+# ServerVersionInfo's Version attribute in hostile_version (about 900 KB once encoded: under the
+# client's 1 MiB response cap, so it is read, not refused).
+HOSTILE_VERSION_CHARS = 730_000
+
+
+def hostile_text(chars):
+    """HOSTILE_PIECE repeated to `chars` characters."""
+    return (HOSTILE_PIECE * (chars // len(HOSTILE_PIECE) + 1))[:chars]
+
+
+def hostile_attr(chars):
+    """hostile_text for an attribute value: escaped, with its newlines as character references
+    (a raw newline in an attribute is read as a space by every XML parser)."""
+    return esc(hostile_text(chars)).replace("\r", "&#13;").replace("\n", "&#10;")
 
 
 # --------------------------------------------------------------------------
@@ -967,8 +998,15 @@ class EwsHandler(BaseHandler):
             else:
                 return self.schema_error("The element 'FolderIds' has invalid child element '%s'." % fid.tag, hdrs)
         entry["folders"] = folders_req
+        mode = STATE.mode if STATE.mode_scope in ("all", "ews") else "ok"
+        if mode == "hostile_error":
+            text = esc(hostile_text(HOSTILE_ERROR_CHARS))
+            messages = [RESPONSE_MESSAGE_ERROR.format(op="GetFolder", code=HOSTILE_ERROR_CODE, text=text)
+                        for _ in folders_req]
         v = SERVER_VERSION
         version_attr = ' Version="%s"' % v["version"] if v["version"] else ""
+        if mode == "hostile_version":
+            version_attr = ' Version="%s"' % hostile_attr(HOSTILE_VERSION_CHARS)
         body = SOAP_RESPONSE.format(op="GetFolder", messages="\n".join(messages), version_attr=version_attr,
                                     major=v["major"], minor=v["minor"], build=v["build"], revision=v["revision"])
         self.send(200, body, "text/xml; charset=utf-8", hdrs + self.exch_headers())
@@ -1086,9 +1124,9 @@ class EwsHandler(BaseHandler):
             if m != "POST":
                 return self.test_json(405, {"error": "use GET or POST"})
             mode = data.get("mode")
-            if mode not in ("ok", "busy", "error503", "down"):
-                return self.test_json(400, {"error": "mode must be ok|busy|error503|down"})
-            scope = data.get("scope", "ews" if mode == "busy" else "all")
+            if mode not in MODES:
+                return self.test_json(400, {"error": "mode must be " + "|".join(MODES)})
+            scope = data.get("scope", "ews" if mode in EWS_MODES else "all")
             if scope not in ("all", "ews", "autodiscover"):
                 return self.test_json(400, {"error": "scope must be all|ews|autodiscover"})
             with STATE.lock:

@@ -244,6 +244,22 @@ def main():
                 st = type(e).__name__
             check("down -> connection dropped", not isinstance(st, int), st)
             c.close()
+            test_json(fake, ca, "POST", "/test/mode", {"mode": "hostile_error"})
+            c, st, data = handshake(fake.port, ca, "NTLM", "CONTOSO\\alice", "Alice:Pass1")
+            text = data.split(b"<m:MessageText>", 1)[-1].split(b"</m:MessageText>", 1)[0]
+            check("hostile_error -> 200, ErrorMailboxStoreUnavailable, 200 KB text with ESC, newline, U+202E",
+                  st == 200 and data.count(b"<m:ResponseCode>ErrorMailboxStoreUnavailable<") == 2
+                  and len(text) > 200_000 and b"\x1b[2J" in text and b"\nmslinkctl: " in text
+                  and "\u202e".encode() in text, (st, len(text)))
+            c.close()
+            test_json(fake, ca, "POST", "/test/mode", {"mode": "hostile_version"})
+            c, st, data = handshake(fake.port, ca, "NTLM", "CONTOSO\\alice", "Alice:Pass1")
+            version = data.split(b' Version="', 1)[-1].split(b'"', 1)[0]
+            check("hostile_version -> 200 with folders, Version ~900 KB with ESC, &#10;, U+202E, under 1 MiB",
+                  st == 200 and b"<t:TotalCount>12</t:TotalCount>" in data and 800_000 < len(version)
+                  and len(data) < 1024 * 1024 and b"\x1b[2J" in version and b"&#10;mslinkctl: " in version
+                  and "\u202e".encode() in version, (st, len(version), len(data)))
+            c.close()
             test_json(fake, ca, "POST", "/test/mode", {"mode": "ok"})
             test_json(fake, ca, "POST", "/test/password", {"user": "alice@contoso.test", "password": "New-Pass2"})
             c, st, _ = handshake(fake.port, ca, "NTLM", "CONTOSO\\alice", "Alice:Pass1")
