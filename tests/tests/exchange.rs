@@ -1,12 +1,15 @@
 //! On-premises Exchange links through the real binaries, against the EWS fake (real TLS with a
-//! throwaway CA, a real NTLM acceptor), reached by name through `[network] resolve`.
+//! throwaway CA, a real NTLM acceptor), reached by name through `[network] resolve`; last, the
+//! fake as an attacker's own server, whose texts must not forge what an admin or a hook sees.
 
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use mslink_e2e::ews::{Ews, Pki};
 use mslink_e2e::loopback::fresh_ip;
-use mslink_e2e::{ADMIN, ALICE, Daemon, ensure_accounts, require_root};
+use mslink_e2e::{ADMIN, ALICE, Daemon, ensure_accounts, require_root, wait_until};
 use serde_json::{Value, json};
 
 const PASSWORD: &str = "Winter-2026!";
@@ -429,4 +432,212 @@ fn an_account_created_again_under_the_same_name_does_not_inherit_the_old_ones_li
     connect_as(REBORN).expect_code(0);
     assert_eq!(links(REBORN), 1);
     let _ = Command::new("userdel").arg(REBORN).output();
+}
+
+// A hostile server: the user's own Exchange, run by an attacker, answers with text made to forge
+// what an admin reads (escape sequences, new lines that look like mslinkctl's, U+202E) and far
+// longer than anything stored, shown or passed to a hook may be (the fake's `hostile_*` modes).
+
+/// A line the fake's hostile text tries to forge.
+const FORGED_LINE: &str = "mslinkctl: alice@contoso.test active";
+/// The code the fake's `hostile_error` answers with: transient, so the link goes degraded.
+const HOSTILE_CODE: &str = "ErrorMailboxStoreUnavailable";
+/// The longest outside text may be once it is in: a reason is cut at 1000 characters, then says
+/// who must act.
+const LONGEST_KEPT: usize = 1100;
+
+/// Why `text` is not safe to show as (part of) one terminal line at most `longest` characters
+/// long, if it is not.
+fn unclean(text: &str, longest: usize) -> Option<String> {
+    let bad: Vec<char> = text.chars().filter(|&c| c.is_control() || is_bidi(c)).take(3).collect();
+    let chars = text.chars().count();
+    if !bad.is_empty() {
+        Some(format!("it holds {bad:?}: {text:.200}"))
+    } else if chars > longest {
+        Some(format!("it is {chars} characters long: {text:.200}"))
+    } else {
+        None
+    }
+}
+
+/// Bidi embeddings, overrides, isolates and marks, and zero-width characters: invisible on a
+/// terminal, able to reorder what is shown.
+fn is_bidi(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Asserts that every string in `value`, at any depth, is clean.
+#[track_caller]
+fn assert_clean_json(value: &Value, at: &str) {
+    match value {
+        Value::String(text) => {
+            if let Some(why) = unclean(text, LONGEST_KEPT) {
+                panic!("{at} is not clean: {why}");
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                assert_clean_json(item, &format!("{at}[{i}]"));
+            }
+        }
+        Value::Object(map) => {
+            for (key, item) in map {
+                assert_clean_json(item, &format!("{at}.{key}"));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Asserts that each line mslinkctl printed is clean (room left for a label before the outside
+/// text) and none is the forged one.
+#[track_caller]
+fn assert_clean_output(text: &str, what: &str) {
+    for line in text.lines() {
+        if let Some(why) = unclean(line, LONGEST_KEPT + 100) {
+            panic!("{what}: a line is not clean: {why}");
+        }
+        assert_ne!(line.trim(), FORGED_LINE, "{what}: the server forged a line:\n{text:.2000}");
+    }
+}
+
+/// A hook writing each run's environment to `dir/run-SEQ`, NUL-separated so a newline inside a
+/// value shows, renamed into place so a half-written file is never read.
+fn recording_hook(dir: &Path) -> String {
+    let d = dir.display();
+    format!(
+        "[hooks]\non_state_change = 'env -0 > {d}/tmp-$MSLINK_SEQ \
+         && mv {d}/tmp-$MSLINK_SEQ {d}/run-$MSLINK_SEQ'\n"
+    )
+}
+
+/// The environment of each hook run recorded in `dir` so far.
+fn hook_runs(dir: &Path) -> Vec<BTreeMap<String, String>> {
+    let mut runs = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read the hook's directory") {
+        let path = entry.expect("directory entry").path();
+        if !path.file_name().is_some_and(|n| n.to_string_lossy().starts_with("run-")) {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("read a hook run");
+        let vars = text.split('\0').filter_map(|var| var.split_once('='));
+        runs.push(vars.map(|(k, v)| (k.to_owned(), v.to_owned())).collect());
+    }
+    runs
+}
+
+/// `hostile_error`: GetFolder answers a real transient code with a 200 KB MessageText of escape
+/// sequences, forged lines and U+202E. The link goes degraded as for any such code, the hook is
+/// told (raw, the text would not fit in its environment: "Argument list too long"), and what the
+/// hook, `check` and `status` show is one clean line of at most about 1000 characters.
+#[test]
+fn a_hostile_servers_error_text_reaches_the_hook_and_status_cleaned_and_cut() {
+    if !require_root("a_hostile_servers_error_text_reaches_the_hook_and_status_cleaned_and_cut") {
+        return;
+    }
+    ensure_accounts();
+    let hooks = tempfile::tempdir().expect("tempdir");
+    let world = exchange_with("ntlm", true, &recording_hook(hooks.path()));
+    connect(&world, PASSWORD).expect_code(0);
+    let check = || world.daemon.ctl(ALICE, &["check", "alice@contoso.test"]);
+    let verbose =
+        || world.daemon.ctl(ALICE, &["status", "--verbose"]).expect_code(0).stdout.clone();
+
+    // One degraded link, as an honest server's error shows it.
+    world.server.control("/test/mode", &json!({"mode": "busy", "back_off_ms": 1000}));
+    check().expect_code(1);
+    let honest = verbose();
+    world.server.control("/test/mode", &json!({"mode": "ok"}));
+    check().expect_code(0);
+
+    world.server.control("/test/mode", &json!({"mode": "hostile_error"}));
+    let failed = check();
+    failed.expect_code(1);
+    assert_clean_output(&failed.stderr, "check's error");
+    let now = link(&world);
+    assert_eq!(now["state"], "degraded", "a transient code, classified as ever");
+    let reason = now["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains(HOSTILE_CODE) && reason.contains(FORGED_LINE),
+        "the reason is the server's text, defused: {reason:.300}"
+    );
+    assert_clean_json(&now, "status --json's link");
+    let shown = verbose();
+    assert_clean_output(&shown, "status --verbose");
+    assert_eq!(
+        shown.lines().count(),
+        honest.lines().count(),
+        "one link takes as many lines as with an honest error:\n{shown}\nhonest:\n{honest}"
+    );
+
+    // The hook ran for this change, every value clean.
+    let hostile = |run: &BTreeMap<String, String>| {
+        run.get("MSLINK_STATE").is_some_and(|s| s == "degraded")
+            && run.get("MSLINK_REASON").is_some_and(|r| r.contains(HOSTILE_CODE))
+    };
+    assert!(
+        wait_until(Duration::from_secs(10), || hook_runs(hooks.path()).iter().any(hostile)),
+        "the hook did not run for the change to degraded; its runs: {:?}\ndaemon: {:?}",
+        hook_runs(hooks.path()),
+        world.daemon.log_lines("hook")
+    );
+    let run = hook_runs(hooks.path()).into_iter().find(hostile).expect("the run");
+    for (name, value) in run.iter().filter(|(name, _)| name.starts_with("MSLINK_")) {
+        if let Some(why) = unclean(value, LONGEST_KEPT) {
+            panic!("the hook's {name} is not clean: {why}");
+        }
+    }
+    assert_eq!(run["MSLINK_EMAIL"], "alice@contoso.test");
+    assert_eq!(run["MSLINK_EVENT"], "link_state");
+
+    // Nor did the raw text reach the daemon's log.
+    let raw = |line: &&String| {
+        line.len() > 4 * LONGEST_KEPT || line.contains('\u{1b}') || line.contains("\\u001b")
+    };
+    if let Some(line) = world.daemon.log_lines("").iter().find(raw) {
+        panic!("the daemon logged the raw text: {line:.300}");
+    }
+}
+
+/// `hostile_version`: ServerVersionInfo's Version attribute is about 900 KB of escape sequences,
+/// forged lines and U+202E. The check succeeds, and the version stored and shown is the numbers
+/// and a short, clean name.
+#[test]
+fn a_hostile_servers_version_string_is_stored_and_shown_short_and_clean() {
+    if !require_root("a_hostile_servers_version_string_is_stored_and_shown_short_and_clean") {
+        return;
+    }
+    ensure_accounts();
+    let world = exchange("ntlm", true);
+    connect(&world, PASSWORD).expect_code(0);
+    let verbose =
+        || world.daemon.ctl(ALICE, &["status", "--verbose"]).expect_code(0).stdout.clone();
+    let honest = verbose();
+
+    world.server.control("/test/mode", &json!({"mode": "hostile_version"}));
+    world.daemon.ctl(ALICE, &["check", "alice@contoso.test"]).expect_code(0);
+    let now = link(&world);
+    assert_eq!(now["state"], "active", "a version is no reason to fail");
+    let version = now["server_version"].as_str().unwrap_or_default();
+    assert!(
+        version.starts_with("15.2.1544.4 (") && version.contains("mslinkctl:"),
+        "the numbers, then the server's name for its schema, defused: {version:.300}"
+    );
+    if let Some(why) = unclean(version, 100) {
+        panic!("the stored version is not clean: {why}");
+    }
+    assert_clean_json(&now, "status --json's link");
+    let shown = verbose();
+    assert_clean_output(&shown, "status --verbose");
+    assert_eq!(shown.lines().count(), honest.lines().count(), "{shown}\nhonest:\n{honest}");
+    let server =
+        shown.lines().find(|l| l.trim_start().starts_with("server:")).expect("server line");
+    assert!(server.chars().count() < 300, "{server:.400}");
+
+    // Linking anew against it: what connect says is clean too, and so is what it stored.
+    let linked = connect(&world, PASSWORD);
+    linked.expect_code(0);
+    assert_clean_output(&linked.stdout, "connect's output");
+    assert_clean_output(&linked.stderr, "connect's messages");
+    assert_clean_json(&link(&world), "status --json's link after connect");
 }
