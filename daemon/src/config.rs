@@ -327,6 +327,10 @@ impl std::fmt::Debug for ClientSecret {
 pub struct Exchange {
     /// Allowed schemes in order of preference.
     pub auth: Vec<ExchangeAuth>,
+    /// The Kerberos realm of every Exchange login (`None`: the realm the login names).
+    pub realm: Option<String>,
+    /// The realm's KDCs, `host[:port]` (empty: DNS SRV `_kerberos._tcp.REALM`).
+    pub kdc: Vec<String>,
 }
 
 /// An authentication scheme for on-premises EWS.
@@ -335,6 +339,8 @@ pub struct Exchange {
 pub enum ExchangeAuth {
     Ntlm,
     Basic,
+    /// Negotiate with a Kerberos ticket for `HTTP/<ews host>`.
+    Kerberos,
 }
 
 impl ExchangeAuth {
@@ -343,6 +349,7 @@ impl ExchangeAuth {
         match self {
             ExchangeAuth::Ntlm => "ntlm",
             ExchangeAuth::Basic => "basic",
+            ExchangeAuth::Kerberos => "kerberos",
         }
     }
 }
@@ -528,6 +535,8 @@ struct RawOffice365 {
 #[serde(deny_unknown_fields, default)]
 struct RawExchange {
     auth: Option<Spanned<Vec<ExchangeAuth>>>,
+    realm: Option<String>,
+    kdc: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -751,15 +760,20 @@ fn under_authority(authority: &EndpointUrl, leaf: &str) -> EndpointUrl {
 
 impl RawExchange {
     fn resolve(self) -> Result<Exchange, Problem> {
-        match self.auth {
-            Some(auth) if auth.get_ref().is_empty() => Err(Problem::At {
-                key: "exchange.auth",
-                span: auth.span(),
-                message: "is empty; allow at least one of \"ntlm\", \"basic\"".into(),
-            }),
-            Some(auth) => Ok(Exchange { auth: auth.into_inner() }),
-            None => Ok(Exchange { auth: vec![ExchangeAuth::Ntlm, ExchangeAuth::Basic] }),
-        }
+        let auth = match self.auth {
+            Some(auth) if auth.get_ref().is_empty() => {
+                return Err(Problem::At {
+                    key: "exchange.auth",
+                    span: auth.span(),
+                    message: "is empty; allow at least one of \"kerberos\", \"ntlm\", \"basic\""
+                        .into(),
+                });
+            }
+            Some(auth) => auth.into_inner(),
+            None => vec![ExchangeAuth::Ntlm, ExchangeAuth::Basic],
+        };
+        let realm = self.realm.map(|r| r.trim().to_ascii_uppercase()).filter(|r| !r.is_empty());
+        Ok(Exchange { auth, realm, kdc: self.kdc })
     }
 }
 
@@ -1247,9 +1261,21 @@ mod tests {
 
     #[test]
     fn an_unknown_exchange_auth_scheme_is_refused() {
-        let err = error("[exchange]\nauth = [\"kerberos\"]\n");
-        assert!(err.contains("line 2") && err.contains("kerberos"), "{err}");
+        let err = error("[exchange]\nauth = [\"digest\"]\n");
+        assert!(err.contains("line 2") && err.contains("digest"), "{err}");
         assert!(error("[exchange]\nauth = []\n").contains("at least one"));
+    }
+
+    #[test]
+    fn kerberos_takes_a_realm_and_its_kdcs() {
+        let config = parse(
+            "[exchange]\nauth = [\"kerberos\", \"ntlm\"]\nrealm = \"ad.contoso.test\"\n\
+             kdc = [\"dc1.ad.contoso.test\", \"127.0.0.1:8888\"]\n",
+        )
+        .unwrap();
+        assert_eq!(config.exchange.auth, [ExchangeAuth::Kerberos, ExchangeAuth::Ntlm]);
+        assert_eq!(config.exchange.realm.as_deref(), Some("AD.CONTOSO.TEST"));
+        assert_eq!(config.exchange.kdc, ["dc1.ad.contoso.test", "127.0.0.1:8888"]);
     }
 
     #[test]

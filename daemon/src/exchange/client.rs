@@ -5,6 +5,7 @@
 //!  new endpoint ─POST (no credentials)─▶ 401 + WWW-Authenticate offers ─choose([exchange] auth)─┐
 //!  endpoint that challenged and accepted us earlier in this session ─────────────────────────────┤
 //!     ┌──────────────────────────────────────────────────────────────────────────────────────────┘
+//!     ├─ kerberos: tickets from the KDC ─▶ POST Negotiate AP-REQ ─▶ reply + AP-REP (verified)
 //!     ├─ ntlm:  POST NTLM type 1 ─▶ 401 + challenge ─▶ POST NTLM type 3 (same connection) ─▶ reply
 //!     └─ basic: POST Basic user:password (HTTPS only) ─▶ reply
 //!  401 after credentials ─▶ ExchangeError::Rejected (never retried: no account lockouts)
@@ -17,9 +18,9 @@
 //!
 //! Credentials go only to `https://` URLs (reqwest always verifies the certificate; a failed
 //! verification ends the request before anything is sent), or NTLM to a loopback `http://` URL
-//! for tests: an NTLM exchange never carries the password itself.
+//! for tests: an NTLM or Kerberos exchange never carries the password itself.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -29,6 +30,7 @@ use reqwest::{Method, StatusCode};
 use url::Url;
 
 use super::ExchangeError;
+use super::kerberos::{self, KerberosClient, KerberosError};
 use super::ntlm::NtlmClient;
 use crate::config::ExchangeAuth;
 use crate::net;
@@ -73,10 +75,15 @@ pub struct Session<'a> {
     /// Endpoint (see [`endpoint_key`]) → the scheme it challenged for and accepted. Never
     /// carried over to another endpoint.
     accepted: HashMap<String, ExchangeAuth>,
-    /// Origins with a connection NTLM authenticated in this session. NTLM signs in a connection,
-    /// not a request (IIS keeps it signed in), so another endpoint of that origin may answer our
-    /// unauthenticated first request on it without a challenge.
-    ntlm_origins: HashSet<String>,
+    /// Origins with a connection NTLM or Kerberos authenticated in this session, and which.
+    /// These sign in a connection, not a request (IIS keeps it signed in), so another endpoint
+    /// of that origin may answer our unauthenticated first request on it without a challenge.
+    signed_in: HashMap<String, ExchangeAuth>,
+    /// Where Kerberos gets its tickets.
+    kerberos: kerberos::Setup,
+    /// The TLS certificate each origin showed, for Kerberos channel binding on requests that
+    /// need no new challenge.
+    certs: HashMap<String, Vec<u8>>,
 }
 
 /// What a chosen scheme is remembered by: origin and path, without the query. Two virtual
@@ -185,8 +192,9 @@ impl Offers {
     }
 }
 
-/// The token of the first `WWW-Authenticate: NTLM <token>` / `Negotiate <token>` header.
-fn ntlm_challenge(headers: &HeaderMap) -> Option<Vec<u8>> {
+/// The token of the first `WWW-Authenticate: NTLM <token>` / `Negotiate <token>` header: an
+/// NTLM challenge, or a Kerberos AP-REP.
+fn auth_token(headers: &HeaderMap) -> Option<Vec<u8>> {
     headers.get_all(WWW_AUTHENTICATE).iter().find_map(|value| {
         let text = value.to_str().ok()?;
         let (scheme, token) = text.trim().split_once(' ')?;
@@ -211,13 +219,16 @@ impl<'a> Session<'a> {
         client: reqwest::Client,
         credentials: Credentials<'a>,
         allowed: Vec<ExchangeAuth>,
+        kerberos: kerberos::Setup,
     ) -> Session<'a> {
         Session {
             client,
             credentials,
             allowed,
             accepted: HashMap::new(),
-            ntlm_origins: HashSet::new(),
+            signed_in: HashMap::new(),
+            kerberos,
+            certs: HashMap::new(),
         }
     }
 
@@ -250,16 +261,20 @@ impl<'a> Session<'a> {
         let (scheme, negotiate_header) = match self.scheme_at(url) {
             Some(scheme) => (scheme, false),
             None => {
-                let (reply, _) = send(request(None), &server).await?;
+                let (reply, cert) = send(request(None), &server).await?;
+                if let Some(cert) = cert.filter(|_| https) {
+                    self.certs.insert(origin.clone(), cert);
+                }
                 if reply.status != StatusCode::UNAUTHORIZED {
-                    if self.ntlm_origins.contains(&origin) {
-                        // Answered on the connection NTLM signed in earlier.
-                        self.accepted.insert(endpoint_key(url), ExchangeAuth::Ntlm);
+                    if let Some(&scheme) = self.signed_in.get(&origin) {
+                        // Answered on the connection signed in earlier.
+                        self.accepted.insert(endpoint_key(url), scheme);
                     }
                     return Ok(reply);
                 }
                 let offers = Offers::from_headers(&reply.headers);
                 let chosen = self.allowed.iter().copied().find(|scheme| match scheme {
+                    ExchangeAuth::Kerberos => offers.negotiate,
                     ExchangeAuth::Ntlm => offers.ntlm || offers.negotiate,
                     ExchangeAuth::Basic => offers.basic && https,
                 });
@@ -276,6 +291,39 @@ impl<'a> Session<'a> {
         };
         tracing::debug!(server = %server, scheme = scheme.as_str(), "authenticating");
         let reply = match scheme {
+            ExchangeAuth::Kerberos => {
+                let kerberos_error = |error: KerberosError| ExchangeError::Kerberos {
+                    server: server.clone(),
+                    error,
+                };
+                let host = url.host_str().unwrap_or_default();
+                let cert = self.certs.get(&origin).filter(|_| https);
+                let (mut client, ap_req) = KerberosClient::sign_in(
+                    &self.kerberos,
+                    self.credentials.username,
+                    self.credentials.password,
+                    host,
+                    cert.map(Vec::as_slice),
+                )
+                .await
+                .map_err(kerberos_error)?;
+                let header = secret_header(format!("Negotiate {}", BASE64.encode(ap_req)))?;
+                let (reply, _) = send(request(Some(header)), &server).await?;
+                if reply.status != StatusCode::UNAUTHORIZED {
+                    // Mutual authentication: the answer must prove the server holds the key
+                    // of the ticket, or it may be anyone who relayed our request.
+                    match auth_token(&reply.headers) {
+                        Some(ap_rep) => client.verify(&ap_rep).await.map_err(kerberos_error)?,
+                        None if reply.status.is_success() => {
+                            return Err(kerberos_error(KerberosError::MutualAuth(
+                                "the server's answer carries no Kerberos reply".into(),
+                            )));
+                        }
+                        None => {}
+                    }
+                }
+                reply
+            }
             ExchangeAuth::Basic => {
                 if !https {
                     return Err(ExchangeError::InsecureUrl { url: url.to_string() });
@@ -309,7 +357,7 @@ impl<'a> Session<'a> {
                         // decides.
                         return Ok(reply);
                     }
-                    if let Some(challenge) = ntlm_challenge(&reply.headers) {
+                    if let Some(challenge) = auth_token(&reply.headers) {
                         break (ntlm, challenge, cert);
                     }
                     let offers = Offers::from_headers(&reply.headers);
@@ -344,8 +392,8 @@ impl<'a> Session<'a> {
                 scheme,
             });
         }
-        if scheme == ExchangeAuth::Ntlm {
-            self.ntlm_origins.insert(origin);
+        if scheme != ExchangeAuth::Basic {
+            self.signed_in.insert(origin, scheme);
         }
         self.accepted.insert(endpoint_key(url), scheme);
         Ok(reply)

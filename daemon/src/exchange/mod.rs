@@ -19,6 +19,7 @@ pub mod autodiscover;
 pub mod client;
 pub mod discover;
 pub mod ews;
+pub mod kerberos;
 pub mod ntlm;
 pub mod xml;
 
@@ -117,6 +118,8 @@ pub enum ExchangeError {
     NoSuitableAuth { server: String, offered: Vec<String>, allowed: Vec<ExchangeAuth>, https: bool },
     #[error("NTLM sign-in to {server} failed: {detail}")]
     Ntlm { server: String, detail: String },
+    #[error("Kerberos sign-in to {server} failed: {error}")]
+    Kerberos { server: String, error: kerberos::KerberosError },
     #[error("unexpected answer from {server}: {detail}")]
     Protocol { server: String, detail: String },
     #[error("EWS error {code}{}", if message.is_empty() { String::new() } else { format!(": {message}") })]
@@ -168,6 +171,21 @@ impl ExchangeError {
         let reason = self.to_string();
         match self {
             ExchangeError::Rejected { .. } => Failure::reauth(reason),
+            ExchangeError::Kerberos { error, .. } => {
+                use kerberos::KerberosError as K;
+                match error {
+                    K::WrongPassword { .. } => Failure::reauth(reason),
+                    K::KdcUnreachable { .. } => Failure::transient(reason),
+                    K::UnknownPrincipal { .. } | K::Username(_) => {
+                        Failure::blocked(reason, Actor::User)
+                    }
+                    // The mslink host's clock: whoever runs it.
+                    K::ClockSkew { .. } => Failure::blocked(reason, Actor::Operator),
+                    K::NoServicePrincipal { .. } | K::MutualAuth(_) | K::Other(_) => {
+                        Failure::blocked(reason, Actor::TenantAdmin)
+                    }
+                }
+            }
             ExchangeError::Timeout { .. }
             | ExchangeError::Network { .. }
             | ExchangeError::Protocol { .. }
@@ -268,7 +286,9 @@ async fn link_inner(
     let username = login.username.map(str::trim).filter(|u| !u.is_empty()).unwrap_or(login.email);
     let explicit = login.server.map(server_url).transpose()?;
     let credentials = Credentials { username, password: login.password };
-    let mut session = Session::new(client(config)?, credentials, config.exchange.auth.clone());
+    let kerberos = kerberos::Setup::of(config, REQUEST_TIMEOUT);
+    let mut session =
+        Session::new(client(config)?, credentials, config.exchange.auth.clone(), kerberos);
     // The address whose mailbox is linked: Autodiscover's answer may name it differently
     // (redirectAddr), and that is the name the server knows it by.
     let (ews_url, address) = match explicit {
@@ -326,8 +346,12 @@ pub async fn check_within(
     let credentials = Credentials { username: &endpoint.username, password };
     // Only the recorded scheme, and only once the server has challenged for it: the first request
     // goes without credentials, as at connect.
-    let mut session =
-        Session::new(client_within(config, timeout)?, credentials, vec![endpoint.auth]);
+    let mut session = Session::new(
+        client_within(config, timeout)?,
+        credentials,
+        vec![endpoint.auth],
+        kerberos::Setup::of(config, timeout),
+    );
     let target =
         FolderTarget { username: &endpoint.username, mailbox: endpoint.mailbox.as_deref() };
     let (report, _) =

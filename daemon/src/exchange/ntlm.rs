@@ -112,7 +112,7 @@ impl NtlmClient {
 
 /// RFC 5929 `tls-server-end-point` application data: the certificate's hash with its signature
 /// hash algorithm, SHA-256 for MD5/SHA-1 (and, as a simplification, for anything not recognised).
-fn tls_server_end_point(cert_der: &[u8]) -> Vec<u8> {
+pub(super) fn tls_server_end_point(cert_der: &[u8]) -> Vec<u8> {
     let mut data = b"tls-server-end-point:".to_vec();
     match signature_hash(cert_der) {
         SignatureHash::Sha384 => data.extend_from_slice(&sha2::Sha384::digest(cert_der)),

@@ -198,6 +198,7 @@ impl ExchangeError {
                 .with_hint("check the password (and `--username DOMAIN\\user` if the Exchange login is not the e-mail address), then run `mslinkctl connect` again"),
             ExchangeError::Timeout { .. } => WireError::new(ErrorKind::Timeout, message)
                 .with_hint("check that the server is reachable from the mslink host, then try again"),
+            ExchangeError::Kerberos { error, .. } => kerberos_wire_error(error, message),
             ExchangeError::Cancelled => WireError::new(ErrorKind::Timeout, message),
             ExchangeError::Certificate { .. } => {
                 WireError::new(ErrorKind::Failed, message).with_hint(crate::exchange::CA_HINT)
@@ -240,6 +241,52 @@ impl ExchangeError {
             }
         }
     }
+}
+
+/// What `connect` reports for a failed Kerberos sign-in.
+fn kerberos_wire_error(
+    error: &crate::exchange::kerberos::KerberosError,
+    message: String,
+) -> WireError {
+    use crate::exchange::kerberos::KerberosError as K;
+    let (kind, hint) = match error {
+        K::WrongPassword { .. } => (
+            ErrorKind::AuthRejected,
+            "check the password (and `--username user@REALM` if the Windows login differs from \
+             the address), then run `mslinkctl connect` again"
+                .to_owned(),
+        ),
+        K::UnknownPrincipal { .. } | K::Username(_) => (
+            ErrorKind::AuthRejected,
+            "give the Windows login with `--username user@REALM` or `--username DOMAIN\\user` \
+             (and `[exchange] realm` in mslinkd.toml if the realm is not the domain)"
+                .to_owned(),
+        ),
+        K::NoServicePrincipal { spn, .. } => (
+            ErrorKind::Failed,
+            format!(
+                "ask the Exchange admin to register {spn} for the server (setspn), or allow \
+                 \"ntlm\" in `[exchange] auth`"
+            ),
+        ),
+        K::ClockSkew { .. } => (
+            ErrorKind::Failed,
+            "set this machine's clock right (Kerberos allows 5 minutes; `timedatectl` shows \
+             whether NTP is on), then try again"
+                .to_owned(),
+        ),
+        K::KdcUnreachable { .. } => (
+            ErrorKind::Failed,
+            "check `[exchange] kdc` (or the realm's _kerberos._tcp SRV record) and that the KDC \
+             is reachable from the mslink host; this looks temporary: try again in a few minutes"
+                .to_owned(),
+        ),
+        K::MutualAuth(_) | K::Other(_) => (
+            ErrorKind::Failed,
+            "ask the Exchange admin to check the server's Kerberos setup".to_owned(),
+        ),
+    };
+    WireError::new(kind, message).with_hint(hint)
 }
 
 fn capitalise(text: &str) -> String {
