@@ -12,6 +12,7 @@ use std::fmt::Write as _;
 use thiserror::Error;
 
 use super::xml::{self, Element, XmlError};
+use crate::text::clean;
 
 /// SOAP 1.1 envelope namespace, the only SOAP version EWS speaks.
 pub const SOAP_NS: &str = "http://schemas.xmlsoap.org/soap/envelope/";
@@ -392,13 +393,18 @@ fn body_response<'a>(
     }
 }
 
+/// The longest response code kept: Microsoft's are identifiers of a few dozen characters, and
+/// whatever a server sends there is logged and classified.
+const MAX_CODE: usize = 100;
+
 fn soap_fault(fault: &Element) -> SoapFault {
-    let fault_code = fault.child_text("faultcode").unwrap_or_default().to_owned();
+    let fault_code = clean(fault.child_text("faultcode").unwrap_or_default(), MAX_CODE);
     let detail = fault.child("detail");
     let detail_text = |name: &str| detail.and_then(|d| d.child_text(name)).map(str::to_owned);
-    let response_code = detail_text("ResponseCode").unwrap_or_else(|| {
-        fault_code.rsplit_once(':').map_or(fault_code.as_str(), |(_, local)| local).to_owned()
-    });
+    let response_code =
+        detail_text("ResponseCode").map(|code| clean(&code, MAX_CODE)).unwrap_or_else(|| {
+            fault_code.rsplit_once(':').map_or(fault_code.as_str(), |(_, local)| local).to_owned()
+        });
     let message_xml = detail.map(message_xml_values).unwrap_or_default();
     SoapFault {
         fault_string: fault.child_text("faultstring").unwrap_or_default().to_owned(),
@@ -428,10 +434,12 @@ fn message_outcome(message: &Element) -> Result<Result<(), ResponseError>, EwsXm
     let message_xml = message.child("MessageXml").map(message_xml_values).unwrap_or_default();
     Ok(Err(ResponseError {
         class,
-        response_code: message
-            .child_text("ResponseCode")
-            .ok_or(XmlError::Missing("ResponseMessage/ResponseCode"))?
-            .to_owned(),
+        response_code: clean(
+            message
+                .child_text("ResponseCode")
+                .ok_or(XmlError::Missing("ResponseMessage/ResponseCode"))?,
+            MAX_CODE,
+        ),
         message_text: message.child_text("MessageText").unwrap_or_default().to_owned(),
         back_off_ms: back_off(&message_xml),
         message_xml,

@@ -34,6 +34,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::health::{Actor, Failure};
 use crate::net::NetError;
+use crate::text::clean;
 
 /// An OAuth 2.0 error body as Microsoft sends it (RFC 6749 §5.2 plus `error_codes`,
 /// `suberror`, trace ids). Descriptions carry no secrets.
@@ -87,24 +88,15 @@ impl OAuthErrorBody {
     }
 }
 
-/// At most `max` characters of a server-supplied word, marked when cut: a reason is stored with
-/// the link and shown by `status`, whatever length the server sent.
-fn clip(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
-    match text.char_indices().nth(max) {
-        None => text.into(),
-        Some((end, _)) => format!("{}…", &text[..end]).into(),
-    }
-}
-
 impl std::fmt::Display for OAuthErrorBody {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&clip(&self.error, 100))?;
+        f.write_str(&clean(&self.error, 100))?;
         let mut detail = Vec::new();
         if let Some(code) = self.aadsts() {
             detail.push(format!("AADSTS{code}"));
         }
         if let Some(sub) = &self.suberror {
-            detail.push(clip(sub, 100).into_owned());
+            detail.push(clean(sub, 100));
         }
         if !detail.is_empty() {
             write!(f, " ({})", detail.join(", "))?;
@@ -162,7 +154,7 @@ pub enum Office365Error {
         "the sign-in brought no refresh token: the identity provider did not grant \
          `offline_access`{}, so the link would stop working when the access token expires; \
          {}",
-        granted.as_ref().map(|g| format!(" (it granted: {})", clip(g, 200))).unwrap_or_default(),
+        granted.as_ref().map(|g| format!(" (it granted: {})", clean(g, 200))).unwrap_or_default(),
         if *asked_consent {
             "it was not granted even with `prompt=consent`"
         } else {

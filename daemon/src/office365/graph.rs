@@ -188,12 +188,9 @@ impl Graph<'_> {
 /// targets.
 #[doc(hidden)]
 pub fn error_fields(body: &[u8], status: u16) -> (String, String) {
-    let clip = |text: String, max: usize| match text.char_indices().nth(max) {
-        None => text,
-        Some((end, _)) => format!("{}…", &text[..end]),
-    };
+    use crate::text::clean;
     match serde_json::from_slice::<GraphErrorBody>(body) {
-        Ok(GraphErrorBody { error }) => (clip(error.code, 100), clip(error.message, 300)),
+        Ok(GraphErrorBody { error }) => (clean(&error.code, 100), clean(&error.message, 300)),
         Err(_) => (String::new(), format!("HTTP {status} without a Graph error body")),
     }
 }
