@@ -2,7 +2,8 @@
 //! and `mslinkctl` binaries as real Unix users.
 //!
 //! The peers every suite starts live here once: [`peers`] (the Node peers, Chromium),
-//! [`ews`] (the EWS fake and its throwaway CA), [`dnsmasq`], [`loopback`] addresses and the
+//! [`ews`] (the EWS fake and its throwaway CA), [`dnsmasq`], [`kdc`] (a real MIT Kerberos KDC),
+//! [`loopback`] addresses and the
 //! [`prerequisite`] rule. The daemon's in-process tests and benches and the bench's fault
 //! tests use them as a dev-dependency; this crate depends on no workspace crate.
 //!
@@ -317,6 +318,7 @@ pub fn ctl_at(socket: &Path, user: &str, args: &[&str]) -> CtlOutput {
 
 pub mod dnsmasq;
 pub mod ews;
+pub mod kdc;
 pub mod loopback;
 pub mod peers;
 pub mod prerequisite;
