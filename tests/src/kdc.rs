@@ -183,7 +183,9 @@ impl Kdc {
             .spawn()
             .expect("run kinit");
         let mut stdin = child.stdin.take().expect("stdin");
-        writeln!(stdin, "{password}").expect("password to kinit");
+        // kinit asks for the password only once the KDC has answered: with the KDC down it may
+        // have exited already, and the pipe is closed.
+        let _ = writeln!(stdin, "{password}");
         drop(stdin);
         child.wait_with_output().expect("wait for kinit")
     }
