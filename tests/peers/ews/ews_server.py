@@ -8,8 +8,9 @@ behind IIS as far as the mslink client can see:
 * IIS-style Windows authentication: anonymous requests get 401 with the
   configured WWW-Authenticate challenges; NTLM / Negotiate(NTLM) are verified
   by pyspnego's NTLM acceptor (third-party code), connection-oriented (the
-  context lives on the kept-alive HTTP/1.1 connection); Basic is checked
-  against the users file;
+  context lives on the kept-alive HTTP/1.1 connection); Negotiate(Kerberos)
+  by MIT Kerberos through python-gssapi with a keytab (--auth kerberos);
+  Basic is checked against the users file;
 * POST /EWS/Exchange.asmx       -> GetFolder (distinguished folder ids)
 * POST /autodiscover/autodiscover.xml -> POX Autodiscover (MS-OXDSCLI)
 * optional plain-HTTP listener  -> 302 redirect of
@@ -334,6 +335,9 @@ class User:
         self.email = email.lower()
         self.username = spec.get("username") or email  # DOMAIN\user
         self.upn = (spec.get("upn") or email).lower()
+        # The Kerberos principal the user signs in as (alice@CONTOSO.TEST); the UPN otherwise,
+        # as Active Directory accepts the UPN as an alias of sAMAccountName@REALM.
+        self.principal = (spec.get("principal") or self.upn).lower()
         self.password = spec["password"]
         self.inbox_total = int(spec.get("inbox_total", 0))
         self.inbox_unread = int(spec.get("inbox_unread", 0))
@@ -407,6 +411,15 @@ class State:
     def find_user_by_login(self, domain, name):
         for u in self.users.values():
             if u.matches(domain, name):
+                return u
+        return None
+
+    def find_user_by_principal(self, principal):
+        """The user a Kerberos initiator name maps to; realms compare case-insensitively, as in
+        Active Directory."""
+        wanted = principal.lower()
+        for u in self.users.values():
+            if wanted in (u.principal, u.upn):
                 return u
         return None
 
@@ -487,6 +500,32 @@ def ntlm_msg_type(raw):
     if raw is None or len(raw) < 12:
         return None
     return struct.unpack("<I", raw[8:12])[0]
+
+
+SPNEGO_OID = bytes.fromhex("06062b0601050502")  # 1.3.6.1.5.5.2
+KRB5_OIDS = (
+    bytes.fromhex("06092a864886f712010202"),  # 1.2.840.113554.1.2.2 (RFC 4121)
+    bytes.fromhex("06092a864882f712010202"),  # 1.2.840.48018.1.2.2 (Microsoft's variant)
+)
+
+
+def negotiate_token_kind(token):
+    """What a Negotiate token carries: "ntlm" (raw or inside SPNEGO), "spnego" (SPNEGO without
+    NTLM: Kerberos, or a later SPNEGO leg), "kerberos" (a raw RFC 4121 token), or "other"."""
+    if ntlm_inner(token) is not None:
+        return "ntlm"
+    if token[:1] == b"\xa1":  # NegTokenResp: a later leg of a SPNEGO exchange
+        return "spnego"
+    if token[:1] != b"\x60" or len(token) < 2:
+        return "other"
+    # [APPLICATION 0] IMPLICIT SEQUENCE { thisMech OID, ... }: skip the DER length.
+    n = token[1]
+    start = 2 + (n & 0x7F if n & 0x80 else 0)
+    if token[start:start + len(SPNEGO_OID)] == SPNEGO_OID:
+        return "spnego"
+    if any(token[start:start + len(oid)] == oid for oid in KRB5_OIDS):
+        return "kerberos"
+    return "other"
 
 
 def ntlm_auth_info(raw):
@@ -598,7 +637,8 @@ class EwsHandler(BaseHandler):
         self.connection.settimeout(STATE.args.idle_timeout)
         self.ntlm_ctx = None
         self.ntlm_scheme = None
-        self.conn_user = None  # user authenticated by NTLM/Negotiate on this connection
+        self.conn_user = None  # user authenticated by NTLM/Negotiate/Kerberos on this connection
+        self.krb_ctx = None  # a Kerberos (GSS) acceptor context waiting for the next leg
 
     # every method goes through dispatch
     def do_GET(self):
@@ -646,6 +686,8 @@ class EwsHandler(BaseHandler):
             "credentials_sent": False,
             "password_sent": False,
             "ntlm_message": None,
+            "negotiate_token": None,
+            "principal": None,
             "claimed_user": None,
             "authenticated_user": None,
             "auth_via": None,
@@ -705,8 +747,9 @@ class EwsHandler(BaseHandler):
         for a in self.enabled_auth():
             if a == "ntlm":
                 out.append(("WWW-Authenticate", "NTLM"))
-            elif a == "negotiate":
-                out.append(("WWW-Authenticate", "Negotiate"))
+            elif a in ("negotiate", "kerberos"):
+                if ("WWW-Authenticate", "Negotiate") not in out:
+                    out.append(("WWW-Authenticate", "Negotiate"))
             elif a == "basic":
                 out.append(("WWW-Authenticate", 'Basic realm="%s"' % realm))
         return out
@@ -755,6 +798,11 @@ class EwsHandler(BaseHandler):
             raw = ntlm_inner(token)
             mt = ntlm_msg_type(raw)
             entry["ntlm_message"] = mt
+            if sl == "negotiate":
+                kind = negotiate_token_kind(token)
+                entry["negotiate_token"] = kind
+                # A Kerberos AP-REQ proves who the client is: a credential, like an NTLM type 3.
+                entry["credentials_sent"] = kind in ("spnego", "kerberos") and bool(token)
             if mt == 3:
                 entry["credentials_sent"] = True
                 info = ntlm_auth_info(raw)
@@ -775,7 +823,8 @@ class EwsHandler(BaseHandler):
                 entry["authenticated_user"] = self.conn_user.email
                 return self.conn_user, []
             return self.unauthorized(entry)
-        if scheme not in enabled:
+        kerberos = "kerberos" in enabled
+        if scheme not in enabled and not (scheme == "negotiate" and kerberos):
             return self.unauthorized(entry, "scheme %s not enabled" % scheme)
 
         if scheme == "basic":
@@ -791,11 +840,17 @@ class EwsHandler(BaseHandler):
             entry["authenticated_user"] = u.email
             return u, []
 
-        # NTLM / Negotiate
+        # NTLM / Negotiate / Kerberos
         if data is None:
             return self.unauthorized(entry, "malformed %s token" % scheme)
         token = data
         raw, mt = extra
+        if scheme == "negotiate" and kerberos and raw is None:
+            return self.kerberos_step(entry, token)
+        if scheme == "negotiate" and "negotiate" not in enabled:
+            # Kerberos only: IIS with NTLM removed from the Negotiate providers.
+            self.ntlm_ctx = None
+            return self.unauthorized(entry, "Negotiate token with NTLM refused (Kerberos only)")
         self.conn_user = None
         if mt == 1 or (scheme == "negotiate" and raw is None and self.ntlm_ctx is None):
             if raw is None:
@@ -848,7 +903,50 @@ class EwsHandler(BaseHandler):
             extra_hdrs.append(("WWW-Authenticate", "Negotiate " + base64.b64encode(out).decode()))
         return u, extra_hdrs
 
+    def kerberos_step(self, entry, token):
+        """One leg of a Kerberos logon inside Negotiate (SPNEGO or a raw RFC 4121 token), checked
+        by MIT Kerberos with the service's keytab. A complete context answers 200 with the
+        acceptor's mutual-authentication token; an incomplete one 401 with its next token."""
+        import gssapi  # only in --auth kerberos, so the other modes need no python-gssapi
+
+        self.conn_user = None
+        ctx = self.krb_ctx
+        self.krb_ctx = None
+        if ctx is None or token[:1] != b"\xa1":  # not a later SPNEGO leg: a new logon
+            bindings = None
+            if STATE.args.channel_binding != "none":
+                bindings = gssapi.raw.ChannelBindings(
+                    application_data=STATE.channel_bindings.application_data)
+            ctx = gssapi.SecurityContext(usage="accept", creds=STATE.krb_creds,
+                                         channel_bindings=bindings)
+        try:
+            out = ctx.step(token)
+            # SPNEGO returns its reject token and keeps the error for the next use of the context.
+            complete = ctx.complete
+        except gssapi.exceptions.GSSError as e:
+            return self.unauthorized(entry, "Kerberos: %s" % " ".join(str(e).split()))
+        if not complete:
+            self.krb_ctx = ctx
+            hdr = "Negotiate " + base64.b64encode(out or b"").decode()
+            return self.unauthorized(entry, None, [("WWW-Authenticate", hdr)])
+        principal = str(ctx.initiator_name)
+        entry["principal"] = principal
+        with STATE.lock:
+            u = STATE.find_user_by_principal(principal)
+        if u is None:
+            return self.unauthorized(entry, "Kerberos principal %r maps to no mailbox" % principal)
+        self.conn_user = u
+        self.ntlm_scheme = "kerberos"
+        entry["auth_via"] = "Kerberos"
+        entry["authenticated_user"] = u.email
+        extra_hdrs = []
+        if out:
+            extra_hdrs.append(("WWW-Authenticate", "Negotiate " + base64.b64encode(out).decode()))
+        return u, extra_hdrs
+
     def ntlm_scheme_name(self):
+        if self.ntlm_scheme == "kerberos":
+            return "Kerberos"
         return "Negotiate" if self.ntlm_scheme == "negotiate" else "NTLM"
 
     # ---------------------------------------------------------------- EWS
@@ -1097,7 +1195,8 @@ class EwsHandler(BaseHandler):
         org_dn = "/o=%s" % a.ntlm_domain.capitalize()
         legacy_dn = "%s/ou=Exchange Administrative Group (FYDIBOHF23SPDLT)/cn=Recipients/cn=%s-%s" % (
             org_dn, hashlib.md5(target.email.encode()).hexdigest(), target.sam)
-        auth_package = "Ntlm" if ("ntlm" in a.auth or "negotiate" in a.auth) else "Basic"
+        auth_package = ("Ntlm" if ("ntlm" in a.auth or "negotiate" in a.auth)
+                        else "Negotiate" if "kerberos" in a.auth else "Basic")
         body = AD_SETTINGS.format(
             display_name=esc(target.display_name), legacy_dn=esc(legacy_dn), address=esc(target.email),
             deployment_id=dep, mailbox_guid=target.mailbox_guid(), dns_domain=esc(a.ntlm_dns_domain),
@@ -1339,7 +1438,11 @@ def parse_args(argv):
     p.add_argument("--key", required=True, help="server private key (PEM)")
     p.add_argument("--users", required=True, help="users JSON file")
     p.add_argument("--auth", default="negotiate,ntlm,basic",
-                   help="comma list of negotiate,ntlm,basic: challenges offered, in this order (default: %(default)s)")
+                   help="comma list of negotiate,kerberos,ntlm,basic: challenges offered, in this order "
+                        "(negotiate and kerberos share one Negotiate challenge) (default: %(default)s)")
+    p.add_argument("--keytab", default=None, metavar="PATH",
+                   help="keytab of the HTTP/host service principal, for --auth kerberos "
+                        "(default: $KRB5_KTNAME)")
     p.add_argument("--path-auth", action="append", default=[], metavar="PATH=LIST",
                    help="schemes offered and accepted at PATH instead of --auth, like IIS authentication "
                         "per virtual directory, e.g. /EWS/Exchange.asmx=ntlm (repeatable)")
@@ -1385,6 +1488,25 @@ def load_users(path):
     return users
 
 
+def kerberos_credentials(keytab):
+    """The acceptor's credentials: every key in the keytab, so the ticket's service principal
+    (HTTP/mail.contoso.test@REALM) picks the key, as IIS does with the machine or service
+    account's keys."""
+    try:
+        import gssapi
+    except ImportError:
+        raise SystemExit("--auth kerberos needs python-gssapi: pip install -r requirements.txt")
+    if keytab is None and not os.environ.get("KRB5_KTNAME"):
+        raise SystemExit("--auth kerberos needs --keytab PATH (or KRB5_KTNAME)")
+    # The replay cache lives with this server's other files, not in the machine's /var/tmp.
+    os.environ["KRB5RCACHEDIR"] = STATE.ntlm_dir
+    store = {"keytab": keytab} if keytab else None
+    try:
+        return gssapi.Credentials(usage="accept", store=store)
+    except gssapi.exceptions.GSSError as e:
+        raise SystemExit("cannot read the keytab %s: %s" % (keytab or os.environ["KRB5_KTNAME"], e))
+
+
 def main(argv=None):
     global STATE, SERVER_VERSION, ACCEPTED_VERSIONS
     args = parse_args(argv if argv is not None else sys.argv[1:])
@@ -1392,7 +1514,7 @@ def main(argv=None):
     def schemes(text, flag):
         out = [a.strip().lower() for a in text.split(",") if a.strip()]
         for a in out:
-            if a not in ("negotiate", "ntlm", "basic"):
+            if a not in ("negotiate", "kerberos", "ntlm", "basic"):
                 raise SystemExit("%s: unknown scheme %r" % (flag, a))
         return out
 
@@ -1413,6 +1535,9 @@ def main(argv=None):
     if not ipaddress.ip_address(args.host).is_loopback or ipaddress.ip_address(args.host).version != 4:
         raise SystemExit("--host must be an IPv4 loopback address (127.0.0.0/8)")
     STATE = State(args, users)
+    STATE.krb_creds = None
+    if "kerberos" in args.auth or any("kerberos" in v for v in args.path_auth.values()):
+        STATE.krb_creds = kerberos_credentials(args.keytab)
 
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
