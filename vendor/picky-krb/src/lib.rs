@@ -1,0 +1,9 @@
+pub mod constants;
+pub mod credssp;
+pub mod crypto;
+pub mod data_types;
+pub mod gss_api;
+pub mod messages;
+pub mod negoex;
+pub mod pac;
+pub mod pkinit;
