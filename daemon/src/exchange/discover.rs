@@ -311,6 +311,11 @@ pub async fn discover(
                     Err(e @ (ExchangeError::Rejected { .. } | ExchangeError::Config { .. })) => {
                         return Err(e);
                     }
+                    // The login or its realm is wrong: every other candidate would say the same
+                    // (and a wrong password tried again counts towards a lockout).
+                    Err(e @ ExchangeError::Kerberos { .. }) if !e.is_about_the_host() => {
+                        return Err(e);
+                    }
                     Err(e @ ExchangeError::Certificate { .. }) => {
                         tried.push(e.to_string());
                         certificate_error.get_or_insert(e);

@@ -226,6 +226,18 @@ impl ExchangeError {
         }
     }
 
+    /// For a Kerberos failure: whether it is about this host (its service principal, its
+    /// answer) rather than the login or the realm, so another host may still succeed.
+    pub fn is_about_the_host(&self) -> bool {
+        use kerberos::KerberosError as K;
+        match self {
+            ExchangeError::Kerberos { error, .. } => {
+                matches!(error, K::NoServicePrincipal { .. } | K::MutualAuth(_) | K::Other(_))
+            }
+            _ => true,
+        }
+    }
+
     /// True when retrying later may succeed.
     pub fn is_transient(&self) -> bool {
         self.failure().is_transient()
