@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
+use mslink_bench::seed;
 use mslink_e2e::prerequisite;
 use mslink_proto::{LinkState, Provider};
 use mslinkd::config::{Config, Env};
@@ -15,9 +16,6 @@ use mslinkd::ipc;
 use mslinkd::{Listener, Options, run_with};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
-
-#[path = "support/seed.rs"]
-mod seed;
 
 async fn scrape(port: u16) -> String {
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
@@ -275,15 +273,15 @@ async fn a_stop_with_every_check_hung_finishes_within_seconds() {
     // Twenty links due for a check now, against a Graph that never answers.
     let state = dir.path().join("state");
     let key_file = state.join("mslinkd.key");
-    let links = (0..20)
+    let links: Vec<seed::Seed> = (0..20)
         .map(|n| seed::Seed {
             user: "alice".into(),
             email: format!("user{n}@contoso.test"),
-            graph_url: format!("{url}/v1.0"),
+            token_expiry: mslinkd::now() + 3600,
             next_check: mslinkd::now() - 1,
         })
         .collect();
-    seed::office365_links(&state, &key_file, links).await;
+    seed::office365_links(&state, &key_file, &format!("{url}/v1.0"), &links).await.unwrap();
     let (_bus, shutdown, served) = start(
         dir.path(),
         &format!(

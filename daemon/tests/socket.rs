@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use mslink_bench::seed;
 use mslink_proto::{
     ClientFrame, CtlCommand, DaemonFrame, DaemonReply, ErrorKind, MAX_CLIENT_FRAME,
     MAX_DAEMON_FRAME, PROTOCOL_VERSION, decode, encode,
@@ -16,9 +17,6 @@ use mslinkd::{Listener, Options, run_with};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::UnixStream;
 use tokio_util::sync::CancellationToken;
-
-#[path = "support/seed.rs"]
-mod seed;
 
 struct TestDaemon {
     socket: PathBuf,
@@ -341,15 +339,15 @@ async fn links_stream_in_pages_filtered_in_the_store_and_the_ctl_prints_them_as_
     let dir = tempfile::tempdir().unwrap();
     let (state, key_file) = (dir.path().join("state"), dir.path().join("state/mslinkd.key"));
     let later = mslinkd::now() + 86_400;
-    let seeds = (0..2500)
+    let seeds: Vec<seed::Seed> = (0..2500)
         .map(|n| seed::Seed {
             user: if n < 1500 { "root" } else { "daemon" }.into(),
             email: format!("user{n:04}@contoso.test"),
-            graph_url: "http://127.0.0.1:9/v1.0".into(),
+            token_expiry: later,
             next_check: later,
         })
         .collect();
-    seed::office365_links(&state, &key_file, seeds).await;
+    seed::office365_links(&state, &key_file, "http://127.0.0.1:9/v1.0", &seeds).await.unwrap();
     let daemon = start_in(dir, &format!("key_file = {key_file:?}\n"), Limits::default()).await;
 
     let (pages, every, count) = links(&daemon, None, true, None).await;
