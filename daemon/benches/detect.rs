@@ -18,43 +18,10 @@ use std::net::Ipv4Addr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::http::{StatusCode, header};
-use axum::response::Response;
 use mslinkd::config::{Config, Env};
 
 use mslink_e2e::dnsmasq::Dnsmasq;
-
-/// Whether the user realm says Managed (decisive) or Unknown (not decisive).
-#[derive(Clone, Copy)]
-struct Decisive(bool);
-
-async fn microsoft(State(decisive): State<Decisive>, request: Request) -> Response {
-    let path = request.uri().path().to_owned();
-    let json = |status: StatusCode, body: String| {
-        Response::builder()
-            .status(status)
-            .header(header::CONTENT_TYPE, "application/json; charset=utf-8")
-            .body(Body::from(body))
-            .unwrap()
-    };
-    if path == "/getuserrealm.srf" {
-        let kind = if decisive.0 { "Managed" } else { "Unknown" };
-        return json(
-            StatusCode::OK,
-            format!(r#"{{"State":4,"UserState":1,"Login":"x","NameSpaceType":"{kind}"}}"#),
-        );
-    }
-    if path.ends_with("/.well-known/openid-configuration") {
-        return json(
-            StatusCode::BAD_REQUEST,
-            r#"{"error":"invalid_tenant","error_description":"AADSTS90002: Tenant 'bench.test' not found.","error_codes":[90002]}"#.into(),
-        );
-    }
-    // Autodiscover v2: the hanging probe.
-    std::future::pending().await
-}
+use mslink_e2e::microsoft::{Domain, Microsoft, Realm, Tenant, V2};
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
@@ -62,10 +29,10 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 async fn case(name: &str, decisive: bool, deadline: &str, nameserver: &str, rounds: usize) {
-    let app = axum::Router::new().fallback(microsoft).with_state(Decisive(decisive));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    // The user realm decides (Managed) or not (Unknown); no tenant; Autodiscover v2 hangs.
+    let realm = if decisive { Realm::Managed } else { Realm::Unknown };
+    let microsoft = Microsoft::for_every_domain(Domain::new(realm, Tenant::Missing, V2::Hang));
+    let base = &microsoft.base;
     let text = format!(
         "[office365]\nauthority = \"{base}/organizations/v2.0\"\n\
          [detection]\ntimeout = \"{deadline}\"\n\
@@ -84,7 +51,7 @@ async fn case(name: &str, decisive: bool, deadline: &str, nameserver: &str, roun
         took.push(started.elapsed());
         assert_eq!(found.provider.is_some(), decisive, "{found:#?}");
     }
-    server.abort();
+
     took.sort();
     let ms = |d: Duration| format!("{:.1}", d.as_secs_f64() * 1000.0);
     println!(

@@ -15,19 +15,15 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
-use axum::extract::{Request, State};
-use axum::http::{StatusCode, header};
-use axum::response::Response;
 use mslink_proto::{DetectReply, Evidence, Provider};
 use mslinkd::config::{Config, Env};
 use mslinkd::detect::{Detector, detect};
 use serde_json::{Value, json};
-use tokio::sync::Notify;
 
 use mslink_e2e::dnsmasq::Dnsmasq;
 use mslink_e2e::ews::{self, Pki};
 use mslink_e2e::loopback::fresh_ip;
+use mslink_e2e::microsoft::{Domain, Microsoft, Realm, Tenant, V2};
 
 /// Aborts a background task (a fake server) when the test drops it.
 struct Task(tokio::task::JoinHandle<()>);
@@ -36,222 +32,6 @@ impl Drop for Task {
     fn drop(&mut self) {
         self.0.abort();
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Microsoft's endpoints
-
-/// What `getuserrealm.srf` says about the domain.
-#[derive(Debug, Clone, Copy)]
-enum Realm {
-    Managed,
-    Federated,
-    Unknown,
-}
-
-/// Whether an Entra tenant exists for the domain.
-#[derive(Debug, Clone, Copy)]
-enum Tenant {
-    Found,
-    Missing,
-}
-
-/// What Autodiscover v2 (`autodiscover.json/v1.0`) answers.
-#[derive(Debug, Clone, Copy)]
-enum V2 {
-    /// `outlook.office365.com`.
-    ExchangeOnline,
-    /// Exchange Online of a national cloud: this EWS host.
-    Cloud(&'static str),
-    /// 302 to the next hop, as Exchange Online does for addresses it does not host
-    /// (`shared/vectors/detection/autodiscover_v2_json_exo_nonexistent_user_302.http`): to
-    /// itself, with `RedirectCount` one higher, every time.
-    NotHere,
-    /// A hybrid organisation: Exchange Online answers with the on-premises EWS URL
-    /// (`https://mail.DOMAIN/EWS/Exchange.asmx`) for these addresses, its own for the others.
-    Hybrid { on_premises: &'static [&'static str] },
-    /// Accepts the request and never answers.
-    Hang,
-}
-
-struct Behaviour {
-    realm: Realm,
-    tenant: Tenant,
-    v2: V2,
-    /// The realm answer waits for this (to order it after another peer's answer).
-    realm_gate: Option<Arc<Notify>>,
-    /// Requests seen: path and whether an `Authorization` header came with it.
-    seen: Mutex<Vec<(String, bool)>>,
-}
-
-/// Fakes of login.microsoftonline.com's user realm and OpenID configuration, and of
-/// outlook.office365.com's Autodiscover v2, on 127.0.0.1:0 (plain HTTP: allowed to loopback).
-struct Microsoft {
-    base: String,
-    behaviour: Arc<Behaviour>,
-    _server: Task,
-}
-
-impl Microsoft {
-    async fn start(realm: Realm, tenant: Tenant, v2: V2, realm_gate: Option<Arc<Notify>>) -> Self {
-        let behaviour =
-            Arc::new(Behaviour { realm, tenant, v2, realm_gate, seen: Mutex::new(Vec::new()) });
-        let app = axum::Router::new().fallback(microsoft).with_state(behaviour.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let server = Task(tokio::spawn(async move {
-            axum::serve(listener, app).await.unwrap();
-        }));
-        Microsoft { base, behaviour, _server: server }
-    }
-
-    /// No request to these endpoints carried credentials.
-    fn assert_no_credentials(&self) {
-        let seen = self.behaviour.seen.lock().unwrap();
-        assert!(!seen.is_empty());
-        assert!(seen.iter().all(|(_, authorization)| !authorization), "{seen:?}");
-    }
-}
-
-fn answer(status: StatusCode, content_type: &str, body: String) -> Response {
-    Response::builder()
-        .status(status)
-        .header(header::CONTENT_TYPE, content_type)
-        .body(Body::from(body))
-        .unwrap()
-}
-
-const JSON: &str = "application/json; charset=utf-8";
-
-async fn microsoft(State(fake): State<Arc<Behaviour>>, request: Request) -> Response {
-    let url = url::Url::parse(&format!("http://fake{}", request.uri())).unwrap();
-    fake.seen
-        .lock()
-        .unwrap()
-        .push((url.path().to_owned(), request.headers().contains_key(header::AUTHORIZATION)));
-    let query = |key: &str| {
-        url.query_pairs().find(|(k, _)| k == key).map(|(_, v)| v.into_owned()).unwrap_or_default()
-    };
-    let path = url.path();
-    if path == "/getuserrealm.srf" {
-        let login = query("login");
-        let domain = login.rsplit_once('@').map_or("", |(_, d)| d).to_owned();
-        if let Some(gate) = &fake.realm_gate {
-            gate.notified().await;
-        }
-        let body = match fake.realm {
-            Realm::Managed => json!({
-                "State": 4, "UserState": 1, "Login": login, "NameSpaceType": "Managed",
-                "DomainName": domain, "FederationBrandName": "Contoso Ltd",
-                "CloudInstanceName": "microsoftonline.com",
-                "CloudInstanceIssuerUri": "urn:federation:MicrosoftOnline"
-            }),
-            Realm::Federated => json!({
-                "State": 3, "UserState": 2, "Login": login, "NameSpaceType": "Federated",
-                "DomainName": domain, "FederationGlobalVersion": -1,
-                "AuthURL": format!("https://sts.{domain}/adfs/ls/?username={login}&wa=wsignin1.0&wtrealm=urn%3afederation%3aMicrosoftOnline&wctx="),
-                "FederationBrandName": "Fabrikam", "AuthNForwardType": 1,
-                "CloudInstanceName": "microsoftonline.com",
-                "CloudInstanceIssuerUri": "urn:federation:MicrosoftOnline"
-            }),
-            Realm::Unknown => json!({
-                "State": 4, "UserState": 1, "Login": login, "NameSpaceType": "Unknown"
-            }),
-        };
-        return answer(StatusCode::OK, JSON, body.to_string());
-    }
-    if let Some(rest) = path.strip_suffix("/v2.0/.well-known/openid-configuration") {
-        let domain = rest.trim_start_matches('/');
-        let tenant_id = "72f988bf-86f1-41af-91ab-2d7cd011db47";
-        return match fake.tenant {
-            Tenant::Found => answer(
-                StatusCode::OK,
-                JSON,
-                json!({
-                    "token_endpoint": format!("https://login.microsoftonline.com/{tenant_id}/oauth2/v2.0/token"),
-                    "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
-                    "jwks_uri": format!("https://login.microsoftonline.com/{tenant_id}/discovery/v2.0/keys"),
-                    "response_modes_supported": ["query", "fragment", "form_post"],
-                    "subject_types_supported": ["pairwise"],
-                    "id_token_signing_alg_values_supported": ["RS256"],
-                    "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
-                    "scopes_supported": ["openid", "profile", "email", "offline_access"],
-                    "issuer": format!("https://login.microsoftonline.com/{tenant_id}/v2.0"),
-                    "request_uri_parameter_supported": false,
-                    "authorization_endpoint": format!("https://login.microsoftonline.com/{tenant_id}/oauth2/v2.0/authorize"),
-                    "device_authorization_endpoint": format!("https://login.microsoftonline.com/{tenant_id}/oauth2/v2.0/devicecode"),
-                    "tenant_region_scope": "EU",
-                    "cloud_instance_name": "microsoftonline.com"
-                })
-                .to_string(),
-            ),
-            Tenant::Missing => answer(
-                StatusCode::BAD_REQUEST,
-                JSON,
-                json!({
-                    "error": "invalid_tenant",
-                    "error_description": format!("AADSTS90002: Tenant '{domain}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud. Check with your subscription administrator, this may happen if there are no active subscriptions for the tenant.\r\nTrace ID: 0b5f7c1e-3c1e-4f0e-9a52-5d1f2a3b4c00\r\nCorrelation ID: 3f2d1c0b-aaaa-4bbb-8ccc-1234567890ab\r\nTimestamp: 2026-01-12 09:30:00Z"),
-                    "error_codes": [90002],
-                    "timestamp": "2026-01-12 09:30:00Z",
-                    "trace_id": "0b5f7c1e-3c1e-4f0e-9a52-5d1f2a3b4c00",
-                    "correlation_id": "3f2d1c0b-aaaa-4bbb-8ccc-1234567890ab",
-                    "error_uri": "https://login.microsoftonline.com/error?code=90002"
-                })
-                .to_string(),
-            ),
-        };
-    }
-    let redirected = path == "/autodiscover/autodiscover.json";
-    if let Some(email) = path
-        .strip_prefix("/autodiscover/autodiscover.json/v1.0/")
-        .map(str::to_owned)
-        .or_else(|| redirected.then(|| query("Email")))
-    {
-        let protocol = query("Protocol");
-        let host = request.headers().get(header::HOST).unwrap().to_str().unwrap().to_owned();
-        let count: u32 = query("RedirectCount").parse().unwrap_or(0);
-        return match fake.v2 {
-            V2::ExchangeOnline => answer(
-                StatusCode::OK,
-                JSON,
-                json!({"Protocol": protocol, "Url": "https://outlook.office365.com/EWS/Exchange.asmx"})
-                    .to_string(),
-            ),
-            V2::Cloud(ews) => answer(
-                StatusCode::OK,
-                JSON,
-                json!({"Protocol": protocol, "Url": format!("https://{ews}/EWS/Exchange.asmx")})
-                    .to_string(),
-            ),
-            V2::Hybrid { on_premises } => {
-                let url = if on_premises.contains(&email.as_str()) {
-                    format!("https://mail.{}/EWS/Exchange.asmx", email.rsplit_once('@').unwrap().1)
-                } else {
-                    "https://outlook.office365.com/EWS/Exchange.asmx".to_owned()
-                };
-                answer(StatusCode::OK, JSON, json!({"Protocol": protocol, "Url": url}).to_string())
-            }
-            V2::NotHere => {
-                // The real service redirects to its own host; this fake is that host.
-                let next = format!(
-                    "http://{host}/autodiscover/autodiscover.json?Email={}&Protocol={protocol}&RedirectCount={}",
-                    email.replace('@', "%40"),
-                    count + 1
-                );
-                Response::builder()
-                    .status(StatusCode::FOUND)
-                    .header(header::CONTENT_TYPE, "text/html; charset=utf-8")
-                    .header(header::LOCATION, &next)
-                    .body(Body::from(format!(
-                        "<html><head><title>Object moved</title></head><body>\r\n<h2>Object moved to <a href=\"{}\">here</a>.</h2>\r\n</body></html>\r\n",
-                        next.replace('&', "&amp;")
-                    )))
-                    .unwrap()
-            }
-            V2::Hang => std::future::pending().await,
-        };
-    }
-    answer(StatusCode::NOT_FOUND, "text/html", "<h1>404</h1>".into())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -418,7 +198,8 @@ async fn an_office365_domain_with_a_managed_realm_and_mx_to_exchange_online() {
     ]) else {
         return;
     };
-    let ms = Microsoft::start(Realm::Managed, Tenant::Found, V2::ExchangeOnline, None).await;
+    let ms =
+        Microsoft::for_every_domain(Domain::new(Realm::Managed, Tenant::Found, V2::ExchangeOnline));
     let config = config(&ms, &dns, "5s", None, &nobody_at("contoso.test", &[]));
 
     let detector = Detector::default();
@@ -462,22 +243,21 @@ async fn an_office365_domain_with_a_managed_realm_and_mx_to_exchange_online() {
     };
     let domain_probes =
         ["user_realm", "openid_configuration", "mx", "autodiscover_http_redirect", "srv"];
-    let asked = ms.behaviour.seen.lock().unwrap().len();
+    let asked = ms.seen().len();
     let again = detector.detect(config.clone(), "bob@contoso.test").await;
     assert_eq!(again.cached, complete(&found, &domain_probes), "{found:#?}\n{again:#?}");
     assert_eq!(again.email, "bob@contoso.test");
     assert_eq!(again.provider, found.provider, "{again:#?}");
     if again.cached {
-        let seen: Vec<String> =
-            ms.behaviour.seen.lock().unwrap()[asked..].iter().map(|(p, _)| p.clone()).collect();
+        let seen: Vec<String> = ms.seen()[asked..].iter().map(|(p, _)| p.clone()).collect();
         assert_eq!(seen, ["/autodiscover/autodiscover.json/v1.0/bob@contoso.test"]);
     }
     // The same address again: from the cache, with no request at all, once complete.
-    let asked = ms.behaviour.seen.lock().unwrap().len();
+    let asked = ms.seen().len();
     let third = detector.detect(config, "bob@contoso.test").await;
     if complete(&again, &domain_probes) && complete(&again, &["autodiscover"]) {
         assert!(third.cached && third.evidence == again.evidence, "{third:#?}");
-        assert_eq!(ms.behaviour.seen.lock().unwrap().len(), asked, "no probe ran again");
+        assert_eq!(ms.seen().len(), asked, "no probe ran again");
     }
 }
 
@@ -487,7 +267,11 @@ async fn a_federated_office365_domain() {
     let Some(dns) = Dnsmasq::start(&["--mx-host=fabrikam.test,mx1.fabrikam.test,10".into()]) else {
         return;
     };
-    let ms = Microsoft::start(Realm::Federated, Tenant::Found, V2::ExchangeOnline, None).await;
+    let ms = Microsoft::for_every_domain(Domain::new(
+        Realm::Federated,
+        Tenant::Found,
+        V2::ExchangeOnline,
+    ));
     let config = config(&ms, &dns, "5s", None, &nobody_at("fabrikam.test", &[]));
 
     let found = detect(config, "carol@fabrikam.test").await;
@@ -517,7 +301,7 @@ async fn an_exchange_domain_found_only_through_srv() {
     ]) else {
         return;
     };
-    let ms = Microsoft::start(Realm::Unknown, Tenant::Missing, V2::NotHere, None).await;
+    let ms = Microsoft::for_every_domain(Domain::new(Realm::Unknown, Tenant::Missing, V2::NotHere));
     let config = config(&ms, &dns, "5s", None, &nobody_at("tailspin.test", &[]));
 
     let found = detect(config, "dave@tailspin.test").await;
@@ -539,7 +323,7 @@ async fn an_exchange_domain_found_only_through_srv() {
 async fn an_exchange_domain_found_only_at_autodiscover_host() {
     let dns = Dnsmasq::start(&[]).unwrap();
     let ews = Ews::start("northwind.test", "ntlm").await;
-    let ms = Microsoft::start(Realm::Unknown, Tenant::Missing, V2::NotHere, None).await;
+    let ms = Microsoft::for_every_domain(Domain::new(Realm::Unknown, Tenant::Missing, V2::NotHere));
     let mut resolve = nobody_at("northwind.test", &["autodiscover.northwind.test"]);
     resolve.push(("autodiscover.northwind.test".into(), ews.ip()));
     let config = config(&ms, &dns, "5s", Some(&ews.ca()), &resolve);
@@ -566,7 +350,7 @@ async fn an_exchange_domain_found_only_through_the_http_redirect() {
     let dns = Dnsmasq::start(&[]).unwrap();
     // HTTPS on a high port, the plain-HTTP redirect on port 80: nothing answers on 443.
     let ews = Ews::start_on("adatum.test", "ntlm", 0, &["--http-port", "80"]).await;
-    let ms = Microsoft::start(Realm::Unknown, Tenant::Missing, V2::NotHere, None).await;
+    let ms = Microsoft::for_every_domain(Domain::new(Realm::Unknown, Tenant::Missing, V2::NotHere));
     let mut resolve = nobody_at("adatum.test", &["autodiscover.adatum.test"]);
     resolve.push(("autodiscover.adatum.test".into(), ews.ip()));
     let config = config(&ms, &dns, "5s", Some(&ews.ca()), &resolve);
@@ -586,7 +370,7 @@ async fn an_exchange_domain_found_only_through_the_http_redirect() {
 #[tokio::test]
 async fn an_unknown_domain_where_nothing_answers() {
     let dns = Dnsmasq::start(&[]).unwrap();
-    let ms = Microsoft::start(Realm::Unknown, Tenant::Missing, V2::NotHere, None).await;
+    let ms = Microsoft::for_every_domain(Domain::new(Realm::Unknown, Tenant::Missing, V2::NotHere));
     let config = config(&ms, &dns, "5s", None, &nobody_at("nowhere.test", &[]));
 
     let started = Instant::now();
@@ -607,9 +391,14 @@ async fn a_managed_realm_and_an_ntlm_autodiscover_conflict() {
     let ews = Ews::start("woodgrove.test", "negotiate,ntlm").await;
     // The realm answers once the POX request has reached the fake, so both answers land in the
     // same settle window however loaded the machine is.
-    let gate = Arc::new(Notify::new());
-    let ms =
-        Microsoft::start(Realm::Managed, Tenant::Missing, V2::NotHere, Some(gate.clone())).await;
+    let (release, gate) = std::sync::mpsc::channel::<()>();
+    let gate = Mutex::new(gate);
+    let ms = Microsoft::for_every_domain(Domain {
+        before_realm: Some(Arc::new(move || {
+            let _ = gate.lock().unwrap().recv_timeout(Duration::from_secs(10));
+        })),
+        ..Domain::new(Realm::Managed, Tenant::Missing, V2::NotHere)
+    });
     let mut resolve = nobody_at("woodgrove.test", &["autodiscover.woodgrove.test"]);
     resolve.push(("autodiscover.woodgrove.test".into(), ews.ip()));
     let config = config(&ms, &dns, "5s", Some(&ews.ca()), &resolve);
@@ -620,7 +409,7 @@ async fn a_managed_realm_and_an_ntlm_autodiscover_conflict() {
         assert!(Instant::now() < deadline, "the POX request never reached the fake");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    gate.notify_one();
+    release.send(()).unwrap();
     let found = detection.await.unwrap();
     assert!(found.conflicting, "{found:#?}");
     assert_eq!(found.provider, None, "conflicting evidence settles nothing");
@@ -635,7 +424,8 @@ async fn a_hanging_probe_that_cannot_change_the_answer_is_not_waited_for() {
     let dns = Dnsmasq::start(&[]).unwrap();
     // Autodiscover v2 places the mailbox in Exchange Online; the plain-HTTP redirect method
     // (medium evidence at most) accepts and never answers.
-    let ms = Microsoft::start(Realm::Managed, Tenant::Found, V2::ExchangeOnline, None).await;
+    let ms =
+        Microsoft::for_every_domain(Domain::new(Realm::Managed, Tenant::Found, V2::ExchangeOnline));
     let (hole, _hole) = black_hole(80).await;
     let mut resolve = nobody_at("litware.test", &["autodiscover.litware.test"]);
     resolve.push(("autodiscover.litware.test".into(), hole));
@@ -660,7 +450,7 @@ async fn a_hanging_probe_that_could_outweigh_the_realm_is_waited_for_until_the_d
     let dns = Dnsmasq::start(&[]).unwrap();
     // Autodiscover v2, which could place the mailbox on-premises, accepts and never answers:
     // the realm decides, but only at the deadline.
-    let ms = Microsoft::start(Realm::Managed, Tenant::Found, V2::Hang, None).await;
+    let ms = Microsoft::for_every_domain(Domain::new(Realm::Managed, Tenant::Found, V2::Hang));
     let deadline = Duration::from_secs(2);
     let config = config(&ms, &dns, "2s", None, &nobody_at("litware.test", &[]));
 
@@ -683,7 +473,7 @@ async fn a_hanging_probe_that_could_outweigh_the_realm_is_waited_for_until_the_d
 #[tokio::test]
 async fn a_hanging_probe_without_a_decisive_answer_ends_at_the_deadline() {
     let dns = Dnsmasq::start(&[]).unwrap();
-    let ms = Microsoft::start(Realm::Unknown, Tenant::Missing, V2::Hang, None).await;
+    let ms = Microsoft::for_every_domain(Domain::new(Realm::Unknown, Tenant::Missing, V2::Hang));
     let (hole, _hole) = black_hole(443).await;
     let mut resolve = nobody_at("litware.test", &["autodiscover.litware.test"]);
     resolve.push(("autodiscover.litware.test".into(), hole));
@@ -744,7 +534,7 @@ async fn a_hybrid_domain_reads_the_same_whichever_strong_answer_comes_first() {
     let (relay, _relay) =
         slow_relay(SocketAddr::new(ews.ip().into(), ews.fake.https_port), Duration::from_secs(1))
             .await;
-    let ms = Microsoft::start(Realm::Managed, Tenant::Missing, V2::NotHere, None).await;
+    let ms = Microsoft::for_every_domain(Domain::new(Realm::Managed, Tenant::Missing, V2::NotHere));
     let mut resolve = nobody_at("woodgrove.test", &["autodiscover.woodgrove.test"]);
     resolve.push(("autodiscover.woodgrove.test".into(), relay));
     let config = config(&ms, &dns, "5s", Some(&ews.ca()), &resolve);
@@ -764,13 +554,11 @@ async fn two_mailboxes_of_one_hybrid_domain_live_in_different_places() {
     ])
     .unwrap();
     let ews = Ews::start("woodgrove.test", "negotiate,ntlm").await;
-    let ms = Microsoft::start(
+    let ms = Microsoft::for_every_domain(Domain::new(
         Realm::Federated,
         Tenant::Found,
-        V2::Hybrid { on_premises: &["bob@woodgrove.test"] },
-        None,
-    )
-    .await;
+        V2::Hybrid { on_premises: vec!["bob@woodgrove.test".into()] },
+    ));
     let mut resolve = nobody_at("woodgrove.test", &["autodiscover.woodgrove.test"]);
     resolve.push(("autodiscover.woodgrove.test".into(), ews.ip()));
     let config = config(&ms, &dns, "5s", Some(&ews.ca()), &resolve);
@@ -802,8 +590,7 @@ async fn two_mailboxes_of_one_hybrid_domain_live_in_different_places() {
     // The domain evidence still points to Office365; the mailbox's own answer outweighs it.
     assert_points(&bob.reply, "user_realm", Some(Provider::Office365), "Federated");
     assert_eq!(bob.decided.by[0].probe, "autodiscover_v2");
-    let realm_asked =
-        ms.behaviour.seen.lock().unwrap().iter().filter(|(p, _)| p == "/getuserrealm.srf").count();
+    let realm_asked = ms.seen().iter().filter(|(p, _)| p == "/getuserrealm.srf").count();
     assert_eq!(realm_asked, 1, "the realm is domain evidence, asked once");
 }
 
@@ -811,20 +598,14 @@ async fn two_mailboxes_of_one_hybrid_domain_live_in_different_places() {
 async fn autodiscover_v2_redirects_are_followed_and_bounded() {
     let dns = Dnsmasq::start(&[]).unwrap();
     // Exchange Online redirects an address it does not know to itself, again and again.
-    let ms = Microsoft::start(Realm::Unknown, Tenant::Missing, V2::NotHere, None).await;
+    let ms = Microsoft::for_every_domain(Domain::new(Realm::Unknown, Tenant::Missing, V2::NotHere));
     let config = config(&ms, &dns, "5s", None, &nobody_at("nowhere.test", &[]));
 
     let found = detect(config, "erin@nowhere.test").await;
     assert_eq!(found.provider, None, "{found:#?}");
     assert_points(&found, "autodiscover_v2", None, "still redirected after 5 hops");
-    let hops = ms
-        .behaviour
-        .seen
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|(p, _)| p.starts_with("/autodiscover/autodiscover.json"))
-        .count();
+    let hops =
+        ms.seen().iter().filter(|(p, _)| p.starts_with("/autodiscover/autodiscover.json")).count();
     assert_eq!(hops, 6, "the first request and five redirects");
 }
 
@@ -848,7 +629,7 @@ async fn microsofts_own_autodiscover_redirects_are_office365_evidence() {
         ],
     )
     .await;
-    let ms = Microsoft::start(Realm::Unknown, Tenant::Missing, V2::NotHere, None).await;
+    let ms = Microsoft::for_every_domain(Domain::new(Realm::Unknown, Tenant::Missing, V2::NotHere));
     let mut resolve = nobody_at("tailwind.test", &["autodiscover.tailwind.test"]);
     resolve.push(("autodiscover.tailwind.test".into(), ews.ip()));
     let config = config(&ms, &dns, "5s", Some(&ews.ca()), &resolve);
@@ -883,8 +664,12 @@ async fn each_clouds_hosts_are_recognised() {
     for (cloud, ews, mx) in clouds {
         let dns = Dnsmasq::start(&[format!("--mx-host=contoso.test,{mx},0")]).unwrap();
         // Autodiscover v2 at the cloud's Exchange Online decides; without it, the MX does.
-        for v2 in [V2::Cloud(ews), V2::NotHere] {
-            let ms = Microsoft::start(Realm::Unknown, Tenant::Missing, v2, None).await;
+        for v2 in [V2::Cloud(ews.into()), V2::NotHere] {
+            let ms = Microsoft::for_every_domain(Domain::new(
+                Realm::Unknown,
+                Tenant::Missing,
+                v2.clone(),
+            ));
             let config = config_in(
                 &ms,
                 &dns,

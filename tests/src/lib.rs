@@ -320,6 +320,7 @@ pub mod dnsmasq;
 pub mod ews;
 pub mod kdc;
 pub mod loopback;
+pub mod microsoft;
 pub mod peers;
 pub mod prerequisite;
 

@@ -20,235 +20,54 @@
 //! Autodiscover v2's 302 redirects to the fake itself, again on every hop, as the real service
 //! does (to its own host) for an address it has no mailbox for.
 
-use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Ipv4Addr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, TcpListener};
 use std::process::Command;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mslink_e2e::dnsmasq::Dnsmasq;
 use mslink_e2e::ews::{Ews, Pki};
 use mslink_e2e::loopback::fresh_ip;
+use mslink_e2e::microsoft::{Domain, Microsoft, Realm, Tenant, V2};
 use mslink_e2e::{ADMIN, ALICE, Daemon, ensure_accounts, require_root, require_tool};
 use serde_json::{Value, json};
 
 /// `[detection] timeout` of the test daemon.
 const DEADLINE: Duration = Duration::from_secs(4);
 
-/// An HTTP answer of the Microsoft fake, or none ever.
-enum Reply {
-    Answer { status: &'static str, headers: Vec<(&'static str, String)>, body: String },
-    Hang,
-}
-
-fn json_reply(status: &'static str, body: &Value) -> Reply {
-    Reply::Answer {
-        status,
-        headers: vec![("Content-Type", "application/json; charset=utf-8".into())],
-        body: body.to_string(),
-    }
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => {
-                let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("");
-                out.push(u8::from_str_radix(hex, 16).unwrap_or(b'?'));
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// Fakes of login.microsoftonline.com (user realm, OpenID configuration) and
-/// outlook.office365.com (Autodiscover v2), one thread per connection, answering per domain.
-struct Microsoft {
-    base: String,
-    /// Requests seen: path and whether an `Authorization` header came with it.
-    seen: Arc<Mutex<Vec<(String, bool)>>>,
-}
-
-impl Microsoft {
-    fn start(ews_log: String) -> Microsoft {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
-        let seen = Arc::new(Mutex::new(Vec::new()));
-        let log = seen.clone();
-        std::thread::spawn(move || {
-            for stream in listener.incoming().map_while(Result::ok) {
-                let (log, ews_log) = (log.clone(), ews_log.clone());
-                std::thread::spawn(move || serve(stream, &log, &ews_log));
-            }
-        });
-        Microsoft { base, seen }
-    }
-}
-
-fn serve(mut stream: TcpStream, seen: &Mutex<Vec<(String, bool)>>, ews_log: &str) {
-    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-    let mut request_line = String::new();
-    if reader.read_line(&mut request_line).is_err() {
-        return;
-    }
-    let (mut authorization, mut host) = (false, String::new());
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
-            break;
-        }
-        let lower = line.to_ascii_lowercase();
-        authorization |= lower.starts_with("authorization:");
-        if lower.starts_with("host:") {
-            host = line["host:".len()..].trim().to_owned();
-        }
-    }
-    let target = request_line.split_whitespace().nth(1).unwrap_or("/").to_owned();
-    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
-    seen.lock().expect("lock").push((path.to_owned(), authorization));
-    let query: HashMap<String, String> = query
-        .split('&')
-        .filter_map(|pair| pair.split_once('='))
-        .map(|(k, v)| (percent_decode(k), percent_decode(v)))
-        .collect();
-    match microsoft(&host, path, &query, ews_log) {
-        Reply::Answer { status, headers, body } => {
-            let mut head = format!("HTTP/1.1 {status}\r\nContent-Length: {}\r\n", body.len());
-            for (name, value) in headers {
-                head.push_str(&format!("{name}: {value}\r\n"));
-            }
-            head.push_str("Cache-Control: private\r\nConnection: close\r\n\r\n");
-            let _ = stream.write_all(head.as_bytes());
-            let _ = stream.write_all(body.as_bytes());
-        }
-        // Hold the connection, saying nothing, until the client gives up.
-        Reply::Hang => {
-            let _ = reader.read(&mut [0; 1]);
-        }
-    }
-}
-
-/// What Microsoft says about `path` on `host` (this fake) for the test domains (see the module
-/// table).
-fn microsoft(host: &str, path: &str, query: &HashMap<String, String>, ews_log: &str) -> Reply {
-    let domain_of = |address: &str| address.rsplit_once('@').map_or("", |(_, d)| d).to_owned();
-    if path == "/getuserrealm.srf" {
-        let login = query.get("login").cloned().unwrap_or_default();
-        let domain = domain_of(&login);
-        let managed = json!({
-            "State": 4, "UserState": 1, "Login": login, "NameSpaceType": "Managed",
-            "DomainName": domain, "FederationBrandName": "Contoso Ltd",
-            "CloudInstanceName": "microsoftonline.com",
-            "CloudInstanceIssuerUri": "urn:federation:MicrosoftOnline"
-        });
-        let body = match domain.as_str() {
-            "contoso.test" | "litware.test" => managed,
-            "woodgrove.test" => {
-                // Answer once the POX request has reached the EWS fake, so both answers land in
-                // one settle window however loaded the machine is.
+/// The module table, from Microsoft's side; `woodgrove.test`'s realm answers once the POX
+/// request has reached the EWS fake (its log at `ews_log`), so both answers land in one settle
+/// window however loaded the machine is.
+fn microsoft(ews_log: String) -> Microsoft {
+    Microsoft::start(move |domain| {
+        let realm = match domain {
+            "contoso.test" | "litware.test" | "woodgrove.test" => Realm::Managed,
+            "fabrikam.test" => Realm::Federated,
+            _ => Realm::Unknown,
+        };
+        let tenant = match domain {
+            "contoso.test" | "fabrikam.test" | "litware.test" => Tenant::Found,
+            _ => Tenant::Missing,
+        };
+        let v2 = match domain {
+            "litware.test" | "stalled.test" => V2::Hang,
+            "contoso.test" | "fabrikam.test" => V2::ExchangeOnline,
+            _ => V2::NotHere,
+        };
+        let mut answers = Domain::new(realm, tenant, v2);
+        if domain == "woodgrove.test" {
+            let log = ews_log.clone();
+            answers.before_realm = Some(Arc::new(move || {
                 let start = Instant::now();
-                while !ews_saw(ews_log, "autodiscover.woodgrove.test")
+                while !ews_saw(&log, "autodiscover.woodgrove.test")
                     && start.elapsed() < Duration::from_secs(10)
                 {
                     std::thread::sleep(Duration::from_millis(10));
                 }
-                managed
-            }
-            "fabrikam.test" => json!({
-                "State": 3, "UserState": 2, "Login": login, "NameSpaceType": "Federated",
-                "DomainName": domain, "FederationGlobalVersion": -1,
-                "AuthURL": format!("https://sts.{domain}/adfs/ls/?username={login}&wa=wsignin1.0&wtrealm=urn%3afederation%3aMicrosoftOnline&wctx="),
-                "FederationBrandName": "Fabrikam", "AuthNForwardType": 1,
-                "CloudInstanceName": "microsoftonline.com",
-                "CloudInstanceIssuerUri": "urn:federation:MicrosoftOnline"
-            }),
-            _ => json!({"State": 4, "UserState": 1, "Login": login, "NameSpaceType": "Unknown"}),
-        };
-        return json_reply("200 OK", &body);
-    }
-    if let Some(rest) = path.strip_suffix("/v2.0/.well-known/openid-configuration") {
-        let domain = rest.trim_start_matches('/');
-        let tenant = "9188040d-6c67-4c5b-b112-36a304b66dad";
-        return match domain {
-            "contoso.test" | "fabrikam.test" | "litware.test" => json_reply(
-                "200 OK",
-                &json!({
-                    "token_endpoint": format!("https://login.microsoftonline.com/{tenant}/oauth2/v2.0/token"),
-                    "jwks_uri": format!("https://login.microsoftonline.com/{tenant}/discovery/v2.0/keys"),
-                    "response_modes_supported": ["query", "fragment", "form_post"],
-                    "subject_types_supported": ["pairwise"],
-                    "id_token_signing_alg_values_supported": ["RS256"],
-                    "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
-                    "scopes_supported": ["openid", "profile", "email", "offline_access"],
-                    "issuer": format!("https://login.microsoftonline.com/{tenant}/v2.0"),
-                    "authorization_endpoint": format!("https://login.microsoftonline.com/{tenant}/oauth2/v2.0/authorize"),
-                    "device_authorization_endpoint": format!("https://login.microsoftonline.com/{tenant}/oauth2/v2.0/devicecode"),
-                    "cloud_instance_name": "microsoftonline.com"
-                }),
-            ),
-            _ => json_reply(
-                "400 Bad Request",
-                &json!({
-                    "error": "invalid_tenant",
-                    "error_description": format!("AADSTS90002: Tenant '{domain}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud.\r\nTrace ID: 5d0c7a3e-1b2a-4c3d-9e8f-001122334455\r\nCorrelation ID: 6e1d8b4f-2c3b-4d4e-8f90-112233445566\r\nTimestamp: 2026-01-12 09:30:00Z"),
-                    "error_codes": [90002],
-                    "timestamp": "2026-01-12 09:30:00Z",
-                    "error_uri": "https://login.microsoftonline.com/error?code=90002"
-                }),
-            ),
-        };
-    }
-    // The first request names the address in the path; the redirects name it in `Email`.
-    let redirected = path == "/autodiscover/autodiscover.json";
-    if let Some(email) = path
-        .strip_prefix("/autodiscover/autodiscover.json/v1.0/")
-        .map(percent_decode)
-        .or_else(|| redirected.then(|| query.get("Email").cloned().unwrap_or_default()))
-    {
-        let protocol = query.get("Protocol").cloned().unwrap_or_default();
-        let count: u32 = query.get("RedirectCount").and_then(|n| n.parse().ok()).unwrap_or(0);
-        return match domain_of(&email).as_str() {
-            "litware.test" | "stalled.test" => Reply::Hang,
-            "contoso.test" | "fabrikam.test" => json_reply(
-                "200 OK",
-                &json!({"Protocol": protocol, "Url": "https://outlook.office365.com/EWS/Exchange.asmx"}),
-            ),
-            _ => {
-                // The real service redirects to its own host, again and again for an address it
-                // has no mailbox for; this fake is that host.
-                let next = format!(
-                    "http://{host}/autodiscover/autodiscover.json?Email={}&Protocol={protocol}&RedirectCount={}",
-                    email.replace('@', "%40"),
-                    count + 1
-                );
-                Reply::Answer {
-                    status: "302 Found",
-                    headers: vec![
-                        ("Content-Type", "text/html; charset=utf-8".into()),
-                        ("Location", next.clone()),
-                    ],
-                    body: format!(
-                        "<html><head><title>Object moved</title></head><body>\r\n<h2>Object moved to <a href=\"{}\">here</a>.</h2>\r\n</body></html>\r\n",
-                        next.replace('&', "&amp;")
-                    ),
-                }
-            }
-        };
-    }
-    Reply::Answer { status: "404 Not Found", headers: Vec::new(), body: String::new() }
+            }));
+        }
+        answers
+    })
 }
 
 /// The EWS fake's request log (`/test/log`, read with curl).
@@ -303,7 +122,7 @@ impl World {
             "--srv-host=_autodiscover._tcp.tailspin.test,mail.tailspin.test,443,0,0",
         ];
         let dns = Dnsmasq::start(&records.map(String::from)).expect("dnsmasq, checked first");
-        let microsoft = Microsoft::start(ews_log_url.clone());
+        let microsoft = microsoft(ews_log_url.clone());
 
         let mut resolve = String::new();
         for domain in [
@@ -364,8 +183,7 @@ impl World {
         for entry in &log {
             assert_eq!(entry["credentials_sent"], json!(false), "{entry:#}");
         }
-        let seen = self.microsoft.seen.lock().expect("lock");
-        assert!(seen.iter().all(|(_, authorization)| !authorization), "{seen:?}");
+        self.microsoft.assert_no_credentials();
     }
 }
 
@@ -400,7 +218,7 @@ fn assert_points_or_cut_off(found: &Value, probe: &str, to: Value, detail: &str)
 
 /// The paths the Microsoft fake was asked for since the `from`-th request.
 fn asked_since(microsoft: &Microsoft, from: usize) -> Vec<String> {
-    microsoft.seen.lock().expect("lock")[from..].iter().map(|(path, _)| path.clone()).collect()
+    microsoft.seen()[from..].iter().map(|(path, _)| path.clone()).collect()
 }
 
 fn prerequisites(test: &str) -> bool {
@@ -442,7 +260,7 @@ fn office365_domains_are_detected_and_cached() {
 
     // Another address of the domain: Autodiscover answers per mailbox, so it is asked again
     // (the domain's evidence comes from the cache only when every domain probe answered).
-    let asked = world.microsoft.seen.lock().expect("lock").len();
+    let asked = world.microsoft.seen().len();
     let (again, _) = world.detect("bob@contoso.test");
     assert_eq!(again["provider"], "office365", "{again:#}");
     assert_points(&again, "autodiscover_v2", json!("office365"), "outlook.office365.com");
@@ -451,7 +269,7 @@ fn office365_domains_are_detected_and_cached() {
     assert!(seen.iter().any(|p| p == v2_for_bob), "bob's mailbox was not asked: {seen:?}");
 
     // The same address again: its mailbox evidence from the cache, Autodiscover not asked.
-    let asked = world.microsoft.seen.lock().expect("lock").len();
+    let asked = world.microsoft.seen().len();
     let (third, _) = world.detect("bob@contoso.test");
     assert_eq!(third["provider"], "office365", "{third:#}");
     assert_eq!(evidence(&third, "autodiscover_v2"), evidence(&again, "autodiscover_v2"));
@@ -567,7 +385,7 @@ fn conflicting_evidence_and_hanging_probes() {
 
     // Every domain probe answered while those were waited for, so the domain's evidence is
     // cached: another address asks Microsoft only about its mailbox.
-    let asked = world.microsoft.seen.lock().expect("lock").len();
+    let asked = world.microsoft.seen().len();
     let (other, _) = world.detect("ivan@litware.test");
     assert_eq!((&other["provider"], &other["cached"]), (&json!("office365"), &json!(true)));
     assert_eq!(evidence(&other, "user_realm"), evidence(&decisive, "user_realm"));
