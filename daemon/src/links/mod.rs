@@ -438,6 +438,11 @@ impl Links {
                 failure: Failure::reauth("the link needs a new sign-in"),
             });
         }
+        // The common case, on every mail tool connection: a fresh token already held, handed
+        // out without the link's turn or a trip through the store's writer.
+        if let Some(token) = self.held_token(&record, resource).await {
+            return Ok(token);
+        }
         let purpose = match resource {
             TokenResource::Graph => work::Purpose::Token,
             other => work::Purpose::Resource(other),

@@ -343,6 +343,67 @@ impl Links {
         }
     }
 
+    /// The access token `token` would hand out for `resource` now without refreshing, if the
+    /// link holds one that is fresh (the refresh rule says not yet, and [`TOKEN_MARGIN`] is
+    /// left). Needs no turn: a refresh running meanwhile leaves this token valid until its
+    /// expiry, and nothing is committed. `None`: take the turn and let a round decide.
+    pub(super) async fn held_token(
+        &self,
+        record: &LinkRecord,
+        resource: TokenResource,
+    ) -> Option<TokenReply> {
+        let config = self.config.get();
+        if resource != TokenResource::Graph {
+            return self.cached_resource_token(&config, record, resource).await.ok().flatten();
+        }
+        let now = self.clock.now();
+        let due = schedule::work(&config.schedule, &record.timers(), now, true).refresh;
+        if due || record.token_expiry.is_none_or(|e| e - TOKEN_MARGIN <= now) {
+            return None;
+        }
+        match self.open_secret(record).ok()? {
+            LinkSecret::Office365 { access_token, expires_at, .. } => {
+                Some(TokenReply { access_token, expires_at })
+            }
+            LinkSecret::Exchange { .. } => None,
+        }
+    }
+
+    /// The cached token of `resource`, while it is fresh (the Graph token's refresh rule,
+    /// [`schedule::refresh_at`], applied to it, and at least [`TOKEN_MARGIN`] left).
+    async fn cached_resource_token(
+        &self,
+        config: &Config,
+        record: &LinkRecord,
+        resource: TokenResource,
+    ) -> Result<Option<TokenReply>, Failure> {
+        let (id, name) = (record.id, resource.as_str());
+        let now = self.clock.now();
+        let cached = self
+            .store
+            .read(move |db| db.resource_token(id, name))
+            .await
+            .map_err(|e| Failure::transient(format!("cannot read the stored token: {e}")))?;
+        let Some(cached) = cached else { return Ok(None) };
+        let timers = Timers {
+            token_expiry: Some(cached.expires_at),
+            token_issued: Some(cached.issued_at),
+            ..record.timers()
+        };
+        let fresh = schedule::refresh_at(&config.schedule, &timers, cached.expires_at) > now
+            && cached.expires_at - TOKEN_MARGIN > now;
+        if fresh
+            && let Ok(json) = self.vault.open(&cached.sealed, &resource_context(id, resource))
+            && let Ok(access_token) = String::from_utf8(json)
+        {
+            return Ok(Some(TokenReply {
+                access_token: Sensitive::new(access_token),
+                expires_at: cached.expires_at,
+            }));
+        }
+        Ok(None)
+    }
+
     /// A token for an extra `resource`: the cached one while it is fresh (the Graph token's
     /// refresh rule, [`schedule::refresh_at`], applied to it, and at least [`TOKEN_MARGIN`]
     /// left), else one from the link's refresh token, stored (with the rotated refresh token, in
@@ -357,30 +418,9 @@ impl Links {
         refused: &mut Option<Office365Error>,
     ) -> Result<Option<CheckReport>, Failure> {
         let (id, name) = (record.id, resource.as_str());
-        let now = self.clock.now();
-        let cached = self
-            .store
-            .read(move |db| db.resource_token(id, name))
-            .await
-            .map_err(|e| Failure::transient(format!("cannot read the stored token: {e}")))?;
-        if let Some(cached) = cached {
-            let timers = Timers {
-                token_expiry: Some(cached.expires_at),
-                token_issued: Some(cached.issued_at),
-                ..record.timers()
-            };
-            let fresh = schedule::refresh_at(&config.schedule, &timers, cached.expires_at) > now
-                && cached.expires_at - TOKEN_MARGIN > now;
-            if fresh
-                && let Ok(json) = self.vault.open(&cached.sealed, &resource_context(id, resource))
-                && let Ok(access_token) = String::from_utf8(json)
-            {
-                *token = Some(TokenReply {
-                    access_token: Sensitive::new(access_token),
-                    expires_at: cached.expires_at,
-                });
-                return Ok(None);
-            }
+        if let Some(cached) = self.cached_resource_token(config, record, resource).await? {
+            *token = Some(cached);
+            return Ok(None);
         }
         let (access_token, refresh_token, expires_at) = match self.open_secret(record)? {
             LinkSecret::Office365 { access_token, refresh_token, expires_at } => {
