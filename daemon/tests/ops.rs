@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use mslink_bench::seed;
 use mslink_e2e::prerequisite;
-use mslink_proto::{LinkState, Provider};
+use mslink_proto::{CtlCommand, DaemonFrame, DaemonReply, LinkState, Provider, decode};
 use mslinkd::config::{Config, Env};
 use mslinkd::events::{Bus, Event};
 use mslinkd::ipc;
@@ -305,4 +305,58 @@ async fn a_stop_with_every_check_hung_finishes_within_seconds() {
         .expect("the daemon did not stop within 15 s with its checks hung")
         .unwrap()
         .unwrap();
+}
+
+/// `token` with a fresh token held answers at once, even while the link's own round hangs on
+/// a server (it holds the link's turn for up to the 30 s request timeout): mail tools ask on
+/// every connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fresh_token_is_handed_out_while_the_links_check_hangs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, mut accepted) = hanging_server().await;
+    let (state, key_file) = (dir.path().join("state"), dir.path().join("state/mslinkd.key"));
+    let now = mslinkd::now();
+    // root's link (the test runs as root), its check due now against a Graph that hangs.
+    let link = seed::Seed {
+        user: "root".into(),
+        email: "root@contoso.test".into(),
+        token_expiry: now + 3600,
+        next_check: now - 1,
+    };
+    seed::office365_links(&state, &key_file, &format!("{url}/v1.0"), &[link]).await.unwrap();
+    let (_bus, shutdown, _served) = start(
+        dir.path(),
+        &format!(
+            "key_file = {key_file:?}\n[office365]\nclient_id = \"mslink-test\"\n\
+             authority = \"{url}/organizations/v2.0\"\nauthorize_url = \"{url}/auth\"\n\
+             token_url = \"{url}/token\"\ndevice_code_url = \"{url}/device\"\n\
+             graph_url = \"{url}/v1.0\"\n"
+        ),
+    );
+    let socket = dir.path().join("mslinkd.sock");
+    tokio::time::timeout(Duration::from_secs(30), accepted.recv())
+        .await
+        .expect("the check did not start")
+        .unwrap();
+    mslink_bench::ctl::call(&socket, CtlCommand::Enable).await.unwrap();
+
+    let command = CtlCommand::Token {
+        email: "root@contoso.test".into(),
+        resource: mslink_proto::TokenResource::Graph,
+    };
+    let answer =
+        tokio::time::timeout(Duration::from_secs(10), mslink_bench::ctl::call(&socket, command))
+            .await
+            .expect("token waited for the hung round")
+            .unwrap();
+    match decode::<DaemonFrame>(&answer).unwrap() {
+        DaemonFrame::Reply { reply } => match *reply {
+            DaemonReply::Token(token) => {
+                assert_eq!(token.access_token.expose(), "at:root@contoso.test:0");
+            }
+            other => panic!("expected a token, got {other:?}"),
+        },
+        other => panic!("expected a token, got {other:?}"),
+    }
+    shutdown.cancel();
 }
