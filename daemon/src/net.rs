@@ -138,6 +138,95 @@ pub async fn read_body(mut response: reqwest::Response, cap: usize) -> Result<Ve
 }
 
 /// An error and its sources in one line, without the URL reqwest puts in its own message.
+/// One challenge of a `WWW-Authenticate` header: its scheme and the text of its parameters (or
+/// its token, as in `NTLM <challenge>`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Challenge {
+    pub scheme: String,
+    pub params: String,
+}
+
+impl Challenge {
+    /// The value of parameter `name` (`name="value"` or `name=token`), case-insensitively.
+    pub fn param(&self, name: &str) -> Option<String> {
+        auth_params(&self.params)
+            .into_iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+}
+
+/// RFC 9110 §11.2 auth-params: `name=token` or `name="quoted string"`, comma separated.
+fn auth_params(text: &str) -> Vec<(String, String)> {
+    let mut params = Vec::new();
+    let mut chars = text.chars().peekable();
+    loop {
+        while chars.next_if(|c| c.is_whitespace() || *c == ',').is_some() {}
+        let name: String =
+            std::iter::from_fn(|| chars.next_if(|c| *c != '=' && *c != ',')).collect();
+        if name.is_empty() || chars.next_if_eq(&'=').is_none() {
+            if chars.peek().is_none() {
+                return params;
+            }
+            continue;
+        }
+        let mut value = String::new();
+        if chars.next_if_eq(&'"').is_some() {
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => value.extend(chars.next()),
+                    '"' => break,
+                    c => value.push(c),
+                }
+            }
+        } else {
+            value.extend(std::iter::from_fn(|| chars.next_if(|c| *c != ',')));
+        }
+        params.push((name.trim().to_owned(), value.trim().to_owned()));
+    }
+}
+
+/// The challenges of `WWW-Authenticate` header values. One value may hold several
+/// comma-separated challenges (IIS sends `Bearer client_id="…", …,Basic realm="…"` as one
+/// header), and quoted parameters may hold commas; a challenge starts with a piece whose first
+/// word is not a `name=value` parameter, and the pieces after it are its parameters.
+pub fn challenges<'a>(values: impl Iterator<Item = &'a str>) -> Vec<Challenge> {
+    let mut found: Vec<Challenge> = Vec::new();
+    for value in values {
+        let (mut piece, mut quoted, mut escaped) = (String::new(), false, false);
+        let mut pieces = Vec::new();
+        for c in value.chars() {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' if quoted => escaped = true,
+                '"' => quoted = !quoted,
+                ',' if !quoted => {
+                    pieces.push(std::mem::take(&mut piece));
+                    continue;
+                }
+                _ => {}
+            }
+            piece.push(c);
+        }
+        pieces.push(piece);
+        let mut current: Option<Challenge> = None;
+        for piece in pieces {
+            let trimmed = piece.trim_start();
+            let word = trimmed.split(' ').next().unwrap_or("");
+            if !word.is_empty() && !word.contains('=') && !word.contains('"') {
+                found.extend(current.take());
+                let params = trimmed[word.len()..].trim().to_owned();
+                current = Some(Challenge { scheme: word.to_owned(), params });
+            } else if let Some(challenge) = current.as_mut() {
+                challenge.params.push_str(", ");
+                challenge.params.push_str(trimmed);
+            }
+        }
+        found.extend(current);
+    }
+    found
+}
+
 pub fn error_chain(error: &reqwest::Error) -> String {
     let mut parts = Vec::new();
     if error.is_timeout() {

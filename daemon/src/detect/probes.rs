@@ -470,39 +470,6 @@ fn ews_url(cloud: Cloud, what: &str, url: &str) -> Answer {
     }
 }
 
-/// The authentication schemes offered by `WWW-Authenticate` header values. One value may hold
-/// several comma-separated challenges (IIS sends `Bearer client_id="…", …,Basic realm="…"` as
-/// one header), and quoted parameters may hold commas; a scheme is a piece that starts a
-/// challenge, i.e. whose first word is not an `name=value` parameter.
-fn offered_schemes<'a>(values: impl Iterator<Item = &'a str>) -> Vec<String> {
-    let mut schemes = Vec::new();
-    for value in values {
-        let (mut piece, mut quoted, mut escaped) = (String::new(), false, false);
-        let mut pieces = Vec::new();
-        for c in value.chars() {
-            match c {
-                _ if escaped => escaped = false,
-                '\\' if quoted => escaped = true,
-                '"' => quoted = !quoted,
-                ',' if !quoted => {
-                    pieces.push(std::mem::take(&mut piece));
-                    continue;
-                }
-                _ => {}
-            }
-            piece.push(c);
-        }
-        pieces.push(piece);
-        for piece in pieces {
-            let word = piece.trim_start().split(' ').next().unwrap_or("");
-            if !word.is_empty() && !word.contains('=') && !word.contains('"') {
-                schemes.push(word.to_owned());
-            }
-        }
-    }
-    schemes
-}
-
 /// What a POX Autodiscover endpoint's answer to an anonymous request says. A challenge says an
 /// Exchange server answers for the domain; an XML answer is about the address itself, and may
 /// send it to Exchange Online (a `redirectAddr` to the tenant's `onmicrosoft.com` address, a
@@ -514,19 +481,28 @@ fn pox_answer(
     headers: &reqwest::header::HeaderMap,
     body: &str,
 ) -> Answer {
-    let offers = offered_schemes(
+    let challenges = net::challenges(
         headers.get_all(reqwest::header::WWW_AUTHENTICATE).iter().filter_map(|v| v.to_str().ok()),
     );
+    let offers: Vec<String> = challenges.iter().map(|c| c.scheme.clone()).collect();
     let on_premises = offers
         .iter()
         .any(|o| o.eq_ignore_ascii_case("NTLM") || o.eq_ignore_ascii_case("Negotiate"));
+    // Exchange's Bearer challenge names Entra's sign-in only with hybrid modern authentication
+    // (or in Exchange Online, whose certificate does not cover the domain's own hosts).
+    let modern_auth = challenges
+        .iter()
+        .find(|c| c.scheme.eq_ignore_ascii_case("Bearer"))
+        .and_then(|c| c.param("authorization_uri"))
+        .map(|uri| format!(" (hybrid modern authentication: Bearer tokens from {uri})"))
+        .unwrap_or_default();
     let content_type =
         headers.get(reqwest::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     match status {
-        401 if on_premises => (
+        401 if on_premises || !modern_auth.is_empty() => (
             Some(Provider::Exchange),
             Strength::Strong,
-            format!("{url} asks for {}", offers.join(", ")),
+            format!("{url} asks for {}{modern_auth}", offers.join(", ")),
         ),
         401 if offers.iter().any(|o| o.eq_ignore_ascii_case("Basic")) => (
             Some(Provider::Exchange),
@@ -651,6 +627,33 @@ mod tests {
         assert_eq!(answers[2].0, Some(Provider::Exchange));
         assert!(answers[2].2.contains("mail.domain.de"));
         assert!(answers.iter().all(|a| a.1 == Strength::Mailbox));
+    }
+
+    fn offered_schemes<'a>(values: impl Iterator<Item = &'a str>) -> Vec<String> {
+        net::challenges(values).into_iter().map(|c| c.scheme).collect()
+    }
+
+    #[test]
+    fn hybrid_modern_auth_is_exchange_evidence_naming_the_sign_in() {
+        // Vector 2: on-premises Exchange with HMA answers with Entra's authorization_uri.
+        let vectors = vector("exo_ews_401_bearer_challenge.txt");
+        let mut headers = reqwest::header::HeaderMap::new();
+        for line in vectors.lines().filter_map(|l| l.split_once(" \u{2192}")) {
+            if line.0.eq_ignore_ascii_case("WWW-Authenticate") {
+                headers.append(reqwest::header::WWW_AUTHENTICATE, line.1.parse().unwrap());
+            }
+        }
+        let url = "https://autodiscover.contoso.com/autodiscover/autodiscover.xml";
+        let (points_to, strength, detail) = pox_answer(Cloud::Global, url, 401, &headers, "");
+        assert_eq!((points_to, strength), (Some(Provider::Exchange), Strength::Strong), "{detail}");
+        assert!(detail.contains("hybrid modern authentication"), "{detail}");
+        assert!(detail.contains("https://login.windows.net/common/oauth2/authorize"), "{detail}");
+        // Vector 3: Exchange 2019 without HMA sends Bearer too, without authorization_uri.
+        let without = vectors.lines().find_map(|l| l.strip_prefix("WWW-Authenticate=")).unwrap();
+        let challenges = net::challenges([without].into_iter());
+        assert_eq!(challenges[0].param("authorization_uri"), None);
+        assert_eq!(challenges[0].param("error").as_deref(), Some("invalid_token"));
+        assert_eq!(challenges[1].param("realm").as_deref(), Some("mail.dummy.uk"));
     }
 
     #[test]

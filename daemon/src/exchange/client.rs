@@ -162,30 +162,28 @@ pub struct Offers {
     pub ntlm: bool,
     pub negotiate: bool,
     pub basic: bool,
+    /// Where a Bearer challenge says to get tokens (`authorization_uri`): hybrid modern
+    /// authentication, when an on-premises server names Entra ID.
+    pub modern_auth: Option<String>,
     /// Every scheme name seen, for messages.
     pub names: Vec<String>,
 }
 
 impl Offers {
-    /// Reads every `WWW-Authenticate` header (one scheme each, or comma-joined bare schemes).
+    /// Reads every challenge of every `WWW-Authenticate` header ([`net::challenges`]).
     pub fn from_headers(headers: &HeaderMap) -> Offers {
+        let values = headers.get_all(WWW_AUTHENTICATE).iter().filter_map(|v| v.to_str().ok());
         let mut offers = Offers::default();
-        for value in headers.get_all(WWW_AUTHENTICATE) {
-            let Ok(text) = value.to_str() else { continue };
-            for piece in text.split(',') {
-                let Some(scheme) = piece.split_whitespace().next() else { continue };
-                if scheme.contains('=') {
-                    continue; // a parameter of the previous scheme, e.g. `charset="UTF-8"`
-                }
-                match scheme.to_ascii_lowercase().as_str() {
-                    "ntlm" => offers.ntlm = true,
-                    "negotiate" => offers.negotiate = true,
-                    "basic" => offers.basic = true,
-                    _ => {}
-                }
-                if !offers.names.iter().any(|n| n.eq_ignore_ascii_case(scheme)) {
-                    offers.names.push(scheme.to_owned());
-                }
+        for challenge in net::challenges(values) {
+            match challenge.scheme.to_ascii_lowercase().as_str() {
+                "ntlm" => offers.ntlm = true,
+                "negotiate" => offers.negotiate = true,
+                "basic" => offers.basic = true,
+                "bearer" => offers.modern_auth = challenge.param("authorization_uri"),
+                _ => {}
+            }
+            if !offers.names.iter().any(|n| n.eq_ignore_ascii_case(&challenge.scheme)) {
+                offers.names.push(challenge.scheme);
             }
         }
         offers
@@ -279,6 +277,13 @@ impl<'a> Session<'a> {
                     ExchangeAuth::Basic => offers.basic && https,
                 });
                 let Some(scheme) = chosen else {
+                    // Only OAuth through Entra ID is left: say so rather than list schemes.
+                    if let Some(authorization_uri) = offers
+                        .modern_auth
+                        .filter(|_| !(offers.ntlm || offers.negotiate || (offers.basic && https)))
+                    {
+                        return Err(ExchangeError::ModernAuthOnly { server, authorization_uri });
+                    }
                     return Err(ExchangeError::NoSuitableAuth {
                         server,
                         offered: offers.names,
@@ -424,6 +429,26 @@ mod tests {
         assert_ne!(ews, key("https://mail.contoso.test/autodiscover/autodiscover.xml"));
         assert_ne!(ews, key("https://autodiscover.contoso.test/EWS/Exchange.asmx"));
         assert_ne!(ews, key("https://mail.contoso.test:8443/EWS/Exchange.asmx"));
+    }
+
+    #[test]
+    fn a_bearer_challenge_naming_entra_is_hybrid_modern_auth() {
+        let mut headers = HeaderMap::new();
+        headers.append(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_static(
+                "Bearer client_id=\"00000002-0000-0ff1-ce00-000000000000\", trusted_issuers=\"00000001-0000-0000-c000-000000000000@5de110f8,00000004-0000-0ff1-ce00-000000000000@contoso.com\", token_types=\"app_asserted_user_v1 service_asserted_app_v1\", authorization_uri=\"https://login.windows.net/common/oauth2/authorize\"",
+            ),
+        );
+        headers
+            .append(WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"mail.contoso.com\""));
+        let offers = Offers::from_headers(&headers);
+        assert_eq!(
+            offers.modern_auth.as_deref(),
+            Some("https://login.windows.net/common/oauth2/authorize")
+        );
+        assert!(offers.basic && !offers.ntlm && !offers.negotiate);
+        assert_eq!(offers.names, ["Bearer", "Basic"]);
     }
 
     #[test]

@@ -308,7 +308,11 @@ pub async fn discover(
                             host_of(&url)
                         ));
                     }
-                    Err(e @ (ExchangeError::Rejected { .. } | ExchangeError::Config { .. })) => {
+                    Err(
+                        e @ (ExchangeError::Rejected { .. }
+                        | ExchangeError::Config { .. }
+                        | ExchangeError::ModernAuthOnly { .. }),
+                    ) => {
                         return Err(e);
                     }
                     // The login or its realm is wrong: every other candidate would say the same

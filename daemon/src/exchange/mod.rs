@@ -118,6 +118,11 @@ pub enum ExchangeError {
     NoSuitableAuth { server: String, offered: Vec<String>, allowed: Vec<ExchangeAuth>, https: bool },
     #[error("NTLM sign-in to {server} failed: {detail}")]
     Ntlm { server: String, detail: String },
+    #[error(
+        "{server} accepts only OAuth tokens from Entra ID ({authorization_uri}): hybrid modern \
+         authentication, which mslink cannot sign in to on-premises Exchange with yet"
+    )]
+    ModernAuthOnly { server: String, authorization_uri: String },
     #[error("Kerberos sign-in to {server} failed: {error}")]
     Kerberos { server: String, error: kerberos::KerberosError },
     #[error("unexpected answer from {server}: {detail}")]
@@ -206,6 +211,7 @@ impl ExchangeError {
                 ews::ErrorClass::Blocked => Failure::blocked(reason, Actor::TenantAdmin),
                 ews::ErrorClass::Other => Failure::blocked(reason, Actor::Operator),
             },
+            ExchangeError::ModernAuthOnly { .. } => Failure::blocked(reason, Actor::TenantAdmin),
             ExchangeError::NoSuitableAuth { .. }
             | ExchangeError::ServerVersionRefused { .. }
             | ExchangeError::Config { .. }

@@ -199,6 +199,8 @@ impl ExchangeError {
             ExchangeError::Timeout { .. } => WireError::new(ErrorKind::Timeout, message)
                 .with_hint("check that the server is reachable from the mslink host, then try again"),
             ExchangeError::Kerberos { error, .. } => kerberos_wire_error(error, message),
+            ExchangeError::ModernAuthOnly { .. } => WireError::new(ErrorKind::Failed, message)
+                .with_hint("ask the Exchange admin to allow Kerberos (or NTLM) for EWS and Autodiscover beside OAuth, and allow \"kerberos\" in `[exchange] auth` in mslinkd.toml"),
             ExchangeError::Cancelled => WireError::new(ErrorKind::Timeout, message),
             ExchangeError::Certificate { .. } => {
                 WireError::new(ErrorKind::Failed, message).with_hint(crate::exchange::CA_HINT)

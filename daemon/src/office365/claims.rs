@@ -45,18 +45,13 @@ fn merge(into: &mut Value, extra: Map<String, Value>) {
 /// The claims (JSON) of an `insufficient_claims` challenge among `WWW-Authenticate` values, if
 /// there is one whose `claims` decodes to a JSON object.
 pub fn challenge<'a>(values: impl IntoIterator<Item = &'a str>) -> Option<String> {
-    values.into_iter().find_map(|value| {
-        let rest = value.trim_start();
-        let scheme = rest.get(..6)?;
-        if !scheme.eq_ignore_ascii_case("bearer") {
+    crate::net::challenges(values.into_iter()).into_iter().find_map(|challenge| {
+        if !challenge.scheme.eq_ignore_ascii_case("bearer")
+            || challenge.param("error")? != "insufficient_claims"
+        {
             return None;
         }
-        let params = auth_params(&rest[6..]);
-        let error = params.iter().find(|(k, _)| k.eq_ignore_ascii_case("error"))?;
-        if error.1 != "insufficient_claims" {
-            return None;
-        }
-        let (_, encoded) = params.iter().find(|(k, _)| k.eq_ignore_ascii_case("claims"))?;
+        let encoded = challenge.param("claims")?;
         let decoded = [
             &base64::engine::general_purpose::STANDARD,
             &base64::engine::general_purpose::STANDARD_NO_PAD,
@@ -68,36 +63,6 @@ pub fn challenge<'a>(values: impl IntoIterator<Item = &'a str>) -> Option<String
         let json: Value = serde_json::from_slice(&decoded).ok()?;
         json.is_object().then(|| json.to_string())
     })
-}
-
-/// RFC 9110 §11.2 auth-params: `name=token` or `name="quoted string"`, comma separated.
-fn auth_params(text: &str) -> Vec<(String, String)> {
-    let mut params = Vec::new();
-    let mut chars = text.chars().peekable();
-    loop {
-        while chars.next_if(|c| c.is_whitespace() || *c == ',').is_some() {}
-        let name: String =
-            std::iter::from_fn(|| chars.next_if(|c| *c != '=' && *c != ',')).collect();
-        if name.is_empty() || chars.next_if_eq(&'=').is_none() {
-            if chars.peek().is_none() {
-                return params;
-            }
-            continue;
-        }
-        let mut value = String::new();
-        if chars.next_if_eq(&'"').is_some() {
-            while let Some(c) = chars.next() {
-                match c {
-                    '\\' => value.extend(chars.next()),
-                    '"' => break,
-                    c => value.push(c),
-                }
-            }
-        } else {
-            value.extend(std::iter::from_fn(|| chars.next_if(|c| *c != ',')));
-        }
-        params.push((name.trim().to_owned(), value.trim().to_owned()));
-    }
 }
 
 #[cfg(test)]
