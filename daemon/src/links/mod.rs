@@ -426,7 +426,14 @@ impl Links {
         if self.config.get().office365.scopes_for(resource).is_none() {
             return Err(LinkError::ResourceNotConfigured(resource));
         }
-        let record = self.looked_up(owner, email).await?;
+        // The resource's cached token comes in the same read: one trip to a reader in all.
+        let name = resource.as_str();
+        let (record, cached) = self
+            .looked_up_with(owner, email, move |db, record| match resource {
+                TokenResource::Graph => Ok(None),
+                _ => db.resource_token(record.id, name),
+            })
+            .await?;
         if record.provider != Provider::Office365 {
             return Err(LinkError::NoTokens(email.to_owned()));
         }
@@ -440,7 +447,7 @@ impl Links {
         }
         // The common case, on every mail tool connection: a fresh token already held, handed
         // out without the link's turn or a trip through the store's writer.
-        if let Some(token) = self.held_token(&record, resource).await {
+        if let Some(token) = self.held_token(&record, resource, cached) {
             return Ok(token);
         }
         let purpose = match resource {
@@ -557,18 +564,34 @@ impl Links {
         owner: &Owner,
         email: &str,
     ) -> Result<crate::store::LinkRecord, LinkError> {
+        Ok(self.looked_up_with(owner, email, |_, _| Ok(())).await?.0)
+    }
+
+    /// [`Links::looked_up`], with what `also` reads about the link in the same read.
+    async fn looked_up_with<T: Send + 'static>(
+        &self,
+        owner: &Owner,
+        email: &str,
+        also: impl FnOnce(&crate::store::Db<'_>, &crate::store::LinkRecord) -> Result<T, StoreError>
+        + Send
+        + 'static,
+    ) -> Result<(crate::store::LinkRecord, T), LinkError> {
         let (owner, address) = (owner.clone(), email.to_owned());
         // A reader sees every committed write, and never queues behind the writer's commits
         // (`token` runs this on every mail tool connection).
-        let (enabled, record) = self
+        let (enabled, found) = self
             .store
-            .read(move |db| Ok((db.integration()?.enabled, db.link_record(owner, &address)?)))
+            .read(move |db| {
+                let record = db.link_record(owner, &address)?;
+                let extra = record.as_ref().map(|r| also(db, r)).transpose()?;
+                Ok((db.integration()?.enabled, record.zip(extra)))
+            })
             .await?;
-        let record = record.ok_or_else(|| LinkError::NotFound(email.to_owned()))?;
+        let (record, extra) = found.ok_or_else(|| LinkError::NotFound(email.to_owned()))?;
         if !enabled || record.state == LinkState::Suspended {
             return Err(LinkError::Disabled);
         }
-        Ok(record)
+        Ok((record, extra))
     }
 
     /// Hands the scheduler a link's committed timers.

@@ -347,14 +347,16 @@ impl Links {
     /// link holds one that is fresh (the refresh rule says not yet, and [`TOKEN_MARGIN`] is
     /// left). Needs no turn: a refresh running meanwhile leaves this token valid until its
     /// expiry, and nothing is committed. `None`: take the turn and let a round decide.
-    pub(super) async fn held_token(
+    /// `cached`: the resource's stored token, as read with the link.
+    pub(super) fn held_token(
         &self,
         record: &LinkRecord,
         resource: TokenResource,
+        cached: Option<ResourceToken>,
     ) -> Option<TokenReply> {
         let config = self.config.get();
         if resource != TokenResource::Graph {
-            return self.cached_resource_token(&config, record, resource).await.ok().flatten();
+            return self.fresh_resource_token(&config, record, resource, cached?);
         }
         let now = self.clock.now();
         let due = schedule::work(&config.schedule, &record.timers(), now, true).refresh;
@@ -378,13 +380,23 @@ impl Links {
         resource: TokenResource,
     ) -> Result<Option<TokenReply>, Failure> {
         let (id, name) = (record.id, resource.as_str());
-        let now = self.clock.now();
         let cached = self
             .store
             .read(move |db| db.resource_token(id, name))
             .await
             .map_err(|e| Failure::transient(format!("cannot read the stored token: {e}")))?;
-        let Some(cached) = cached else { return Ok(None) };
+        Ok(cached.and_then(|cached| self.fresh_resource_token(config, record, resource, cached)))
+    }
+
+    /// `cached` as a token to hand out, if it is fresh.
+    fn fresh_resource_token(
+        &self,
+        config: &Config,
+        record: &LinkRecord,
+        resource: TokenResource,
+        cached: ResourceToken,
+    ) -> Option<TokenReply> {
+        let now = self.clock.now();
         let timers = Timers {
             token_expiry: Some(cached.expires_at),
             token_issued: Some(cached.issued_at),
@@ -393,15 +405,16 @@ impl Links {
         let fresh = schedule::refresh_at(&config.schedule, &timers, cached.expires_at) > now
             && cached.expires_at - TOKEN_MARGIN > now;
         if fresh
-            && let Ok(json) = self.vault.open(&cached.sealed, &resource_context(id, resource))
+            && let Ok(json) =
+                self.vault.open(&cached.sealed, &resource_context(record.id, resource))
             && let Ok(access_token) = String::from_utf8(json)
         {
-            return Ok(Some(TokenReply {
+            return Some(TokenReply {
                 access_token: Sensitive::new(access_token),
                 expires_at: cached.expires_at,
-            }));
+            });
         }
-        Ok(None)
+        None
     }
 
     /// A token for an extra `resource`: the cached one while it is fresh (the Graph token's
