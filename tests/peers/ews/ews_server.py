@@ -10,7 +10,9 @@ behind IIS as far as the mslink client can see:
   by pyspnego's NTLM acceptor (third-party code), connection-oriented (the
   context lives on the kept-alive HTTP/1.1 connection); Negotiate(Kerberos)
   by MIT Kerberos through python-gssapi with a keytab (--auth kerberos);
-  Basic is checked against the users file;
+  Basic is checked against the users file; Bearer (OAuth, as Exchange Online
+  and hybrid modern authentication) by RFC 7662 introspection at the test
+  OIDC server (--auth bearer --introspect URL --audience AUD);
 * POST /EWS/Exchange.asmx       -> GetFolder (distinguished folder ids)
 * POST /autodiscover/autodiscover.xml -> POX Autodiscover (MS-OXDSCLI)
 * optional plain-HTTP listener  -> 302 redirect of
@@ -44,6 +46,9 @@ import traceback
 import uuid
 import xml.etree.ElementTree as ET
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+import urllib.error
+import urllib.parse
+import urllib.request
 from urllib.parse import urlsplit
 
 import spnego
@@ -122,6 +127,18 @@ MODES = ("ok", "busy", "error503", "down", "hostile_error", "hostile_version")
 EWS_MODES = ("busy", "hostile_error", "hostile_version")
 
 TEST_ONLY_HEADER = ("X-Fake-Ews-Test-Control", "test-only; not part of Exchange")
+
+# The Bearer challenge's fixed parameters, as Exchange Online (and on-premises Exchange with
+# hybrid modern authentication) sends them: Exchange Online's well-known app id, the Microsoft
+# token issuer's (any tenant) and the token types Exchange accepts. authorization_uri is
+# --authorization-uri; error="invalid_token" is on every Bearer challenge, as Exchange sends it
+# to anonymous requests too.
+EXCHANGE_APP_ID = "00000002-0000-0ff1-ce00-000000000000"
+TRUSTED_ISSUERS = "00000001-0000-0000-c000-000000000000@*"
+TOKEN_TYPES = "app_asserted_user_v1 service_asserted_app_v1"
+AUTH_SCHEMES = ("negotiate", "kerberos", "ntlm", "basic", "bearer")
+# Claims of an introspection answer that may name the user, in the order they are tried.
+BEARER_USER_CLAIMS = ("upn", "email", "preferred_username", "sub")
 
 
 def log(msg):
@@ -423,6 +440,14 @@ class State:
                 return u
         return None
 
+    def find_user_by_claim(self, value):
+        """The user an access token's user claim (a UPN or an address) names, case-insensitively."""
+        wanted = str(value).lower()
+        for u in self.users.values():
+            if wanted in (u.email, u.upn):
+                return u
+        return None
+
     def find_user_by_basic_name(self, login):
         if "\\" in login:
             domain, name = login.split("\\", 1)
@@ -692,6 +717,7 @@ class EwsHandler(BaseHandler):
             "authenticated_user": None,
             "auth_via": None,
             "auth_error": None,
+            "bearer_error": None,
             "status": None,
             "body_bytes": len(body),
         }
@@ -752,6 +778,8 @@ class EwsHandler(BaseHandler):
                     out.append(("WWW-Authenticate", "Negotiate"))
             elif a == "basic":
                 out.append(("WWW-Authenticate", 'Basic realm="%s"' % realm))
+            elif a == "bearer":
+                out.append(("WWW-Authenticate", bearer_challenge()))
         return out
 
     def enabled_auth(self):
@@ -826,6 +854,9 @@ class EwsHandler(BaseHandler):
         kerberos = "kerberos" in enabled
         if scheme not in enabled and not (scheme == "negotiate" and kerberos):
             return self.unauthorized(entry, "scheme %s not enabled" % scheme)
+
+        if scheme == "bearer":
+            return self.bearer(entry)
 
         if scheme == "basic":
             if data is None:
@@ -902,6 +933,44 @@ class EwsHandler(BaseHandler):
         if out:
             extra_hdrs.append(("WWW-Authenticate", "Negotiate " + base64.b64encode(out).decode()))
         return u, extra_hdrs
+
+    def bearer(self, entry):
+        """An OAuth access token (`Authorization: Bearer <token>`), as Exchange Online checks
+        them: introspected at the OIDC server (RFC 7662); it must be active and have one of the
+        --audience values, and its user claim must name a mailbox. Refusals are 401 with every
+        challenge, the Bearer one saying error="invalid_token"; no state on the connection."""
+        token = self.headers.get("Authorization", "").strip().partition(" ")[2].strip()
+        if not token or " " in token:
+            return self.bearer_refused(entry, "malformed Bearer credentials")
+        try:
+            info = introspect(token)
+        except (OSError, ValueError) as e:
+            # The token cannot be checked: a server-side failure, not the client's.
+            entry["bearer_error"] = "introspection failed: %s" % e
+            log("503: %s" % entry["bearer_error"])
+            self.send(503, HTML_503, "text/html; charset=us-ascii", self.exch_headers())
+            return None, None
+        if info.get("active") is not True:
+            return self.bearer_refused(entry, "token not active (expired, revoked or unknown)")
+        aud = info.get("aud")
+        auds = [aud] if isinstance(aud, str) else list(aud or [])
+        wanted = STATE.args.audience
+        if not any(normal_audience(a) in wanted for a in auds if isinstance(a, str)):
+            return self.bearer_refused(
+                entry, "audience %s is not %s" % (auds or "missing", " or ".join(STATE.args.audience_given)))
+        names = [(c, info[c]) for c in BEARER_USER_CLAIMS if isinstance(info.get(c), str)]
+        entry["claimed_user"] = names[0][1] if names else None
+        with STATE.lock:
+            u = next((u for u in (STATE.find_user_by_claim(v) for _, v in names) if u), None)
+        if u is None:
+            return self.bearer_refused(entry, "token user %s maps to no mailbox" % dict(names))
+        entry["auth_via"] = "Bearer"
+        entry["authenticated_user"] = u.email
+        return u, []
+
+    def bearer_refused(self, entry, reason):
+        entry["bearer_error"] = reason
+        return self.unauthorized(entry, "Bearer: %s" % reason)
 
     def kerberos_step(self, entry, token):
         """One leg of a Kerberos logon inside Negotiate (SPNEGO or a raw RFC 4121 token), checked
@@ -1389,6 +1458,51 @@ class Server(ThreadingHTTPServer):
                     pass
 
 
+def bearer_challenge():
+    return ('Bearer client_id="%s", trusted_issuers="%s", token_types="%s", authorization_uri="%s", '
+            'error="invalid_token"' % (EXCHANGE_APP_ID, TRUSTED_ISSUERS, TOKEN_TYPES,
+                                       STATE.args.authorization_uri))
+
+
+def loopback_url(url):
+    """Whether `url` is http(s) on a loopback address (this server talks to nothing else)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        return False
+    if parts.hostname == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(parts.hostname or "").is_loopback
+    except ValueError:
+        return False
+
+
+def normal_audience(aud):
+    """An audience as compared: v1 tokens may carry the resource URI with a trailing slash."""
+    return aud.rstrip("/").lower()
+
+
+def introspect(token):
+    """RFC 7662 introspection of `token` at --introspect, authenticated as the resource-server
+    client (HTTP Basic with the form-encoded id and secret, RFC 6749 section 2.3.1, as graph.mjs
+    does). Raises OSError (unreachable, HTTP error) or ValueError (not JSON)."""
+    a = STATE.args
+    cred = "%s:%s" % (urllib.parse.quote(a.introspect_client_id, safe=""),
+                      urllib.parse.quote(a.introspect_client_secret, safe=""))
+    req = urllib.request.Request(
+        a.introspect, method="POST",
+        data=urllib.parse.urlencode({"token": token, "token_type_hint": "access_token"}).encode(),
+        headers={"Authorization": "Basic " + base64.b64encode(cred.encode()).decode(),
+                 "Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"})
+    # No proxy: the OIDC server is on loopback.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(req, timeout=5) as r:
+        info = json.loads(r.read().decode("utf-8"))
+    if not isinstance(info, dict):
+        raise ValueError("introspection answered %r" % type(info).__name__)
+    return info
+
+
 def zlib_crc(s):
     import zlib
     return zlib.crc32(s.encode()) & 0x7FFFFFFF
@@ -1438,8 +1552,20 @@ def parse_args(argv):
     p.add_argument("--key", required=True, help="server private key (PEM)")
     p.add_argument("--users", required=True, help="users JSON file")
     p.add_argument("--auth", default="negotiate,ntlm,basic",
-                   help="comma list of negotiate,kerberos,ntlm,basic: challenges offered, in this order "
+                   help="comma list of negotiate,kerberos,ntlm,basic,bearer: challenges offered, in this order "
                         "(negotiate and kerberos share one Negotiate challenge) (default: %(default)s)")
+    p.add_argument("--introspect", default=None, metavar="URL",
+                   help="the OIDC server's RFC 7662 introspection endpoint, for --auth bearer "
+                        "(e.g. http://127.0.0.1:PORT/token/introspection)")
+    p.add_argument("--introspect-client-id", default="graph-fake",
+                   help="resource-server client that calls --introspect (default: %(default)s)")
+    p.add_argument("--introspect-client-secret", default="graph-fake-secret",
+                   help="its secret (default: %(default)s)")
+    p.add_argument("--audience", action="append", default=[], metavar="AUD",
+                   help="audience (aud) a Bearer token must have, e.g. https://outlook.office365.com or "
+                        "an on-premises https://mail.contoso.test; repeatable: any of them (required for bearer)")
+    p.add_argument("--authorization-uri", default="https://login.microsoftonline.com/common/oauth2/authorize",
+                   help="authorization_uri of the Bearer challenge (default: %(default)s)")
     p.add_argument("--keytab", default=None, metavar="PATH",
                    help="keytab of the HTTP/host service principal, for --auth kerberos "
                         "(default: $KRB5_KTNAME)")
@@ -1514,7 +1640,7 @@ def main(argv=None):
     def schemes(text, flag):
         out = [a.strip().lower() for a in text.split(",") if a.strip()]
         for a in out:
-            if a not in ("negotiate", "kerberos", "ntlm", "basic"):
+            if a not in AUTH_SCHEMES:
                 raise SystemExit("%s: unknown scheme %r" % (flag, a))
         return out
 
@@ -1526,6 +1652,15 @@ def main(argv=None):
             raise SystemExit("--path-auth expects /PATH=LIST, got %r" % item)
         path_auth[path.lower()] = schemes(text, "--path-auth")
     args.path_auth = path_auth
+    if "bearer" in args.auth or any("bearer" in v for v in args.path_auth.values()):
+        if not args.introspect:
+            raise SystemExit("--auth bearer needs --introspect URL (the OIDC server's introspection endpoint)")
+        if not args.audience:
+            raise SystemExit("--auth bearer needs --audience AUD (e.g. https://outlook.office365.com)")
+        if not loopback_url(args.introspect):
+            raise SystemExit("--introspect must be an http(s) URL on a loopback address, got %r" % args.introspect)
+    args.audience_given = list(args.audience)
+    args.audience = {normal_audience(a) for a in args.audience}
     users = load_users(args.users)
     if not args.ntlm_domain:
         args.ntlm_domain = next((u.nb_domain for u in users.values() if u.nb_domain), "CONTOSO").upper()
@@ -1597,9 +1732,10 @@ def main(argv=None):
         t.start()
     sys.stdout.write(ready + "\n")
     sys.stdout.flush()
-    log("%s auth=%s cb=%s ews_url=%s users=%s ntlm_domain=%s/%s" % (
+    log("%s auth=%s cb=%s ews_url=%s users=%s ntlm_domain=%s/%s%s" % (
         ready, ",".join(args.auth), args.channel_binding, args.ews_url, ",".join(users), args.ntlm_domain,
-        args.ntlm_dns_domain))
+        args.ntlm_dns_domain,
+        " introspect=%s audience=%s" % (args.introspect, ",".join(args.audience_given)) if args.introspect else ""))
     try:
         stop.wait()
     finally:

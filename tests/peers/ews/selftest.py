@@ -17,7 +17,10 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs
 
 import spnego
 from spnego.channel_bindings import GssChannelBindings
@@ -59,6 +62,92 @@ def ad_request(addr):
   <Request><EMailAddress>%s</EMailAddress>
   <AcceptableResponseSchema>http://schemas.microsoft.com/exchange/autodiscover/outlook/responseschema/2006a</AcceptableResponseSchema>
   </Request></Autodiscover>""" % addr).encode()
+
+
+# What a stand-in RFC 7662 introspection endpoint answers per token (the end-to-end tests use
+# the real OIDC server, tests/tests/mail_tools.rs).
+INTROSPECTION = {
+    "ews-alice": {"active": True, "sub": "ALICE@contoso.test", "aud": "https://outlook.office365.com",
+                  "scope": "https://outlook.office365.com/EWS.AccessAsUser.All", "client_id": "mslink-test"},
+    "ews-bob-list": {"active": True, "sub": "bob@contoso.test", "aud": ["https://outlook.office365.com/"]},
+    "graph-alice": {"active": True, "sub": "alice@contoso.test", "aud": "https://graph.microsoft.com"},
+    "ews-nobody": {"active": True, "sub": "nobody@contoso.test", "aud": "https://outlook.office365.com"},
+}
+
+
+class Introspection(BaseHTTPRequestHandler):
+    seen = []
+
+    def do_POST(self):
+        body = parse_qs(self.rfile.read(int(self.headers.get("Content-Length") or 0)).decode())
+        Introspection.seen.append((self.headers.get("Authorization"), body))
+        ok = self.headers.get("Authorization") == "Basic " + base64.b64encode(b"graph-fake:graph-fake-secret").decode()
+        answer = INTROSPECTION.get(body.get("token", [""])[0], {"active": False}) if ok else {"error": "invalid_client"}
+        data = json.dumps(answer).encode()
+        self.send_response(200 if ok else 401)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+def bearer_checks(tmp, ca):
+    op = ThreadingHTTPServer(("127.0.0.1", 0), Introspection)
+    threading.Thread(target=op.serve_forever, daemon=True).start()
+    url = "http://127.0.0.1:%d/token/introspection" % op.server_address[1]
+    fake = Fake(tmp, "--auth", "bearer,ntlm", "--introspect", url, "--audience", "https://outlook.office365.com")
+    try:
+        c = Client(fake.port, ca)
+        st, h, _ = c.req("POST", "/EWS/Exchange.asmx", GETFOLDER)
+        chall = h.get_all("WWW-Authenticate") or []
+        check("bearer: anonymous -> 401 with Exchange's Bearer challenge, then NTLM",
+              st == 401 and len(chall) == 2 and chall[1] == "NTLM"
+              and chall[0] == 'Bearer client_id="00000002-0000-0ff1-ce00-000000000000", '
+              'trusted_issuers="00000001-0000-0000-c000-000000000000@*", '
+              'token_types="app_asserted_user_v1 service_asserted_app_v1", '
+              'authorization_uri="https://login.microsoftonline.com/common/oauth2/authorize", error="invalid_token"',
+              (st, chall))
+        st, _, data = c.req("POST", "/EWS/Exchange.asmx", GETFOLDER, "Bearer ews-alice")
+        check("bearer: active token, right audience -> 200 as alice",
+              st == 200 and b"<t:TotalCount>12</t:TotalCount>" in data, (st, data[:200]))
+        check("bearer: introspected as graph-fake with token_type_hint",
+              Introspection.seen and Introspection.seen[-1][1].get("token_type_hint") == ["access_token"],
+              Introspection.seen[-1:])
+        st, _, _ = c.req("POST", "/EWS/Exchange.asmx", GETFOLDER)
+        check("bearer: no state on the connection (next request without a token -> 401)", st == 401, st)
+        st, _, _ = c.req("POST", "/EWS/Exchange.asmx", GETFOLDER, "Bearer ews-bob-list")
+        check("bearer: aud as a list, trailing slash -> 200", st == 200, st)
+        for token, why in (("graph-alice", "wrong audience"), ("expired", "inactive"), ("ews-nobody", "no mailbox")):
+            st, h, _ = c.req("POST", "/EWS/Exchange.asmx", GETFOLDER, "Bearer " + token)
+            check("bearer: %s -> 401 invalid_token" % why,
+                  st == 401 and 'error="invalid_token"' in (h.get_all("WWW-Authenticate") or [""])[0], st)
+        c.close()
+        st, log = test_json(fake, ca, "GET", "/test/log")
+        bearer = [e for e in log if e["auth_scheme"] == "Bearer"]
+        ok = [e for e in bearer if e["status"] == 200]
+        check("bearer: log has auth_via Bearer and the user",
+              [(e["auth_via"], e["authenticated_user"]) for e in ok]
+              == [("Bearer", "alice@contoso.test"), ("Bearer", "bob@contoso.test")], ok)
+        errors = [e["bearer_error"] for e in bearer if e["status"] == 401]
+        check("bearer: log says why a token was refused",
+              len(errors) == 3 and "audience" in errors[0] and "not active" in errors[1]
+              and "no mailbox" in errors[2], errors)
+    finally:
+        check("bearer: SIGTERM -> exit 0", fake.stop() == 0)
+    # The OIDC server down: the token cannot be checked, a server-side failure.
+    op.shutdown()
+    op.server_close()
+    fake = Fake(tmp, "--auth", "bearer", "--introspect", url, "--audience", "https://outlook.office365.com")
+    try:
+        c = Client(fake.port, ca)
+        st, _, _ = c.req("POST", "/EWS/Exchange.asmx", GETFOLDER, "Bearer ews-alice")
+        check("bearer: introspection unreachable -> 503", st == 503, st)
+        c.close()
+    finally:
+        fake.stop()
 
 
 class Fake:
@@ -285,6 +374,8 @@ def main():
         finally:
             rc = fake.stop()
             check("SIGTERM -> exit 0", rc == 0, rc)
+
+        bearer_checks(tmp, ca)
 
         old = Fake(tmp, "--product", "exchange2010", "--auth", "basic")
         try:
