@@ -53,8 +53,9 @@ Microsoft Entra ID's differences from stock oidc-provider (off by default):
                                     (authorization_declined, bad_verification_code)
   --entra-resource-scopes           accept Exchange Online's permissions as scopes
                                     (https://outlook.office.com/IMAP.AccessAsUser.All, POP.AccessAsUser.All,
-                                     SMTP.Send, EWS.AccessAsUser.All) and give introspected tokens the
-                                    audience (aud) of their scopes' resource, as Entra does`;
+                                     SMTP.Send, EWS.AccessAsUser.All, and
+                                     https://outlook.office365.com/EWS.AccessAsUser.All) and give introspected
+                                    tokens the audience (aud) of their scopes' resource, as Entra does`;
 
 const flags = parseFlags(process.argv.slice(2), {
   port: { type: 'int', default: 0 },
@@ -88,8 +89,11 @@ const GRAPH_SCOPES = ['User.Read', 'Mail.Read', 'Calendars.Read'];
 // Exchange Online's delegated permissions for IMAP, POP, SMTP AUTH and EWS
 // (--entra-resource-scopes only): tokens for them have the audience OUTLOOK.
 const OUTLOOK = 'https://outlook.office.com/';
+// EWS's permission also under the EWS host's identifier URI, the form Microsoft's EWS article
+// uses ("Authenticate an EWS application by using OAuth"); its tokens' aud is that host.
 const OUTLOOK_SCOPES = ['IMAP.AccessAsUser.All', 'POP.AccessAsUser.All', 'SMTP.Send', 'EWS.AccessAsUser.All']
-  .map((s) => OUTLOOK + s);
+  .map((s) => OUTLOOK + s)
+  .concat(['https://outlook.office365.com/EWS.AccessAsUser.All']);
 const OIDC_SCOPES = new Set(['openid', 'offline_access', 'profile', 'email']);
 const SCOPES = [
   ...OIDC_SCOPES,
