@@ -164,16 +164,18 @@ impl Office365 {
 }
 
 /// The Exchange Online delegated permission of `resource` in `cloud`, as a fully qualified scope
-/// (Microsoft: "Authenticate an IMAP, POP or SMTP connection using OAuth").
+/// (Microsoft: "Authenticate an IMAP, POP or SMTP connection using OAuth"; for EWS,
+/// "Authenticate an EWS application by using OAuth", whose resource is the EWS host's).
 fn resource_permission(cloud: Cloud, resource: TokenResource) -> Option<String> {
-    let leaf = match resource {
+    let hosts = cloud.hosts();
+    let (audience, leaf) = match resource {
         TokenResource::Graph => return None,
-        TokenResource::Imap => "IMAP.AccessAsUser.All",
-        TokenResource::Pop => "POP.AccessAsUser.All",
-        TokenResource::Smtp => "SMTP.Send",
-        TokenResource::Ews => "EWS.AccessAsUser.All",
+        TokenResource::Imap => (hosts.outlook, "IMAP.AccessAsUser.All"),
+        TokenResource::Pop => (hosts.outlook, "POP.AccessAsUser.All"),
+        TokenResource::Smtp => (hosts.outlook, "SMTP.Send"),
+        TokenResource::Ews => (hosts.ews, "EWS.AccessAsUser.All"),
     };
-    Some(format!("{}/{leaf}", cloud.hosts().outlook))
+    Some(format!("{audience}/{leaf}"))
 }
 
 /// A Microsoft cloud instance (`[office365] cloud`): the global service or a national cloud.
@@ -215,8 +217,13 @@ pub struct CloudHosts {
     /// Tenants' initial domains (`tenant.onmicrosoft.com`) end with this; an Autodiscover
     /// redirect to an address there points at Exchange Online.
     pub initial_domain_suffix: &'static str,
-    /// The audience of Exchange Online's IMAP, POP, SMTP and EWS permissions.
+    /// The audience of Exchange Online's IMAP, POP and SMTP permissions.
     pub outlook: &'static str,
+    /// The audience of Exchange Online's EWS permission, as Microsoft documents it for EWS
+    /// ("Authenticate an EWS application by using OAuth":
+    /// `https://outlook.office365.com/EWS.AccessAsUser.All`): the EWS host, in the global cloud
+    /// not `outlook`.
+    pub ews: &'static str,
 }
 
 impl Cloud {
@@ -246,6 +253,7 @@ impl Cloud {
                 mx_suffix: ".mail.protection.outlook.com",
                 initial_domain_suffix: ".onmicrosoft.com",
                 outlook: "https://outlook.office.com",
+                ews: "https://outlook.office365.com",
             },
             Cloud::UsGov => CloudHosts {
                 login: "https://login.microsoftonline.us",
@@ -255,6 +263,7 @@ impl Cloud {
                 mx_suffix: ".mail.protection.office365.us",
                 initial_domain_suffix: ".onmicrosoft.us",
                 outlook: "https://outlook.office365.us",
+                ews: "https://outlook.office365.us",
             },
             Cloud::UsGovDod => CloudHosts {
                 login: "https://login.microsoftonline.us",
@@ -265,6 +274,7 @@ impl Cloud {
                 mx_suffix: ".mail.protection.office365.us",
                 initial_domain_suffix: ".onmicrosoft.us",
                 outlook: "https://outlook-dod.office365.us",
+                ews: "https://outlook-dod.office365.us",
             },
             Cloud::China => CloudHosts {
                 login: "https://login.chinacloudapi.cn",
@@ -274,6 +284,7 @@ impl Cloud {
                 mx_suffix: ".mail.protection.partner.outlook.cn",
                 initial_domain_suffix: ".partner.onmschina.cn",
                 outlook: "https://partner.outlook.cn",
+                ews: "https://partner.outlook.cn",
             },
         }
     }
@@ -1004,6 +1015,29 @@ mod tests {
             "https://partner.outlook.cn/POP.AccessAsUser.All"
         );
         assert!(parse("").unwrap().office365.resources.is_empty());
+    }
+
+    #[test]
+    fn the_ews_permission_has_the_ews_hosts_audience() {
+        let scopes = |cloud: &str| {
+            let text =
+                format!("[office365]\ncloud = \"{cloud}\"\nresources = [\"ews\", \"imap\"]\n");
+            parse(&text).unwrap().office365.sign_in_scopes()[4..].to_vec()
+        };
+        assert_eq!(
+            scopes("global"),
+            [
+                "https://outlook.office365.com/EWS.AccessAsUser.All",
+                "https://outlook.office.com/IMAP.AccessAsUser.All",
+            ]
+        );
+        let config = parse("[office365]\nresources = [\"ews\"]\n").unwrap();
+        assert_eq!(
+            config.office365.scopes_for(TokenResource::Ews).unwrap(),
+            ["https://outlook.office365.com/EWS.AccessAsUser.All", "offline_access"]
+        );
+        assert_eq!(scopes("usgov")[0], "https://outlook.office365.us/EWS.AccessAsUser.All");
+        assert_eq!(scopes("china")[0], "https://partner.outlook.cn/EWS.AccessAsUser.All");
     }
 
     #[test]
