@@ -5,6 +5,8 @@
 //! curl and a bare IMAP `AUTHENTICATE` authenticating with tokens from `mslinkctl token --for`.
 //! The msmtp, mbsync, neomutt and fetchmail configurations are the README's "Mail tools"
 //! snippets, read from README.md, with only the host, port, TLS and paths changed for loopback.
+//! An EWS token is taken by the EWS fake in its Bearer mode (Exchange Online's OAuth for EWS),
+//! which introspects it at the same OIDC server.
 //!
 //! The OIDC server runs in its Entra modes: `--entra-offline-access` (a refresh token without
 //! `prompt=consent`) and `--entra-resource-scopes` (Exchange Online's permissions as scopes,
@@ -19,11 +21,12 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+use mslink_e2e::ews::{Ews, Pki};
 use mslink_e2e::peers::{Peer, signin};
 use mslink_e2e::{
     ADMIN, ALICE, CtlOutput, Daemon, bin, ensure_accounts, prerequisite, require_root, require_tool,
 };
-use serde_json::Value;
+use serde_json::{Value, json};
 
 const MINUTE: Duration = Duration::from_secs(60);
 const EMAIL: &str = "alice@contoso.test";
@@ -703,4 +706,112 @@ fn fetchmail_fetches_with_a_pop_token_through_the_readme_plugin_and_a_graph_toke
     let mail = std::fs::read_to_string(&mbox).expect("fetchmail delivered the message");
     assert!(mail.contains("Subject: synced by mbsync"), "{mail}");
     assert_eq!(on_server().sum::<usize>(), 0, "fetchmail deleted the fetched message");
+}
+
+/// Exchange Online's EWS host, resolved to the EWS fake.
+const EWS_HOST: &str = "outlook.office365.com";
+
+/// A GetFolder of the signed-in user's inbox.
+const GET_INBOX: &str = r#"<?xml version="1.0" encoding="utf-8"?>
+<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"
+    xmlns:m="http://schemas.microsoft.com/exchange/services/2006/messages"
+    xmlns:t="http://schemas.microsoft.com/exchange/services/2006/types">
+  <s:Header><t:RequestServerVersion Version="Exchange2013_SP1"/></s:Header>
+  <s:Body><m:GetFolder><m:FolderShape><t:BaseShape>Default</t:BaseShape></m:FolderShape>
+    <m:FolderIds><t:DistinguishedFolderId Id="inbox"/></m:FolderIds></m:GetFolder></s:Body>
+</s:Envelope>"#;
+
+/// curl POSTing [`GET_INBOX`] to the EWS fake as `https://outlook.office365.com/EWS/Exchange.asmx`
+/// with `Authorization: Bearer <token>`: the status, the response headers and the body.
+fn curl_ews(ews: &Ews, pki: &Pki, token: &str) -> (u16, String, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (headers, body) = (dir.path().join("headers"), dir.path().join("body"));
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "30", "--resolve"])
+        .arg(format!("{EWS_HOST}:{}:{}", ews.https_port, ews.ip))
+        .arg("--cacert")
+        .arg(pki.ca())
+        .args(["-H", "Content-Type: text/xml; charset=utf-8", "--data", GET_INBOX])
+        .args(["-H", &format!("Authorization: Bearer {token}")])
+        .arg("-D")
+        .arg(&headers)
+        .arg("-o")
+        .arg(&body)
+        .args(["-w", "%{http_code}"])
+        .arg(format!("https://{EWS_HOST}:{}/EWS/Exchange.asmx", ews.https_port))
+        .output()
+        .expect("curl");
+    assert!(out.status.success(), "curl: {}", String::from_utf8_lossy(&out.stderr));
+    let code = String::from_utf8_lossy(&out.stdout).trim().parse().expect("an HTTP status");
+    let read = |path: &Path| std::fs::read_to_string(path).unwrap_or_default();
+    (code, read(&headers), read(&body))
+}
+
+/// The fake's log entry of its last EWS request.
+fn last_ews_entry(ews: &Ews) -> Value {
+    ews.log().into_iter().rev().find(|e| e["endpoint"] == "ews").expect("an EWS request")
+}
+
+#[test]
+fn an_ews_token_reads_the_inbox_from_exchange_online_ews_and_a_graph_token_is_refused() {
+    let test = "an_ews_token_reads_the_inbox_from_exchange_online_ews_and_a_graph_token_is_refused";
+    if !(require_root(test)
+        && require_tool("curl", test)
+        && require_tool("openssl", test)
+        && prerequisite::require_python_module("spnego", test))
+    {
+        return;
+    }
+    ensure_accounts();
+    let world = world(&["--entra-resource-scopes"], "resources = [\"ews\"]");
+    link_alice(&world);
+    let pki = Pki::new(
+        &[EWS_HOST],
+        &json!({EMAIL: {"upn": EMAIL, "password": "unused-with-oauth",
+                        "inbox_total": 12, "inbox_unread": 3}}),
+    );
+    let introspection = format!("{}/token/introspection", world.oidc.url);
+    let ews = Ews::start(
+        &pki,
+        0,
+        &[
+            "--auth",
+            "bearer,negotiate",
+            "--introspect",
+            &introspection,
+            "--audience",
+            "https://outlook.office365.com",
+        ],
+    );
+
+    // The EWS token: GetFolder answers alice's inbox, the fake took it as Bearer for alice.
+    let token_for_ews = token(&world.daemon, &["--for", "ews"]);
+    let about = introspect(&world.oidc, &token_for_ews);
+    assert_eq!(about["aud"], "https://outlook.office365.com", "{about}");
+    let (code, headers, body) = curl_ews(&ews, &pki, &token_for_ews);
+    let entry = last_ews_entry(&ews);
+    assert_eq!(code, 200, "{headers}{body}\n{entry}\n{about}");
+    assert!(body.contains("<t:TotalCount>12</t:TotalCount>"), "{body}");
+    assert_eq!(
+        (&entry["auth_via"], &entry["auth_scheme"], &entry["authenticated_user"]),
+        (&json!("Bearer"), &json!("Bearer"), &json!(EMAIL)),
+        "{entry}"
+    );
+
+    // A Graph token is refused: 401 with Exchange's Bearer challenge and Negotiate's.
+    let token_for_graph = token(&world.daemon, &["--for", "graph"]);
+    let (code, headers, _) = curl_ews(&ews, &pki, &token_for_graph);
+    assert_eq!(code, 401, "{headers}");
+    let challenges: Vec<&str> =
+        headers.lines().filter_map(|l| l.strip_prefix("WWW-Authenticate: ")).collect();
+    assert!(
+        challenges.first().is_some_and(|c| c.starts_with("Bearer ")
+            && c.contains(r#"client_id="00000002-0000-0ff1-ce00-000000000000""#)
+            && c.contains(r#"error="invalid_token""#)),
+        "{headers}"
+    );
+    assert!(challenges.iter().any(|c| c.trim() == "Negotiate"), "{headers}");
+    let entry = last_ews_entry(&ews);
+    assert_eq!(entry["authenticated_user"], Value::Null, "{entry}");
+    assert!(entry["bearer_error"].as_str().is_some_and(|e| e.contains("audience")), "{entry}");
 }
