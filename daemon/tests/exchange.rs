@@ -1004,3 +1004,38 @@ async fn the_question_and_its_answer_go_through_the_socket_and_a_refusal_stores_
     shutdown.cancel();
     served.await.unwrap().unwrap();
 }
+
+/// A server that takes only OAuth tokens from Entra ID (hybrid modern authentication, NTLM and
+/// Basic off): connect stops with that reason and what to ask, sending no password. (That
+/// detection shows the challenge as Exchange evidence is `probes::tests`' job.)
+#[tokio::test]
+async fn a_server_taking_only_hybrid_modern_auth_is_named_and_gets_no_password() {
+    let pki = pki();
+    // Nothing is ever introspected: no token is sent.
+    let fake = Ews::start(
+        &pki,
+        443,
+        &[
+            "--auth",
+            "bearer",
+            "--introspect",
+            "http://127.0.0.1:9/token/introspection",
+            "--audience",
+            "https://mail.contoso.test",
+        ],
+    );
+    let resolve: Vec<(&str, Ipv4Addr)> = NAMES.iter().map(|name| (*name, fake.ip)).collect();
+    let config = config(&["kerberos", "ntlm", "basic"], Some(&pki.ca()), &resolve, &[]);
+    let error =
+        link(&config, "alice@contoso.test", None, &alice_password(), None).await.unwrap_err();
+    assert!(matches!(error, ExchangeError::ModernAuthOnly { .. }), "{error}");
+    assert!(error.to_string().contains("login.microsoftonline.com"), "{error}");
+    let failure = error.failure();
+    assert_eq!((failure.state, failure.actor), (LinkState::Blocked, Actor::TenantAdmin));
+    assert!(error.wire_error().hint.unwrap().contains("Kerberos"), "says what to ask");
+    let log = fake.log();
+    assert!(
+        !log.is_empty() && log.iter().all(|e| e["credentials_sent"] == json!(false)),
+        "{log:#?}"
+    );
+}
