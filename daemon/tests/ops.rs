@@ -266,6 +266,16 @@ async fn hanging_server() -> (String, tokio::sync::mpsc::UnboundedReceiver<()>) 
     (url, count)
 }
 
+/// The config of a daemon with `key_file` whose Microsoft endpoints are all at `url`.
+fn office365_at(url: &str, key_file: &Path) -> String {
+    format!(
+        "key_file = {key_file:?}\n[office365]\nclient_id = \"mslink-test\"\n\
+         authority = \"{url}/organizations/v2.0\"\nauthorize_url = \"{url}/auth\"\n\
+         token_url = \"{url}/token\"\ndevice_code_url = \"{url}/device\"\n\
+         graph_url = \"{url}/v1.0\"\n"
+    )
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stop_with_every_check_hung_finishes_within_seconds() {
     let dir = tempfile::tempdir().unwrap();
@@ -282,15 +292,7 @@ async fn a_stop_with_every_check_hung_finishes_within_seconds() {
         })
         .collect();
     seed::office365_links(&state, &key_file, &format!("{url}/v1.0"), &links).await.unwrap();
-    let (_bus, shutdown, served) = start(
-        dir.path(),
-        &format!(
-            "key_file = {key_file:?}\n[office365]\nclient_id = \"mslink-test\"\n\
-             authority = \"{url}/organizations/v2.0\"\nauthorize_url = \"{url}/auth\"\n\
-             token_url = \"{url}/token\"\ndevice_code_url = \"{url}/device\"\n\
-             graph_url = \"{url}/v1.0\"\n"
-        ),
-    );
+    let (_bus, shutdown, served) = start(dir.path(), &office365_at(&url, &key_file));
     // Every slot (16 by default) hangs on a check.
     for _ in 0..16 {
         tokio::time::timeout(Duration::from_secs(30), accepted.recv())
@@ -324,15 +326,7 @@ async fn a_fresh_token_is_handed_out_while_the_links_check_hangs() {
         next_check: now - 1,
     };
     seed::office365_links(&state, &key_file, &format!("{url}/v1.0"), &[link]).await.unwrap();
-    let (_bus, shutdown, _served) = start(
-        dir.path(),
-        &format!(
-            "key_file = {key_file:?}\n[office365]\nclient_id = \"mslink-test\"\n\
-             authority = \"{url}/organizations/v2.0\"\nauthorize_url = \"{url}/auth\"\n\
-             token_url = \"{url}/token\"\ndevice_code_url = \"{url}/device\"\n\
-             graph_url = \"{url}/v1.0\"\n"
-        ),
-    );
+    let (_bus, shutdown, _served) = start(dir.path(), &office365_at(&url, &key_file));
     let socket = dir.path().join("mslinkd.sock");
     tokio::time::timeout(Duration::from_secs(30), accepted.recv())
         .await
