@@ -179,7 +179,10 @@ impl Offers {
                 "ntlm" => offers.ntlm = true,
                 "negotiate" => offers.negotiate = true,
                 "basic" => offers.basic = true,
-                "bearer" => offers.modern_auth = challenge.param("authorization_uri"),
+                "bearer" => {
+                    offers.modern_auth =
+                        offers.modern_auth.take().or_else(|| challenge.param("authorization_uri"));
+                }
                 _ => {}
             }
             if !offers.names.iter().any(|n| n.eq_ignore_ascii_case(&challenge.scheme)) {
