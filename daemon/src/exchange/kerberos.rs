@@ -135,17 +135,14 @@ pub async fn kdcs_of(
     Ok(found.into_iter().map(|t| format!("{}:{}", t.host, t.port)).collect())
 }
 
+/// `host[:port]` (or `tcp://host[:port]`, as krb5.conf writes it) with the port made explicit.
 fn with_port(kdc: &str) -> String {
     let bare = kdc.trim_start_matches("tcp://");
-    if bare.parse::<SocketAddr>().is_ok()
+    let has_port = bare.parse::<SocketAddr>().is_ok()
         || bare
             .rsplit_once(':')
-            .is_some_and(|(h, p)| !h.ends_with(']') && !h.contains(':') && p.parse::<u16>().is_ok())
-    {
-        bare.to_owned()
-    } else {
-        format!("{bare}:{KERBEROS_PORT}")
-    }
+            .is_some_and(|(host, port)| !host.contains([':', ']']) && port.parse::<u16>().is_ok());
+    if has_port { bare.to_owned() } else { format!("{bare}:{KERBEROS_PORT}") }
 }
 
 /// One Kerberos sign-in in progress, for one server.
