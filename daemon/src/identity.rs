@@ -4,7 +4,10 @@
 //! These lookups go through NSS (`getpwuid`, `getgrouplist`), which may block on LDAP or SSSD, so
 //! callers run them with `spawn_blocking`.
 
+use std::collections::HashMap;
 use std::ffi::CString;
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime};
 
 use nix::unistd::{Gid, Group, Uid, User, getgrouplist};
 
@@ -27,6 +30,76 @@ pub fn identify(uid: u32, config: &Config) -> Caller {
         || config.admin_users.contains(&name)
         || user.is_some_and(|user| in_group(&user, &config.admin_group));
     Caller { uid, name, admin }
+}
+
+/// How long a resolved caller serves at most when nothing says it changed.
+const MAX_AGE: Duration = Duration::from_secs(10);
+
+/// The files NSS reads on a system without a directory service.
+const ACCOUNT_FILES: [&str; 2] = ["/etc/passwd", "/etc/group"];
+
+/// Recently resolved callers. Resolving one costs ~50 µs of NSS work (more where NSS asks LDAP
+/// or SSSD), and mail tools run `token` on every connection. An entry serves only while the
+/// account files are as they were, the config's admin rules are the ones it was resolved
+/// under, and for [`MAX_AGE`] at most: a user taken out of the admin group loses the role on the
+/// next command where `/etc/group` says so, and within [`MAX_AGE`] where a directory service
+/// does.
+#[derive(Debug, Default)]
+pub struct Callers {
+    entries: Mutex<HashMap<u32, Entry>>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    at: Instant,
+    files: Vec<Option<SystemTime>>,
+    admin_group: String,
+    admin_users: Vec<String>,
+    caller: Caller,
+}
+
+/// At most this many callers are remembered (one per uid that connected lately).
+const MAX_ENTRIES: usize = 4096;
+
+impl Callers {
+    /// `uid`'s caller under `config`, if one resolved lately still holds. Cheap (two `stat`s):
+    /// fine on the async path.
+    pub fn cached(&self, uid: u32, config: &Config) -> Option<Caller> {
+        let files = account_files();
+        let entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        let entry = entries.get(&uid)?;
+        let holds = entry.at.elapsed() < MAX_AGE
+            && entry.files == files
+            && entry.admin_group == config.admin_group
+            && entry.admin_users == config.admin_users;
+        holds.then(|| entry.caller.clone())
+    }
+
+    /// [`identify`], remembered for [`Callers::cached`]. Blocks on NSS.
+    pub fn identify(&self, uid: u32, config: &Config) -> Caller {
+        let files = account_files();
+        let caller = identify(uid, config);
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if entries.len() >= MAX_ENTRIES {
+            entries.clear();
+        }
+        let entry = Entry {
+            at: Instant::now(),
+            files,
+            admin_group: config.admin_group.clone(),
+            admin_users: config.admin_users.clone(),
+            caller: caller.clone(),
+        };
+        entries.insert(uid, entry);
+        caller
+    }
+}
+
+fn account_files() -> Vec<Option<SystemTime>> {
+    ACCOUNT_FILES
+        .iter()
+        .map(|path| std::fs::metadata(path).and_then(|m| m.modified()).ok())
+        .collect()
 }
 
 /// The uid of the account called `name`, if there is one (for `--user NAME`, and to bind links
@@ -63,6 +136,19 @@ mod tests {
 
     fn config(extra: &str) -> Config {
         Config::parse(extra, None, &Env { is_root: true, ..Env::default() }).unwrap()
+    }
+
+    #[test]
+    fn a_cached_caller_holds_only_under_the_same_admin_rules() {
+        let callers = Callers::default();
+        let plain = config("");
+        assert_eq!(callers.cached(0, &plain), None, "nothing resolved yet");
+        let root = callers.identify(0, &plain);
+        assert_eq!(callers.cached(0, &plain), Some(root));
+        // A reload that changes who is admin resolves again.
+        let other = config("admin_users = [\"alice\"]\n");
+        assert_eq!(callers.cached(0, &other), None);
+        assert_eq!(callers.cached(1, &plain), None, "per uid");
     }
 
     #[test]

@@ -63,6 +63,8 @@ pub struct Daemon {
     clock: Arc<dyn Clock>,
     /// What happened, for hooks, metrics and logs.
     events: Bus,
+    /// Who connected lately, so a command need not ask NSS again.
+    callers: identity::Callers,
     _lock: StateLock,
 }
 
@@ -176,14 +178,38 @@ impl Daemon {
         let config = SharedConfig::new(config);
         let (links, inbox) =
             Links::new(config.clone(), store.clone(), vault, clock.clone(), events.clone());
-        let daemon =
-            Daemon { config, env, store, links: Arc::new(links), clock, events, _lock: lock };
+        let daemon = Daemon {
+            config,
+            env,
+            store,
+            links: Arc::new(links),
+            clock,
+            events,
+            callers: identity::Callers::default(),
+            _lock: lock,
+        };
         Ok((daemon, inbox))
     }
 
     /// The config in force now.
     pub fn config(&self) -> Arc<Config> {
         self.config.get()
+    }
+
+    /// Who `uid` is, from the callers resolved lately or, on the blocking pool, from NSS.
+    pub async fn caller(self: &Arc<Self>, uid: u32) -> Option<identity::Caller> {
+        let config = self.config();
+        if let Some(caller) = self.callers.cached(uid, &config) {
+            return Some(caller);
+        }
+        let daemon = self.clone();
+        match tokio::task::spawn_blocking(move || daemon.callers.identify(uid, &config)).await {
+            Ok(caller) => Some(caller),
+            Err(e) => {
+                tracing::error!(error = %e, uid, "identifying the caller failed");
+                None
+            }
+        }
     }
 
     /// Now, by the daemon's clock.

@@ -33,7 +33,7 @@ use tokio_util::task::TaskTracker;
 pub use socket::{BindError, bind};
 
 use crate::Daemon;
-use crate::identity::{Caller, identify};
+use crate::identity::Caller;
 use crate::interaction::{Interaction, InteractionPeer};
 
 /// Per-connection limits. The defaults suit production; tests shorten them.
@@ -117,10 +117,7 @@ pub async fn serve(
                 // on the accept loop.
                 let slots = slots.clone();
                 tasks.spawn(async move {
-                    let config = daemon.config();
-                    let admin = tokio::task::spawn_blocking(move || identify(uid, &config).admin)
-                        .await
-                        .unwrap_or(false);
+                    let admin = daemon.caller(uid).await.is_some_and(|c| c.admin);
                     match admin.then(|| slots.admit_admin(uid)) {
                         Some(Ok(slot)) => {
                             Connection::new(stream, uid, daemon, limits, shutdown).run().await;
@@ -183,18 +180,11 @@ impl Connection {
 
     async fn run(mut self) {
         let uid = self.uid;
+        let daemon = self.daemon.clone();
         if let Err(stop) = self.handshake().await {
             return self.stop(stop).await;
         }
-        let daemon = self.daemon.clone();
-        let config = daemon.config();
-        let caller = match tokio::task::spawn_blocking(move || identify(uid, &config)).await {
-            Ok(caller) => caller,
-            Err(e) => {
-                tracing::error!(error = %e, uid, "identifying the caller failed");
-                return;
-            }
-        };
+        let Some(caller) = daemon.caller(uid).await else { return };
         tracing::debug!(user = %caller.name, uid, admin = caller.admin, "client connected");
         let stop = self.serve_commands(&daemon, &caller).await;
         self.stop(stop).await;
