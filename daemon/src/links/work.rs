@@ -109,6 +109,13 @@ pub(super) enum Purpose {
 /// `token` hands out no access token with less than this left: a mail tool needs time to use it.
 const TOKEN_MARGIN: i64 = 60;
 
+/// Whether `token` must refresh the link's Graph token before handing it out: the refresh rule
+/// says it is due, or less than [`TOKEN_MARGIN`] is left.
+fn token_needs_refresh(config: &Config, record: &LinkRecord, now: i64) -> bool {
+    schedule::work(&config.schedule, &record.timers(), now, true).refresh
+        || record.token_expiry.is_none_or(|e| e - TOKEN_MARGIN <= now)
+}
+
 /// What a round did.
 #[derive(Debug, Default)]
 pub(super) struct Done {
@@ -155,8 +162,7 @@ impl Links {
             Purpose::Check => schedule::work(&config.schedule, &timers, now, true),
             Purpose::Token => Work {
                 refresh: record.state != LinkState::Suspended
-                    && (schedule::work(&config.schedule, &timers, now, true).refresh
-                        || record.token_expiry.is_none_or(|e| e - TOKEN_MARGIN <= now)),
+                    && token_needs_refresh(&config, &record, now),
                 check: false,
             },
             Purpose::Resource(_) => Work { refresh: false, check: false },
@@ -358,9 +364,7 @@ impl Links {
         if resource != TokenResource::Graph {
             return self.fresh_resource_token(&config, record, resource, cached?);
         }
-        let now = self.clock.now();
-        let due = schedule::work(&config.schedule, &record.timers(), now, true).refresh;
-        if due || record.token_expiry.is_none_or(|e| e - TOKEN_MARGIN <= now) {
+        if token_needs_refresh(&config, record, self.clock.now()) {
             return None;
         }
         match self.open_secret(record).ok()? {
