@@ -55,7 +55,12 @@ Microsoft Entra ID's differences from stock oidc-provider (off by default):
                                     (https://outlook.office.com/IMAP.AccessAsUser.All, POP.AccessAsUser.All,
                                      SMTP.Send, EWS.AccessAsUser.All, and
                                      https://outlook.office365.com/EWS.AccessAsUser.All) and give introspected
-                                    tokens the audience (aud) of their scopes' resource, as Entra does`;
+                                    tokens the audience (aud) of their scopes' resource, as Entra does
+  --entra-resource-uris URI,URI...  these identifier URIs name one resource (its service principal's
+                                    servicePrincipalNames, as hybrid modern authentication adds the
+                                    on-premises Exchange hosts to Exchange Online's): consent to a
+                                    permission under one is consent under each, and a token asked for
+                                    under one has that URI as its audience; repeatable, one group each`;
 
 const flags = parseFlags(process.argv.slice(2), {
   port: { type: 'int', default: 0 },
@@ -79,6 +84,7 @@ const flags = parseFlags(process.argv.slice(2), {
   'entra-select-account': { type: 'bool', default: false },
   'entra-device-errors': { type: 'bool', default: false },
   'entra-resource-scopes': { type: 'bool', default: false },
+  'entra-resource-uris': { type: 'list', default: [] },
 }, USAGE);
 
 assertLoopbackHost(flags.host, '--host');
@@ -453,6 +459,32 @@ async function handleInteraction(provider, req, res, url) {
 //     resource indicators. The answer gets the `aud` of the token's scopes.
 const tokenRequests = []; // the last 100 token requests: { grant_type, claims }
 
+// --entra-resource-uris: groups of identifier URIs of one resource, and the audience each access
+// token issued under an alias was asked for (the last 1000).
+const RESOURCE_GROUPS = flags['entra-resource-uris']
+  .map((g) => g.split(',').map((u) => u.trim().replace(/\/$/, '')).filter(Boolean));
+const aliasAudience = new Map();
+
+// The refresh request's `scope` with each permission the grant holds under another URI of the
+// same resource written as granted, and the URI it was asked under; null when nothing changes.
+async function grantedAlias(provider, body) {
+  const asked = audienceOf(body.scope);
+  const group = RESOURCE_GROUPS.find((g) => g.includes(asked));
+  if (!group || typeof body.refresh_token !== 'string') return null;
+  const grant = await provider.RefreshToken.find(body.refresh_token).catch(() => undefined);
+  const held = new Set(String(grant?.scope ?? '').split(' '));
+  let changed = false;
+  const scope = String(body.scope).split(' ').map((s) => {
+    if (held.has(s) || !s.startsWith(`${asked}/`)) return s;
+    const permission = s.slice(asked.length + 1);
+    const other = group.find((uri) => held.has(`${uri}/${permission}`));
+    if (!other) return s;
+    changed = true;
+    return `${other}/${permission}`;
+  }).join(' ');
+  return changed ? { scope, asked } : null;
+}
+
 // Answers Entra's AADSTS28000 and returns true when `scope` names more than one resource.
 function refuseTwoResources(ctx, scope) {
   if (resourcesOf(scope).size <= 1) return false;
@@ -504,6 +536,14 @@ function installTweaks(provider) {
     }
 
     let deviceGrant = false;
+    let alias = null;
+    let introspected = null;
+    if (RESOURCE_GROUPS.length > 0 && ctx.method === 'POST' && ctx.path === '/token/introspection'
+        && ctx.is('application/x-www-form-urlencoded')) {
+      const raw = await readBody(ctx.req);
+      ctx.req.body = raw;
+      introspected = querystring.parse(raw).token;
+    }
     if (ctx.method === 'POST' && ctx.path === '/token' && ctx.is('application/x-www-form-urlencoded')) {
       // Read the body here; oidc-provider then uses the pre-read body.
       const raw = await readBody(ctx.req);
@@ -514,6 +554,13 @@ function installTweaks(provider) {
       tokenRequests.push({ grant_type: body.grant_type ?? null, claims: body.claims ?? null });
       if (tokenRequests.length > 100) tokenRequests.shift();
       if (flags['entra-resource-scopes'] && refuseTwoResources(ctx, body.scope)) return;
+      if (body.grant_type === 'refresh_token' && RESOURCE_GROUPS.length > 0) {
+        alias = await grantedAlias(provider, body);
+        if (alias) {
+          log('oidc', `refresh for ${alias.asked} granted under another URI of its resource`);
+          ctx.req.body = querystring.stringify({ ...body, scope: alias.scope });
+        }
+      }
       deviceGrant = body.grant_type === DEVICE_GRANT;
       if (deviceGrant && flags['device-interval'] > 0 && typeof body.device_code === 'string') {
         const nowMs = Date.now();
@@ -541,9 +588,14 @@ function installTweaks(provider) {
       if (entra) ctx.body = { ...ctx.body, error: entra };
     }
 
+    if (alias && ctx.status === 200 && typeof ctx.body?.access_token === 'string') {
+      aliasAudience.set(ctx.body.access_token, alias.asked);
+      if (aliasAudience.size > 1000) aliasAudience.delete(aliasAudience.keys().next().value);
+    }
+
     if (flags['entra-resource-scopes'] && ctx.method === 'POST' && ctx.path === '/token/introspection'
         && ctx.status === 200 && ctx.body?.active) {
-      const aud = audienceOf(ctx.body.scope);
+      const aud = aliasAudience.get(introspected) ?? audienceOf(ctx.body.scope);
       if (aud) ctx.body = { ...ctx.body, aud };
     }
 

@@ -718,6 +718,7 @@ class EwsHandler(BaseHandler):
             "auth_via": None,
             "auth_error": None,
             "bearer_error": None,
+            "token_audience": None,
             "status": None,
             "body_bytes": len(body),
         }
@@ -954,6 +955,7 @@ class EwsHandler(BaseHandler):
             return self.bearer_refused(entry, "token not active (expired, revoked or unknown)")
         aud = info.get("aud")
         auds = [aud] if isinstance(aud, str) else list(aud or [])
+        entry["token_audience"] = auds
         wanted = STATE.args.audience
         if not any(normal_audience(a) in wanted for a in auds if isinstance(a, str)):
             return self.bearer_refused(
