@@ -1,6 +1,7 @@
-//! `mslinkctl connect`: gather what the provider needs (a password only for Exchange, never from
-//! a flag), send one command, and follow the daemon's progress: open the browser, show the device
-//! code with a countdown, read the pasted redirect URL, or ask the user to confirm a server that
+//! `mslinkctl connect`: gather what the provider needs, send one command, and follow the daemon's
+//! progress: open the browser, show the device code with a countdown, read the pasted redirect
+//! URL, ask for the mailbox password when the Exchange server asks for one (never from a flag; a
+//! server that takes Entra ID sign-in never asks), or ask the user to confirm a server that
 //! Autodiscover reached only through an unauthenticated hop.
 
 use std::io::{BufRead, IsTerminal, Write};
@@ -52,8 +53,9 @@ pub fn run(
     if request.provider.is_none() {
         request.provider = Some(settle_provider(client, &request)?);
     }
+    // On a terminal the daemon asks when the server wants a password; a script pipes it in.
     let password = match request.provider {
-        Some(Provider::Exchange) => Some(read_password(&request)?),
+        Some(Provider::Exchange) if request.password_stdin => Some(read_password(&request)?),
         _ => None,
     };
     let args = ConnectArgs {
@@ -102,6 +104,10 @@ pub fn run(
             }
             ConnectEvent::Confirm { question, .. } => {
                 return Ok(Some(ClientFrame::Answer { yes: confirm(question)? }));
+            }
+            ConnectEvent::Password { server } => {
+                eprintln!("{server} asks for the mailbox password.");
+                return Ok(Some(ClientFrame::Password { password: read_password(&request)? }));
             }
         }
         Ok(None)

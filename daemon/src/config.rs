@@ -352,6 +352,10 @@ pub enum ExchangeAuth {
     Basic,
     /// Negotiate with a Kerberos ticket for `HTTP/<ews host>`.
     Kerberos,
+    /// OAuth access tokens from Entra ID (hybrid modern authentication): used whenever a server
+    /// asks for them, so not a choice in `[exchange] auth`, which lists the password schemes.
+    #[serde(rename = "oauth")]
+    OAuth,
 }
 
 impl ExchangeAuth {
@@ -361,6 +365,7 @@ impl ExchangeAuth {
             ExchangeAuth::Ntlm => "ntlm",
             ExchangeAuth::Basic => "basic",
             ExchangeAuth::Kerberos => "kerberos",
+            ExchangeAuth::OAuth => "oauth",
         }
     }
 }
@@ -777,6 +782,16 @@ impl RawExchange {
                     key: "exchange.auth",
                     span: auth.span(),
                     message: "is empty; allow at least one of \"kerberos\", \"ntlm\", \"basic\""
+                        .into(),
+                });
+            }
+            Some(auth) if auth.get_ref().contains(&ExchangeAuth::OAuth) => {
+                return Err(Problem::At {
+                    key: "exchange.auth",
+                    span: auth.span(),
+                    message: "lists the password schemes; leave out \"oauth\": a server that \
+                              asks for Entra ID tokens (hybrid modern authentication) gets them \
+                              without it"
                         .into(),
                 });
             }
@@ -1298,6 +1313,8 @@ mod tests {
         let err = error("[exchange]\nauth = [\"digest\"]\n");
         assert!(err.contains("line 2") && err.contains("digest"), "{err}");
         assert!(error("[exchange]\nauth = []\n").contains("at least one"));
+        let oauth = error("[exchange]\nauth = [\"oauth\", \"ntlm\"]\n");
+        assert!(oauth.contains("line 2") && oauth.contains("leave out \"oauth\""), "{oauth}");
     }
 
     #[test]

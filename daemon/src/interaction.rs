@@ -9,6 +9,8 @@
 //!   flow ◀──pasted()──── pasted ◀── connection task ◀──Paste frame────── mslinkctl
 //!   flow ──confirm(q)──▶ events ──▶ connection task ──Progress(Confirm)─▶ mslinkctl
 //!        ◀────────────── answers ◀─ connection task ◀──Answer frame───── mslinkctl
+//!   flow ──password(s)─▶ events ──▶ connection task ──Progress(Password)▶ mslinkctl
+//!        ◀────────────── passwords ◀ connection task ◀─Password frame─── mslinkctl
 //!   flow ◀──cancelled()─ token  ◀── connection task ◀──EOF (Ctrl-C)──── mslinkctl
 //! ```
 
@@ -25,6 +27,10 @@ pub struct Interaction {
     events: mpsc::Sender<ConnectEvent>,
     pasted: mpsc::Receiver<Sensitive>,
     answers: mpsc::Receiver<bool>,
+    passwords: mpsc::Receiver<Sensitive>,
+    /// Hosts the user said yes to in this conversation: asked once, however often a flow
+    /// comes back to them (a second Autodiscover pass with the password).
+    trusted: Vec<String>,
     cancel: CancellationToken,
 }
 
@@ -34,6 +40,7 @@ pub struct InteractionPeer {
     pub events: mpsc::Receiver<ConnectEvent>,
     pub pasted: mpsc::Sender<Sensitive>,
     pub answers: mpsc::Sender<bool>,
+    pub passwords: mpsc::Sender<Sensitive>,
     pub cancel: CancellationToken,
 }
 
@@ -43,15 +50,24 @@ impl Interaction {
         let (event_tx, event_rx) = mpsc::channel(16);
         let (paste_tx, paste_rx) = mpsc::channel(1);
         let (answer_tx, answer_rx) = mpsc::channel(1);
+        let (password_tx, password_rx) = mpsc::channel(1);
         let cancel = CancellationToken::new();
         (
             Interaction {
                 events: event_tx,
                 pasted: paste_rx,
                 answers: answer_rx,
+                passwords: password_rx,
+                trusted: Vec::new(),
                 cancel: cancel.clone(),
             },
-            InteractionPeer { events: event_rx, pasted: paste_tx, answers: answer_tx, cancel },
+            InteractionPeer {
+                events: event_rx,
+                pasted: paste_tx,
+                answers: answer_tx,
+                passwords: password_tx,
+                cancel,
+            },
         )
     }
 
@@ -84,14 +100,35 @@ impl Interaction {
     /// [`ANSWER_TIMEOUT`]; `None` if they hang up or do not answer in time (the flow ends as
     /// cancelled, and its connection slot is freed). Only for a ctl that said it is interactive:
     /// nobody else answers.
+    /// A host the user trusted once in this conversation is not asked about again.
     pub async fn confirm(&mut self, question: String, host: String) -> Option<bool> {
+        if self.trusted.contains(&host) {
+            return Some(true);
+        }
         // An answer left over from an earlier question must not answer this one.
         while self.answers.try_recv().is_ok() {}
-        self.tell(ConnectEvent::Confirm { question, host }).await;
-        tokio::select! {
+        self.tell(ConnectEvent::Confirm { question, host: host.clone() }).await;
+        let answer = tokio::select! {
             () = self.cancel.cancelled() => None,
             () = tokio::time::sleep(ANSWER_TIMEOUT) => None,
             answer = self.answers.recv() => answer,
+        };
+        if answer == Some(true) {
+            self.trusted.push(host);
+        }
+        answer
+    }
+
+    /// Asks the user for the mailbox password `server` wants, and waits for it, at most
+    /// [`ANSWER_TIMEOUT`]; `None` if they hang up or do not answer in time. Only for a ctl that
+    /// said it is interactive.
+    pub async fn password(&mut self, server: String) -> Option<Sensitive> {
+        while self.passwords.try_recv().is_ok() {}
+        self.tell(ConnectEvent::Password { server }).await;
+        tokio::select! {
+            () = self.cancel.cancelled() => None,
+            () = tokio::time::sleep(ANSWER_TIMEOUT) => None,
+            password = self.passwords.recv() => password,
         }
     }
 

@@ -19,7 +19,7 @@ use mslink_proto::{
 };
 use mslinkd::config::{Config, Env, ExchangeAuth};
 use mslinkd::exchange::discover::{Hop, Trust};
-use mslinkd::exchange::{self, ExchangeError, Login};
+use mslinkd::exchange::{self, ExchangeError, Login, Secret};
 use mslinkd::health::Actor;
 use mslinkd::interaction::Interaction;
 use serde_json::{Value, json};
@@ -90,10 +90,20 @@ async fn link(
     password: &Sensitive,
     server: Option<&str>,
 ) -> Result<(exchange::ExchangeEndpoint, mslinkd::health::CheckReport), ExchangeError> {
+    link_with(config, email, username, Secret::Password(password), server).await
+}
+
+/// [`link`] with any `secret`: a password, tokens, or nothing yet.
+async fn link_with(
+    config: &Config,
+    email: &str,
+    username: Option<&str>,
+    secret: Secret<'_>,
+    server: Option<&str>,
+) -> Result<(exchange::ExchangeEndpoint, mslinkd::health::CheckReport), ExchangeError> {
     let mut interaction = Interaction::detached();
     let trust = Trust::default();
-    exchange::link(config, Login { email, username, password, server, trust }, &mut interaction)
-        .await
+    exchange::link(config, Login { email, username, secret, server, trust }, &mut interaction).await
 }
 
 /// Autodiscover for alice with `trust`, answering every confirmation question with `answer`;
@@ -120,13 +130,28 @@ async fn link_trusting(
     let login = Login {
         email: "alice@contoso.test",
         username: None,
-        password: &password,
+        secret: Secret::Password(&password),
         server: None,
         trust,
     };
     let result = exchange::link(config, login, &mut interaction).await;
     drop(interaction);
     (result, user.await.unwrap())
+}
+
+/// Without a password, a server that asks for one is named, and nothing is sent: the user is
+/// asked for the password only when the server wants it (and not Entra ID's tokens).
+#[tokio::test]
+async fn a_server_asking_for_a_password_is_named_when_none_was_given() {
+    let pki = pki();
+    let fake = Ews::start(&pki, 443, &["--auth", "negotiate,ntlm"]);
+    let resolve: Vec<(&str, Ipv4Addr)> = NAMES.iter().map(|name| (*name, fake.ip)).collect();
+    let config = config(&["ntlm", "basic"], Some(&pki.ca()), &resolve, &[]);
+    let error =
+        link_with(&config, "alice@contoso.test", None, Secret::Unknown, None).await.unwrap_err();
+    assert!(matches!(error, ExchangeError::PasswordNeeded { .. }), "{error}");
+    assert_eq!(error.wire_error().kind, ErrorKind::Usage);
+    assert_no_authorization(&fake.log());
 }
 
 /// No request to the fake carried an `Authorization` header of any kind.
@@ -889,8 +914,8 @@ impl Ctl {
         mslink_proto::decode(&body).unwrap()
     }
 
-    /// Runs `command`, answering every confirmation with `answer`; the outcome and the hosts
-    /// asked about.
+    /// Runs `command`, answering every confirmation with `answer` and a password question with
+    /// alice's; the outcome and what was asked (the hosts, and `password:SERVER`).
     async fn run(
         &mut self,
         command: CtlCommand,
@@ -903,6 +928,10 @@ impl Ctl {
                 DaemonFrame::Progress { event: ConnectEvent::Confirm { host, .. } } => {
                     asked.push(host);
                     self.send(&ClientFrame::Answer { yes: answer }).await;
+                }
+                DaemonFrame::Progress { event: ConnectEvent::Password { server } } => {
+                    asked.push(format!("password:{server}"));
+                    self.send(&ClientFrame::Password { password: alice_password() }).await;
                 }
                 DaemonFrame::Progress { .. } => {}
                 DaemonFrame::Reply { reply } => return (Ok(*reply), asked),
@@ -1001,15 +1030,30 @@ async fn the_question_and_its_answer_go_through_the_socket_and_a_refusal_stores_
     );
     assert_challenged_before_credentials(&log);
 
+    // Without a password: the host is asked about once, though Autodiscover runs again with the
+    // password, and the password only once that host has asked for it.
+    let mut without_password = connect_alice(true);
+    if let CtlCommand::Connect(args) = &mut without_password {
+        args.password = None;
+    }
+    let (result, asked) = ctl.run(without_password, true).await;
+    result.unwrap();
+    assert_eq!(asked.len(), 2, "{asked:?}");
+    assert_eq!(asked[0], "mail.fabrikam.test");
+    assert!(asked[1].starts_with("password:mail.fabrikam.test"), "{asked:?}");
+    assert_challenged_before_credentials(&evil.log());
+
     shutdown.cancel();
     served.await.unwrap().unwrap();
 }
 
-/// A server that takes only OAuth tokens from Entra ID (hybrid modern authentication, NTLM and
-/// Basic off): connect stops with that reason and what to ask, sending no password. (That
-/// detection shows the challenge as Exchange evidence is `probes::tests`' job.)
+/// A server that takes OAuth tokens from Entra ID (hybrid modern authentication): with a
+/// password or without one, linking stops before anything is sent and names the resource to
+/// sign in to (the first host that challenged: Autodiscover at the domain itself). That the link
+/// service then signs in through Entra ID is the end-to-end tests' job; that detection shows
+/// the challenge as Exchange evidence is `probes::tests`'.
 #[tokio::test]
-async fn a_server_taking_only_hybrid_modern_auth_is_named_and_gets_no_password() {
+async fn a_server_taking_hybrid_modern_auth_names_its_resource_and_gets_no_password() {
     let pki = pki();
     // Nothing is ever introspected: no token is sent.
     let fake = Ews::start(
@@ -1026,13 +1070,44 @@ async fn a_server_taking_only_hybrid_modern_auth_is_named_and_gets_no_password()
     );
     let resolve: Vec<(&str, Ipv4Addr)> = NAMES.iter().map(|name| (*name, fake.ip)).collect();
     let config = config(&["kerberos", "ntlm", "basic"], Some(&pki.ca()), &resolve, &[]);
+    let password = alice_password();
+    for secret in [Secret::Password(&password), Secret::Unknown] {
+        let error = link_with(&config, "alice@contoso.test", None, secret, None).await.unwrap_err();
+        let ExchangeError::ModernAuth { resource, authorization_uri, .. } = &error else {
+            panic!("{secret:?}: {error}");
+        };
+        assert_eq!(resource, "https://contoso.test");
+        assert!(authorization_uri.contains("login.microsoftonline.com"), "{error}");
+        // A password link whose server went this way: the user signs in again.
+        let failure = error.failure();
+        assert_eq!((failure.state, failure.actor), (LinkState::Blocked, Actor::User));
+    }
+    // Tokens for another server are not sent to this one.
+    let elsewhere = std::collections::HashMap::from([(
+        "https://mail.contoso.test".to_owned(),
+        Sensitive::new("a-token-for-mail.contoso.test"),
+    )]);
+    let server = Some("mail.contoso.test");
+    let error = link_with(
+        &config,
+        "alice@contoso.test",
+        None,
+        Secret::Tokens(&elsewhere),
+        Some("contoso.test"),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&error, ExchangeError::ModernAuth { resource, .. } if resource == "https://contoso.test"),
+        "{error}"
+    );
+    // With --server, EWS itself is the first to ask.
     let error =
-        link(&config, "alice@contoso.test", None, &alice_password(), None).await.unwrap_err();
-    assert!(matches!(error, ExchangeError::ModernAuthOnly { .. }), "{error}");
-    assert!(error.to_string().contains("login.microsoftonline.com"), "{error}");
-    let failure = error.failure();
-    assert_eq!((failure.state, failure.actor), (LinkState::Blocked, Actor::TenantAdmin));
-    assert!(error.wire_error().hint.unwrap().contains("Kerberos"), "says what to ask");
+        link_with(&config, "alice@contoso.test", None, Secret::Unknown, server).await.unwrap_err();
+    assert!(
+        matches!(&error, ExchangeError::ModernAuth { resource, .. } if resource == "https://mail.contoso.test"),
+        "{error}"
+    );
     let log = fake.log();
     assert!(
         !log.is_empty() && log.iter().all(|e| e["credentials_sent"] == json!(false)),

@@ -14,7 +14,7 @@ use mslink_proto::{ErrorKind, LinkState, Sensitive};
 use mslinkd::config::{Config, Env, ExchangeAuth};
 use mslinkd::exchange::discover::Trust;
 use mslinkd::exchange::kerberos::KerberosError;
-use mslinkd::exchange::{self, ExchangeEndpoint, ExchangeError, Login};
+use mslinkd::exchange::{self, ExchangeEndpoint, ExchangeError, Login, Secret};
 use mslinkd::health::{Actor, CheckReport};
 use mslinkd::interaction::Interaction;
 use serde_json::json;
@@ -80,7 +80,7 @@ async fn link(
     let login = Login {
         email: "alice@contoso.test",
         username: Some(username),
-        password: &password,
+        secret: Secret::Password(&password),
         server: Some(server),
         trust: Trust::default(),
     };

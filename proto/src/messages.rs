@@ -19,6 +19,8 @@ pub enum ClientFrame {
     Paste { redirect_url: Sensitive },
     /// During `connect`: the user's answer to a [`ConnectEvent::Confirm`] question.
     Answer { yes: bool },
+    /// During `connect`: the mailbox password a [`ConnectEvent::Password`] asked for.
+    Password { password: Sensitive },
 }
 
 /// Everything the daemon may send.
@@ -222,6 +224,10 @@ pub enum ConnectEvent {
     /// A yes/no question for the user (only sent when `ConnectArgs::interactive`); the flow
     /// waits for `ClientFrame::Answer`. `host` is what the question is about, for scripts.
     Confirm { question: String, host: String },
+    /// The Exchange server `server` asks for the mailbox password, which the ctl did not send
+    /// (only sent when `ConnectArgs::interactive`); the flow waits for `ClientFrame::Password`.
+    /// A server that takes Entra ID sign-in instead never asks.
+    Password { server: String },
 }
 
 /// The two kinds of Microsoft mailbox.

@@ -7,8 +7,10 @@
 //!     ┌──────────────────────────────────────────────────────────────────────────────────────────┘
 //!     ├─ kerberos: tickets from the KDC ─▶ POST Negotiate AP-REQ ─▶ reply + AP-REP (verified)
 //!     ├─ ntlm:  POST NTLM type 1 ─▶ 401 + challenge ─▶ POST NTLM type 3 (same connection) ─▶ reply
-//!     └─ basic: POST Basic user:password (HTTPS only) ─▶ reply
+//!     ├─ basic: POST Basic user:password (HTTPS only) ─▶ reply
+//!     └─ oauth: POST Bearer <the Entra ID token issued for this origin> ─▶ reply
 //!  401 after credentials ─▶ ExchangeError::Rejected (never retried: no account lockouts)
+//!  no password yet, or a Bearer challenge we hold no token for ─▶ PasswordNeeded / ModernAuth
 //! ```
 //!
 //! The scheme is chosen per endpoint (origin and path), from that endpoint's own challenge:
@@ -54,10 +56,25 @@ impl Reply {
     }
 }
 
+/// What a session signs in with.
+/// `Debug` shows no secret ([`Sensitive`] is redacted).
+#[derive(Debug, Clone, Copy)]
+pub enum Secret<'a> {
+    /// Nothing yet: the first challenge says what the server takes, a password
+    /// ([`ExchangeError::PasswordNeeded`]) or Entra ID tokens ([`ExchangeError::ModernAuth`]).
+    /// Nothing is sent but the unauthenticated first request.
+    Unknown,
+    Password(&'a Sensitive),
+    /// Entra ID access tokens by the origin each was issued for (its audience,
+    /// [`super::resource_of`]): a token goes to its own origin only.
+    Tokens(&'a HashMap<String, Sensitive>),
+}
+
 /// Who signs in.
 pub struct Credentials<'a> {
+    /// For the password schemes, and messages.
     pub username: &'a str,
-    pub password: &'a Sensitive,
+    pub secret: Secret<'a>,
 }
 
 impl std::fmt::Debug for Credentials<'_> {
@@ -162,6 +179,8 @@ pub struct Offers {
     pub ntlm: bool,
     pub negotiate: bool,
     pub basic: bool,
+    /// A Bearer challenge (OAuth), with or without `authorization_uri`.
+    pub bearer: bool,
     /// Where a Bearer challenge says to get tokens (`authorization_uri`): hybrid modern
     /// authentication, when an on-premises server names Entra ID.
     pub modern_auth: Option<String>,
@@ -180,6 +199,7 @@ impl Offers {
                 "negotiate" => offers.negotiate = true,
                 "basic" => offers.basic = true,
                 "bearer" => {
+                    offers.bearer = true;
                     offers.modern_auth =
                         offers.modern_auth.take().or_else(|| challenge.param("authorization_uri"));
                 }
@@ -238,6 +258,69 @@ impl<'a> Session<'a> {
         self.accepted.get(&endpoint_key(url)).copied()
     }
 
+    /// The scheme to answer `offers` from `url` with, given what this session holds: a
+    /// password goes by the first scheme of `[exchange] auth` offered, a token only to the
+    /// origin it was issued for. An endpoint that wants what the session lacks says so
+    /// ([`ExchangeError::ModernAuth`], [`ExchangeError::PasswordNeeded`]); with nothing yet,
+    /// Entra ID is preferred, since it needs no password from the user.
+    fn choose(&self, offers: &Offers, url: &Url) -> Result<ExchangeAuth, ExchangeError> {
+        let server = host_of(url);
+        let https = url.scheme() == "https";
+        let modern_auth = || {
+            offers.modern_auth.clone().map(|authorization_uri| ExchangeError::ModernAuth {
+                server: server.clone(),
+                resource: super::resource_of(url),
+                authorization_uri,
+            })
+        };
+        let password_scheme = self.allowed.iter().copied().find(|scheme| match scheme {
+            ExchangeAuth::Kerberos => offers.negotiate,
+            ExchangeAuth::Ntlm => offers.ntlm || offers.negotiate,
+            ExchangeAuth::Basic => offers.basic && https,
+            ExchangeAuth::OAuth => false,
+        });
+        let chosen = match self.credentials.secret {
+            Secret::Password(_) => password_scheme.ok_or_else(|| {
+                // Only OAuth through Entra ID is left: say so rather than list schemes.
+                modern_auth()
+                    .filter(|_| !(offers.ntlm || offers.negotiate || (offers.basic && https)))
+            }),
+            Secret::Tokens(tokens) if offers.bearer => {
+                if tokens.contains_key(&super::resource_of(url)) {
+                    Ok(ExchangeAuth::OAuth)
+                } else {
+                    Err(modern_auth())
+                }
+            }
+            Secret::Tokens(_) => Err(None),
+            Secret::Unknown => match (modern_auth(), password_scheme) {
+                (Some(error), _) => Err(Some(error)),
+                (None, Some(_)) => {
+                    Err(Some(ExchangeError::PasswordNeeded { server: server.clone() }))
+                }
+                (None, None) => Err(None),
+            },
+        };
+        chosen.map_err(|error| {
+            error.unwrap_or_else(|| ExchangeError::NoSuitableAuth {
+                server,
+                offered: offers.names.clone(),
+                allowed: self.allowed.clone(),
+                https,
+            })
+        })
+    }
+
+    /// The password, for the schemes that need one ([`Session::choose`] picks them only then).
+    fn password(&self) -> Result<&'a Sensitive, ExchangeError> {
+        match self.credentials.secret {
+            Secret::Password(password) => Ok(password),
+            _ => Err(ExchangeError::Internal {
+                detail: "a password scheme without a password".into(),
+            }),
+        }
+    }
+
     /// POSTs `body` as `text/xml` to `url` with authentication.
     #[tracing::instrument(level = "debug", skip(self, body), fields(url = %url))]
     pub async fn post_xml(&mut self, url: &Url, body: &str) -> Result<Reply, ExchangeError> {
@@ -274,26 +357,7 @@ impl<'a> Session<'a> {
                     return Ok(reply);
                 }
                 let offers = Offers::from_headers(&reply.headers);
-                let chosen = self.allowed.iter().copied().find(|scheme| match scheme {
-                    ExchangeAuth::Kerberos => offers.negotiate,
-                    ExchangeAuth::Ntlm => offers.ntlm || offers.negotiate,
-                    ExchangeAuth::Basic => offers.basic && https,
-                });
-                let Some(scheme) = chosen else {
-                    // Only OAuth through Entra ID is left: say so rather than list schemes.
-                    if let Some(authorization_uri) = offers
-                        .modern_auth
-                        .filter(|_| !(offers.ntlm || offers.negotiate || (offers.basic && https)))
-                    {
-                        return Err(ExchangeError::ModernAuthOnly { server, authorization_uri });
-                    }
-                    return Err(ExchangeError::NoSuitableAuth {
-                        server,
-                        offered: offers.names,
-                        allowed: self.allowed.clone(),
-                        https,
-                    });
-                };
+                let scheme = self.choose(&offers, url)?;
                 (scheme, scheme == ExchangeAuth::Ntlm && !offers.ntlm)
             }
         };
@@ -309,7 +373,7 @@ impl<'a> Session<'a> {
                 let (mut client, ap_req) = KerberosClient::sign_in(
                     &self.kerberos,
                     self.credentials.username,
-                    self.credentials.password,
+                    self.password()?,
                     host,
                     cert.map(Vec::as_slice),
                 )
@@ -336,8 +400,7 @@ impl<'a> Session<'a> {
                 if !https {
                     return Err(ExchangeError::InsecureUrl { url: url.to_string() });
                 }
-                let pair =
-                    format!("{}:{}", self.credentials.username, self.credentials.password.expose());
+                let pair = format!("{}:{}", self.credentials.username, self.password()?.expose());
                 let header = secret_header(format!("Basic {}", BASE64.encode(pair)))?;
                 send(request(Some(header)), &server).await?.0
             }
@@ -349,10 +412,10 @@ impl<'a> Session<'a> {
                 // A stored scheme starts with `NTLM`; a server that offers only `Negotiate`
                 // refuses that label with its bare offers, and gets raw NTLM inside `Negotiate`.
                 let mut label = if negotiate_header { "Negotiate" } else { "NTLM" };
+                let password = self.password()?;
                 let (mut ntlm, challenge, cert) = loop {
                     let mut ntlm =
-                        NtlmClient::new(self.credentials.username, self.credentials.password)
-                            .map_err(ntlm_error)?;
+                        NtlmClient::new(self.credentials.username, password).map_err(ntlm_error)?;
                     let type1 = ntlm.negotiate().map_err(ntlm_error)?;
                     let header =
                         HeaderValue::from_str(&format!("{label} {}", BASE64.encode(type1)))
@@ -392,6 +455,17 @@ impl<'a> Session<'a> {
                 let header = secret_header(format!("{label} {}", BASE64.encode(type3)))?;
                 send(request(Some(header)), &server).await?.0
             }
+            ExchangeAuth::OAuth => {
+                let token = match self.credentials.secret {
+                    Secret::Tokens(tokens) => tokens.get(&super::resource_of(url)),
+                    _ => None,
+                }
+                .ok_or_else(|| ExchangeError::Internal {
+                    detail: format!("no token for {server}"),
+                })?;
+                let header = secret_header(format!("Bearer {}", token.expose()))?;
+                send(request(Some(header)), &server).await?.0
+            }
         };
         if reply.status == StatusCode::UNAUTHORIZED {
             return Err(ExchangeError::Rejected {
@@ -400,7 +474,8 @@ impl<'a> Session<'a> {
                 scheme,
             });
         }
-        if scheme != ExchangeAuth::Basic {
+        // Basic and Bearer go with every request; NTLM and Kerberos sign the connection in.
+        if matches!(scheme, ExchangeAuth::Ntlm | ExchangeAuth::Kerberos) {
             self.signed_in.insert(origin, scheme);
         }
         self.accepted.insert(endpoint_key(url), scheme);

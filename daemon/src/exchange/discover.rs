@@ -311,7 +311,8 @@ pub async fn discover(
                     Err(
                         e @ (ExchangeError::Rejected { .. }
                         | ExchangeError::Config { .. }
-                        | ExchangeError::ModernAuthOnly { .. }),
+                        | ExchangeError::ModernAuth { .. }
+                        | ExchangeError::PasswordNeeded { .. }),
                     ) => {
                         return Err(e);
                     }

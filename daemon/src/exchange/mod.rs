@@ -1,10 +1,13 @@
-//! On-premises Exchange through EWS: Autodiscover, authentication (NTLM, Basic) and checks.
+//! On-premises Exchange through EWS: Autodiscover, authentication (Kerberos, NTLM, Basic, and
+//! Entra ID tokens for hybrid modern authentication) and checks.
 //!
 //! ```text
 //!   link:  --server URL/host ─┐
 //!          Autodiscover ──────┴─▶ EWS URL ─▶ GetFolder(inbox, calendar) with auth ─▶ ExchangeEndpoint
 //!            (--username not the address: the folders name the address's mailbox, as a delegate)
-//!   check: ExchangeEndpoint + stored password ─▶ GetFolder with the recorded scheme ─▶ CheckReport
+//!   check: ExchangeEndpoint + stored password (or token) ─▶ GetFolder with the recorded scheme ─▶ CheckReport
+//!   hybrid modern auth: a server asking for Entra ID tokens ─▶ ModernAuth { resource } ─▶ the
+//!          caller signs in for `oauth_scopes(resource)` and links again with the token
 //!   (at every endpoint: no credentials until it challenges; the scheme from its own offers)
 //!   (Autodiscover: a host outside the address's domain that only the plain-HTTP redirect or SRV
 //!    leads to is not contacted unless --trust-server names it or the user confirms it)
@@ -32,6 +35,7 @@ use crate::config::{Config, ExchangeAuth};
 use crate::health::{Actor, CheckReport, Failure};
 use crate::interaction::Interaction;
 use crate::net::{self, HttpOptions};
+pub use client::Secret;
 use client::{Credentials, Session, host_of, is_loopback};
 use ews::{DistinguishedFolder, EwsXmlError};
 
@@ -69,7 +73,8 @@ pub struct Login<'a> {
     pub email: &'a str,
     /// `DOMAIN\user` or a UPN; `None`: the email.
     pub username: Option<&'a str>,
-    pub password: &'a Sensitive,
+    /// The password, Entra ID tokens, or nothing yet (to find out what the server takes).
+    pub secret: Secret<'a>,
     /// `--server`: a host name (`mail.example.com`) or a full EWS URL.
     pub server: Option<&'a str>,
     /// `--trust-server` and whether the user can be asked: for Autodiscover hops out of the
@@ -118,11 +123,16 @@ pub enum ExchangeError {
     NoSuitableAuth { server: String, offered: Vec<String>, allowed: Vec<ExchangeAuth>, https: bool },
     #[error("NTLM sign-in to {server} failed: {detail}")]
     Ntlm { server: String, detail: String },
+    /// The server asks for an Entra ID token for `resource` (its origin) that the session does
+    /// not hold: hybrid modern authentication. At connect, the link service signs in for it.
     #[error(
-        "{server} accepts only OAuth tokens from Entra ID ({authorization_uri}): hybrid modern \
-         authentication, which mslink cannot sign in to on-premises Exchange with yet"
+        "{server} takes OAuth tokens from Entra ID ({authorization_uri}) for {resource}: hybrid \
+         modern authentication"
     )]
-    ModernAuthOnly { server: String, authorization_uri: String },
+    ModernAuth { server: String, resource: String, authorization_uri: String },
+    /// The server asks for a password, and none was given.
+    #[error("{server} asks for the mailbox password")]
+    PasswordNeeded { server: String },
     #[error("Kerberos sign-in to {server} failed: {error}")]
     Kerberos { server: String, error: kerberos::KerberosError },
     #[error("unexpected answer from {server}: {detail}")]
@@ -211,7 +221,10 @@ impl ExchangeError {
                 ews::ErrorClass::Blocked => Failure::blocked(reason, Actor::TenantAdmin),
                 ews::ErrorClass::Other => Failure::blocked(reason, Actor::Operator),
             },
-            ExchangeError::ModernAuthOnly { .. } => Failure::blocked(reason, Actor::TenantAdmin),
+            // A password link whose server now takes only Entra ID: signing in again links it so.
+            ExchangeError::ModernAuth { .. } | ExchangeError::PasswordNeeded { .. } => {
+                Failure::blocked(format!("{reason}; connect again"), Actor::User)
+            }
             ExchangeError::NoSuitableAuth { .. }
             | ExchangeError::ServerVersionRefused { .. }
             | ExchangeError::Config { .. }
@@ -248,6 +261,18 @@ impl ExchangeError {
     pub fn is_transient(&self) -> bool {
         self.failure().is_transient()
     }
+}
+
+/// The resource (audience) an Entra ID token for `url`'s server has: its origin,
+/// `https://mail.contoso.com`. Hybrid modern authentication registers each on-premises host so.
+pub fn resource_of(url: &Url) -> String {
+    url.origin().ascii_serialization()
+}
+
+/// What a token for on-premises EWS at `resource` is asked for: its EWS permission (Microsoft:
+/// "Authenticate an EWS application by using OAuth"), and a refresh token.
+pub fn oauth_scopes(resource: &str) -> Vec<String> {
+    vec![format!("{resource}/EWS.AccessAsUser.All"), "offline_access".to_owned()]
 }
 
 /// The EWS URL named by `--server`: a host (`mail.example.com`, maybe with `:port`) or a full URL.
@@ -303,7 +328,7 @@ async fn link_inner(
 ) -> Result<(ExchangeEndpoint, CheckReport), ExchangeError> {
     let username = login.username.map(str::trim).filter(|u| !u.is_empty()).unwrap_or(login.email);
     let explicit = login.server.map(server_url).transpose()?;
-    let credentials = Credentials { username, password: login.password };
+    let credentials = Credentials { username, secret: login.secret };
     let kerberos = kerberos::Setup::of(config, REQUEST_TIMEOUT);
     let mut session =
         Session::new(client(config)?, credentials, config.exchange.auth.clone(), kerberos);
@@ -350,18 +375,19 @@ pub async fn check(
     endpoint: &ExchangeEndpoint,
     password: &Sensitive,
 ) -> Result<CheckReport, ExchangeError> {
-    check_within(config, endpoint, password, REQUEST_TIMEOUT).await
+    check_within(config, endpoint, Secret::Password(password), REQUEST_TIMEOUT).await
 }
 
-/// [`check`], each request bounded by `timeout` (shorter for a server that has been hanging).
+/// [`check`] with the link's `secret` (its password, or its token for the EWS origin), each
+/// request bounded by `timeout` (shorter for a server that has been hanging).
 pub async fn check_within(
     config: &Config,
     endpoint: &ExchangeEndpoint,
-    password: &Sensitive,
+    secret: Secret<'_>,
     timeout: Duration,
 ) -> Result<CheckReport, ExchangeError> {
     let url = server_url(&endpoint.ews_url)?;
-    let credentials = Credentials { username: &endpoint.username, password };
+    let credentials = Credentials { username: &endpoint.username, secret };
     // Only the recorded scheme, and only once the server has challenged for it: the first request
     // goes without credentials, as at connect.
     let mut session = Session::new(
@@ -641,7 +667,7 @@ mod tests {
         let login = Login {
             email: "a@b.c",
             username: None,
-            password: &password,
+            secret: Secret::Password(&password),
             server: None,
             trust: discover::Trust::default(),
         };

@@ -37,7 +37,7 @@ impl From<LinkError> for WireError {
             LinkError::TooManyLinks { .. } => WireError::new(ErrorKind::NotAllowed, message)
                 .with_hint("remove one with `mslinkctl disconnect EMAIL`, or ask an admin (`max_links_per_user` in mslinkd.toml)"),
             LinkError::NeedsPassword(_) => WireError::new(ErrorKind::Usage, message)
-                .with_hint("connect again with --provider exchange; mslinkctl prompts for the password (in scripts: --password-stdin)"),
+                .with_hint("run `mslinkctl connect` on a terminal to be asked for the password, or pipe it in with --password-stdin"),
             LinkError::Undetected { email, conflicting } => {
                 let why = if conflicting { "the evidence conflicts" } else { "no probe was decisive" };
                 WireError::new(
@@ -199,8 +199,12 @@ impl ExchangeError {
             ExchangeError::Timeout { .. } => WireError::new(ErrorKind::Timeout, message)
                 .with_hint("check that the server is reachable from the mslink host, then try again"),
             ExchangeError::Kerberos { error, .. } => kerberos_wire_error(error, message),
-            ExchangeError::ModernAuthOnly { .. } => WireError::new(ErrorKind::Failed, message)
-                .with_hint("ask the Exchange admin to allow Kerberos (or NTLM) for EWS and Autodiscover beside OAuth, and allow \"kerberos\" in `[exchange] auth` in mslinkd.toml"),
+            // Met at connect only when Entra ID could not be signed in to: the link service
+            // answers it by signing in.
+            ExchangeError::ModernAuth { .. } => WireError::new(ErrorKind::Failed, message)
+                .with_hint("run `mslinkctl connect EMAIL` without `--provider` to sign in through Entra ID"),
+            ExchangeError::PasswordNeeded { .. } => WireError::new(ErrorKind::Usage, message)
+                .with_hint("run `mslinkctl connect` on a terminal to be asked for the password, or pipe it in with --password-stdin"),
             ExchangeError::Cancelled => WireError::new(ErrorKind::Timeout, message),
             ExchangeError::Certificate { .. } => {
                 WireError::new(ErrorKind::Failed, message).with_hint(crate::exchange::CA_HINT)

@@ -221,7 +221,8 @@ impl Connection {
             Ok(
                 ClientFrame::Command { .. }
                 | ClientFrame::Paste { .. }
-                | ClientFrame::Answer { .. },
+                | ClientFrame::Answer { .. }
+                | ClientFrame::Password { .. },
             )
             | Err(_) => Err(Stop::Tell(
                 WireError::new(ErrorKind::Usage, "the first message must be Hello")
@@ -268,6 +269,9 @@ impl Connection {
                 }
                 Ok(ClientFrame::Answer { .. }) => {
                     failure(ErrorKind::Usage, "nothing is waiting for an answer")
+                }
+                Ok(ClientFrame::Password { .. }) => {
+                    failure(ErrorKind::Usage, "nothing is waiting for a password")
                 }
                 // The frame boundary is intact, so the connection can go on: a newer client's
                 // unknown command gets an answer it can act on.
@@ -352,6 +356,9 @@ impl Connection {
                         }
                         Ok(Ok(ClientFrame::Answer { yes })) => {
                             let _ = peer.answers.try_send(yes);
+                        }
+                        Ok(Ok(ClientFrame::Password { password })) => {
+                            let _ = peer.passwords.try_send(password);
                         }
                         Ok(_) => tracing::debug!("ignoring a frame sent while a command runs"),
                         Err(_) => {

@@ -16,9 +16,9 @@ use mslink_proto::{LinkState, Provider, Sensitive, TokenReply, TokenResource};
 
 use super::schedule::{self, Server, Timers, Work};
 use super::{LinkDetails, LinkSecret, Links};
-use crate::config::Config;
+use crate::config::{Config, ExchangeAuth};
 use crate::events::Event;
-use crate::exchange;
+use crate::exchange::{self, ExchangeEndpoint};
 use crate::health::{Actor, CheckReport, Failure};
 use crate::office365::{self, Office365Error};
 use crate::store::{LinkRecord, Outcome, ResourceToken, StoreError};
@@ -130,7 +130,23 @@ pub(super) struct Done {
     pub refused: Option<Office365Error>,
 }
 
-/// What an Office365 round needs from its secret.
+/// Where a tokens round's access token goes: Graph for an Office365 link; the EWS server (its
+/// endpoint, and the resource its tokens are for) for an Exchange link through Entra ID.
+#[derive(Clone, Copy)]
+enum Api<'a> {
+    Graph,
+    Ews(&'a ExchangeEndpoint, &'a str),
+}
+
+/// A check's failure, as a tokens round needs it: whether the token was refused before its
+/// time (worth one refresh), with a continuous access evaluation challenge's claims.
+struct Refusal {
+    failure: Failure,
+    token_rejected: bool,
+    claims: Option<String>,
+}
+
+/// What a tokens round needs from its secret.
 struct Tokens {
     access_token: Sensitive,
     refresh_token: Option<Sensitive>,
@@ -181,12 +197,9 @@ impl Links {
                 self.resource_round(&config, &record, resource, &mut token, &mut refused).await
             }
             (Provider::Office365, _) => {
-                self.office365_round(&config, &record, work, &mut token).await
+                self.tokens_round(&config, &record, work, Api::Graph, &mut token).await
             }
-            (Provider::Exchange, _) if work.check => {
-                self.exchange_round(&config, &record).await.map(Some)
-            }
-            (Provider::Exchange, _) => Ok(None),
+            (Provider::Exchange, _) => self.exchange_round(&config, &record, work).await,
         };
         if work.check {
             self.events.emit(Event::Checked {
@@ -240,14 +253,15 @@ impl Links {
         Ok(Done { failure: result.err(), timers, token, refused })
     }
 
-    /// Refreshes `record`'s tokens (carrying a CAE challenge's `claims`, if any) and stores the
-    /// result durably before returning it. `Ok(None)`: the link changed meanwhile and the result
-    /// was dropped.
+    /// Refreshes `record`'s tokens for `scopes` (carrying a CAE challenge's `claims`, if any)
+    /// and stores the result durably before returning it. `Ok(None)`: the link changed meanwhile
+    /// and the result was dropped.
     async fn refresh(
         &self,
         config: &Config,
         record: &LinkRecord,
         refresh_token: Option<&Sensitive>,
+        scopes: &[String],
         claims: Option<&str>,
     ) -> Result<Option<Tokens>, Failure> {
         let Some(refresh_token) = refresh_token else {
@@ -255,10 +269,7 @@ impl Links {
                 "no refresh token was issued (was offline_access granted?)",
             ));
         };
-        let result = match claims {
-            Some(claims) => office365::refresh_with_claims(config, refresh_token, claims).await,
-            None => office365::refresh(config, refresh_token).await,
-        };
+        let result = office365::refresh_for(config, refresh_token, scopes, claims).await;
         tracing::debug!(link = %record.email, ok = result.is_ok(), "token refreshed");
         self.events.emit(Event::Refreshed {
             email: record.email.clone(),
@@ -273,7 +284,7 @@ impl Links {
             refresh_token: fresh.refresh_token.or_else(|| Some(refresh_token.clone())),
             expires_at: fresh.expires_at,
         };
-        let secret = LinkSecret::Office365 {
+        let secret = LinkSecret::Tokens {
             access_token: tokens.access_token.clone(),
             refresh_token: tokens.refresh_token.clone(),
             expires_at: tokens.expires_at,
@@ -299,24 +310,31 @@ impl Links {
         }
     }
 
-    /// An Office365 round: refresh if `work` says so (or `token` wants one and the stored token
-    /// is too short-lived), then check if due. The stored token goes into `token` when asked.
-    async fn office365_round(
+    /// A round on a link that holds tokens (Office365, or Exchange through Entra ID): refresh if
+    /// `work` says so (or `token` wants one and the stored token is too short-lived), then check
+    /// `api` if due. The stored token goes into `token` when asked.
+    async fn tokens_round(
         &self,
         config: &Config,
         record: &LinkRecord,
         work: Work,
+        api: Api<'_>,
         token: &mut Option<TokenReply>,
     ) -> Result<Option<CheckReport>, Failure> {
         let mut tokens = match self.open_secret(record)? {
-            LinkSecret::Office365 { access_token, refresh_token, expires_at } => {
+            LinkSecret::Tokens { access_token, refresh_token, expires_at } => {
                 Tokens { access_token, refresh_token, expires_at }
             }
             LinkSecret::Exchange { .. } => return Err(wrong_secret()),
         };
+        let scopes = match api {
+            Api::Graph => config.office365.scopes.clone(),
+            Api::Ews(_, resource) => exchange::oauth_scopes(resource),
+        };
         let mut refreshed = false;
         if work.refresh {
-            match self.refresh(config, record, tokens.refresh_token.as_ref(), None).await? {
+            match self.refresh(config, record, tokens.refresh_token.as_ref(), &scopes, None).await?
+            {
                 Some(fresh) => tokens = fresh,
                 None => return Ok(None),
             }
@@ -329,23 +347,52 @@ impl Links {
         if !work.check {
             return Ok(None);
         }
-        match office365::check(config, &tokens.access_token, &record.email).await {
+        match self.check_with_token(config, record, api, &tokens.access_token).await {
             Ok(report) => Ok(Some(report)),
             // The access token was refused before its time (revoked, or a continuous access
             // evaluation event whose claims the next token must carry): refresh once and retry.
             // Only a refusal of that refresh ends the grant.
-            Err(e) if e.is_token_rejected() && (!refreshed || e.claims_challenge().is_some()) => {
-                let claims = e.claims_challenge().map(str::to_owned);
+            Err(e) if e.token_rejected && (!refreshed || e.claims.is_some()) => {
                 let rt = tokens.refresh_token.as_ref();
-                match self.refresh(config, record, rt, claims.as_deref()).await? {
-                    Some(fresh) => office365::check(config, &fresh.access_token, &record.email)
+                match self.refresh(config, record, rt, &scopes, e.claims.as_deref()).await? {
+                    Some(fresh) => self
+                        .check_with_token(config, record, api, &fresh.access_token)
                         .await
                         .map(Some)
-                        .map_err(|e| e.failure()),
+                        .map_err(|e| e.failure),
                     None => Ok(None),
                 }
             }
-            Err(e) => Err(e.failure()),
+            Err(e) => Err(e.failure),
+        }
+    }
+
+    /// Checks `api` with `access_token`.
+    async fn check_with_token(
+        &self,
+        config: &Config,
+        record: &LinkRecord,
+        api: Api<'_>,
+        access_token: &Sensitive,
+    ) -> Result<CheckReport, Refusal> {
+        match api {
+            Api::Graph => {
+                office365::check(config, access_token, &record.email).await.map_err(|e| Refusal {
+                    token_rejected: e.is_token_rejected(),
+                    claims: e.claims_challenge().map(str::to_owned),
+                    failure: e.failure(),
+                })
+            }
+            Api::Ews(endpoint, resource) => {
+                let held = HashMap::from([(resource.to_owned(), access_token.clone())]);
+                self.ews_check(config, record, endpoint, exchange::Secret::Tokens(&held))
+                    .await
+                    .map_err(|e| Refusal {
+                        token_rejected: matches!(e, exchange::ExchangeError::Rejected { .. }),
+                        claims: None,
+                        failure: e.failure(),
+                    })
+            }
         }
     }
 
@@ -368,7 +415,7 @@ impl Links {
             return None;
         }
         match self.open_secret(record).ok()? {
-            LinkSecret::Office365 { access_token, expires_at, .. } => {
+            LinkSecret::Tokens { access_token, expires_at, .. } => {
                 Some(TokenReply { access_token, expires_at })
             }
             LinkSecret::Exchange { .. } => None,
@@ -440,7 +487,7 @@ impl Links {
             return Ok(None);
         }
         let (access_token, refresh_token, expires_at) = match self.open_secret(record)? {
-            LinkSecret::Office365 { access_token, refresh_token, expires_at } => {
+            LinkSecret::Tokens { access_token, refresh_token, expires_at } => {
                 (access_token, refresh_token, expires_at)
             }
             LinkSecret::Exchange { .. } => return Err(wrong_secret()),
@@ -473,7 +520,7 @@ impl Links {
             }
             Err(e) => return Err(e.failure()),
         };
-        let secret = LinkSecret::Office365 {
+        let secret = LinkSecret::Tokens {
             access_token,
             // Microsoft may or may not rotate; keep the old one if it did not.
             refresh_token: fresh.refresh_token.clone().or(Some(refresh_token)),
@@ -513,14 +560,14 @@ impl Links {
         }
     }
 
+    /// An Exchange round: a link signed in through Entra ID is a tokens round against EWS; a
+    /// password link has nothing to refresh, and is checked when due.
     async fn exchange_round(
         &self,
         config: &Config,
         record: &LinkRecord,
-    ) -> Result<CheckReport, Failure> {
-        let LinkSecret::Exchange { password } = self.open_secret(record)? else {
-            return Err(wrong_secret());
-        };
+        work: Work,
+    ) -> Result<Option<CheckReport>, Failure> {
         let endpoint = match &record.details {
             Ok(LinkDetails::Exchange(endpoint)) => endpoint,
             Ok(LinkDetails::Office365(_)) => return Err(wrong_secret()),
@@ -531,11 +578,35 @@ impl Links {
                 ));
             }
         };
+        if endpoint.auth == ExchangeAuth::OAuth {
+            let url = exchange::server_url(&endpoint.ews_url).map_err(|e| e.failure())?;
+            let resource = exchange::resource_of(&url);
+            let api = Api::Ews(endpoint, &resource);
+            return self.tokens_round(config, record, work, api, &mut None).await;
+        }
+        if !work.check {
+            return Ok(None);
+        }
+        let LinkSecret::Exchange { password } = self.open_secret(record)? else {
+            return Err(wrong_secret());
+        };
+        let secret = exchange::Secret::Password(&password);
+        self.ews_check(config, record, endpoint, secret).await.map(Some).map_err(|e| e.failure())
+    }
+
+    /// An EWS check of `record`, within the timeout its server's hangs leave.
+    async fn ews_check(
+        &self,
+        config: &Config,
+        record: &LinkRecord,
+        endpoint: &ExchangeEndpoint,
+        secret: exchange::Secret<'_>,
+    ) -> Result<CheckReport, exchange::ExchangeError> {
         let server = record.timers().server;
         let timeout = self.hangs.timeout(server, exchange::REQUEST_TIMEOUT);
-        let result = exchange::check_within(config, endpoint, &password, timeout).await;
+        let result = exchange::check_within(config, endpoint, secret, timeout).await;
         self.hangs.record(server, matches!(result, Err(exchange::ExchangeError::Timeout { .. })));
-        result.map_err(|e| e.failure())
+        result
     }
 
     fn open_secret(&self, record: &LinkRecord) -> Result<LinkSecret, Failure> {

@@ -24,12 +24,12 @@ pub use error::{OAuthErrorBody, Office365Error};
 pub use graph::check;
 #[doc(hidden)]
 pub use graph::error_fields as graph_error_fields;
-pub use oauth::{SIGN_IN_DEADLINE, refresh, refresh_for, refresh_with_claims, sign_in};
+pub use oauth::{SIGN_IN_DEADLINE, refresh, refresh_for, refresh_with_claims, sign_in, sign_in_to};
 
 /// Tokens from a sign-in or refresh.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Tokens {
-    /// For Graph; short-lived.
+    /// For Graph (or the resource signed in to); short-lived.
     pub access_token: Sensitive,
     /// `Some` after a sign-in, and after a refresh when the server rotated it (the caller stores
     /// the new one durably before using the access token); `None`: keep the one you have.

@@ -61,7 +61,7 @@ struct Endpoints {
     /// What the authorization request asks consent for: Graph's scopes and every configured
     /// resource's permission.
     scopes: Vec<Scope>,
-    /// What a token request asks for: Graph's scopes only. Entra issues a token for one resource
+    /// What a token request asks for: Graph's scopes only (or, for [`sign_in_to`], its scopes). Entra issues a token for one resource
     /// at a time and refuses a token request whose scopes name two (AADSTS28000); the other
     /// resources' tokens come from the refresh token, one resource per request.
     graph_scopes: Vec<Scope>,
@@ -242,14 +242,30 @@ fn unusable(
 }
 
 /// Runs one sign-in flow to completion: tokens, or Declined / TimedOut / Cancelled / an error.
-#[instrument(skip(config, interaction), fields(flow = ?flow))]
 pub async fn sign_in(
     config: &Config,
     flow: SignInFlow,
     login_hint: &str,
     interaction: &mut Interaction,
 ) -> Result<Tokens, Office365Error> {
-    let endpoints = Endpoints::new(config).await?;
+    sign_in_to(config, flow, login_hint, None, interaction).await
+}
+
+/// [`sign_in`] for the resource `scopes` name instead of Graph's (an on-premises Exchange server
+/// in hybrid modern authentication): consent and the first token are for those scopes only.
+#[instrument(skip(config, interaction), fields(flow = ?flow))]
+pub async fn sign_in_to(
+    config: &Config,
+    flow: SignInFlow,
+    login_hint: &str,
+    scopes: Option<&[String]>,
+    interaction: &mut Interaction,
+) -> Result<Tokens, Office365Error> {
+    let mut endpoints = Endpoints::new(config).await?;
+    if let Some(scopes) = scopes {
+        endpoints.scopes = scopes.iter().cloned().map(Scope::new).collect();
+        endpoints.graph_scopes = endpoints.scopes.clone();
+    }
     let result = match flow {
         SignInFlow::Browser => browser(config, &endpoints, login_hint, interaction).await,
         SignInFlow::Paste => paste(config, &endpoints, login_hint, interaction).await,
