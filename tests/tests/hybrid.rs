@@ -114,6 +114,23 @@ impl World {
         ctl.finish()
     }
 
+    /// `mslinkctl connect alice@contoso.test --device-code`, Chromium entering the code.
+    fn connect_with_device_code(&self) -> CtlOutput {
+        let mut ctl =
+            self.daemon.spawn_ctl(ALICE, &["connect", "alice@contoso.test", "--device-code"]);
+        let visit = ctl.wait_for_stderr(|l| l.contains("open http"), MINUTE);
+        let verification =
+            visit.split_whitespace().find(|w| w.starts_with("http")).expect("URL").to_owned();
+        let code = ctl
+            .wait_for_stderr(|l| !l.trim().is_empty() && !l.trim().contains(' '), MINUTE)
+            .trim()
+            .to_owned();
+        let browser =
+            signin(&["--device", &verification, "--code", &code, "--login", "alice@contoso.test"]);
+        assert!(browser.status.success(), "{}", String::from_utf8_lossy(&browser.stderr));
+        ctl.finish()
+    }
+
     fn link(&self) -> Value {
         self.daemon.ctl(ALICE, &["--json", "status"]).expect_code(0).json()["links"][0].clone()
     }
@@ -136,6 +153,17 @@ fn a_bearer_only_exchange_server_is_linked_with_the_address_and_the_browser_and_
     }
     ensure_accounts();
     let world = World::start(true);
+
+    // Detection names the server's scheme as evidence.
+    let found = world.daemon.ctl(ALICE, &["detect", "alice@contoso.test", "--json"]);
+    let found = found.expect_code(0).json();
+    assert_eq!(found["provider"], "exchange", "{found:#}");
+    let evidence = found["evidence"].as_array().cloned().unwrap_or_default();
+    assert!(
+        evidence.iter().any(|e| e["points_to"] == "exchange"
+            && e["detail"].as_str().is_some_and(|d| d.contains("hybrid modern authentication"))),
+        "{found:#}"
+    );
 
     let linked = world.connect();
     linked.expect_code(0);
@@ -173,9 +201,10 @@ fn a_bearer_only_exchange_server_is_linked_with_the_address_and_the_browser_and_
     world.daemon.ctl(ALICE, &["check", "alice@contoso.test"]).expect_code(7);
     assert_eq!(world.link()["state"], "needs_reauth");
 
-    // Signing in again restores it.
-    world.connect().expect_code(0);
+    // Signing in again (with the device code this time) restores it.
+    world.connect_with_device_code().expect_code(0);
     assert_eq!(world.link()["state"], "active");
+    world.daemon.ctl(ALICE, &["check", "alice@contoso.test"]).expect_code(0);
 }
 
 #[test]
