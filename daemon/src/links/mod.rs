@@ -17,11 +17,11 @@
 //! (exit code, hint) is decided at the IPC edge, from [`LinkError`].
 
 mod details;
+mod on_premises;
 pub(crate) mod schedule;
 mod scheduler;
 mod work;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures_util::StreamExt;
@@ -41,8 +41,8 @@ use crate::clock::Clock;
 use crate::config::{Config, SharedConfig};
 use crate::detect::Detector;
 use crate::events::{Bus, Event};
-use crate::exchange::{self, ExchangeEndpoint, ExchangeError, Login, Secret};
-use crate::health::{Actor, CheckReport, Failure};
+use crate::exchange::ExchangeError;
+use crate::health::{Actor, Failure};
 use crate::interaction::Interaction;
 use crate::office365::{self, Office365Error};
 use crate::store::{NewLink, Owner, Store, StoreError, Transition};
@@ -84,16 +84,6 @@ pub enum LinkError {
     #[error(transparent)]
     Store(#[from] StoreError),
 }
-
-/// The secret of an Exchange link made with `password`.
-fn linked_with(password: Option<Sensitive>) -> Result<LinkSecret, ExchangeError> {
-    let password = password
-        .ok_or_else(|| ExchangeError::Internal { detail: "linked without a password".into() })?;
-    Ok(LinkSecret::Exchange { password })
-}
-
-/// How many servers one Exchange connect gets Entra ID tokens for, beyond the first.
-const MAX_TOKEN_SERVERS: usize = 3;
 
 /// The secret sealed with a link. Serialised to JSON only to be sealed at once.
 #[derive(Serialize, Deserialize)]
@@ -185,110 +175,6 @@ impl Links {
             scheduler,
         };
         (links, inbox)
-    }
-
-    /// Links an Exchange mailbox: with the password, by the first scheme of `[exchange] auth` the
-    /// server offers; through Entra ID where the server asks for its tokens (hybrid modern
-    /// authentication), or where no password was given and it takes them. Entra ID tokens are
-    /// per server (their audience is its origin): the sign-in is for the first server that asks,
-    /// and the refresh token gets one for each further server (Autodiscover's host, then EWS's),
-    /// each sent only to its own.
-    async fn link_exchange(
-        &self,
-        config: &Config,
-        args: &ConnectArgs,
-        interaction: &mut Interaction,
-    ) -> Result<(ExchangeEndpoint, CheckReport, LinkSecret), LinkError> {
-        fn login<'a>(args: &'a ConnectArgs, secret: Secret<'a>) -> Login<'a> {
-            Login {
-                email: &args.email,
-                username: args.username.as_deref(),
-                secret,
-                server: args.server.as_deref(),
-                trust: exchange::discover::Trust {
-                    servers: &args.trusted_servers,
-                    ask: args.interactive,
-                },
-            }
-        }
-        let first = match &args.password {
-            Some(password) => Secret::Password(password),
-            None => Secret::Unknown,
-        };
-        let mut password = args.password.clone();
-        let resource = match exchange::link(config, login(args, first), interaction).await {
-            Ok((endpoint, report)) => return Ok((endpoint, report, linked_with(password)?)),
-            Err(ExchangeError::ModernAuth { resource, .. }) => resource,
-            // Asked only now, when the server has said it wants a password.
-            Err(ExchangeError::PasswordNeeded { server }) if args.interactive => {
-                password = interaction.password(server).await;
-                let Some(given) = &password else {
-                    return Err(ExchangeError::Cancelled.into());
-                };
-                let (endpoint, report) =
-                    exchange::link(config, login(args, Secret::Password(given)), interaction)
-                        .await?;
-                return Ok((endpoint, report, linked_with(password)?));
-            }
-            Err(ExchangeError::PasswordNeeded { .. }) => {
-                return Err(LinkError::NeedsPassword(args.email.clone()));
-            }
-            Err(error) => return Err(error.into()),
-        };
-        interaction
-            .step(format!("{resource} takes Entra ID sign-in (hybrid modern authentication)"))
-            .await;
-        let scopes = exchange::oauth_scopes(&resource);
-        let signed_in =
-            office365::sign_in_to(config, args.flow, &args.email, Some(&scopes), interaction)
-                .await?;
-        // A sign-in brings a refresh token, or fails (`Office365Error::NoRefreshToken`).
-        let mut refresh_token = signed_in
-            .refresh_token
-            .clone()
-            .ok_or(Office365Error::NoRefreshToken { granted: None, asked_consent: false })?;
-        let mut tokens = HashMap::from([(resource, signed_in)]);
-        // Autodiscover's host and the EWS host, at most; each new one gets its token once.
-        for _ in 0..MAX_TOKEN_SERVERS {
-            let held: HashMap<String, Sensitive> =
-                tokens.iter().map(|(k, t)| (k.clone(), t.access_token.clone())).collect();
-            let resource =
-                match exchange::link(config, login(args, Secret::Tokens(&held)), interaction).await
-                {
-                    Ok((endpoint, report)) => {
-                        let ews = exchange::server_url(&endpoint.ews_url)?;
-                        let Some(ews_token) = tokens.remove(&exchange::resource_of(&ews)) else {
-                            return Err(LinkError::Exchange(ExchangeError::Internal {
-                                detail: "EWS answered without its token".into(),
-                            }));
-                        };
-                        let secret = LinkSecret::Tokens {
-                            access_token: ews_token.access_token,
-                            refresh_token: Some(refresh_token),
-                            expires_at: ews_token.expires_at,
-                        };
-                        return Ok((endpoint, report, secret));
-                    }
-                    Err(ExchangeError::ModernAuth { resource, .. })
-                        if !tokens.contains_key(&resource) =>
-                    {
-                        resource
-                    }
-                    Err(error) => return Err(error.into()),
-                };
-            interaction.step(format!("Getting a token for {resource}")).await;
-            let scopes = exchange::oauth_scopes(&resource);
-            let fresh = office365::refresh_for(config, &refresh_token, &scopes, None).await?;
-            // Microsoft may or may not rotate; keep the old one if it did not.
-            if let Some(rotated) = fresh.refresh_token.clone() {
-                refresh_token = rotated;
-            }
-            tokens.insert(resource, fresh);
-        }
-        Err(LinkError::Exchange(ExchangeError::Protocol {
-            server: args.email.clone(),
-            detail: format!("more than {MAX_TOKEN_SERVERS} servers asked for Entra ID tokens"),
-        }))
     }
 
     /// Provider detection, with its per-domain cache.
@@ -406,7 +292,7 @@ impl Links {
             }
             Provider::Exchange => {
                 let (endpoint, report, secret) =
-                    self.link_exchange(&config, &args, interaction).await?;
+                    on_premises::link(&config, &args, interaction).await?;
                 let token_expiry = match &secret {
                     LinkSecret::Tokens { expires_at, .. } => Some(*expires_at),
                     LinkSecret::Exchange { .. } => None,
