@@ -493,7 +493,9 @@ async fn a_continuous_access_evaluation_challenge_is_answered_by_a_refresh_with_
 
     // The refresh carries those claims (with the capability), and its token passes.
     let refresh_token = tokens.refresh_token.unwrap();
-    let fresh = office365::refresh_with_claims(&config, &refresh_token, &claims).await.unwrap();
+    let scopes = &config.office365.scopes;
+    let fresh =
+        office365::refresh_for(&config, &refresh_token, scopes, Some(&claims)).await.unwrap();
     let (grant, sent) = token_requests(&peers).await.pop().unwrap();
     let sent = sent.unwrap();
     assert_eq!(grant, "refresh_token");
@@ -505,10 +507,11 @@ async fn a_continuous_access_evaluation_challenge_is_answered_by_a_refresh_with_
     revoke(&peers, ALICE).await;
     let challenged = office365::check(&config, &fresh.access_token, ALICE).await.unwrap_err();
     let claims = challenged.claims_challenge().expect("a claims challenge").to_owned();
-    let refused = office365::refresh_with_claims(
+    let refused = office365::refresh_for(
         &config,
         fresh.refresh_token.as_ref().unwrap_or(&refresh_token),
-        &claims,
+        scopes,
+        Some(&claims),
     )
     .await
     .unwrap_err();

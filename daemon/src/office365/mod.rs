@@ -24,7 +24,7 @@ pub use error::{OAuthErrorBody, Office365Error};
 pub use graph::check;
 #[doc(hidden)]
 pub use graph::error_fields as graph_error_fields;
-pub use oauth::{SIGN_IN_DEADLINE, refresh, refresh_for, refresh_with_claims, sign_in, sign_in_to};
+pub use oauth::{SIGN_IN_DEADLINE, refresh, refresh_for, sign_in, sign_in_to};
 
 /// Tokens from a sign-in or refresh.
 #[derive(Debug, Clone, PartialEq, Eq)]

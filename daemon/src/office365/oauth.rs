@@ -442,17 +442,6 @@ pub async fn refresh(config: &Config, refresh_token: &Sensitive) -> Result<Token
     refresh_for(config, refresh_token, &config.office365.scopes, None).await
 }
 
-/// [`refresh`] answering a claims challenge (continuous access evaluation): the challenge's
-/// claims go with the request, so the new access token satisfies them.
-#[instrument(skip_all)]
-pub async fn refresh_with_claims(
-    config: &Config,
-    refresh_token: &Sensitive,
-    claims: &str,
-) -> Result<Tokens, Office365Error> {
-    refresh_for(config, refresh_token, &config.office365.scopes, Some(claims)).await
-}
-
 /// Redeems a refresh token for an access token to the resource `scopes` name (Microsoft refresh
 /// tokens are multi-resource: the scope picks the token's audience, e.g.
 /// `https://outlook.office.com/IMAP.AccessAsUser.All offline_access`), declaring the `cp1`
