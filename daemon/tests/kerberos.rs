@@ -189,3 +189,29 @@ async fn each_kerberos_failure_says_who_must_act() {
     assert!(matches!(kerberos_error(&down), KerberosError::KdcUnreachable { .. }), "{down}");
     assert!(down.to_string().contains(&dead), "names the KDC: {down}");
 }
+
+#[tokio::test]
+async fn a_kdc_whose_clock_is_an_hour_off_is_named_as_clock_skew_for_the_operator() {
+    let Some(mut world) = World::start() else { return };
+    let config = world.config("\"kerberos\"");
+    let (endpoint, _) =
+        link(&config, "alice@CONTOSO.TEST", PASSWORD, &world.server()).await.unwrap();
+    let password = Sensitive::new(PASSWORD);
+
+    // The domain controller's clock drifts an hour ahead: it refuses the ticket request
+    // (KRB_AP_ERR_SKEW), at connect and at the background check alike.
+    world.kdc.set_clock_offset(3600);
+    let refused = link(&config, "alice@CONTOSO.TEST", PASSWORD, &world.server()).await.unwrap_err();
+    assert!(matches!(kerberos_error(&refused), KerberosError::ClockSkew { .. }), "{refused:?}");
+    assert!(refused.to_string().contains("the KDC is 1h ahead"), "{refused}");
+    assert!(refused.wire_error().hint.unwrap().contains("clock"), "says what to fix");
+    let error = exchange::check(&config, &endpoint, &password).await.unwrap_err();
+    assert!(matches!(kerberos_error(&error), KerberosError::ClockSkew { .. }), "{error:?}");
+    let failure = error.failure();
+    assert_eq!((failure.state, failure.actor), (LinkState::Blocked, Actor::Operator));
+
+    // The clocks agree again: the check passes.
+    world.kdc.set_clock_offset(0);
+    let report = exchange::check(&config, &endpoint, &password).await.unwrap();
+    assert_eq!(report.inbox_total, Some(12));
+}

@@ -75,7 +75,7 @@ fn a_kerberos_only_server_is_linked_with_the_address_and_password_and_kept_alive
         return;
     }
     ensure_accounts();
-    let Some(world) = World::start() else { return };
+    let Some(mut world) = World::start() else { return };
 
     // Detection sees the Negotiate challenge of the domain's Autodiscover: on-premises Exchange.
     let found = world.daemon.ctl(ALICE, &["detect", EMAIL, "--json"]).expect_code(0).json();
@@ -115,6 +115,17 @@ fn a_kerberos_only_server_is_linked_with_the_address_and_password_and_kept_alive
     assert!(link["reason"].as_str().unwrap().contains("refused the password"), "{link:#}");
     world.connect("Spring-2027!").expect_code(0);
     assert_eq!(world.link()["state"], "active");
+
+    // The domain controller's clock drifts an hour ahead: blocked on the operator, saying so;
+    // once the clocks agree the check passes again.
+    world.kdc.set_clock_offset(3600);
+    let skewed = world.daemon.ctl(ALICE, &["check", EMAIL]);
+    assert_ne!(skewed.code, 0, "{}", skewed.stderr);
+    let link = world.link();
+    assert_eq!(link["state"], "blocked", "{link:#}");
+    assert!(link["reason"].as_str().unwrap().contains("the KDC is 1h ahead"), "{link:#}");
+    world.kdc.set_clock_offset(0);
+    world.daemon.ctl(ALICE, &["check", EMAIL]).expect_code(0);
 }
 
 #[test]

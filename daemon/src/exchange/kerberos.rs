@@ -44,8 +44,15 @@ pub enum KerberosError {
     UnknownPrincipal { principal: String, realm: String },
     #[error("the KDC of {realm} has no service principal {spn} for this server")]
     NoServicePrincipal { spn: String, realm: String },
-    #[error("this machine's clock and the KDC's of {realm} differ too much")]
-    ClockSkew { realm: String },
+    /// `skew`: the KDC's clock minus ours, in seconds, when its answer said.
+    #[error(
+        "this machine's clock and the KDC's of {realm} differ by more than Kerberos allows \
+         (5 minutes){}",
+        skew.map(|s| format!(": the KDC is {} {}", humantime::format_duration(
+            std::time::Duration::from_secs(s.unsigned_abs())), if s > 0 { "ahead" } else { "behind" }))
+            .unwrap_or_default()
+    )]
+    ClockSkew { realm: String, skew: Option<i64> },
     #[error("no KDC of {realm} answered: {detail}")]
     KdcUnreachable { realm: String, detail: String },
     #[error(
@@ -255,6 +262,11 @@ impl KerberosClient {
             .with_output(&mut output);
         // What went wrong talking to the KDCs, which `sspi` only sees as a failed exchange.
         let mut unreachable = None;
+        // How far the KDC's clock is from ours, as its KRB-ERRORs say (every AS exchange starts
+        // with one asking for pre-authentication). `sspi` does not check it: it takes tickets a
+        // KDC an hour off issues, which the server then refuses as not yet (or no longer) valid,
+        // a refusal that reads like a wrong password. MIT's kinit refuses them too.
+        let mut skew = None;
         let result = {
             let mut generator =
                 self.kerberos.initialize_security_context_impl(&mut builder).map_err(other)?;
@@ -265,6 +277,9 @@ impl KerberosClient {
                     GeneratorState::Suspended(request) => {
                         let reply =
                             exchange(&request, &self.kdcs, &self.network, self.timeout).await;
+                        if let Some(kdc) = reply.as_deref().ok().and_then(kdc_clock) {
+                            skew = Some(kdc - crate::now());
+                        }
                         let reply = reply.map_err(|detail| {
                             let error = sspi::Error::new(
                                 sspi::ErrorKind::NoAuthenticatingAuthority,
@@ -279,6 +294,9 @@ impl KerberosClient {
             }
         };
         let realm = self.principal.realm.clone();
+        if let Some(skew) = skew.filter(|s| s.unsigned_abs() > MAX_SKEW) {
+            return Err(KerberosError::ClockSkew { realm, skew: Some(skew) });
+        }
         if let Some(detail) = unreachable.filter(|_| result.is_err()) {
             return Err(KerberosError::KdcUnreachable { realm, detail });
         }
@@ -291,7 +309,7 @@ impl KerberosClient {
         let (principal, realm) = (self.principal.account.clone(), self.principal.realm.clone());
         let text = error.description.to_ascii_lowercase();
         match error.error_type {
-            sspi::ErrorKind::TimeSkew => KerberosError::ClockSkew { realm },
+            sspi::ErrorKind::TimeSkew => KerberosError::ClockSkew { realm, skew: None },
             _ if text.contains("pre-authentication information was invalid")
                 || text.contains("integrity check on decrypted field failed") =>
             {
@@ -314,6 +332,17 @@ fn other(error: sspi::Error) -> KerberosError {
 
 /// Sends one KDC request (already framed with its 4-byte length, as on TCP) to the first KDC
 /// that answers, and returns the reply with its length prefix, as `sspi` expects.
+/// The clock skew Kerberos allows (RFC 4120 §1.6, MIT's and Windows' default): 5 minutes.
+const MAX_SKEW: u64 = 300;
+
+/// The KDC's clock (Unix seconds), when `reply` (as framed over TCP) is a KRB-ERROR: its `stime`.
+fn kdc_clock(reply: &[u8]) -> Option<i64> {
+    let error: picky_krb::messages::KrbError = picky_asn1_der::from_bytes(reply.get(4..)?).ok()?;
+    let stime = error.0.stime.0.0.clone();
+    let stime = time::PrimitiveDateTime::try_from(stime).ok()?;
+    Some(stime.assume_utc().unix_timestamp())
+}
+
 async fn exchange(
     request: &NetworkRequest,
     kdcs: &[String],
