@@ -3,6 +3,7 @@
 //!
 //! The peers every suite starts live here once: [`peers`] (the Node peers, Chromium),
 //! [`ews`] (the EWS fake and its throwaway CA), [`dnsmasq`], [`kdc`] (a real MIT Kerberos KDC),
+//! [`postgres`] (a throwaway PostgreSQL cluster),
 //! [`loopback`] addresses and the
 //! [`prerequisite`] rule. The daemon's in-process tests and benches and the bench's fault
 //! tests use them as a dev-dependency; this crate depends on no workspace crate.
@@ -322,6 +323,7 @@ pub mod kdc;
 pub mod loopback;
 pub mod microsoft;
 pub mod peers;
+pub mod postgres;
 pub mod prerequisite;
 
 impl Daemon {

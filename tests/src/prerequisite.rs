@@ -1,6 +1,6 @@
 //! What a test does when something it needs is missing: root (to create Unix users), a real peer
-//! (Chromium, Node and its packages, dnsmasq, MIT Kerberos, pyspnego, python-gssapi, openssl,
-//! curl, systemd's tools) or a reference parser (prometheus_client).
+//! (Chromium, Node and its packages, dnsmasq, MIT Kerberos, PostgreSQL, pyspnego, python-gssapi,
+//! openssl, curl, systemd's tools) or a reference parser (prometheus_client).
 //!
 //! It fails, naming the step that installs it, so a machine without the peers can never report
 //! a green suite that did not run. `MSLINK_TESTS_ALLOW_SKIP=1` is the one explicit way to run
