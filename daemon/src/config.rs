@@ -41,6 +41,10 @@ pub enum ConfigError {
 /// The systemd credential (`LoadCredential=`) that holds the Entra app's client secret.
 pub const CLIENT_SECRET_CREDENTIAL: &str = "mslink.client-secret";
 
+/// The systemd credential (`LoadCredential=`) that holds the PostgreSQL role's password: the
+/// default of `[store] password_file` when `[store] url` is set.
+pub const STORE_PASSWORD_CREDENTIAL: &str = "mslink.store-password";
+
 /// The parts of the process environment that decide defaults.
 #[derive(Debug, Clone, Default)]
 pub struct Env {
@@ -51,6 +55,9 @@ pub struct Env {
     /// `$CREDENTIALS_DIRECTORY/mslink.client-secret` when systemd passed that credential: the
     /// default for `[office365] client_secret_file`.
     pub client_secret_credential: Option<PathBuf>,
+    /// `$CREDENTIALS_DIRECTORY/mslink.store-password` when systemd passed that credential: the
+    /// default for `[store] password_file`.
+    pub store_password_credential: Option<PathBuf>,
     pub xdg_runtime_dir: Option<PathBuf>,
     pub xdg_state_home: Option<PathBuf>,
     pub home: Option<PathBuf>,
@@ -71,6 +78,9 @@ impl Env {
             // the credential store has it), so only one that is there counts.
             client_secret_credential: dir("CREDENTIALS_DIRECTORY")
                 .map(|d| d.join(CLIENT_SECRET_CREDENTIAL))
+                .filter(|p| p.exists()),
+            store_password_credential: dir("CREDENTIALS_DIRECTORY")
+                .map(|d| d.join(STORE_PASSWORD_CREDENTIAL))
                 .filter(|p| p.exists()),
             runtime_directory: dir("RUNTIME_DIRECTORY"),
             state_directory: dir("STATE_DIRECTORY"),
@@ -107,6 +117,34 @@ pub struct Config {
     pub detection: Detection,
     pub hooks: Hooks,
     pub metrics: Metrics,
+    /// `[store]`: where links and the organisation's state live.
+    pub store: StoreBackend,
+}
+
+/// `[store]`: SQLite in `state_dir` (the default, one daemon), or a PostgreSQL database that
+/// several daemons share (SPEC §9).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum StoreBackend {
+    #[default]
+    Sqlite,
+    /// Boxed: the parsed URL is large, and most configs never hold one.
+    Postgres(Box<PgConfig>),
+}
+
+/// `[store] url`, `password_file` and `ca_file`, checked: a `postgresql://` URL naming a user, a
+/// host and a database, with no password in it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PgConfig {
+    /// The URL as written (it holds no password), for messages.
+    pub url: String,
+    /// The parsed URL, without the password (read from `password_file` at connect). Its TLS mode
+    /// is `Require` when `ca_file` is set, `Disable` otherwise.
+    pub connection: tokio_postgres::Config,
+    /// The file holding the role's password (`None`: the server needs none, e.g. `peer` or
+    /// `cert` authentication).
+    pub password_file: Option<PathBuf>,
+    /// The CA the server's certificate must chain to; set means TLS, verified, always.
+    pub ca_file: Option<PathBuf>,
 }
 
 /// `[office365]`: the organisation's Entra app registration and endpoints.
@@ -430,6 +468,7 @@ const RESTART_KEYS: &[(&str, SameValue)] = &[
     ("socket_group", |a, b| a.socket_group == b.socket_group),
     ("state_dir", |a, b| a.state_dir == b.state_dir),
     ("key_file", |a, b| a.key_file == b.key_file),
+    ("store", |a, b| a.store == b.store),
 ];
 
 impl Config {
@@ -526,6 +565,7 @@ struct RawConfig {
     detection: RawDetection,
     hooks: RawHooks,
     metrics: RawMetrics,
+    store: RawStore,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -592,6 +632,14 @@ struct RawHooks {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+struct RawStore {
+    url: Option<Spanned<String>>,
+    password_file: Option<Spanned<PathBuf>>,
+    ca_file: Option<Spanned<PathBuf>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 struct RawMetrics {
     listen: Option<SocketAddr>,
     per_link: bool,
@@ -654,7 +702,93 @@ impl RawConfig {
                 },
             },
             metrics: Metrics { listen: self.metrics.listen, per_link: self.metrics.per_link },
+            store: self.store.resolve(env)?,
         })
+    }
+}
+
+impl RawStore {
+    fn resolve(self, env: &Env) -> Result<StoreBackend, Problem> {
+        let Some(url) = self.url else {
+            // A file named for a store that is not configured is a mistake, not a default.
+            for (key, path) in
+                [("store.password_file", self.password_file), ("store.ca_file", self.ca_file)]
+            {
+                if let Some(path) = path {
+                    return Err(Problem::At {
+                        key,
+                        span: path.span(),
+                        message: "has no effect without `[store] url` (the SQLite store in \
+                                  `state_dir` needs no password or CA); set `url` or remove it"
+                            .into(),
+                    });
+                }
+            }
+            return Ok(StoreBackend::Sqlite);
+        };
+        let span = url.span();
+        let at = |message: String| Problem::At { key: "store.url", span: span.clone(), message };
+        let text = url.into_inner();
+        let form = "write it as `postgresql://USER@HOST[:PORT]/DATABASE`";
+        if !(text.starts_with("postgresql://") || text.starts_with("postgres://")) {
+            return Err(at(format!("is not a `postgresql://` URL; {form}")));
+        }
+        let password_refused = || {
+            at(format!(
+                "holds a password: remove it from the URL and put it in a file (mode 0600) named \
+                 by `[store] password_file`, or in the systemd credential \
+                 {STORE_PASSWORD_CREDENTIAL}"
+            ))
+        };
+        // Looked for before tokio-postgres parses the rest, so no error about another part of
+        // the URL comes first (nor repeats it).
+        if url::Url::parse(&text).is_ok_and(|u| u.password().is_some()) {
+            return Err(password_refused());
+        }
+        let mut connection: tokio_postgres::Config = text.parse().map_err(|e| {
+            // tokio-postgres's message never repeats the URL, so no password can leak here.
+            at(format!("is not a valid PostgreSQL URL ({e}); {form}"))
+        })?;
+        if connection.get_password().is_some() {
+            return Err(password_refused());
+        }
+        if connection.get_user().is_none_or(str::is_empty) {
+            return Err(at(format!("names no user; {form}")));
+        }
+        if connection.get_hosts().is_empty() {
+            return Err(at(format!("names no host; {form}")));
+        }
+        if connection.get_dbname().is_none_or(str::is_empty) {
+            return Err(at(format!("names no database; {form}")));
+        }
+        use tokio_postgres::config::SslMode;
+        let ca_file = self.ca_file.map(Spanned::into_inner);
+        let mode = match (connection.get_ssl_mode(), &ca_file) {
+            (SslMode::Disable, Some(_)) => {
+                return Err(at("says `sslmode=disable`, but `[store] ca_file` asks for TLS; \
+                               remove one of them"
+                    .into()));
+            }
+            (_, Some(_)) => SslMode::Require,
+            (SslMode::Require, None) => {
+                return Err(at("asks for TLS (`sslmode=require`): set `[store] ca_file` to the \
+                               CA that issued the server's certificate, so it can be verified"
+                    .into()));
+            }
+            // `prefer` (the default) without a CA: plain, as no certificate could be verified.
+            (_, None) => SslMode::Disable,
+        };
+        connection.ssl_mode(mode);
+        let password_file = self
+            .password_file
+            .map(Spanned::into_inner)
+            .or_else(|| env.store_password_credential.clone());
+        Ok(StoreBackend::Postgres(Box::new(PgConfig {
+            url: text,
+            connection,
+            password_file,
+            ca_file,
+        })))
     }
 }
 
@@ -1252,6 +1386,93 @@ mod tests {
             Some(ClientSecret::File("/etc/mslink/s".into()))
         );
         assert_eq!(parse("").unwrap().office365.client_secret, None);
+    }
+
+    #[test]
+    fn without_store_url_the_store_is_sqlite() {
+        assert_eq!(parse("").unwrap().store, StoreBackend::Sqlite);
+    }
+
+    fn pg(text: &str, env: &Env) -> PgConfig {
+        match Config::parse(text, None, env).unwrap().store {
+            StoreBackend::Postgres(pg) => *pg,
+            StoreBackend::Sqlite => panic!("expected PostgreSQL"),
+        }
+    }
+
+    #[test]
+    fn a_store_url_names_user_host_and_database() {
+        let pg = pg(
+            "[store]\nurl = \"postgresql://mslink@db.example.com:6432/org1\"\n\
+             password_file = \"/etc/mslink/store-password\"\n",
+            &root_env(),
+        );
+        assert_eq!(pg.connection.get_user(), Some("mslink"));
+        assert_eq!(pg.connection.get_dbname(), Some("org1"));
+        assert_eq!(pg.connection.get_ports(), [6432]);
+        assert_eq!(pg.password_file, Some(PathBuf::from("/etc/mslink/store-password")));
+        assert_eq!(pg.connection.get_ssl_mode(), tokio_postgres::config::SslMode::Disable);
+    }
+
+    #[test]
+    fn a_password_in_the_store_url_is_refused_without_echoing_it() {
+        let err = error("[store]\nurl = \"postgresql://mslink:hunter2@db/org1\"\n");
+        assert!(err.contains("line 2") && err.contains("store.url"), "{err}");
+        assert!(err.contains("password_file") && !err.contains("hunter2"), "{err}");
+        let err = error("[store]\nurl = \"postgresql://db/org1?user=mslink&password=hunter2\"\n");
+        assert!(err.contains("password_file") && !err.contains("hunter2"), "{err}");
+    }
+
+    #[test]
+    fn a_store_url_must_be_a_postgresql_url_naming_user_and_database() {
+        let err = error("[store]\nurl = \"host=db user=mslink dbname=org1\"\n");
+        assert!(err.contains("store.url") && err.contains("postgresql://USER@HOST"), "{err}");
+        assert!(error("[store]\nurl = \"postgresql://db/org1\"\n").contains("names no user"));
+        assert!(error("[store]\nurl = \"postgresql://u@db\"\n").contains("names no database"));
+        let err = error("[store]\nurl = \"postgresql://u@db/org1?sslmode=sometimes\"\n");
+        assert!(err.contains("not a valid PostgreSQL URL"), "{err}");
+    }
+
+    #[test]
+    fn a_store_ca_file_means_verified_tls() {
+        let pg = pg(
+            "[store]\nurl = \"postgresql://u@db/org1\"\nca_file = \"/etc/mslink/pg-ca.pem\"\n",
+            &root_env(),
+        );
+        assert_eq!(pg.connection.get_ssl_mode(), tokio_postgres::config::SslMode::Require);
+        assert_eq!(pg.ca_file, Some(PathBuf::from("/etc/mslink/pg-ca.pem")));
+        let err = error(
+            "[store]\nurl = \"postgresql://u@db/org1?sslmode=disable\"\nca_file = \"/ca.pem\"\n",
+        );
+        assert!(err.contains("sslmode=disable") && err.contains("ca_file"), "{err}");
+        let err = error("[store]\nurl = \"postgresql://u@db/org1?sslmode=require\"\n");
+        assert!(err.contains("set `[store] ca_file`"), "{err}");
+    }
+
+    #[test]
+    fn store_files_without_a_store_url_are_refused() {
+        let err = error("[store]\npassword_file = \"/etc/mslink/store-password\"\n");
+        assert!(err.contains("line 2") && err.contains("store.password_file"), "{err}");
+        assert!(err.contains("without `[store] url`"), "{err}");
+        assert!(error("[store]\nca_file = \"/ca.pem\"\n").contains("store.ca_file"));
+    }
+
+    #[test]
+    fn the_store_password_comes_from_the_systemd_credential_unless_the_config_names_one() {
+        let credential = PathBuf::from("/run/credentials/mslinkd.service/mslink.store-password");
+        let env = Env { store_password_credential: Some(credential.clone()), ..root_env() };
+        let url = "[store]\nurl = \"postgresql://u@db/org1\"\n";
+        assert_eq!(pg(url, &env).password_file, Some(credential));
+        let named = format!("{url}password_file = \"/etc/mslink/pw\"\n");
+        assert_eq!(pg(&named, &env).password_file, Some(PathBuf::from("/etc/mslink/pw")));
+        assert_eq!(pg(url, &root_env()).password_file, None);
+    }
+
+    #[test]
+    fn changing_the_store_needs_a_restart() {
+        let before = parse("").unwrap();
+        let after = parse("[store]\nurl = \"postgresql://u@db/org1\"\n").unwrap();
+        assert_eq!(before.needs_restart_for(&after), Some("store"));
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //! trusts, in the spirit of sshd's `StrictModes`.
 //!
 //! The files: the config file, `state_dir` with the database and the lock file in it,
-//! `key_file`, the control socket's directory, `[office365] client_secret_file` and the program
-//! named by `[hooks] on_state_change` ([`What`] lists them). For each:
+//! `key_file`, the control socket's directory, `[office365] client_secret_file`, `[store]
+//! password_file` and `ca_file`, and the program named by `[hooks] on_state_change` ([`What`]
+//! lists them). For each:
 //!
 //! - **the file** is owned by root or by mslinkd's own (effective) user, and is not writable by
 //!   its group or by others; it is the kind expected (a regular file, or a directory for
@@ -43,7 +44,7 @@ use std::path::{Component, Path, PathBuf};
 
 use nix::unistd::{Uid, User};
 
-use crate::config::{ClientSecret, Config};
+use crate::config::{ClientSecret, Config, StoreBackend};
 
 /// How many links one path may pass through (Linux's own limit).
 const MAX_LINKS: usize = 40;
@@ -62,6 +63,10 @@ pub enum What {
     Hook,
     /// `[network] ca_file`: a CA planted there would let its owner read every TLS exchange.
     CaFile,
+    /// `[store] password_file`: the PostgreSQL role's password.
+    StorePassword,
+    /// `[store] ca_file`: a CA planted there would let its owner pose as the database.
+    StoreCaFile,
 }
 
 impl What {
@@ -76,6 +81,8 @@ impl What {
             What::ClientSecret => "client secret file (`[office365] client_secret_file`)",
             What::Hook => "hook program (`[hooks] on_state_change`)",
             What::CaFile => "CA file (`[network] ca_file`)",
+            What::StorePassword => "store password file (`[store] password_file`)",
+            What::StoreCaFile => "store CA file (`[store] ca_file`)",
         }
     }
 
@@ -87,7 +94,10 @@ impl What {
     /// link into `/etc/ssl/certs`) are not opened by mslinkd with `O_NOFOLLOW`, so their links
     /// are followed and checked.
     fn may_be_link(self) -> bool {
-        matches!(self, What::StateDir | What::SocketDir | What::Hook | What::CaFile)
+        matches!(
+            self,
+            What::StateDir | What::SocketDir | What::Hook | What::CaFile | What::StoreCaFile
+        )
     }
 
     /// Whether mslinkd writes it: then, run as a non-root user, it must own it.
@@ -192,7 +202,8 @@ pub fn read_to_string(path: &Path, what: What) -> Result<String, FileError> {
 }
 
 /// Every problem with the files `config` names (the config file itself, `state_dir` and what it
-/// holds, `key_file`, the socket's directory, the client secret file, the hook program).
+/// holds, `key_file`, the socket's directory, the client secret file, the hook program, the
+/// store's password and CA files).
 pub fn audit(config: &Config) -> Vec<FileError> {
     let mut paths = Vec::new();
     if let Some(source) = &config.source {
@@ -217,6 +228,14 @@ pub fn audit(config: &Config) -> Vec<FileError> {
     }
     if let Some(ca) = &config.network.ca_file {
         paths.push((ca.clone(), What::CaFile));
+    }
+    if let StoreBackend::Postgres(pg) = &config.store {
+        if let Some(path) = &pg.password_file {
+            paths.push((path.clone(), What::StorePassword));
+        }
+        if let Some(path) = &pg.ca_file {
+            paths.push((path.clone(), What::StoreCaFile));
+        }
     }
     let rule = Rule::for_this_process();
     let mut seen = std::collections::HashSet::new();
