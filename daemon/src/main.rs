@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser};
-use mslinkd::config::{Config, DEFAULT_CONFIG_PATH, Env};
+use mslinkd::config::{Config, DEFAULT_CONFIG_PATH, Env, PgConfig, StoreBackend};
 use mslinkd::ipc;
 use mslinkd::systemd::{self, Activated};
 use mslinkd::{Listener, Options, logging};
@@ -25,8 +25,9 @@ struct Args {
     config: Option<PathBuf>,
     /// Validate the config and exit: 0 if valid, 1 with the key and line of the first problem,
     /// or with every file it names (itself, state_dir, key_file, the socket's directory,
-    /// client_secret_file, the hook) that another user could plant; warns (still 0) when the
-    /// file holds a client secret that other users can read
+    /// client_secret_file, the hook, the store's password and CA files) that another user could
+    /// plant; warns (still 0) when the file holds a client secret that other users can read. With
+    /// `[store] url` it also connects to PostgreSQL and checks the schema version (read only)
     #[arg(long)]
     check_config: bool,
     /// Print a shell completion script for mslinkd and exit (for packagers)
@@ -83,6 +84,12 @@ fn main() -> ExitCode {
         for warning in config.warnings() {
             eprintln!("mslinkd: warning: {warning}");
         }
+        if let StoreBackend::Postgres(pg) = &config.store
+            && let Err(message) = check_store(pg)
+        {
+            eprintln!("mslinkd: {message}");
+            return ExitCode::FAILURE;
+        }
         match &config.source {
             Some(path) => println!("mslinkd: config {} is valid", path.display()),
             None => println!(
@@ -113,7 +120,39 @@ fn main() -> ExitCode {
     }
 }
 
+/// Connects to the PostgreSQL store and reads its schema version, for `--check-config`.
+fn check_store(pg: &PgConfig) -> Result<(), String> {
+    use mslinkd::store::postgres;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+    let checked = runtime.block_on(postgres::check(pg)).map_err(|e| e.to_string())?;
+    let server = postgres::server(pg);
+    if checked.found == 0 {
+        println!(
+            "mslinkd: store: PostgreSQL at {server} is reachable; its database holds no mslink \
+             schema yet (mslinkd creates schema {} at start)",
+            checked.known
+        );
+    } else {
+        println!(
+            "mslinkd: store: PostgreSQL at {server} is reachable, schema {} (this build knows {})",
+            checked.found, checked.known
+        );
+    }
+    Ok(())
+}
+
 async fn serve(config: Config, env: Env, activated: Option<Activated>) -> Result<(), String> {
+    if matches!(config.store, StoreBackend::Postgres(_)) {
+        // Until the store interface serves links from PostgreSQL, running on SQLite instead
+        // would silently split the organisation's state: refuse, saying so.
+        return Err("`[store] url` is set, but this mslinkd can only check a PostgreSQL store \
+                    (`mslinkd --check-config`), not yet run on one; remove `[store] url` to run \
+                    on SQLite in `state_dir`"
+            .into());
+    }
     let socket = config.socket.clone();
     // A socket systemd passed is systemd's: serve it, never delete it.
     let listener = match activated {

@@ -19,6 +19,7 @@
 //! by others, no link in a file's place) before anything is opened or tightened.
 
 mod links;
+pub mod postgres;
 mod queries;
 mod schema;
 
