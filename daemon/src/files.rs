@@ -691,6 +691,27 @@ mod tests {
     }
 
     #[test]
+    fn audit_covers_the_store_password_and_ca_files() {
+        let (dir, _file) = setup();
+        let (password, ca) = (dir.path().join("store-password"), dir.path().join("pg-ca.pem"));
+        std::fs::write(&password, "pw\n").unwrap();
+        chmod(&password, 0o622);
+        std::fs::write(&ca, "-----BEGIN CERTIFICATE-----\n").unwrap();
+        chmod(&ca, 0o664);
+        let text = format!(
+            "state_dir = {:?}\nsocket = {:?}\n[store]\nurl = \"postgresql://u@db/org\"\n\
+             password_file = {password:?}\nca_file = {ca:?}\n",
+            dir.path().join("state"),
+            dir.path().join("run/mslinkd.sock"),
+        );
+        let env = crate::config::Env { is_root: true, ..Default::default() };
+        let found = audit(&Config::parse(&text, None, &env).unwrap());
+        let whats: Vec<What> = found.iter().map(|e| e.what).collect();
+        assert_eq!(whats, [What::StorePassword, What::StoreCaFile], "{found:?}");
+        assert!(found[0].to_string().contains("`[store] password_file`"), "{}", found[0]);
+    }
+
+    #[test]
     fn the_hook_programs_are_its_first_word_and_an_interpreters_script() {
         let programs = |command| hook_programs(command);
         let paths = |all: &[&str]| all.iter().map(PathBuf::from).collect::<Vec<_>>();

@@ -319,3 +319,30 @@ fn check_config_connects_and_reports_the_schema_version() {
     assert_eq!(code, Some(1), "{said}");
     assert!(said.contains(&server) && said.contains("password_file"), "{said}");
 }
+
+#[test]
+fn the_daemon_refuses_to_start_on_a_postgres_store_rather_than_use_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let config_file = dir.path().join("mslinkd.toml");
+    let state = dir.path().join("state");
+    std::fs::write(
+        &config_file,
+        format!(
+            "state_dir = {state:?}\nsocket = {:?}\n[store]\nurl = \"postgresql://u@127.0.0.1/org\"\n",
+            dir.path().join("mslinkd.sock"),
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_mslinkd"))
+        .arg("--config")
+        .arg(&config_file)
+        .env("MSLINK_LOG", "error")
+        .env_remove("NOTIFY_SOCKET")
+        .env_remove("LISTEN_FDS")
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(said.contains("remove `[store] url` to run on SQLite"), "{said}");
+    assert!(!state.exists(), "no SQLite state was created");
+}
