@@ -29,9 +29,9 @@ fi
 command -v cargo-fuzz >/dev/null || { echo "fuzz: cargo-fuzz is missing; run \`bash .ci/setup\`" >&2; exit 1; }
 export RUSTC_BOOTSTRAP=1
 
-targets=(frame ews autodiscover oauth_error config)
+targets=(frame ews autodiscover oauth_error config keytab)
 # Which shared/vectors folders seed which target (the config target also gets config/*.toml).
-declare -A samples=([frame]="" [ews]="ews" [autodiscover]="ews_autodiscover" [oauth_error]="identity graph" [config]="")
+declare -A samples=([frame]="" [ews]="ews" [autodiscover]="ews_autodiscover" [oauth_error]="identity graph" [config]="" [keytab]="")
 
 # CI builds without a sanitizer, in the dev profile: the daemon is safe Rust, libFuzzer's
 # coverage guidance is what finds the inputs, and the sanitised release build of the whole daemon

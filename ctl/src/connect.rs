@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use mslink_proto::{
-    ClientFrame, ConnectArgs, ConnectEvent, CtlCommand, DaemonReply, ErrorKind, Provider,
-    Sensitive, SignInFlow, WireError,
+    ClientFrame, ConnectArgs, ConnectEvent, CtlCommand, DaemonReply, ErrorKind, MAX_KEYTAB_BYTES,
+    Provider, Sensitive, SignInFlow, WireError,
 };
 
 use crate::client::{Client, CtlError};
@@ -27,6 +27,8 @@ pub struct Request {
     /// `--trust-server`: hosts outside the address's domain the user vouches for in advance.
     pub trusted_servers: Vec<String>,
     pub password_stdin: bool,
+    /// `--keytab`: a service account's keytab file, read here as the caller.
+    pub keytab: Option<std::path::PathBuf>,
     pub open_browser: bool,
     pub verbose: bool,
 }
@@ -58,6 +60,7 @@ pub fn run(
         Some(Provider::Exchange) if request.password_stdin => Some(read_password(&request)?),
         _ => None,
     };
+    let keytab = request.keytab.as_deref().map(read_keytab).transpose()?;
     let args = ConnectArgs {
         email: request.email.clone(),
         provider: request.provider,
@@ -65,6 +68,7 @@ pub fn run(
         username: request.username.clone(),
         server: request.server.clone(),
         password,
+        keytab,
         trusted_servers: request.trusted_servers.clone(),
         // Questions are answered on the terminal; with --password-stdin (or no terminal) the
         // daemon refuses instead of asking, and says which flag to add.
@@ -180,6 +184,32 @@ fn provider_name(provider: Provider) -> &'static str {
         Provider::Office365 => "Office365 / Exchange Online",
         Provider::Exchange => "an Exchange server",
     }
+}
+
+/// The keytab's bytes, base64, as the daemon takes them: read as the caller, so only someone
+/// who may read the file can link with it.
+fn read_keytab(path: &std::path::Path) -> Result<Sensitive, CtlError> {
+    use base64::Engine as _;
+    use std::io::Read as _;
+    let cannot = |e: std::io::Error| {
+        usage(
+            &format!("cannot read the keytab {}: {e}", path.display()),
+            "name a keytab file you can read (`klist -k FILE` lists its keys)",
+        )
+    };
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .map_err(cannot)?
+        .take(MAX_KEYTAB_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(cannot)?;
+    if bytes.len() > MAX_KEYTAB_BYTES {
+        return Err(usage(
+            &format!("{} is larger than any keytab ({MAX_KEYTAB_BYTES} bytes)", path.display()),
+            "export only the service account's keys (`ktpass`, or `kadmin ktadd -k FILE ACCOUNT`)",
+        ));
+    }
+    Ok(Sensitive::new(base64::engine::general_purpose::STANDARD.encode(bytes)))
 }
 
 fn read_password(request: &Request) -> Result<Sensitive, CtlError> {

@@ -114,8 +114,12 @@ enum Command {
         #[arg(long, value_name = "HOST")]
         trust_server: Vec<String>,
         /// Exchange: read the password from the first line of standard input
-        #[arg(long)]
+        #[arg(long, conflicts_with = "keytab")]
         password_stdin: bool,
+        /// Exchange (admins): sign a service account in by Kerberos with the key of its keytab
+        /// FILE instead of a password; --username names the account if it holds several
+        #[arg(long, value_name = "FILE")]
+        keytab: Option<std::path::PathBuf>,
         /// Show the provider detection's evidence
         #[arg(long, short)]
         verbose: bool,
@@ -253,11 +257,15 @@ fn main() -> ExitCode {
             server,
             trust_server,
             password_stdin,
+            keytab,
             verbose,
         } => {
             let request = connect::Request {
                 email,
-                provider: provider.map(Provider::from),
+                // Only an Exchange server takes a keytab.
+                provider: provider
+                    .map(Provider::from)
+                    .or(keytab.is_some().then_some(Provider::Exchange)),
                 flow: if device_code {
                     SignInFlow::DeviceCode
                 } else if paste {
@@ -269,6 +277,7 @@ fn main() -> ExitCode {
                 server,
                 trusted_servers: trust_server,
                 password_stdin,
+                keytab,
                 open_browser: !no_browser,
                 verbose,
             };

@@ -952,6 +952,7 @@ fn connect_alice(interactive: bool) -> CtlCommand {
         username: None,
         server: None,
         password: Some(alice_password()),
+        keytab: None,
         trusted_servers: Vec::new(),
         interactive,
     })

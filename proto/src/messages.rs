@@ -111,6 +111,12 @@ pub struct ConnectArgs {
     /// Exchange: the password, read from a no-echo prompt or stdin, never from a flag.
     #[serde(default)]
     pub password: Option<Sensitive>,
+    /// Exchange: a service account's keytab (the file's bytes, base64), read by the ctl as the
+    /// admin running it (`--keytab FILE`); Kerberos signs in with its key instead of a password.
+    /// Admins only.
+    /// At most [`MAX_KEYTAB_BYTES`] before encoding.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keytab: Option<Sensitive>,
     /// Exchange: hosts the user trusts although Autodiscover reached them only through the
     /// plain-HTTP redirect or a DNS SRV record outside the address's domain (`--trust-server`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -120,6 +126,10 @@ pub struct ConnectArgs {
     #[serde(default)]
     pub interactive: bool,
 }
+
+/// The largest keytab `connect --keytab` sends: a service account's holds a handful of keys in a
+/// few hundred bytes, and this, base64-encoded, fits a client frame with room to spare.
+pub const MAX_KEYTAB_BYTES: usize = 32 * 1024;
 
 /// The Office365 sign-in flows (SPEC §1).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -619,6 +629,25 @@ impl ErrorKind {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_largest_keytab_fits_a_connect_frame() {
+        let keytab = "A".repeat(MAX_KEYTAB_BYTES.div_ceil(3) * 4);
+        let args = ConnectArgs {
+            email: "svc-mail@contoso.test".into(),
+            provider: Some(Provider::Exchange),
+            flow: SignInFlow::Browser,
+            username: Some("CONTOSO\\svc-mail".into()),
+            server: Some("https://mail.contoso.test/EWS/Exchange.asmx".into()),
+            password: None,
+            keytab: Some(Sensitive::new(keytab)),
+            trusted_servers: vec!["mail.contoso.test".into()],
+            interactive: false,
+        };
+        let frame = ClientFrame::Command { act_as: None, command: CtlCommand::Connect(args) };
+        let bytes = crate::encode(&frame, crate::MAX_CLIENT_FRAME).unwrap();
+        assert!(bytes.len() < crate::MAX_CLIENT_FRAME - 4096, "{} bytes", bytes.len());
+    }
 
     #[test]
     fn commands_have_a_stable_json_shape() {

@@ -79,6 +79,7 @@ proptest! {
             username: None,
             server: None,
             password: None,
+            keytab: None,
             trusted_servers: trusted,
             interactive,
         });

@@ -32,7 +32,8 @@ use reqwest::{Method, StatusCode};
 use url::Url;
 
 use super::ExchangeError;
-use super::kerberos::{self, KerberosClient, KerberosError};
+use super::kerberos::{self, Credential, KerberosClient, KerberosError};
+use super::keytab::ServiceKey;
 use super::ntlm::NtlmClient;
 use crate::config::ExchangeAuth;
 use crate::net;
@@ -65,6 +66,8 @@ pub enum Secret<'a> {
     /// Nothing is sent but the unauthenticated first request.
     Unknown,
     Password(&'a Sensitive),
+    /// A service account's long-term key from its keytab: Kerberos only.
+    Key(&'a ServiceKey),
     /// Entra ID access tokens by the origin each was issued for (its audience,
     /// [`super::resource_of`]): a token goes to its own origin only.
     Tokens(&'a HashMap<String, Sensitive>),
@@ -293,6 +296,17 @@ impl<'a> Session<'a> {
                 }
             }
             Secret::Tokens(_) => Err(None),
+            // A key is no password: of the password schemes only Kerberos takes it.
+            Secret::Key(_)
+                if offers.negotiate && self.allowed.contains(&ExchangeAuth::Kerberos) =>
+            {
+                Ok(ExchangeAuth::Kerberos)
+            }
+            Secret::Key(_) => Err(Some(ExchangeError::KeytabNeedsKerberos {
+                server: server.clone(),
+                offered: offers.names.clone(),
+                allowed: self.allowed.contains(&ExchangeAuth::Kerberos),
+            })),
             Secret::Unknown => match (modern_auth(), password_scheme) {
                 (Some(error), _) => Err(Some(error)),
                 (None, Some(_)) => {
@@ -370,10 +384,16 @@ impl<'a> Session<'a> {
                 };
                 let host = url.host_str().unwrap_or_default();
                 let cert = self.certs.get(&origin).filter(|_| https);
+                let credential = match self.credentials.secret {
+                    Secret::Key(key) => Credential::Key(key),
+                    _ => Credential::Password {
+                        username: self.credentials.username,
+                        password: self.password()?,
+                    },
+                };
                 let (mut client, ap_req) = KerberosClient::sign_in(
                     &self.kerberos,
-                    self.credentials.username,
-                    self.password()?,
+                    credential,
                     host,
                     cert.map(Vec::as_slice),
                 )
@@ -538,5 +558,45 @@ mod tests {
         );
         let offers = Offers::from_headers(&headers);
         assert!(offers.negotiate && offers.basic && !offers.ntlm);
+    }
+
+    #[test]
+    fn a_keytab_key_goes_by_kerberos_only() {
+        let key = ServiceKey {
+            principal: "svc@CONTOSO.TEST".into(),
+            kvno: 2,
+            enctype: 18,
+            key: Sensitive::new("AAAA"),
+        };
+        let offers = |names: &[&'static str]| {
+            let mut headers = HeaderMap::new();
+            for name in names {
+                headers.append(WWW_AUTHENTICATE, HeaderValue::from_static(name));
+            }
+            Offers::from_headers(&headers)
+        };
+        let setup = kerberos::Setup {
+            realm: None,
+            kdc: Vec::new(),
+            network: crate::config::Network::default(),
+            timeout: std::time::Duration::from_secs(1),
+        };
+        let url = Url::parse("https://mail.contoso.test/EWS/Exchange.asmx").unwrap();
+        let session = |allowed: Vec<ExchangeAuth>| {
+            let credentials = Credentials { username: "svc", secret: Secret::Key(&key) };
+            Session::new(reqwest::Client::new(), credentials, allowed, setup.clone())
+        };
+        let all = vec![ExchangeAuth::Ntlm, ExchangeAuth::Kerberos, ExchangeAuth::Basic];
+        let chosen = session(all.clone()).choose(&offers(&["NTLM", "Negotiate", "Basic"]), &url);
+        assert_eq!(chosen.unwrap(), ExchangeAuth::Kerberos, "NTLM is first, but takes no key");
+        let refused = session(all).choose(&offers(&["NTLM", "Basic"]), &url).unwrap_err();
+        assert!(
+            matches!(&refused, ExchangeError::KeytabNeedsKerberos { allowed: true, .. }),
+            "{refused}"
+        );
+        assert!(refused.to_string().contains("offers NTLM, Basic"), "{refused}");
+        let refused =
+            session(vec![ExchangeAuth::Ntlm]).choose(&offers(&["Negotiate"]), &url).unwrap_err();
+        assert!(refused.to_string().contains("does not allow \"kerberos\""), "{refused}");
     }
 }

@@ -19,15 +19,17 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use mslink_proto::Sensitive;
+use picky_krb::crypto::CipherSuite;
 use sspi::generator::{GeneratorState, NetworkRequest};
 use sspi::{
     AuthIdentity, BufferType, ClientRequestFlags, CredentialUse, CredentialsBuffers,
-    DataRepresentation, KerberosConfig, SecurityBuffer, Sspi, SspiImpl, Username,
+    DataRepresentation, KerberosConfig, KeytabIdentity, SecurityBuffer, Sspi, SspiImpl, Username,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::config::{Config, Network};
 use crate::dns::Dns;
+use crate::exchange::keytab::ServiceKey;
 
 /// The largest KDC reply read; real ones are a few kilobytes (a PAC makes them bigger).
 const MAX_KDC_REPLY: usize = 1 << 20;
@@ -40,6 +42,12 @@ const KERBEROS_PORT: u16 = 88;
 pub enum KerberosError {
     #[error("the KDC of {realm} refused the password of {principal}")]
     WrongPassword { principal: String, realm: String },
+    /// A service account's key from its keytab: the account's keys changed since.
+    #[error(
+        "the KDC of {realm} refused the key of {principal} (kvno {kvno}): the account's keys \
+         have changed since its keytab was exported"
+    )]
+    WrongKey { principal: String, realm: String, kvno: u32 },
     #[error("the KDC of {realm} does not know {principal}")]
     UnknownPrincipal { principal: String, realm: String },
     #[error("the KDC of {realm} has no service principal {spn} for this server")]
@@ -157,6 +165,8 @@ pub struct KerberosClient {
     kerberos: sspi::Kerberos,
     credentials: Option<CredentialsBuffers>,
     principal: Principal,
+    /// The key version, when signing in with a keytab's key rather than a password.
+    key_version: Option<u32>,
     kdcs: Vec<String>,
     network: Network,
     timeout: Duration,
@@ -172,30 +182,79 @@ impl std::fmt::Debug for KerberosClient {
     }
 }
 
+/// What a principal signs in with: the user's password, or a service account's long-term key
+/// from its keytab.
+#[derive(Debug, Clone, Copy)]
+pub enum Credential<'a> {
+    /// `username` as the user gave it (`user@REALM`, `DOMAIN\user`), mapped by [`Principal::of`].
+    Password {
+        username: &'a str,
+        password: &'a Sensitive,
+    },
+    Key(&'a ServiceKey),
+}
+
+impl Credential<'_> {
+    fn principal(&self, realm: Option<&str>) -> Result<Principal, KerberosError> {
+        match self {
+            Credential::Password { username, .. } => Principal::of(username, realm),
+            // The keytab names the realm itself.
+            Credential::Key(key) => Principal::of(&key.principal, None),
+        }
+    }
+
+    /// The credentials `sspi` acquires a handle for.
+    fn identity(&self, username: Username) -> Result<sspi::Credentials, KerberosError> {
+        Ok(match self {
+            Credential::Password { password, .. } => {
+                sspi::Credentials::AuthIdentity(AuthIdentity {
+                    username,
+                    password: password.expose().to_owned().into(),
+                })
+            }
+            Credential::Key(key) => {
+                let unusable = || {
+                    KerberosError::Other(format!(
+                        "the sealed key of {} cannot be read; connect again with the keytab",
+                        key.principal
+                    ))
+                };
+                let bytes = key.bytes().ok_or_else(unusable)?;
+                let key_enctype =
+                    CipherSuite::try_from(key.enctype as usize).map_err(|_| unusable())?;
+                sspi::Credentials::Keytab(KeytabIdentity {
+                    principal: username,
+                    key: bytes.into(),
+                    key_enctype,
+                })
+            }
+        })
+    }
+}
+
 impl KerberosClient {
-    /// Signs `username` in with `password` for `HTTP/<host>`: finds the principal and the
-    /// realm's KDCs from `setup`, gets the tickets, and returns the AP-REQ to send with the
-    /// client that verifies the server's answer.
+    /// Signs in with `credential` for `HTTP/<host>`: finds the principal and the realm's KDCs
+    /// from `setup`, gets the tickets, and returns the AP-REQ to send with the client that
+    /// verifies the server's answer.
     pub async fn sign_in(
         setup: &Setup,
-        username: &str,
-        password: &Sensitive,
+        credential: Credential<'_>,
         host: &str,
         server_cert: Option<&[u8]>,
     ) -> Result<(KerberosClient, Vec<u8>), KerberosError> {
-        let principal = Principal::of(username, setup.realm.as_deref())?;
+        let principal = credential.principal(setup.realm.as_deref())?;
         let kdcs = kdcs_of(&principal.realm, &setup.kdc, &setup.network, setup.timeout).await?;
         let mut client =
-            KerberosClient::new(principal, password, host, kdcs, &setup.network, setup.timeout)?;
+            KerberosClient::new(principal, credential, host, kdcs, &setup.network, setup.timeout)?;
         let ap_req = client.ap_req(server_cert).await?;
         Ok((client, ap_req))
     }
 
-    /// Prepares a sign-in of `principal` with `password` to `HTTP/<host>`, asking `kdcs` (each
+    /// Prepares a sign-in of `principal` with `credential` to `HTTP/<host>`, asking `kdcs` (each
     /// exchange bounded by `timeout`); `network` resolves their names (`[network] resolve`).
     pub fn new(
         principal: Principal,
-        password: &Sensitive,
+        credential: Credential<'_>,
         host: &str,
         kdcs: Vec<String>,
         network: &Network,
@@ -206,17 +265,21 @@ impl KerberosClient {
         let mut kerberos = sspi::Kerberos::new_client_from_config(config).map_err(other)?;
         let username = Username::new_down_level_logon_name(&principal.account, &principal.realm)
             .map_err(|_| KerberosError::Username(principal.account.clone()))?;
-        let identity = AuthIdentity { username, password: password.expose().to_owned().into() };
+        let identity = credential.identity(username)?;
         let acquired = kerberos
             .acquire_credentials_handle()
             .with_credential_use(CredentialUse::Outbound)
-            .with_auth_data(&sspi::Credentials::AuthIdentity(identity))
+            .with_auth_data(&identity)
             .execute(&mut kerberos)
             .map_err(other)?;
         Ok(KerberosClient {
             kerberos,
             credentials: acquired.credentials_handle,
             principal,
+            key_version: match credential {
+                Credential::Key(key) => Some(key.kvno),
+                Credential::Password { .. } => None,
+            },
             kdcs,
             network: network.clone(),
             timeout,
@@ -313,7 +376,10 @@ impl KerberosClient {
             _ if text.contains("pre-authentication information was invalid")
                 || text.contains("integrity check on decrypted field failed") =>
             {
-                KerberosError::WrongPassword { principal, realm }
+                match self.key_version {
+                    Some(kvno) => KerberosError::WrongKey { principal, realm, kvno },
+                    None => KerberosError::WrongPassword { principal, realm },
+                }
             }
             _ if text.contains("client not found") => {
                 KerberosError::UnknownPrincipal { principal, realm }

@@ -23,6 +23,7 @@ pub mod client;
 pub mod discover;
 pub mod ews;
 pub mod kerberos;
+pub mod keytab;
 pub mod ntlm;
 pub mod xml;
 
@@ -130,6 +131,14 @@ pub enum ExchangeError {
          modern authentication"
     )]
     ModernAuth { server: String, resource: String, authorization_uri: String },
+    /// A keytab's key signs in by Kerberos only, and the server (or `[exchange] auth`) does not
+    /// take it.
+    #[error(
+        "a keytab signs in by Kerberos only, and {}",
+        if *allowed { format!("{server} does not offer it (it offers {})", offered.join(", ")) }
+        else { "`[exchange] auth` does not allow \"kerberos\"".to_owned() }
+    )]
+    KeytabNeedsKerberos { server: String, offered: Vec<String>, allowed: bool },
     /// The server asks for a password, and none was given.
     #[error("{server} asks for the mailbox password")]
     PasswordNeeded { server: String },
@@ -189,7 +198,7 @@ impl ExchangeError {
             ExchangeError::Kerberos { error, .. } => {
                 use kerberos::KerberosError as K;
                 match error {
-                    K::WrongPassword { .. } => Failure::reauth(reason),
+                    K::WrongPassword { .. } | K::WrongKey { .. } => Failure::reauth(reason),
                     K::KdcUnreachable { .. } => Failure::transient(reason),
                     K::UnknownPrincipal { .. } | K::Username(_) => {
                         Failure::blocked(reason, Actor::User)
@@ -226,6 +235,7 @@ impl ExchangeError {
                 Failure::blocked(format!("{reason}; connect again"), Actor::User)
             }
             ExchangeError::NoSuitableAuth { .. }
+            | ExchangeError::KeytabNeedsKerberos { .. }
             | ExchangeError::ServerVersionRefused { .. }
             | ExchangeError::Config { .. }
             | ExchangeError::Internal { .. } => Failure::blocked(reason, Actor::Operator),

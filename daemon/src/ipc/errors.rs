@@ -38,6 +38,10 @@ impl From<LinkError> for WireError {
                 .with_hint("remove one with `mslinkctl disconnect EMAIL`, or ask an admin (`max_links_per_user` in mslinkd.toml)"),
             LinkError::NeedsPassword(_) => WireError::new(ErrorKind::Usage, message)
                 .with_hint("run `mslinkctl connect` on a terminal to be asked for the password, or pipe it in with --password-stdin"),
+            LinkError::KeytabForOffice365(email) => WireError::new(ErrorKind::Usage, message)
+                .with_hint(format!("run `mslinkctl connect {email}` without --keytab to sign in through Microsoft")),
+            LinkError::Keytab(_) => WireError::new(ErrorKind::Usage, message)
+                .with_hint("export the service account's keytab with `ktpass` (Windows) or `kadmin ktadd`, and name its account with --username if it holds several"),
             LinkError::Undetected { email, conflicting } => {
                 let why = if conflicting { "the evidence conflicts" } else { "no probe was decisive" };
                 WireError::new(
@@ -205,6 +209,14 @@ impl ExchangeError {
                 .with_hint("run `mslinkctl connect EMAIL` without `--provider` to sign in through Entra ID"),
             ExchangeError::PasswordNeeded { .. } => WireError::new(ErrorKind::Usage, message)
                 .with_hint("run `mslinkctl connect` on a terminal to be asked for the password, or pipe it in with --password-stdin"),
+            ExchangeError::KeytabNeedsKerberos { allowed: false, .. } => {
+                WireError::new(ErrorKind::Failed, message)
+                    .with_hint("add \"kerberos\" to `[exchange] auth` in mslinkd.toml and run `mslinkctl reload`")
+            }
+            ExchangeError::KeytabNeedsKerberos { allowed: true, .. } => {
+                WireError::new(ErrorKind::Failed, message)
+                    .with_hint("ask the Exchange admin to turn on Negotiate (Kerberos) for EWS and Autodiscover, or connect with the account's password")
+            }
             ExchangeError::Cancelled => WireError::new(ErrorKind::Timeout, message),
             ExchangeError::Certificate { .. } => {
                 WireError::new(ErrorKind::Failed, message).with_hint(crate::exchange::CA_HINT)
@@ -260,6 +272,12 @@ fn kerberos_wire_error(
             ErrorKind::AuthRejected,
             "check the password (and `--username user@REALM` if the Windows login differs from \
              the address), then run `mslinkctl connect` again"
+                .to_owned(),
+        ),
+        K::WrongKey { .. } => (
+            ErrorKind::AuthRejected,
+            "export the account's keytab again (`ktpass`, or `kadmin ktadd`), then run \
+             `mslinkctl connect --keytab FILE` again"
                 .to_owned(),
         ),
         K::UnknownPrincipal { .. } | K::Username(_) => (

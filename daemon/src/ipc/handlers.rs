@@ -127,6 +127,10 @@ pub async fn handle(
         }
         CtlCommand::Connect(args) => {
             validate_email(&args.email)?;
+            if args.keytab.is_some() {
+                // A service account's key opens its mailbox without anyone's password.
+                require_admin("connect --keytab")?;
+            }
             let email = args.email.clone();
             let link =
                 links.connect(&owner, account_uid, args, caller.admin, &mut interaction).await?;

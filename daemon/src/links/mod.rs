@@ -61,6 +61,10 @@ pub enum LinkError {
     TooManyLinks { user: String, limit: usize },
     #[error("{0} is on an Exchange server, which needs its password")]
     NeedsPassword(String),
+    #[error("{0} is on Office365, which takes no keytab")]
+    KeytabForOffice365(String),
+    #[error("the keytab cannot be used: {0}")]
+    Keytab(#[from] crate::exchange::keytab::KeytabError),
     #[error("cannot tell whether {email} is on Office365 or Exchange")]
     Undetected { email: String, conflicting: bool },
     #[error("{0} is an Exchange link")]
@@ -99,6 +103,10 @@ enum LinkSecret {
     },
     Exchange {
         password: Sensitive,
+    },
+    /// A service account's: the key from its keytab that Kerberos signs in with.
+    Keytab {
+        key: crate::exchange::keytab::ServiceKey,
     },
 }
 
@@ -256,6 +264,9 @@ impl Links {
         let now = self.clock.now();
         let next_check = schedule::next_check(&config.schedule, now);
         let (new, secret) = match provider {
+            Provider::Office365 if args.keytab.is_some() => {
+                return Err(LinkError::KeytabForOffice365(args.email));
+            }
             Provider::Office365 => {
                 let tokens =
                     office365::sign_in(&config, args.flow, &args.email, interaction).await?;
@@ -295,7 +306,7 @@ impl Links {
                     on_premises::link(&config, &args, interaction).await?;
                 let token_expiry = match &secret {
                     LinkSecret::Tokens { expires_at, .. } => Some(*expires_at),
-                    LinkSecret::Exchange { .. } => None,
+                    LinkSecret::Exchange { .. } | LinkSecret::Keytab { .. } => None,
                 };
                 let new = NewLink {
                     user: user.to_owned(),

@@ -17,10 +17,13 @@
 
 use std::collections::HashMap;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use mslink_proto::{ConnectArgs, Sensitive};
 
 use super::{LinkError, LinkSecret};
 use crate::config::Config;
+use crate::exchange::keytab::{self, KeytabError};
 use crate::exchange::{self, ExchangeEndpoint, ExchangeError, Login, Secret};
 use crate::health::CheckReport;
 use crate::interaction::Interaction;
@@ -36,6 +39,9 @@ pub(super) async fn link(
     args: &ConnectArgs,
     interaction: &mut Interaction,
 ) -> Result<(ExchangeEndpoint, CheckReport, LinkSecret), LinkError> {
+    if let Some(keytab) = &args.keytab {
+        return link_with_keytab(config, args, keytab, interaction).await;
+    }
     let first = match &args.password {
         Some(password) => Secret::Password(password),
         None => Secret::Unknown,
@@ -60,6 +66,31 @@ pub(super) async fn link(
         Err(error) => return Err(error.into()),
     };
     link_through_entra(config, args, resource, interaction).await
+}
+
+/// Links a service account's mailbox with the key of its keytab (the account `--username`
+/// names, or the keytab's one account): Kerberos only, no password asked.
+async fn link_with_keytab(
+    config: &Config,
+    args: &ConnectArgs,
+    keytab: &Sensitive,
+    interaction: &mut Interaction,
+) -> Result<(ExchangeEndpoint, CheckReport, LinkSecret), LinkError> {
+    let bytes = BASE64
+        .decode(keytab.expose())
+        .map_err(|_| KeytabError::Malformed("the ctl sent it garbled".into()))?;
+    let key = keytab::key_for(&keytab::parse(&bytes)?, args.username.as_deref())?;
+    interaction
+        .step(format!(
+            "Signing in as {} with its keytab's {} key (kvno {})",
+            key.principal,
+            keytab::enctype_name(key.enctype),
+            key.kvno
+        ))
+        .await;
+    let login = Login { username: Some(&key.principal), ..login(args, Secret::Key(&key)) };
+    let (endpoint, report) = exchange::link(config, login, interaction).await?;
+    Ok((endpoint, report, LinkSecret::Keytab { key }))
 }
 
 /// Signs in through Entra ID for `resource`, the first server that asked for a token, and

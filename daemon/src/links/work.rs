@@ -325,7 +325,7 @@ impl Links {
             LinkSecret::Tokens { access_token, refresh_token, expires_at } => {
                 Tokens { access_token, refresh_token, expires_at }
             }
-            LinkSecret::Exchange { .. } => return Err(wrong_secret()),
+            LinkSecret::Exchange { .. } | LinkSecret::Keytab { .. } => return Err(wrong_secret()),
         };
         let scopes = match api {
             Api::Graph => config.office365.scopes.clone(),
@@ -418,7 +418,7 @@ impl Links {
             LinkSecret::Tokens { access_token, expires_at, .. } => {
                 Some(TokenReply { access_token, expires_at })
             }
-            LinkSecret::Exchange { .. } => None,
+            LinkSecret::Exchange { .. } | LinkSecret::Keytab { .. } => None,
         }
     }
 
@@ -490,7 +490,7 @@ impl Links {
             LinkSecret::Tokens { access_token, refresh_token, expires_at } => {
                 (access_token, refresh_token, expires_at)
             }
-            LinkSecret::Exchange { .. } => return Err(wrong_secret()),
+            LinkSecret::Exchange { .. } | LinkSecret::Keytab { .. } => return Err(wrong_secret()),
         };
         let Some(refresh_token) = refresh_token else {
             return Err(Failure::reauth(
@@ -587,10 +587,12 @@ impl Links {
         if !work.check {
             return Ok(None);
         }
-        let LinkSecret::Exchange { password } = self.open_secret(record)? else {
-            return Err(wrong_secret());
+        let sealed = self.open_secret(record)?;
+        let secret = match &sealed {
+            LinkSecret::Exchange { password } => exchange::Secret::Password(password),
+            LinkSecret::Keytab { key } => exchange::Secret::Key(key),
+            LinkSecret::Tokens { .. } => return Err(wrong_secret()),
         };
-        let secret = exchange::Secret::Password(&password);
         self.ews_check(config, record, endpoint, secret).await.map(Some).map_err(|e| e.failure())
     }
 
