@@ -221,6 +221,14 @@ fn where_each_host_is_its_own_resource_the_second_hosts_refused_token_links_noth
     let refused = world.connect();
     refused.expect_code(1);
     assert!(refused.stderr.contains("invalid_scope"), "{}", refused.stderr);
+    assert!(
+        refused
+            .stderr
+            .contains("a tenant admin must register https://mail.contoso.test with Entra ID")
+            && refused.stderr.contains("servicePrincipalNames"),
+        "the hint names the host and who registers it: {}",
+        refused.stderr
+    );
     assert_eq!(world.link(), Value::Null, "nothing was stored");
     let log = world.ews.log();
     assert!(

@@ -64,6 +64,18 @@ impl From<LinkError> for WireError {
                 };
                 WireError::new(ErrorKind::Usage, message).with_hint(hint)
             }
+            LinkError::HostNotRegistered { email, resource, error } => {
+                let consent = match error.admin_consent() {
+                    Some(url) => format!(" (admin consent: {url})"),
+                    None => String::new(),
+                };
+                WireError::new(ErrorKind::Failed, message).with_hint(format!(
+                    "a tenant admin must register {resource} with Entra ID for hybrid modern \
+                     authentication (add it to the servicePrincipalNames of Office 365 Exchange \
+                     Online) and consent to {resource}/EWS.AccessAsUser.All for this app{consent}; \
+                     then run `mslinkctl connect {email}` again"
+                ))
+            }
             LinkError::ResourceRefused { email, error, .. } => {
                 let admin = match error.admin_consent() {
                     Some(url) => format!(", or a tenant admin grants consent at {url}"),

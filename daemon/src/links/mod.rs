@@ -73,6 +73,10 @@ pub enum LinkError {
     ResourceNotConfigured(TokenResource),
     #[error("no {resource} token for {email}: {error}")]
     ResourceRefused { email: String, resource: TokenResource, error: Office365Error },
+    /// Hybrid modern authentication: Entra ID refused a token for an on-premises host's
+    /// resource, which the tenant has not registered (or consented to) for the app.
+    #[error("Entra ID gives no token for {resource}: {error}")]
+    HostNotRegistered { email: String, resource: String, error: Office365Error },
     #[error("the check of {email} failed: {}", failure.describe())]
     CheckFailed { email: String, failure: Failure },
     #[error("cannot get a token for {email}: {}", failure.describe())]

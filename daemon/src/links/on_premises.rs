@@ -106,7 +106,9 @@ async fn link_through_entra(
         .await;
     let scopes = exchange::oauth_scopes(&resource);
     let signed_in =
-        office365::sign_in_to(config, args.flow, &args.email, Some(&scopes), interaction).await?;
+        office365::sign_in_to(config, args.flow, &args.email, Some(&scopes), interaction)
+            .await
+            .map_err(|error| not_registered(args, &resource, error))?;
     // A sign-in brings a refresh token, or fails (`Office365Error::NoRefreshToken`).
     let mut refresh_token = signed_in
         .refresh_token
@@ -141,7 +143,9 @@ async fn link_through_entra(
         };
         interaction.step(format!("Getting a token for {resource}")).await;
         let scopes = exchange::oauth_scopes(&resource);
-        let fresh = office365::refresh_for(config, &refresh_token, &scopes, None).await?;
+        let fresh = office365::refresh_for(config, &refresh_token, &scopes, None)
+            .await
+            .map_err(|error| not_registered(args, &resource, error))?;
         // Microsoft may or may not rotate; keep the old one if it did not.
         if let Some(rotated) = fresh.refresh_token.clone() {
             refresh_token = rotated;
@@ -152,6 +156,16 @@ async fn link_through_entra(
         server: args.email.clone(),
         detail: format!("more than {MAX_TOKEN_SERVERS} servers asked for Entra ID tokens"),
     }))
+}
+
+/// A refusal of `resource`'s scope is the tenant's: the host is not registered with Entra ID.
+fn not_registered(args: &ConnectArgs, resource: &str, error: Office365Error) -> LinkError {
+    if error.is_consent_missing() {
+        let (email, resource) = (args.email.clone(), resource.to_owned());
+        LinkError::HostNotRegistered { email, resource, error }
+    } else {
+        error.into()
+    }
 }
 
 /// What `args` asks to link, signing in with `secret`.
