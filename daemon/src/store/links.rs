@@ -210,7 +210,7 @@ impl Db<'_> {
         &mut self,
         uid_of: impl Fn(&str) -> Option<u32>,
     ) -> Result<usize, StoreError> {
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.savepoint()?;
         let names: Vec<String> = tx
             .prepare("SELECT DISTINCT user FROM links WHERE uid IS NULL")?
             .query_map([], |row| row.get(0))?
@@ -251,7 +251,7 @@ impl Db<'_> {
         limit: Option<usize>,
         seal: impl FnOnce(i64) -> Result<Vec<u8>, StoreError>,
     ) -> Result<Transition, StoreError> {
-        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = self.conn.savepoint()?;
         let previous: Option<String> = tx
             .query_row(
                 "SELECT state FROM links WHERE user = ?1 AND email = ?2",
@@ -303,7 +303,7 @@ impl Db<'_> {
         now: UnixTime,
         mut seal: impl FnMut(i64, &NewLink) -> Result<Vec<u8>, StoreError>,
     ) -> Result<Vec<i64>, StoreError> {
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.savepoint()?;
         let mut ids = Vec::with_capacity(links.len());
         {
             let mut insert = tx.prepare(&format!("{INSERT_LINK} RETURNING id"))?;
@@ -372,7 +372,7 @@ impl Db<'_> {
         resource: &str,
         token: &ResourceToken,
     ) -> Result<bool, StoreError> {
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.savepoint()?;
         let changed = tx.execute(
             "UPDATE links SET secret = ?3 WHERE id = ?1 AND generation = ?2",
             params![id, generation, link_secret],
@@ -400,7 +400,7 @@ impl Db<'_> {
         outcome: &Outcome,
         now: UnixTime,
     ) -> Result<Option<Transition>, StoreError> {
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.savepoint()?;
         let previous: Option<String> = tx
             .query_row(
                 "SELECT state FROM links WHERE id = ?1 AND generation = ?2",

@@ -46,7 +46,7 @@ impl<'c> Db<'c> {
         actor: &str,
         now: UnixTime,
     ) -> Result<(ToggleReply, Vec<Transition>), StoreError> {
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.savepoint()?;
         let was: bool =
             tx.query_row("SELECT enabled FROM integration WHERE id = 1", [], |r| r.get(0))?;
         if was == enabled {
@@ -122,7 +122,7 @@ impl<'c> Db<'c> {
         message: Option<&str>,
         now: UnixTime,
     ) -> Result<(AccessRequest, bool), StoreError> {
-        let tx = self.conn.transaction()?;
+        let tx = self.conn.savepoint()?;
         let existed = request_of(&tx, user)?.is_some();
         tx.execute(
             "INSERT INTO requests (user, requested_at, message, state) VALUES (?1, ?2, ?3, 'pending')
