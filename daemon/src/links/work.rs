@@ -160,13 +160,10 @@ impl Links {
         // refresh with the same refresh token would present a superseded token, which a rotating
         // server treats as replay and answers by revoking the whole grant.
         let _turn = self.turns.take(id).await;
-        // Read once the turn is held: the last round's commits have returned, so a reader sees
-        // them. Only a resource token, which commits nothing to the link row, reads beside the
-        // writer; the rest stay on the writer's queue, in order with their own commits.
-        let record = match purpose {
-            Purpose::Resource(_) => self.store.read(move |db| db.link_record_by_id(id)).await?,
-            _ => self.store.call(move |db| db.link_record_by_id(id)).await?,
-        };
+        // Read once the turn is held, on a reader: the last round's commits have returned, so it
+        // sees them, and a change by anyone else since shows in the generation every commit of
+        // this round carries. The writer's queue is kept for writes.
+        let record = self.store.read(move |db| db.link_record_by_id(id)).await?;
         let Some(record) = record else {
             return Ok(Done::default());
         };
@@ -237,16 +234,18 @@ impl Links {
             }
         };
         let (generation, committed) = (record.generation, outcome.clone());
-        let (transition, timers) = self
-            .store
-            .call(move |db| {
-                let transition = match &committed {
-                    Some(outcome) => db.record_outcome(id, generation, outcome, now)?,
-                    None => None,
-                };
-                Ok((transition, db.timers(id)?))
-            })
-            .await?;
+        let (transition, timers) = match committed {
+            Some(outcome) => {
+                self.store
+                    .call(move |db| {
+                        let transition = db.record_outcome(id, generation, &outcome, now)?;
+                        Ok((transition, db.timers(id)?))
+                    })
+                    .await?
+            }
+            // A refresh alone committed its token already: only the timers to read.
+            None => (None, self.store.read(move |db| db.timers(id)).await?),
+        };
         if let Some(transition) = transition {
             self.announce(&transition);
         }
