@@ -51,7 +51,9 @@ impl From<LinkError> for WireError {
                 .with_hint("say which with --provider office365 or --provider exchange (`mslinkctl detect` shows the evidence)")
             }
             LinkError::NoTokens(_) => WireError::new(ErrorKind::NotAllowed, message)
-                .with_hint("access tokens exist only for Office365 links"),
+                .with_hint("access tokens exist only for Office365 links and Exchange links signed in through Entra ID"),
+            LinkError::HybridEwsOnly { email, .. } => WireError::new(ErrorKind::NotAllowed, message)
+                .with_hint(format!("run `mslinkctl token {email} --for ews`")),
             LinkError::ResourceNotConfigured(resource) => {
                 let hint = format!(
                     "an admin adds \"{resource}\" to `[office365] resources` in mslinkd.toml and \

@@ -69,6 +69,11 @@ pub enum LinkError {
     Undetected { email: String, conflicting: bool },
     #[error("{0} is an Exchange link")]
     NoTokens(String),
+    #[error(
+        "{email} signs in to its Exchange server through Entra ID: its token is for that server's \
+         EWS, not {resource}"
+    )]
+    HybridEwsOnly { email: String, resource: TokenResource },
     #[error("tokens for {0} are not enabled on this daemon")]
     ResourceNotConfigured(TokenResource),
     #[error("no {resource} token for {email}: {error}")]
@@ -437,9 +442,6 @@ impl Links {
         email: &str,
         resource: TokenResource,
     ) -> Result<TokenReply, LinkError> {
-        if self.config.get().office365.scopes_for(resource).is_none() {
-            return Err(LinkError::ResourceNotConfigured(resource));
-        }
         // The resource's cached token comes in the same read: one trip to a reader in all.
         let name = resource.as_str();
         let (record, cached) = self
@@ -448,8 +450,23 @@ impl Links {
                 _ => db.resource_token(record.id, name),
             })
             .await?;
-        if record.provider != Provider::Office365 {
-            return Err(LinkError::NoTokens(email.to_owned()));
+        // The token the link itself holds, or another resource's from its refresh token. An
+        // Exchange link through Entra ID (hybrid modern authentication) holds one, for its
+        // server's EWS, and serves no other resource.
+        let own_token = match (record.provider, record.details.as_ref()) {
+            (Provider::Office365, _) => resource == TokenResource::Graph,
+            (Provider::Exchange, Ok(LinkDetails::Exchange(e)))
+                if e.auth == crate::config::ExchangeAuth::OAuth =>
+            {
+                if resource != TokenResource::Ews {
+                    return Err(LinkError::HybridEwsOnly { email: email.to_owned(), resource });
+                }
+                true
+            }
+            (Provider::Exchange, _) => return Err(LinkError::NoTokens(email.to_owned())),
+        };
+        if !own_token && self.config.get().office365.scopes_for(resource).is_none() {
+            return Err(LinkError::ResourceNotConfigured(resource));
         }
         // Its grant is gone: a token still held would only be refused by the server, with a
         // vaguer reason than this one.
@@ -461,13 +478,11 @@ impl Links {
         }
         // The common case, on every mail tool connection: a fresh token already held, handed
         // out without the link's turn or a trip through the store's writer.
-        if let Some(token) = self.held_token(&record, resource, cached) {
+        if let Some(token) = self.held_token(&record, (!own_token).then_some(resource), cached) {
             return Ok(token);
         }
-        let purpose = match resource {
-            TokenResource::Graph => work::Purpose::Token,
-            other => work::Purpose::Resource(other),
-        };
+        let purpose =
+            if own_token { work::Purpose::Token } else { work::Purpose::Resource(resource) };
         let done = self.perform(record.id, purpose).await?;
         self.schedule(record.id, done.timers);
         match (done.token, done.failure, done.refused) {

@@ -196,7 +196,9 @@ impl Links {
             (Provider::Office365, _) => {
                 self.tokens_round(&config, &record, work, Api::Graph, &mut token).await
             }
-            (Provider::Exchange, _) => self.exchange_round(&config, &record, work).await,
+            (Provider::Exchange, _) => {
+                self.exchange_round(&config, &record, work, &mut token).await
+            }
         };
         if work.check {
             self.events.emit(Event::Checked {
@@ -399,15 +401,16 @@ impl Links {
     /// link holds one that is fresh (the refresh rule says not yet, and [`TOKEN_MARGIN`] is
     /// left). Needs no turn: a refresh running meanwhile leaves this token valid until its
     /// expiry, and nothing is committed. `None`: take the turn and let a round decide.
-    /// `cached`: the resource's stored token, as read with the link.
+    /// `cached`: the resource's stored token, as read with the link. `resource`: `None` for the
+    /// token the link itself holds (Graph's, or an Exchange link's for its EWS server).
     pub(super) fn held_token(
         &self,
         record: &LinkRecord,
-        resource: TokenResource,
+        resource: Option<TokenResource>,
         cached: Option<ResourceToken>,
     ) -> Option<TokenReply> {
         let config = self.config.get();
-        if resource != TokenResource::Graph {
+        if let Some(resource) = resource.filter(|r| *r != TokenResource::Graph) {
             return self.fresh_resource_token(&config, record, resource, cached?);
         }
         if token_needs_refresh(&config, record, self.clock.now()) {
@@ -560,12 +563,14 @@ impl Links {
     }
 
     /// An Exchange round: a link signed in through Entra ID is a tokens round against EWS; a
-    /// password link has nothing to refresh, and is checked when due.
+    /// password or keytab link has nothing to refresh, and is checked when due. A tokens round
+    /// puts its EWS token into `token` (for `mslinkctl token --for ews`).
     async fn exchange_round(
         &self,
         config: &Config,
         record: &LinkRecord,
         work: Work,
+        token: &mut Option<TokenReply>,
     ) -> Result<Option<CheckReport>, Failure> {
         let endpoint = match &record.details {
             Ok(LinkDetails::Exchange(endpoint)) => endpoint,
@@ -581,7 +586,7 @@ impl Links {
             let url = exchange::server_url(&endpoint.ews_url).map_err(|e| e.failure())?;
             let resource = exchange::resource_of(&url);
             let api = Api::Ews(endpoint, &resource);
-            return self.tokens_round(config, record, work, api, &mut None).await;
+            return self.tokens_round(config, record, work, api, token).await;
         }
         if !work.check {
             return Ok(None);
