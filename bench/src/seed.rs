@@ -34,13 +34,21 @@ pub async fn office365_links(
     let (store, lock) = Store::open(state_dir)?;
     let vault = std::sync::Arc::new(Vault::open_or_create(key_file)?);
     let mut ids = Vec::with_capacity(links.len());
+    // One NSS lookup per owner, not per link.
+    let mut uids = std::collections::HashMap::new();
+    for seed in links {
+        if !uids.contains_key(&seed.user) {
+            uids.insert(seed.user.clone(), mslinkd::identity::uid_of(&seed.user));
+        }
+    }
     for chunk in links.chunks(10_000) {
         let batch: Vec<NewLink> = chunk
             .iter()
             .map(|seed| NewLink {
                 user: seed.user.clone(),
-                // Bound to the name's account when the daemon starts.
-                uid: None,
+                // As `connect` makes them: bound to the owner's account (a name with none stays
+                // unbound, and the daemon binds it at start if one appears).
+                uid: uids[&seed.user],
                 email: seed.email.clone(),
                 details: LinkDetails::Office365(Office365Details {
                     graph_url: Some(graph_url.to_owned()),
