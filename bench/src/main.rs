@@ -107,6 +107,9 @@ async fn run_daemon(path: &Path) -> Result<(), Error> {
     Ok(())
 }
 
+/// The first of the made-up uids of the bench's made-up link owners: above any real account's.
+const BENCH_UIDS: u32 = 2_000_000_000;
+
 async fn bench(args: &Args) -> Result<(), Error> {
     let n = if args.large { 100_000 } else { args.links };
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -408,8 +411,12 @@ impl Phase {
                         now + 2 + (i as f64 / checks_per_s) as i64,
                     ),
                 };
+                // The other owners have no accounts here; they get uids of their own, as
+                // `connect` gives every link its owner's (else each start would look up each
+                // name in NSS to bind its links: 2 s at a million links).
                 Seed {
                     user: if i < 10 { me.clone() } else { format!("bench{}", i / 10) },
+                    uid: (i >= 10).then(|| BENCH_UIDS + (i / 10) as u32),
                     email: format!("{}{i}@bench.test", kind.name()),
                     token_expiry,
                     next_check,
@@ -549,6 +556,7 @@ async fn token_phase(fake: &FakeMicrosoft, args: &Args) -> Result<TokenLatency, 
     let seeds: Vec<Seed> = (0..10)
         .map(|i| Seed {
             user: me.clone(),
+            uid: None,
             email: format!("token{i}@bench.test"),
             token_expiry: now + 3600,
             next_check: now + 7200,

@@ -19,6 +19,9 @@ use crate::fake::first_refresh_token;
 #[derive(Debug, Clone)]
 pub struct Seed {
     pub user: String,
+    /// The owner's uid, as `connect` records it; `None`: the uid the name's account has now
+    /// (a name with no account leaves the link unbound, for the daemon to bind at start).
+    pub uid: Option<u32>,
     pub email: String,
     pub token_expiry: i64,
     pub next_check: i64,
@@ -34,9 +37,9 @@ pub async fn office365_links(
     let (store, lock) = Store::open(state_dir)?;
     let vault = std::sync::Arc::new(Vault::open_or_create(key_file)?);
     let mut ids = Vec::with_capacity(links.len());
-    // One NSS lookup per owner, not per link.
+    // One NSS lookup per owner without a uid, not per link.
     let mut uids = std::collections::HashMap::new();
-    for seed in links {
+    for seed in links.iter().filter(|s| s.uid.is_none()) {
         if !uids.contains_key(&seed.user) {
             uids.insert(seed.user.clone(), mslinkd::identity::uid_of(&seed.user));
         }
@@ -48,7 +51,7 @@ pub async fn office365_links(
                 user: seed.user.clone(),
                 // As `connect` makes them: bound to the owner's account (a name with none stays
                 // unbound, and the daemon binds it at start if one appears).
-                uid: uids[&seed.user],
+                uid: seed.uid.or_else(|| uids.get(&seed.user).copied().flatten()),
                 email: seed.email.clone(),
                 details: LinkDetails::Office365(Office365Details {
                     graph_url: Some(graph_url.to_owned()),
@@ -86,5 +89,6 @@ pub async fn office365_links(
     }
     drop(store);
     drop(lock);
+    mslinkd::store::checkpoint(state_dir)?;
     Ok(ids)
 }

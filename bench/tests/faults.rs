@@ -61,6 +61,7 @@ async fn start(fake: &FakeMicrosoft, links: usize, expires_in: i64, schedule: &s
     let seeds: Vec<Seed> = (0..links)
         .map(|i| Seed {
             user: me(),
+            uid: None,
             email: format!("f{i}@contoso.test"),
             token_expiry: now + expires_in,
             next_check: now,

@@ -44,7 +44,13 @@ fn kill_9_during_a_refresh_storm_loses_no_link_and_no_refresh_token() {
     let now = mslinkd::now();
     let seeds: Vec<Seed> = emails()
         .into_iter()
-        .map(|email| Seed { user: ALICE.to_owned(), email, token_expiry: now + 2, next_check: now })
+        .map(|email| Seed {
+            user: ALICE.to_owned(),
+            uid: None,
+            email,
+            token_expiry: now + 2,
+            next_check: now,
+        })
         .collect();
     runtime
         .block_on(seed::office365_links(

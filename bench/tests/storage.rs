@@ -81,6 +81,7 @@ fn a_full_disk_is_reported_loudly_and_recovered_from() {
     let seeds: Vec<Seed> = (0..LINKS)
         .map(|i| Seed {
             user: ALICE.to_owned(),
+            uid: None,
             email: format!("ro{i}@contoso.test"),
             token_expiry: now + 3,
             next_check: now,

@@ -286,6 +286,7 @@ async fn a_stop_with_every_check_hung_finishes_within_seconds() {
     let links: Vec<seed::Seed> = (0..20)
         .map(|n| seed::Seed {
             user: "alice".into(),
+            uid: None,
             email: format!("user{n}@contoso.test"),
             token_expiry: mslinkd::now() + 3600,
             next_check: mslinkd::now() - 1,
@@ -321,6 +322,7 @@ async fn a_fresh_token_is_handed_out_while_the_links_check_hangs() {
     // root's link (the test runs as root), its check due now against a Graph that hangs.
     let link = seed::Seed {
         user: "root".into(),
+        uid: None,
         email: "root@contoso.test".into(),
         token_expiry: now + 3600,
         next_check: now - 1,

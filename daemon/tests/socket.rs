@@ -342,6 +342,7 @@ async fn links_stream_in_pages_filtered_in_the_store_and_the_ctl_prints_them_as_
     let seeds: Vec<seed::Seed> = (0..2500)
         .map(|n| seed::Seed {
             user: if n < 1500 { "root" } else { "daemon" }.into(),
+            uid: None,
             email: format!("user{n:04}@contoso.test"),
             token_expiry: later,
             next_check: later,

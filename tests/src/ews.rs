@@ -120,4 +120,42 @@ impl Ews {
     pub fn log(&self) -> Vec<Value> {
         self.peer.observe("/test/log").as_array().cloned().unwrap_or_default()
     }
+
+    /// What a mail tool does with a token from `mslinkctl token --for ews`: curl POSTs an EWS
+    /// GetFolder of the inbox to `https://HOST/EWS/Exchange.asmx` (`host` resolved to this fake,
+    /// its certificate checked against `pki`'s CA) with `Authorization: Bearer <token>`.
+    /// Returns the HTTP status, the response headers and the body.
+    pub fn get_inbox(&self, pki: &Pki, host: &str, token: &str) -> (u16, String, String) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (headers, body) = (dir.path().join("headers"), dir.path().join("body"));
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "30", "--resolve"])
+            .arg(format!("{host}:{}:{}", self.https_port, self.ip))
+            .arg("--cacert")
+            .arg(pki.ca())
+            .args(["-H", "Content-Type: text/xml; charset=utf-8", "--data", GET_INBOX])
+            .args(["-H", &format!("Authorization: Bearer {token}")])
+            .arg("-D")
+            .arg(&headers)
+            .arg("-o")
+            .arg(&body)
+            .args(["-w", "%{http_code}"])
+            .arg(format!("https://{host}:{}/EWS/Exchange.asmx", self.https_port))
+            .output()
+            .expect("curl");
+        assert!(out.status.success(), "curl: {}", String::from_utf8_lossy(&out.stderr));
+        let code = String::from_utf8_lossy(&out.stdout).trim().parse().expect("an HTTP status");
+        let read = |path: &Path| std::fs::read_to_string(path).unwrap_or_default();
+        (code, read(&headers), read(&body))
+    }
 }
+
+/// A GetFolder of the signed-in user's inbox.
+const GET_INBOX: &str = r#"<?xml version="1.0" encoding="utf-8"?>
+<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"
+    xmlns:m="http://schemas.microsoft.com/exchange/services/2006/messages"
+    xmlns:t="http://schemas.microsoft.com/exchange/services/2006/types">
+  <s:Header><t:RequestServerVersion Version="Exchange2013_SP1"/></s:Header>
+  <s:Body><m:GetFolder><m:FolderShape><t:BaseShape>Default</t:BaseShape></m:FolderShape>
+    <m:FolderIds><t:DistinguishedFolderId Id="inbox"/></m:FolderIds></m:GetFolder></s:Body>
+</s:Envelope>"#;

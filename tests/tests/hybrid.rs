@@ -134,29 +134,6 @@ impl World {
     fn link(&self) -> Value {
         self.daemon.ctl(ALICE, &["--json", "status"]).expect_code(0).json()["links"][0].clone()
     }
-
-    /// EWS GetFolder of the inbox with `token` over Bearer, by curl: what EWS answers.
-    fn get_inbox(&self, token: &str) -> String {
-        let body = r#"<?xml version="1.0" encoding="utf-8"?>
-<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"
-  xmlns:t="http://schemas.microsoft.com/exchange/services/2006/types"
-  xmlns:m="http://schemas.microsoft.com/exchange/services/2006/messages">
-  <soap:Header><t:RequestServerVersion Version="Exchange2016"/></soap:Header>
-  <soap:Body><m:GetFolder><m:FolderShape><t:BaseShape>Default</t:BaseShape></m:FolderShape>
-    <m:FolderIds><t:DistinguishedFolderId Id="inbox"/></m:FolderIds></m:GetFolder></soap:Body>
-</soap:Envelope>"#;
-        let out = std::process::Command::new("curl")
-            .args(["-sS", "--resolve", &format!("mail.contoso.test:443:{}", self.ews.ip)])
-            .arg("--cacert")
-            .arg(self.pki.ca())
-            .args(["-H", &format!("Authorization: Bearer {token}")])
-            .args(["-H", "Content-Type: text/xml; charset=utf-8", "--data-binary", body])
-            .arg("https://mail.contoso.test/EWS/Exchange.asmx")
-            .output()
-            .expect("curl runs");
-        assert!(out.status.success(), "curl: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
 }
 
 fn prerequisites(test: &str) -> bool {
@@ -222,7 +199,8 @@ fn a_bearer_only_exchange_server_is_linked_with_the_address_and_the_browser_and_
     // holds no Graph token.
     let token = world.daemon.ctl(ALICE, &["token", "alice@contoso.test", "--for", "ews"]);
     let token = token.expect_code(0).stdout.trim().to_owned();
-    let answer = world.get_inbox(&token);
+    let (code, _, answer) = world.ews.get_inbox(&world.pki, "mail.contoso.test", &token);
+    assert_eq!(code, 200, "{answer}");
     assert!(answer.contains("GetFolderResponseMessage ResponseClass=\"Success\""), "{answer}");
     let graph = world.daemon.ctl(ALICE, &["token", "alice@contoso.test"]);
     graph.expect_code(6);

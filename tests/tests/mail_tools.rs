@@ -711,42 +711,6 @@ fn fetchmail_fetches_with_a_pop_token_through_the_readme_plugin_and_a_graph_toke
 /// Exchange Online's EWS host, resolved to the EWS fake.
 const EWS_HOST: &str = "outlook.office365.com";
 
-/// A GetFolder of the signed-in user's inbox.
-const GET_INBOX: &str = r#"<?xml version="1.0" encoding="utf-8"?>
-<s:Envelope xmlns:s="http://schemas.xmlsoap.org/soap/envelope/"
-    xmlns:m="http://schemas.microsoft.com/exchange/services/2006/messages"
-    xmlns:t="http://schemas.microsoft.com/exchange/services/2006/types">
-  <s:Header><t:RequestServerVersion Version="Exchange2013_SP1"/></s:Header>
-  <s:Body><m:GetFolder><m:FolderShape><t:BaseShape>Default</t:BaseShape></m:FolderShape>
-    <m:FolderIds><t:DistinguishedFolderId Id="inbox"/></m:FolderIds></m:GetFolder></s:Body>
-</s:Envelope>"#;
-
-/// curl POSTing [`GET_INBOX`] to the EWS fake as `https://outlook.office365.com/EWS/Exchange.asmx`
-/// with `Authorization: Bearer <token>`: the status, the response headers and the body.
-fn curl_ews(ews: &Ews, pki: &Pki, token: &str) -> (u16, String, String) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (headers, body) = (dir.path().join("headers"), dir.path().join("body"));
-    let out = Command::new("curl")
-        .args(["-sS", "--max-time", "30", "--resolve"])
-        .arg(format!("{EWS_HOST}:{}:{}", ews.https_port, ews.ip))
-        .arg("--cacert")
-        .arg(pki.ca())
-        .args(["-H", "Content-Type: text/xml; charset=utf-8", "--data", GET_INBOX])
-        .args(["-H", &format!("Authorization: Bearer {token}")])
-        .arg("-D")
-        .arg(&headers)
-        .arg("-o")
-        .arg(&body)
-        .args(["-w", "%{http_code}"])
-        .arg(format!("https://{EWS_HOST}:{}/EWS/Exchange.asmx", ews.https_port))
-        .output()
-        .expect("curl");
-    assert!(out.status.success(), "curl: {}", String::from_utf8_lossy(&out.stderr));
-    let code = String::from_utf8_lossy(&out.stdout).trim().parse().expect("an HTTP status");
-    let read = |path: &Path| std::fs::read_to_string(path).unwrap_or_default();
-    (code, read(&headers), read(&body))
-}
-
 /// The fake's log entry of its last EWS request.
 fn last_ews_entry(ews: &Ews) -> Value {
     ews.log().into_iter().rev().find(|e| e["endpoint"] == "ews").expect("an EWS request")
@@ -788,7 +752,7 @@ fn an_ews_token_reads_the_inbox_from_exchange_online_ews_and_a_graph_token_is_re
     let token_for_ews = token(&world.daemon, &["--for", "ews"]);
     let about = introspect(&world.oidc, &token_for_ews);
     assert_eq!(about["aud"], "https://outlook.office365.com", "{about}");
-    let (code, headers, body) = curl_ews(&ews, &pki, &token_for_ews);
+    let (code, headers, body) = ews.get_inbox(&pki, EWS_HOST, &token_for_ews);
     let entry = last_ews_entry(&ews);
     assert_eq!(code, 200, "{headers}{body}\n{entry}\n{about}");
     assert!(body.contains("<t:TotalCount>12</t:TotalCount>"), "{body}");
@@ -800,7 +764,7 @@ fn an_ews_token_reads_the_inbox_from_exchange_online_ews_and_a_graph_token_is_re
 
     // A Graph token is refused: 401 with Exchange's Bearer challenge and Negotiate's.
     let token_for_graph = token(&world.daemon, &["--for", "graph"]);
-    let (code, headers, _) = curl_ews(&ews, &pki, &token_for_graph);
+    let (code, headers, _) = ews.get_inbox(&pki, EWS_HOST, &token_for_graph);
     assert_eq!(code, 401, "{headers}");
     let challenges: Vec<&str> =
         headers.lines().filter_map(|l| l.strip_prefix("WWW-Authenticate: ")).collect();

@@ -242,6 +242,20 @@ impl Store {
     }
 }
 
+/// Writes the WAL of the database in `state_dir` back into the database file and empties it,
+/// as a tool that wrote many rows ([`Db::insert_links`]) does once its [`Store`] is dropped and
+/// before a daemon opens the database: otherwise the daemon's first connection reads the whole
+/// WAL back before it can answer. Waits (up to a minute) for the store's own connections to close.
+pub fn checkpoint(state_dir: &Path) -> Result<(), StoreError> {
+    let conn = Connection::open_with_flags(
+        state_dir.join(DB_FILE),
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NOFOLLOW,
+    )?;
+    conn.busy_timeout(std::time::Duration::from_secs(60))?;
+    conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+    Ok(())
+}
+
 /// Runs `group` in one transaction and answers each job once it is committed (or not).
 fn commit_group(conn: &mut Connection, group: impl Iterator<Item = WriteJob>) {
     let mut answers: Vec<Answer> = Vec::with_capacity(GROUP_MAX);
