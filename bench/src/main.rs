@@ -489,6 +489,16 @@ impl Phase {
             return Err(format!("{rejected} refreshes were rejected as superseded").into());
         }
 
+        // How many writes each of the store's group commits carried, over the whole phase.
+        let text = scrape(metrics_port).await?;
+        let counter = |name: &str| -> Result<u64, Error> {
+            let prefix = format!("{name} ");
+            let found = text.lines().find_map(|l| l.strip_prefix(&prefix));
+            Ok(found.ok_or(format!("the daemon's metrics have no {name}"))?.parse()?)
+        };
+        let (writes, commits) =
+            (counter("mslink_store_writes_total")?, counter("mslink_store_commits_total")?);
+
         let work_rss = proc_status(pid, "VmHWM:")?;
         let status_all = ctl::list_all(&socket).await?;
         if status_all.links != n as u64 {
@@ -500,12 +510,14 @@ impl Phase {
         drop(child);
         println!(
             "{} phase: ready in {:.0} ms, {done} {} ({refreshed} refreshes) in {:.1} s, \
-             daemon CPU {cpu:.1} s, peak RSS {:.1} MB",
+             daemon CPU {cpu:.1} s, peak RSS {:.1} MB, {writes} store writes in {commits} \
+             commits ({:.1} a commit)",
             kind.name(),
             startup.as_secs_f64() * 1e3,
             if kind == Kind::Refresh { "refreshes" } else { "checks" },
             storm.as_secs_f64(),
-            mb(peak_rss)
+            mb(peak_rss),
+            writes as f64 / commits.max(1) as f64
         );
         Ok(Phase {
             kind,

@@ -164,6 +164,9 @@ pub struct Snapshot {
     pub counts: Vec<(LinkState, usize)>,
     /// Every link, only with `[metrics] per_link`.
     pub links: Option<Vec<LinkSample>>,
+    /// The store writer's commits, and the writes they carried (group commit).
+    pub store_commits: u64,
+    pub store_writes: u64,
 }
 
 /// Renders the whole exposition: counters from `recorder`, gauges from `snapshot`.
@@ -239,6 +242,18 @@ pub fn render(recorder: &Recorder, bus: &BusStats, snapshot: &Snapshot) -> Strin
         let _ = writeln!(out, "{name}{{work=\"{work}\"}} {n}");
     }
 
+    for (name, help, n) in [
+        (
+            "mslink_store_commits_total",
+            "Commits of the state store's writer; each carries one or more writes (group commit).",
+            snapshot.store_commits,
+        ),
+        ("mslink_store_writes_total", "Writes the store's commits carried.", snapshot.store_writes),
+    ] {
+        header(&mut out, name, "counter", help);
+        let _ = writeln!(out, "{name} {n}");
+    }
+
     let name = "mslink_events_lost_total";
     header(&mut out, name, "counter", "Events a consumer (hooks, metrics) could not pass on.");
     for consumer in ["hooks", "metrics"] {
@@ -297,6 +312,7 @@ struct Endpoint {
 
 async fn scrape(State(endpoint): State<Endpoint>) -> axum::response::Response {
     let per_link = endpoint.config.get().metrics.per_link;
+    let (store_commits, store_writes) = (endpoint.store.commits(), endpoint.store.writes());
     let read = endpoint.store.read(move |db| {
         let links = per_link
             .then(|| db.links(None))
@@ -306,6 +322,8 @@ async fn scrape(State(endpoint): State<Endpoint>) -> axum::response::Response {
             integration_enabled: db.integration()?.enabled,
             counts: db.state_counts()?,
             links,
+            store_commits,
+            store_writes,
         })
     });
     match tokio::time::timeout(SCRAPE_BUDGET, read).await {
@@ -441,6 +459,8 @@ mod tests {
             integration_enabled: true,
             counts: vec![(LinkState::Active, 1)],
             links: None,
+            store_commits: 3,
+            store_writes: 40,
         };
         let text = render(&recorder, &BusStats::default(), &snapshot);
         assert!(!text.contains("example.com"), "no address without [metrics] per_link: {text}");
@@ -462,5 +482,7 @@ mod tests {
             )
         );
         assert!(text.contains("email=\"a\\\"b@example.com\""), "{text}");
+        assert!(text.contains("\nmslink_store_commits_total 3\n"), "{text}");
+        assert!(text.contains("\nmslink_store_writes_total 40\n"), "{text}");
     }
 }

@@ -107,8 +107,15 @@ type Answer = Box<dyn FnOnce(Option<&rusqlite::Error>) + Send>;
 pub struct Store {
     jobs: mpsc::Sender<WriteJob>,
     reads: mpsc::Sender<Job>,
-    /// Groups the writer has committed (or tried to), for the benchmark's writes per commit.
-    commits: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    /// What the writer has done, for metrics (`mslink_store_*_total`) and tests.
+    counts: std::sync::Arc<Counts>,
+}
+
+/// How many group commits the writer has made (or tried to) and how many writes they carried.
+#[derive(Debug, Default)]
+struct Counts {
+    commits: std::sync::atomic::AtomicU64,
+    writes: std::sync::atomic::AtomicU64,
 }
 
 /// Holds the state directory's lock for as long as the daemon runs.
@@ -154,8 +161,8 @@ impl Store {
                 .map_err(|source| StoreError::OpenFile { path: db_path.clone(), source })
         };
         let (jobs, mut queue) = mpsc::channel::<WriteJob>(QUEUE);
-        let commits = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let counted = commits.clone();
+        let counts = std::sync::Arc::new(Counts::default());
+        let counted = counts.clone();
         spawn(
             "mslink-store".into(),
             Box::new(move || {
@@ -166,8 +173,10 @@ impl Store {
                         let Ok(job) = queue.try_recv() else { break };
                         group.push(job);
                     }
+                    let writes = group.len() as u64;
                     commit_group(&mut conn, group.drain(..));
-                    counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    counted.writes.fetch_add(writes, std::sync::atomic::Ordering::Relaxed);
+                    counted.commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
             }),
         )?;
@@ -195,12 +204,17 @@ impl Store {
                 }),
             )?;
         }
-        Ok((Store { jobs, reads, commits }, StateLock { _file: lock }))
+        Ok((Store { jobs, reads, counts }, StateLock { _file: lock }))
     }
 
     /// How many group commits the writer has made.
     pub fn commits(&self) -> u64 {
-        self.commits.load(std::sync::atomic::Ordering::Relaxed)
+        self.counts.commits.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// How many writes ([`Store::call`]s) those commits carried.
+    pub fn writes(&self) -> u64 {
+        self.counts.writes.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Runs `f` on the store thread, in a group commit with whatever else is queued, and
@@ -401,6 +415,8 @@ mod tests {
         let (store, _lock) = Store::open(dir.path()).unwrap();
         let (release, held) = hold_writer(&store).await;
         let before = store.commits();
+        // The held job is counted once its group is committed.
+        let writes_before = store.writes();
         let mut calls = tokio::task::JoinSet::new();
         for n in 0..20 {
             let store = store.clone();
@@ -435,6 +451,7 @@ mod tests {
         assert!(!users.contains(&"user7"), "{users:?}");
         // The held job's commit, then one for the twenty (GROUP_MAX allows them all).
         assert_eq!(store.commits() - before, 2);
+        assert_eq!(store.writes() - writes_before, 21);
     }
 
     #[tokio::test]
