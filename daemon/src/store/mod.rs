@@ -20,8 +20,8 @@
 //! commits at once: nothing waits for company.
 //!
 //! Durability: WAL with `synchronous = FULL`, so a committed transaction survives `kill -9` and
-//! power loss, and no `call` returns before its commit. The database, its WAL and the lock file are created 0600 in a 0700 directory.
-//! The directory and the files pass [`crate::files`]'s rule (owned by root or us, not writable
+//! power loss, and no `call` returns before its commit. The database, its WAL and the lock file
+//! are created 0600 in a 0700 directory. The directory and the files pass [`crate::files`]'s rule (owned by root or us, not writable
 //! by others, no link in a file's place) before anything is opened or tightened.
 
 mod links;
@@ -98,7 +98,8 @@ const QUEUE: usize = 256;
 /// A read, run on a reader connection.
 type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 /// A write: its work, run in the group's transaction, returns its answer, sent once the
-/// group's commit is known (`Some`: it failed).
+/// group's commit is known (`Some`: it failed, and so did every write of the group that had not
+/// failed by itself).
 type WriteJob = Box<dyn FnOnce(&mut Connection) -> Answer + Send>;
 type Answer = Box<dyn FnOnce(Option<&rusqlite::Error>) + Send>;
 
@@ -228,9 +229,10 @@ impl Store {
         let job: WriteJob = Box::new(move |conn| {
             let result = in_savepoint(conn, f);
             Box::new(move |commit_failed| {
-                let answer = match commit_failed {
-                    Some(error) => Err(copy_error(error)),
-                    None => result,
+                // A write that failed says why, whatever became of the group's commit.
+                let answer = match (result, commit_failed) {
+                    (Ok(_), Some(error)) => Err(copy_error(error)),
+                    (result, _) => result,
                 };
                 let _ = tx.send(answer);
             })
@@ -278,7 +280,8 @@ fn commit_group(conn: &mut Connection, group: impl Iterator<Item = WriteJob>) {
     for job in group {
         answers.push(job(conn));
         // SQLite rolls a whole transaction back on some errors (a full disk, an I/O error):
-        // then what the group's earlier jobs did is gone, and they must not hear otherwise.
+        // then what the group's earlier jobs did is gone, and they must not hear otherwise;
+        // the job that met the error reports its own.
         if grouped && conn.is_autocommit() {
             let lost = rusqlite::Error::SqliteFailure(
                 rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_ABORT),
