@@ -40,9 +40,7 @@ pub async fn office365_links(
     // One NSS lookup per owner without a uid, not per link.
     let mut uids = std::collections::HashMap::new();
     for seed in links.iter().filter(|s| s.uid.is_none()) {
-        if !uids.contains_key(&seed.user) {
-            uids.insert(seed.user.clone(), mslinkd::identity::uid_of(&seed.user));
-        }
+        uids.entry(seed.user.as_str()).or_insert_with(|| mslinkd::identity::uid_of(&seed.user));
     }
     for chunk in links.chunks(10_000) {
         let batch: Vec<NewLink> = chunk
@@ -51,7 +49,7 @@ pub async fn office365_links(
                 user: seed.user.clone(),
                 // As `connect` makes them: bound to the owner's account (a name with none stays
                 // unbound, and the daemon binds it at start if one appears).
-                uid: seed.uid.or_else(|| uids.get(&seed.user).copied().flatten()),
+                uid: seed.uid.or_else(|| uids.get(seed.user.as_str()).copied().flatten()),
                 email: seed.email.clone(),
                 details: LinkDetails::Office365(Office365Details {
                     graph_url: Some(graph_url.to_owned()),

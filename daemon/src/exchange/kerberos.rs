@@ -93,16 +93,22 @@ impl Principal {
     /// names (a UPN suffix or a NetBIOS domain; a bare name needs the configured realm).
     pub fn of(username: &str, realm: Option<&str>) -> Result<Principal, KerberosError> {
         let bad = || KerberosError::Username(username.to_owned());
-        let (account, named) = match (username.split_once('\\'), username.rsplit_once('@')) {
-            (Some((domain, account)), _) => (account, Some(domain)),
-            (None, Some((account, suffix))) => (account, Some(suffix)),
-            (None, None) => (username, None),
-        };
+        let (account, named) = split_login(username);
         let realm = realm.or(named).ok_or_else(bad)?;
         if account.is_empty() || realm.is_empty() || account.contains(['/', '@', '\\']) {
             return Err(bad());
         }
         Ok(Principal { account: account.to_owned(), realm: realm.to_ascii_uppercase() })
+    }
+}
+
+/// A Windows login's account name and the domain it names: `DOMAIN\\user` (the NetBIOS
+/// domain), `user@suffix` (a UPN suffix or a realm), or `user` (none).
+pub fn split_login(username: &str) -> (&str, Option<&str>) {
+    match (username.split_once('\\'), username.rsplit_once('@')) {
+        (Some((domain, account)), _) => (account, Some(domain)),
+        (None, Some((account, suffix))) => (account, Some(suffix)),
+        (None, None) => (username, None),
     }
 }
 

@@ -175,11 +175,7 @@ pub fn key_for(entries: &[Entry], wanted: Option<&str>) -> Result<ServiceKey, Ke
 /// True when `wanted` (`svc`, `svc@REALM`, `REALM\svc`, `svc@upn.suffix`) names `principal`.
 fn names(principal: &str, wanted: &str) -> bool {
     let (account, realm) = principal.rsplit_once('@').unwrap_or((principal, ""));
-    let (wanted_account, wanted_realm) = match (wanted.split_once('\\'), wanted.rsplit_once('@')) {
-        (Some((domain, account)), _) => (account, Some(domain)),
-        (None, Some((account, suffix))) => (account, Some(suffix)),
-        (None, None) => (wanted, None),
-    };
+    let (wanted_account, wanted_realm) = super::kerberos::split_login(wanted);
     account.eq_ignore_ascii_case(wanted_account)
         // A NetBIOS domain (no dot) is not spelled like the realm; anything else must be it.
         && wanted_realm.is_none_or(|r| r.eq_ignore_ascii_case(realm) || !r.contains('.'))

@@ -410,7 +410,7 @@ impl Links {
         cached: Option<ResourceToken>,
     ) -> Option<TokenReply> {
         let config = self.config.get();
-        if let Some(resource) = resource.filter(|r| *r != TokenResource::Graph) {
+        if let Some(resource) = resource {
             return self.fresh_resource_token(&config, record, resource, cached?);
         }
         if token_needs_refresh(&config, record, self.clock.now()) {
