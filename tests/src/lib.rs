@@ -151,8 +151,26 @@ impl Daemon {
 
     /// Starts (again) on the same config and state; returns once the daemon says it is ready.
     pub fn restart(&mut self) {
+        self.restart_under(&[]);
+    }
+
+    /// Like [`Daemon::restart`], run by `wrapper` (a program and its arguments, such as
+    /// `strace ... --`) with mslinkd's command line appended. The daemon and its wrapper share
+    /// their own process group, which [`Daemon::kill9`] kills whole; end a wrapped daemon with
+    /// that, as a wrapper need not pass SIGTERM on.
+    pub fn restart_under(&mut self, wrapper: &[&str]) {
         assert!(self.child.is_none(), "stop the daemon before restarting it");
-        let mut child = Command::new(bin("mslinkd"))
+        let mslinkd = bin("mslinkd");
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(&mslinkd);
+                command
+            }
+            None => Command::new(&mslinkd),
+        };
+        let mut child = command
+            .process_group(0)
             .arg("--config")
             .arg(&self.config)
             .env("MSLINK_LOG", "info,mslinkd::links=debug")
@@ -190,12 +208,23 @@ impl Daemon {
         self.child.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_none())
     }
 
-    /// SIGKILL: no chance to clean up.
+    /// SIGKILL to the daemon's process group: no chance to clean up.
     pub fn kill9(&mut self) {
         if let Some(mut child) = self.child.take() {
-            child.kill().expect("SIGKILL");
+            kill_group(&child);
             child.wait().expect("wait");
         }
+    }
+
+    /// Waits up to `limit` for the daemon (or its wrapper) to exit by itself; true if it did.
+    pub fn wait_exit(&mut self, limit: Duration) -> bool {
+        let exited = wait_until(limit, || {
+            self.child.as_mut().is_none_or(|c| c.try_wait().ok().flatten().is_some())
+        });
+        if exited {
+            self.child = None;
+        }
+        exited
     }
 
     /// The lines the daemon has logged so far that contain `needle`.
@@ -213,10 +242,17 @@ impl Daemon {
 impl Drop for Daemon {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
+            kill_group(&child);
             let _ = child.wait();
         }
     }
+}
+
+/// SIGKILL to the process group `child` leads (see [`Daemon::restart_under`]).
+fn kill_group(child: &Child) {
+    let group = nix::unistd::Pid::from_raw(child.id() as i32);
+    // ESRCH: the group is gone already; `wait` reaps what is left.
+    let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
 }
 
 /// True when `program` can be run. Otherwise the test fails, naming `.ci/setup`, unless
