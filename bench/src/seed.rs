@@ -71,16 +71,14 @@ pub async fn office365_links(
         let vault = vault.clone();
         let now = mslinkd::now();
         let new = store
-            .call(move |db| {
-                db.insert_links(&batch, now, |id, link| {
-                    let tokens = Tokens {
-                        access_token: Sensitive::new(format!("at:{}:0", link.email)),
-                        refresh_token: Some(Sensitive::new(first_refresh_token(&link.email))),
-                        expires_at: link.token_expiry.unwrap_or_default(),
-                    };
-                    mslinkd::links::seal_office365_tokens(&vault, id, &tokens)
-                        .map_err(|e| StoreError::Sealing(e.to_string()))
-                })
+            .insert_links(batch, now, move |id, link| {
+                let tokens = Tokens {
+                    access_token: Sensitive::new(format!("at:{}:0", link.email)),
+                    refresh_token: Some(Sensitive::new(first_refresh_token(&link.email))),
+                    expires_at: link.token_expiry.unwrap_or_default(),
+                };
+                mslinkd::links::seal_office365_tokens(&vault, id, &tokens)
+                    .map_err(|e| StoreError::Sealing(e.to_string()))
             })
             .await?;
         ids.extend(new);

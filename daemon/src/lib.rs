@@ -261,7 +261,7 @@ impl Daemon {
     ) {
         // Links stored before uids were kept (or seeded by name) belong to the account their
         // name has now; before anyone can ask for them.
-        match self.store.call(|db| db.bind_owners(identity::uid_of)).await {
+        match self.store.bind_owners(identity::uid_of).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(links = n, "bound links to their owners' uids"),
             Err(e) => tracing::error!(error = %e, "cannot bind links to their owners' uids"),

@@ -313,19 +313,16 @@ struct Endpoint {
 async fn scrape(State(endpoint): State<Endpoint>) -> axum::response::Response {
     let per_link = endpoint.config.get().metrics.per_link;
     let (store_commits, store_writes) = (endpoint.store.commits(), endpoint.store.writes());
-    let read = endpoint.store.read(move |db| {
-        let links = per_link
-            .then(|| db.links(None))
-            .transpose()?
-            .map(|links| links.into_iter().map(LinkSample::from).collect());
-        Ok(Snapshot {
-            integration_enabled: db.integration()?.enabled,
-            counts: db.state_counts()?,
-            links,
+    let read = async {
+        let overview = endpoint.store.overview(per_link).await?;
+        Ok::<_, crate::store::StoreError>(Snapshot {
+            integration_enabled: overview.enabled,
+            counts: overview.counts,
+            links: overview.links.map(|links| links.into_iter().map(LinkSample::from).collect()),
             store_commits,
             store_writes,
         })
-    });
+    };
     match tokio::time::timeout(SCRAPE_BUDGET, read).await {
         Ok(Ok(snapshot)) => (
             [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],

@@ -83,19 +83,8 @@ pub struct Summary {
 impl Summary {
     /// Reads the integration toggle and counts links per state.
     pub async fn read(store: &Store) -> Result<Summary, crate::store::StoreError> {
-        store
-            .read(|db| {
-                let enabled = db.integration()?.enabled;
-                let stored = db.state_counts()?;
-                let counts = LinkState::ALL
-                    .into_iter()
-                    .map(|state| {
-                        (state, stored.iter().find(|(s, _)| *s == state).map_or(0, |(_, n)| *n))
-                    })
-                    .collect();
-                Ok(Summary { enabled, counts })
-            })
-            .await
+        let overview = store.overview(false).await?;
+        Ok(Summary { enabled: overview.enabled, counts: overview.counts })
     }
 
     /// "42 links: 40 active, 1 degraded, 1 needs_reauth" (states with no link are left out).
@@ -172,7 +161,7 @@ pub async fn watchdog(store: Store, shutdown: CancellationToken) {
             () = shutdown.cancelled() => return,
             _ = ticks.tick() => {}
         }
-        match tokio::time::timeout(every, store.call(|db| db.integration())).await {
+        match tokio::time::timeout(every, store.ping_writer()).await {
             Ok(Ok(_)) => notify("WATCHDOG", &[NotifyState::Watchdog]),
             Ok(Err(e)) => {
                 tracing::error!(error = %e, "store failing; withholding the watchdog ping")

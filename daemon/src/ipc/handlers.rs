@@ -3,8 +3,8 @@
 //! [`WireError`] (mapped once, in `super::errors`).
 
 use mslink_proto::{
-    CtlCommand, DaemonReply, ErrorKind, LINKS_PAGE, LinkInfo, LinkState, ReloadReply, RequestReply,
-    RequestsReply, StatusReply, WireError,
+    CtlCommand, DaemonReply, ErrorKind, LINKS_PAGE, LinkInfo, LinkState, ReloadReply,
+    RequestsReply, WireError,
 };
 
 use super::errors::internal;
@@ -15,8 +15,6 @@ use crate::interaction::Interaction;
 use crate::links::schedule;
 use crate::store::Owner;
 
-/// How many audit entries `status` shows an admin.
-const RECENT_ACTIONS: u32 = 10;
 /// The longest message a request may carry.
 const MAX_MESSAGE_CHARS: usize = 1000;
 
@@ -40,29 +38,8 @@ pub async fn handle(
             if all {
                 require_admin("status --all")?;
             }
-            let admin = caller.admin;
-            let user = subject.clone();
-            let own = owner.clone();
             let mut reply = store
-                .read(move |db| {
-                    Ok(StatusReply {
-                        integration: db.integration()?,
-                        request: db.request_of(&user)?,
-                        links: db.links((!all).then_some(own))?,
-                        pending_requests: if admin {
-                            Some(db.pending_requests()?.len() as u64)
-                        } else {
-                            None
-                        },
-                        recent_admin_actions: if admin {
-                            db.recent_audit(RECENT_ACTIONS)?
-                        } else {
-                            Vec::new()
-                        },
-                        user,
-                        admin,
-                    })
-                })
+                .status(subject.clone(), (!all).then(|| owner.clone()), caller.admin)
                 .await
                 .map_err(internal)?;
             let schedule = &daemon.config().schedule;
@@ -73,24 +50,7 @@ pub async fn handle(
         }
         CtlCommand::Request { message } => {
             let message = message.map(|m| validate_message(&m)).transpose()?;
-            let reply = store
-                .call(move |db| {
-                    if db.integration()?.enabled {
-                        return Ok(RequestReply {
-                            request: None,
-                            updated: false,
-                            integration_enabled: true,
-                        });
-                    }
-                    let (request, updated) =
-                        db.record_request(&subject, message.as_deref(), now)?;
-                    if subject != actor {
-                        db.audit(&actor, "request", Some(&format!("for {subject}")), now)?;
-                    }
-                    Ok(RequestReply { request: Some(request), updated, integration_enabled: false })
-                })
-                .await
-                .map_err(internal)?;
+            let reply = store.request(subject, message, actor, now).await.map_err(internal)?;
             if let Some(request) = &reply.request {
                 tracing::info!(user = %request.user, updated = reply.updated, "integration requested");
                 daemon.events.emit(Event::Requested {
@@ -102,7 +62,7 @@ pub async fn handle(
         }
         CtlCommand::Requests => {
             require_admin("requests")?;
-            let requests = store.read(|db| db.pending_requests()).await.map_err(internal)?;
+            let requests = store.pending_requests().await.map_err(internal)?;
             Ok(DaemonReply::Requests(RequestsReply { requests }))
         }
         CtlCommand::Enable | CtlCommand::Disable => {
@@ -117,10 +77,7 @@ pub async fn handle(
                     .with_hint("fix the config file and run `mslinkctl reload` again; the running config is unchanged")
             })?;
             let path = config.source.as_ref().map(|p| p.display().to_string());
-            store
-                .call(move |db| db.audit(&actor, "reload", path.as_deref(), now))
-                .await
-                .map_err(internal)?;
+            store.audit(actor, "reload", path, now).await.map_err(internal)?;
             Ok(DaemonReply::Reload(ReloadReply {
                 config_path: config.source.as_ref().map(|p| p.display().to_string()),
             }))
@@ -136,10 +93,7 @@ pub async fn handle(
                 links.connect(&owner, account_uid, args, caller.admin, &mut interaction).await?;
             if subject != actor {
                 let detail = format!("{email} for {subject}");
-                store
-                    .call(move |db| db.audit(&actor, "connect", Some(&detail), now))
-                    .await
-                    .map_err(internal)?;
+                store.audit(actor, "connect", Some(detail), now).await.map_err(internal)?;
             }
             Ok(DaemonReply::Link(link))
         }
@@ -218,14 +172,8 @@ impl LinksQuery {
         after: Option<(String, String)>,
     ) -> Result<Vec<LinkInfo>, WireError> {
         let (user, state) = (self.user.clone(), self.state);
-        let mut page = daemon
-            .store
-            .read(move |db| {
-                let after = after.as_ref().map(|(u, e)| (u.as_str(), e.as_str()));
-                db.links_page(user.as_ref(), state, after, LINKS_PAGE)
-            })
-            .await
-            .map_err(internal)?;
+        let mut page =
+            daemon.store.links_page(user, state, after, LINKS_PAGE).await.map_err(internal)?;
         let (config, now) = (daemon.config(), daemon.now());
         for link in &mut page {
             link.stale = schedule::stale(&config.schedule, link.state, link.next_check, now);

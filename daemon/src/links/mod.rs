@@ -45,7 +45,9 @@ use crate::exchange::ExchangeError;
 use crate::health::{Actor, Failure};
 use crate::interaction::Interaction;
 use crate::office365::{self, Office365Error};
-use crate::store::{NewLink, Owner, Store, StoreError, Transition};
+use crate::store::{
+    ConnectCheck, LinkLookup, NewLink, Owner, ResourceToken, Seal, Store, StoreError, Transition,
+};
 use crate::vault::{Vault, VaultError};
 
 /// Why a lifecycle operation did not happen. Mapped to what the user sees in `ipc::errors`.
@@ -132,7 +134,7 @@ impl LinkSecret {
 }
 
 /// Seals Office365 tokens for link `id` exactly as background work stores them, for tools that
-/// write links straight into the store with [`crate::store::Db::insert_links`] while no daemon
+/// write links straight into the store with [`crate::store::Store::insert_links`] while no daemon
 /// runs (the benchmark, fault tests seeding a storm). The daemon itself never takes links this way.
 pub fn seal_office365_tokens(
     vault: &Vault,
@@ -213,16 +215,8 @@ impl Links {
     ) -> Result<LinkInfo, LinkError> {
         let config = self.config.get();
         let user = owner.name.as_str();
-        let (enabled, existing, count) = {
-            let (owner, email) = (owner.clone(), args.email.clone());
-            self.store
-                .call(move |db| {
-                    let count = db.link_count(&owner)?;
-                    let existing = db.link_record(owner, &email)?;
-                    Ok((db.integration()?.enabled, existing, count))
-                })
-                .await?
-        };
+        let ConnectCheck { enabled, existing, count } =
+            self.store.connect_check(owner.clone(), args.email.clone()).await?;
         if !enabled {
             return Err(LinkError::Disabled);
         }
@@ -334,17 +328,11 @@ impl Links {
         let vault = self.vault.clone();
         // Counted again where the link is stored: the count above was taken before sign-in.
         let limit = (!by_admin).then_some(config.max_links_per_user);
-        let (transition, timers) = self
-            .store
-            .call(move |db| {
-                let transition = db.save_link(&new, now, limit, |id| {
-                    secret.seal(&vault, id).map_err(|e| StoreError::Sealing(e.to_string()))
-                })?;
-                let timers = db.timers(transition.id)?;
-                Ok((transition, timers))
-            })
-            .await
-            .map_err(|error| match error {
+        let seal: Seal = Box::new(move |id| {
+            secret.seal(&vault, id).map_err(|e| StoreError::Sealing(e.to_string()))
+        });
+        let (transition, timers) =
+            self.store.save_link(new, now, limit, seal).await.map_err(|error| match error {
                 StoreError::TooManyLinks { limit } => {
                     LinkError::TooManyLinks { user: user.to_owned(), limit }
                 }
@@ -366,10 +354,7 @@ impl Links {
         if let Some(failure) = done.failure {
             return Err(LinkError::CheckFailed { email: email.to_owned(), failure });
         }
-        self.store
-            .read(move |db| db.link_info(id))
-            .await?
-            .ok_or_else(|| LinkError::NotFound(email.to_owned()))
+        self.store.link_info(id).await?.ok_or_else(|| LinkError::NotFound(email.to_owned()))
     }
 
     /// `check --all [--state]` (admins): re-checks every link (or those in `state`), at most
@@ -379,10 +364,10 @@ impl Links {
         state: Option<LinkState>,
         interaction: &mut Interaction,
     ) -> Result<CheckAllReply, LinkError> {
-        if !self.store.read(|db| db.integration()).await?.enabled {
+        if !self.store.integration().await?.enabled {
             return Err(LinkError::Disabled);
         }
-        let targets = self.store.read(move |db| db.link_ids(state)).await?;
+        let targets = self.store.link_ids(state).await?;
         let total = targets.len() as u64;
         let limit = self.config.get().schedule.max_concurrent;
         let mut reply = CheckAllReply { checked: 0, ok: 0, failed: Vec::new() };
@@ -445,10 +430,7 @@ impl Links {
         // The resource's cached token comes in the same read: one trip to a reader in all.
         let name = resource.as_str();
         let (record, cached) = self
-            .looked_up_with(owner, email, move |db, record| match resource {
-                TokenResource::Graph => Ok(None),
-                _ => db.resource_token(record.id, name),
-            })
+            .looked_up_with(owner, email, (resource != TokenResource::Graph).then_some(name))
             .await?;
         // The token the link itself holds, or another resource's from its refresh token. An
         // Exchange link through Entra ID (hybrid modern authentication) holds one, for its
@@ -508,20 +490,8 @@ impl Links {
         let (owner, email, actor) = (owner.clone(), email.to_owned(), actor.to_owned());
         let now = self.clock.now();
         let by = actor.clone();
-        let removed = self
-            .store
-            .call(move |db| {
-                let name = owner.name.clone();
-                let removed = db.delete_link(owner, &email)?.ok_or(email);
-                if let Ok((_, email, _)) = &removed
-                    && name != actor
-                {
-                    db.audit(&actor, "disconnect", Some(&format!("{email} of {name}")), now)?;
-                }
-                Ok(removed)
-            })
-            .await?;
-        let (id, email, provider) = removed.map_err(LinkError::NotFound)?;
+        let removed = self.store.delete_link(owner, email.clone(), actor, now).await?;
+        let (id, email, provider) = removed.ok_or(LinkError::NotFound(email))?;
         tracing::info!(link = %email, user, by = %by, "link removed");
         self.scheduler.schedule(id, None);
         self.events.emit(Event::LinkRemoved {
@@ -533,7 +503,7 @@ impl Links {
     }
 
     /// `enable` / `disable`: the organisation-wide toggle with its consequences (see
-    /// [`crate::store::Db::set_integration`]); the resumed links are scheduled.
+    /// [`crate::store::Store::set_integration`]); the resumed links are scheduled.
     pub async fn set_integration(
         &self,
         enable: bool,
@@ -541,15 +511,7 @@ impl Links {
     ) -> Result<ToggleReply, LinkError> {
         let now = self.clock.now();
         let by = actor.to_owned();
-        let (reply, transitions) = self
-            .store
-            .call(move |db| {
-                let (reply, transitions) = db.set_integration(enable, &by, now)?;
-                let timers =
-                    transitions.iter().map(|t| db.timers(t.id)).collect::<Result<Vec<_>, _>>()?;
-                Ok((reply, transitions.into_iter().zip(timers).collect::<Vec<_>>()))
-            })
-            .await?;
+        let (reply, transitions) = self.store.set_integration(enable, by, now).await?;
         if reply.changed {
             tracing::info!(
                 by = actor,
@@ -571,7 +533,7 @@ impl Links {
     /// (client secret, `key_file`, `ca_file`), so they are re-checked now.
     pub async fn config_reloaded(&self) {
         let now = self.clock.now();
-        match self.store.call(move |db| db.recheck_blocked(Actor::Operator, now)).await {
+        match self.store.recheck_blocked(Actor::Operator, now).await {
             Ok(blocked) => {
                 if !blocked.is_empty() {
                     tracing::info!(
@@ -593,34 +555,25 @@ impl Links {
         owner: &Owner,
         email: &str,
     ) -> Result<crate::store::LinkRecord, LinkError> {
-        Ok(self.looked_up_with(owner, email, |_, _| Ok(())).await?.0)
+        Ok(self.looked_up_with(owner, email, None).await?.0)
     }
 
-    /// [`Links::looked_up`], with what `also` reads about the link in the same read.
-    async fn looked_up_with<T: Send + 'static>(
+    /// [`Links::looked_up`], with the token to `resource` the link holds, in the same read. A
+    /// reader sees every committed write, and never queues behind the writer's commits (`token`
+    /// runs this on every mail tool connection).
+    async fn looked_up_with(
         &self,
         owner: &Owner,
         email: &str,
-        also: impl FnOnce(&crate::store::Db<'_>, &crate::store::LinkRecord) -> Result<T, StoreError>
-        + Send
-        + 'static,
-    ) -> Result<(crate::store::LinkRecord, T), LinkError> {
-        let (owner, address) = (owner.clone(), email.to_owned());
-        // A reader sees every committed write, and never queues behind the writer's commits
-        // (`token` runs this on every mail tool connection).
-        let (enabled, found) = self
-            .store
-            .read(move |db| {
-                let record = db.link_record(owner, &address)?;
-                let extra = record.as_ref().map(|r| also(db, r)).transpose()?;
-                Ok((db.integration()?.enabled, record.zip(extra)))
-            })
-            .await?;
-        let (record, extra) = found.ok_or_else(|| LinkError::NotFound(email.to_owned()))?;
+        resource: Option<&'static str>,
+    ) -> Result<(crate::store::LinkRecord, Option<ResourceToken>), LinkError> {
+        let LinkLookup { enabled, found } =
+            self.store.lookup(owner.clone(), email.to_owned(), resource).await?;
+        let (record, token) = found.ok_or_else(|| LinkError::NotFound(email.to_owned()))?;
         if !enabled || record.state == LinkState::Suspended {
             return Err(LinkError::Disabled);
         }
-        Ok((record, extra))
+        Ok((record, token))
     }
 
     /// Hands the scheduler a link's committed timers.
@@ -655,7 +608,7 @@ impl Links {
 impl Rounds for Links {
     async fn load(&self) -> Vec<(i64, Due)> {
         let config = self.config.get();
-        match self.store.call(|db| db.due_links()).await {
+        match self.store.due_links().await {
             Ok(links) => {
                 links.iter().filter_map(|t| next_due(&config, t).map(|due| (t.id, due))).collect()
             }

@@ -163,7 +163,7 @@ impl Links {
         // Read once the turn is held, on a reader: the last round's commits have returned, so it
         // sees them, and a change by anyone else since shows in the generation every commit of
         // this round carries. The writer's queue is kept for writes.
-        let record = self.store.read(move |db| db.link_record_by_id(id)).await?;
+        let record = self.store.link_record(id).await?;
         let Some(record) = record else {
             return Ok(Done::default());
         };
@@ -237,16 +237,9 @@ impl Links {
         };
         let (generation, committed) = (record.generation, outcome.clone());
         let (transition, timers) = match committed {
-            Some(outcome) => {
-                self.store
-                    .call(move |db| {
-                        let transition = db.record_outcome(id, generation, &outcome, now)?;
-                        Ok((transition, db.timers(id)?))
-                    })
-                    .await?
-            }
+            Some(outcome) => self.store.record_outcome(id, generation, outcome, now).await?,
             // A refresh alone committed its token already: only the timers to read.
-            None => (None, self.store.read(move |db| db.timers(id)).await?),
+            None => (None, self.store.timers(id).await?),
         };
         if let Some(transition) = transition {
             self.announce(&transition);
@@ -295,11 +288,7 @@ impl Links {
         })?;
         let (id, generation, expiry, now) =
             (record.id, record.generation, tokens.expires_at, self.clock.now());
-        match self
-            .store
-            .call(move |db| db.store_refreshed_secret(id, generation, &sealed, expiry, now))
-            .await
-        {
+        match self.store.store_refreshed_secret(id, generation, sealed, expiry, now).await {
             Ok(true) => Ok(Some(tokens)),
             Ok(false) => Ok(None),
             Err(e) => {
@@ -435,7 +424,7 @@ impl Links {
         let (id, name) = (record.id, resource.as_str());
         let cached = self
             .store
-            .read(move |db| db.resource_token(id, name))
+            .resource_token(id, name)
             .await
             .map_err(|e| Failure::transient(format!("cannot read the stored token: {e}")))?;
         Ok(cached.and_then(|cached| self.fresh_resource_token(config, record, resource, cached)))
@@ -541,11 +530,7 @@ impl Links {
             issued_at: self.clock.now(),
         };
         let generation = record.generation;
-        match self
-            .store
-            .call(move |db| db.store_resource_token(id, generation, &sealed_secret, name, &stored))
-            .await
-        {
+        match self.store.store_resource_token(id, generation, sealed_secret, name, stored).await {
             Ok(true) => {
                 *token = Some(TokenReply {
                     access_token: fresh.access_token,

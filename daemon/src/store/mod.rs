@@ -1,16 +1,19 @@
 //! SQLite state: the only code that touches the database.
 //!
-//! Ownership: one dedicated thread owns the writing `rusqlite::Connection`. Async code sends it
-//! closures through [`Store::call`] and awaits the answer, so no SQLite call ever blocks a tokio
-//! worker and no lock is held across an `.await`. Reads that answer users (`status`, `requests`,
-//! metrics) go through [`Store::read`] to [`READERS`] threads, each with its own read-only
-//! connection: WAL lets them read the last commit while the writer works, so a `status` never
-//! queues behind a storm's commits (each its own `fsync`). A read sees every write whose `call`
-//! has returned. The threads end when the last [`Store`] handle is dropped.
+//! The daemon asks its store for named operations (`ops.rs`: `store.save_link(..)`,
+//! `store.status(..)`, ...), each a write or a read; nothing outside this module sees SQL, a
+//! connection or a transaction, so a second backend ([`postgres`]) has one list to implement.
+//!
+//! Ownership: one dedicated thread owns the writing `rusqlite::Connection`. A write sends it a
+//! closure (`Store::call`) and awaits the answer, so no SQLite call ever blocks a tokio worker
+//! and no lock is held across an `.await`. A read (`Store::read`) goes to [`READERS`] threads,
+//! each with its own read-only connection: WAL lets them read the last commit while the writer
+//! works, so a `status` never queues behind a storm's commits. A read sees every write that has
+//! returned. The threads end when the last [`Store`] handle is dropped.
 //!
 //! ```text
-//!  round   ──call(|db| ..)──▶ mpsc ──▶ [writer thread: Connection]      ──oneshot──▶ round
-//!  handler ──read(|db| ..)──▶ mpsc ──▶ [reader threads: read-only conns] ──oneshot──▶ handler
+//!  round   ── store.record_outcome(..) ─ call ─▶ mpsc ─▶ [writer thread: Connection] ─oneshot─▶ round
+//!  handler ── store.status(..) ───────── read ─▶ mpsc ─▶ [reader threads: read-only]  ─oneshot─▶ handler
 //! ```
 //!
 //! Group commit: the writer takes every job queued when it wakes (up to [`GROUP_MAX`]), runs each
@@ -25,6 +28,7 @@
 //! by others, no link in a file's place) before anything is opened or tightened.
 
 mod links;
+mod ops;
 pub mod postgres;
 mod queries;
 mod schema;
@@ -39,7 +43,8 @@ use tokio::sync::{mpsc, oneshot};
 use crate::files::{self, FileError, What};
 
 pub use links::{LinkRecord, NewLink, Outcome, Owner, ResourceToken, Transition};
-pub use queries::Db;
+pub use ops::{ConnectCheck, LinkLookup, Overview, Seal};
+use queries::Db;
 
 /// The file name of the database inside `state_dir`.
 pub const DB_FILE: &str = "mslink.db";
@@ -213,14 +218,14 @@ impl Store {
         self.counts.commits.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// How many writes ([`Store::call`]s) those commits carried.
+    /// How many writes those commits carried.
     pub fn writes(&self) -> u64 {
         self.counts.writes.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Runs `f` on the store thread, in a group commit with whatever else is queued, and
     /// returns its result once that is committed.
-    pub async fn call<T, F>(&self, f: F) -> Result<T, StoreError>
+    async fn call<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Db<'_>) -> Result<T, StoreError> + Send + 'static,
@@ -242,9 +247,9 @@ impl Store {
     }
 
     /// Runs `f` on a reader thread, on a read-only connection: it sees every write whose
-    /// [`Store::call`] has returned, and never waits for the writer. `f` gets `&Db`, so only the
+    /// `Store::call` has returned, and never waits for the writer. `f` gets `&Db`, so only the
     /// reading queries compile; SQLite refuses a write on the connection as well.
-    pub async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&Db<'_>) -> Result<T, StoreError> + Send + 'static,
@@ -259,7 +264,7 @@ impl Store {
 }
 
 /// Writes the WAL of the database in `state_dir` back into the database file and empties it,
-/// as a tool that wrote many rows ([`Db::insert_links`]) does once its [`Store`] is dropped and
+/// as a tool that wrote many rows ([`Store::insert_links`]) does once its [`Store`] is dropped and
 /// before a daemon opens the database: otherwise the daemon's first connection reads the whole
 /// WAL back before it can answer. Waits (up to a minute) for the store's own connections to close.
 pub fn checkpoint(state_dir: &Path) -> Result<(), StoreError> {

@@ -10,7 +10,7 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use super::links::owned_by;
 use super::{Owner, StoreError, Transition};
 
-/// A connection borrowed by one [`super::Store::call`] job.
+/// A connection borrowed by one store job (a write on the writer, a read on a reader).
 #[derive(Debug)]
 pub struct Db<'c> {
     pub(super) conn: &'c mut Connection,
@@ -271,19 +271,6 @@ impl<'c> Db<'c> {
         Ok(n as usize)
     }
 
-    /// Whether `user` has a link to `email` (case-insensitive).
-    pub fn link_exists(&self, user: &str, email: &str) -> Result<bool, StoreError> {
-        Ok(self
-            .conn
-            .query_row(
-                "SELECT 1 FROM links WHERE user = ?1 AND email = ?2",
-                params![user, email],
-                |_| Ok(()),
-            )
-            .optional()?
-            .is_some())
-    }
-
     /// Removes a link and its secrets. Returns its id, stored email and provider, or `None` if
     /// there was none.
     pub fn delete_link(
@@ -486,8 +473,8 @@ mod tests {
         let mut db = Db::new(&mut conn);
         assert_eq!(db.links(Some("alice".into())).unwrap().len(), 1);
         assert_eq!(db.links(None).unwrap().len(), 2);
-        assert!(db.link_exists("alice", "alice@contoso.TEST").unwrap());
-        assert!(!db.link_exists("bob", "alice@contoso.test").unwrap());
+        assert!(db.link_record("alice", "alice@contoso.TEST").unwrap().is_some());
+        assert!(db.link_record("bob", "alice@contoso.test").unwrap().is_none());
         assert_eq!(db.delete_link("bob", "alice@contoso.test").unwrap(), None);
         let (_, email, provider) = db.delete_link("alice", "ALICE@contoso.test").unwrap().unwrap();
         assert_eq!((email.as_str(), provider), ("Alice@Contoso.test", Provider::Office365));
