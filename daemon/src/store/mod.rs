@@ -27,8 +27,8 @@
 //! are created 0600 in a 0700 directory. The directory and the files pass [`crate::files`]'s rule (owned by root or us, not writable
 //! by others, no link in a file's place) before anything is opened or tightened.
 
-mod links;
-mod ops;
+pub(crate) mod links;
+pub(crate) mod ops;
 pub mod postgres;
 mod queries;
 mod schema;
@@ -40,6 +40,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::config::PgConfig;
 use crate::files::{self, FileError, What};
 
 pub use links::{LinkRecord, NewLink, Outcome, Owner, ResourceToken, Transition};
@@ -82,6 +83,8 @@ pub enum StoreError {
     Sealing(String),
     #[error("the owner already has {limit} links")]
     TooManyLinks { limit: usize },
+    #[error(transparent)]
+    Postgres(#[from] postgres::PgError),
 }
 
 impl StoreError {
@@ -108,20 +111,43 @@ type Job = Box<dyn FnOnce(&mut Connection) + Send>;
 type WriteJob = Box<dyn FnOnce(&mut Connection) -> Answer + Send>;
 type Answer = Box<dyn FnOnce(Option<&rusqlite::Error>) + Send>;
 
-/// A handle to the store threads. Cheap to clone.
+/// A handle to the store: its operations are in `ops.rs`. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Store {
-    jobs: mpsc::Sender<WriteJob>,
-    reads: mpsc::Sender<Job>,
-    /// What the writer has done, for metrics (`mslink_store_*_total`) and tests.
+    backend: Backend,
+    /// What the store has committed, for metrics (`mslink_store_*_total`) and tests.
     counts: std::sync::Arc<Counts>,
 }
 
-/// How many group commits the writer has made (or tried to) and how many writes they carried.
+/// Where the state lives.
+#[derive(Debug, Clone)]
+enum Backend {
+    /// This machine's SQLite database, through the store threads.
+    Sqlite(Sqlite),
+    /// An organisation's PostgreSQL database (`[store] url`).
+    Postgres(postgres::PgStore),
+}
+
+/// The SQLite store threads' queues.
+#[derive(Debug, Clone)]
+struct Sqlite {
+    jobs: mpsc::Sender<WriteJob>,
+    reads: mpsc::Sender<Job>,
+}
+
+/// How many commits the store has made (or tried to) and how many writes they carried: on
+/// SQLite a group commit carries many, on PostgreSQL each write is its own transaction.
 #[derive(Debug, Default)]
-struct Counts {
+pub(crate) struct Counts {
     commits: std::sync::atomic::AtomicU64,
     writes: std::sync::atomic::AtomicU64,
+}
+
+impl Counts {
+    pub(crate) fn committed(&self, writes: u64) {
+        self.writes.fetch_add(writes, std::sync::atomic::Ordering::Relaxed);
+        self.commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Holds the state directory's lock for as long as the daemon runs.
@@ -181,8 +207,7 @@ impl Store {
                     }
                     let writes = group.len() as u64;
                     commit_group(&mut conn, group.drain(..));
-                    counted.writes.fetch_add(writes, std::sync::atomic::Ordering::Relaxed);
-                    counted.commits.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    counted.committed(writes);
                 }
             }),
         )?;
@@ -210,7 +235,16 @@ impl Store {
                 }),
             )?;
         }
-        Ok((Store { jobs, reads, counts }, StateLock { _file: lock }))
+        let backend = Backend::Sqlite(Sqlite { jobs, reads });
+        Ok((Store { backend, counts }, StateLock { _file: lock }))
+    }
+
+    /// A store on an organisation's PostgreSQL database: `pool` on `config`, which
+    /// [`postgres::migrate`] has brought to this build's schema.
+    pub fn postgres(pool: deadpool_postgres::Pool, config: PgConfig) -> Store {
+        let counts = std::sync::Arc::new(Counts::default());
+        let backend = Backend::Postgres(postgres::PgStore::new(pool, config, counts.clone()));
+        Store { backend, counts }
     }
 
     /// How many group commits the writer has made.
@@ -222,7 +256,9 @@ impl Store {
     pub fn writes(&self) -> u64 {
         self.counts.writes.load(std::sync::atomic::Ordering::Relaxed)
     }
+}
 
+impl Sqlite {
     /// Runs `f` on the store thread, in a group commit with whatever else is queued, and
     /// returns its result once that is committed.
     async fn call<T, F>(&self, f: F) -> Result<T, StoreError>
@@ -347,6 +383,33 @@ fn open_private(path: &Path, what: What) -> Result<File, StoreError> {
 mod tests {
     use super::*;
 
+    /// The SQLite store's own queues, for tests of the writer and the readers.
+    impl Store {
+        async fn call<T, F>(&self, f: F) -> Result<T, StoreError>
+        where
+            T: Send + 'static,
+            F: FnOnce(&mut Db<'_>) -> Result<T, StoreError> + Send + 'static,
+        {
+            let Backend::Sqlite(sqlite) = &self.backend else { panic!("a SQLite store") };
+            sqlite.call(f).await
+        }
+
+        async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+        where
+            T: Send + 'static,
+            F: FnOnce(&Db<'_>) -> Result<T, StoreError> + Send + 'static,
+        {
+            let Backend::Sqlite(sqlite) = &self.backend else { panic!("a SQLite store") };
+            sqlite.read(f).await
+        }
+
+        /// Room left in the writer's queue.
+        fn queue_room(&self) -> usize {
+            let Backend::Sqlite(sqlite) = &self.backend else { panic!("a SQLite store") };
+            sqlite.jobs.capacity()
+        }
+    }
+
     #[tokio::test]
     async fn files_are_private_and_a_second_daemon_is_refused() {
         let dir = tempfile::tempdir().unwrap();
@@ -441,7 +504,7 @@ mod tests {
                     .await
             });
         }
-        while store.jobs.capacity() > QUEUE - 20 {
+        while store.queue_room() > QUEUE - 20 {
             tokio::task::yield_now().await;
         }
         // Nothing queued behind the held job is answered before its commit.
@@ -490,7 +553,7 @@ mod tests {
                 })
                 .await
         });
-        while store.jobs.capacity() > QUEUE - 4 {
+        while store.queue_room() > QUEUE - 4 {
             tokio::task::yield_now().await;
         }
         release.send(()).unwrap();

@@ -1,21 +1,32 @@
 //! What the daemon asks of its store: every read and write, one method each, so no caller sees
-//! SQL or a connection, and a second backend (PostgreSQL) has one list to implement.
+//! SQL or a connection. Each method runs on the store's backend: SQLite through the store
+//! threads (`Db`'s queries), or PostgreSQL (`postgres::PgStore`, the same operations).
 //!
-//! Each write is one job of the writer's group commit: all it does commits together or not at
-//! all, and it returns only once committed. Each read runs on a reader and sees one snapshot that
-//! holds every write that has returned.
+//! Each write is one transaction (on SQLite, one job of the writer's group commit): all it does
+//! commits together or not at all, and it returns only once committed. Each read sees one
+//! snapshot that holds every write that has returned.
 
 use mslink_proto::{
     AccessRequest, Integration, LinkInfo, LinkState, Provider, RequestReply, StatusReply,
     ToggleReply, UnixTime,
 };
 
-use super::{LinkRecord, NewLink, Outcome, Owner, ResourceToken, Store, StoreError, Transition};
+use super::{
+    Backend, LinkRecord, NewLink, Outcome, Owner, ResourceToken, Store, StoreError, Transition,
+};
 use crate::health::Actor;
 use crate::links::Timers;
 
 /// How many recent admin actions `status` shows an admin.
-const RECENT_ACTIONS: u32 = 10;
+pub(crate) const RECENT_ACTIONS: u32 = 10;
+
+/// `stored` counts (states with no link left out) as every state's count.
+pub(crate) fn every_state(stored: &[(LinkState, usize)]) -> Vec<(LinkState, usize)> {
+    LinkState::ALL
+        .into_iter()
+        .map(|state| (state, stored.iter().find(|(s, _)| *s == state).map_or(0, |(_, n)| *n)))
+        .collect()
+}
 
 /// A link's sealed secret, made once the link has its id (the id is bound into the sealing).
 pub type Seal = Box<dyn FnOnce(i64) -> Result<Vec<u8>, StoreError> + Send>;
@@ -53,22 +64,34 @@ impl Store {
 
     /// The organisation-wide toggle.
     pub async fn integration(&self) -> Result<Integration, StoreError> {
-        self.read(|db| db.integration()).await
+        match &self.backend {
+            Backend::Sqlite(s) => s.read(|db| db.integration()).await,
+            Backend::Postgres(pg) => pg.integration().await,
+        }
     }
 
     /// The link with id `id`, as a round works on it.
     pub async fn link_record(&self, id: i64) -> Result<Option<LinkRecord>, StoreError> {
-        self.read(move |db| db.link_record_by_id(id)).await
+        match &self.backend {
+            Backend::Sqlite(s) => s.read(move |db| db.link_record_by_id(id)).await,
+            Backend::Postgres(pg) => pg.link_record(id).await,
+        }
     }
 
     /// The link with id `id`, as `status` shows it.
     pub async fn link_info(&self, id: i64) -> Result<Option<LinkInfo>, StoreError> {
-        self.read(move |db| db.link_info(id)).await
+        match &self.backend {
+            Backend::Sqlite(s) => s.read(move |db| db.link_info(id)).await,
+            Backend::Postgres(pg) => pg.link_info(id).await,
+        }
     }
 
     /// Link `id`'s timers, for the scheduler.
     pub async fn timers(&self, id: i64) -> Result<Option<Timers>, StoreError> {
-        self.read(move |db| db.timers(id)).await
+        match &self.backend {
+            Backend::Sqlite(s) => s.read(move |db| db.timers(id)).await,
+            Backend::Postgres(pg) => pg.timers(id).await,
+        }
     }
 
     /// The token to `resource` that link `id` holds, if any.
@@ -77,7 +100,10 @@ impl Store {
         id: i64,
         resource: &'static str,
     ) -> Result<Option<ResourceToken>, StoreError> {
-        self.read(move |db| db.resource_token(id, resource)).await
+        match &self.backend {
+            Backend::Sqlite(s) => s.read(move |db| db.resource_token(id, resource)).await,
+            Backend::Postgres(pg) => pg.resource_token(id, resource).await,
+        }
     }
 
     /// Ids and addresses of every link (or those in `state`).
@@ -85,12 +111,18 @@ impl Store {
         &self,
         state: Option<LinkState>,
     ) -> Result<Vec<(i64, String)>, StoreError> {
-        self.read(move |db| db.link_ids(state)).await
+        match &self.backend {
+            Backend::Sqlite(s) => s.read(move |db| db.link_ids(state)).await,
+            Backend::Postgres(pg) => pg.link_ids(state).await,
+        }
     }
 
     /// The requests for the integration not yet granted.
     pub async fn pending_requests(&self) -> Result<Vec<AccessRequest>, StoreError> {
-        self.read(|db| db.pending_requests()).await
+        match &self.backend {
+            Backend::Sqlite(s) => s.read(|db| db.pending_requests()).await,
+            Backend::Postgres(pg) => pg.pending_requests().await,
+        }
     }
 
     /// `owner`'s link to `email` with the token to `resource` it holds, and the toggle.
@@ -100,20 +132,25 @@ impl Store {
         email: String,
         resource: Option<&'static str>,
     ) -> Result<LinkLookup, StoreError> {
-        self.read(move |db| {
-            let found = match db.link_record(owner, &email)? {
-                Some(record) => {
-                    let token = match resource {
-                        Some(resource) => db.resource_token(record.id, resource)?,
+        match &self.backend {
+            Backend::Sqlite(s) => {
+                s.read(move |db| {
+                    let found = match db.link_record(owner, &email)? {
+                        Some(record) => {
+                            let token = match resource {
+                                Some(resource) => db.resource_token(record.id, resource)?,
+                                None => None,
+                            };
+                            Some((record, token))
+                        }
                         None => None,
                     };
-                    Some((record, token))
-                }
-                None => None,
-            };
-            Ok(LinkLookup { enabled: db.integration()?.enabled, found })
-        })
-        .await
+                    Ok(LinkLookup { enabled: db.integration()?.enabled, found })
+                })
+                .await
+            }
+            Backend::Postgres(pg) => pg.lookup(owner, email, resource).await,
+        }
     }
 
     /// `status` for `user`: their request and links (every link with `owner` None), and for an
@@ -124,26 +161,31 @@ impl Store {
         owner: Option<Owner>,
         admin: bool,
     ) -> Result<StatusReply, StoreError> {
-        self.read(move |db| {
-            Ok(StatusReply {
-                integration: db.integration()?,
-                request: db.request_of(&user)?,
-                links: db.links(owner)?,
-                pending_requests: if admin {
-                    Some(db.pending_requests()?.len() as u64)
-                } else {
-                    None
-                },
-                recent_admin_actions: if admin {
-                    db.recent_audit(RECENT_ACTIONS)?
-                } else {
-                    Vec::new()
-                },
-                user,
-                admin,
-            })
-        })
-        .await
+        match &self.backend {
+            Backend::Sqlite(s) => {
+                s.read(move |db| {
+                    Ok(StatusReply {
+                        integration: db.integration()?,
+                        request: db.request_of(&user)?,
+                        links: db.links(owner)?,
+                        pending_requests: if admin {
+                            Some(db.pending_requests()?.len() as u64)
+                        } else {
+                            None
+                        },
+                        recent_admin_actions: if admin {
+                            db.recent_audit(RECENT_ACTIONS)?
+                        } else {
+                            Vec::new()
+                        },
+                        user,
+                        admin,
+                    })
+                })
+                .await
+            }
+            Backend::Postgres(pg) => pg.status(user, owner, admin).await,
+        }
     }
 
     /// Up to `limit` links of `owner` (or everyone's) in `state` (or any), in (user, email)
@@ -155,34 +197,41 @@ impl Store {
         after: Option<(String, String)>,
         limit: usize,
     ) -> Result<Vec<LinkInfo>, StoreError> {
-        self.read(move |db| {
-            let after = after.as_ref().map(|(u, e)| (u.as_str(), e.as_str()));
-            db.links_page(owner.as_ref(), state, after, limit)
-        })
-        .await
+        match &self.backend {
+            Backend::Sqlite(s) => {
+                s.read(move |db| {
+                    let after = after.as_ref().map(|(u, e)| (u.as_str(), e.as_str()));
+                    db.links_page(owner.as_ref(), state, after, limit)
+                })
+                .await
+            }
+            Backend::Postgres(pg) => pg.links_page(owner, state, after, limit).await,
+        }
     }
 
     /// The toggle and links per state, with every link if `with_links`.
     pub async fn overview(&self, with_links: bool) -> Result<Overview, StoreError> {
-        self.read(move |db| {
-            let stored = db.state_counts()?;
-            let counts = LinkState::ALL
-                .into_iter()
-                .map(|state| {
-                    (state, stored.iter().find(|(s, _)| *s == state).map_or(0, |(_, n)| *n))
+        match &self.backend {
+            Backend::Sqlite(s) => {
+                s.read(move |db| {
+                    let counts = every_state(&db.state_counts()?);
+                    let links = with_links.then(|| db.links(None)).transpose()?;
+                    Ok(Overview { enabled: db.integration()?.enabled, counts, links })
                 })
-                .collect();
-            let links = with_links.then(|| db.links(None)).transpose()?;
-            Ok(Overview { enabled: db.integration()?.enabled, counts, links })
-        })
-        .await
+                .await
+            }
+            Backend::Postgres(pg) => pg.overview(with_links).await,
+        }
     }
 
     // ---- writes ----
 
     /// True once the writer has committed an empty job: the watchdog's proof of life.
     pub async fn ping_writer(&self) -> Result<(), StoreError> {
-        self.call(|_| Ok(())).await
+        match &self.backend {
+            Backend::Sqlite(s) => s.call(|_| Ok(())).await,
+            Backend::Postgres(pg) => pg.ping().await,
+        }
     }
 
     /// Binds links stored without their owner's uid to the account their name has now.
@@ -190,12 +239,18 @@ impl Store {
         &self,
         uid_of: impl Fn(&str) -> Option<u32> + Send + 'static,
     ) -> Result<usize, StoreError> {
-        self.call(move |db| db.bind_owners(uid_of)).await
+        match &self.backend {
+            Backend::Sqlite(s) => s.call(move |db| db.bind_owners(uid_of)).await,
+            Backend::Postgres(pg) => pg.bind_owners(uid_of).await,
+        }
     }
 
     /// Every link's timers, for the scheduler's start.
     pub async fn due_links(&self) -> Result<Vec<Timers>, StoreError> {
-        self.read(|db| db.due_links()).await
+        match &self.backend {
+            Backend::Sqlite(s) => s.read(|db| db.due_links()).await,
+            Backend::Postgres(pg) => pg.due_links().await,
+        }
     }
 
     /// What `connect` must know before a sign-in, read on the writer so it is as fresh as it
@@ -205,12 +260,17 @@ impl Store {
         owner: Owner,
         email: String,
     ) -> Result<ConnectCheck, StoreError> {
-        self.call(move |db| {
-            let count = db.link_count(&owner)?;
-            let existing = db.link_record(owner, &email)?;
-            Ok(ConnectCheck { enabled: db.integration()?.enabled, existing, count })
-        })
-        .await
+        match &self.backend {
+            Backend::Sqlite(s) => {
+                s.call(move |db| {
+                    let count = db.link_count(&owner)?;
+                    let existing = db.link_record(owner, &email)?;
+                    Ok(ConnectCheck { enabled: db.integration()?.enabled, existing, count })
+                })
+                .await
+            }
+            Backend::Postgres(pg) => pg.connect_check(owner, email).await,
+        }
     }
 
     /// Saves a new or replacing link (refused past `limit` links of its owner) with the secret
@@ -222,12 +282,17 @@ impl Store {
         limit: Option<usize>,
         seal: Seal,
     ) -> Result<(Transition, Option<Timers>), StoreError> {
-        self.call(move |db| {
-            let transition = db.save_link(&new, now, limit, seal)?;
-            let timers = db.timers(transition.id)?;
-            Ok((transition, timers))
-        })
-        .await
+        match &self.backend {
+            Backend::Sqlite(s) => {
+                s.call(move |db| {
+                    let transition = db.save_link(&new, now, limit, seal)?;
+                    let timers = db.timers(transition.id)?;
+                    Ok((transition, timers))
+                })
+                .await
+            }
+            Backend::Postgres(pg) => pg.save_link(new, now, limit, seal).await,
+        }
     }
 
     /// Inserts many links at once (seeding tools, while no daemon runs); their ids.
@@ -237,7 +302,10 @@ impl Store {
         now: UnixTime,
         seal: impl FnMut(i64, &NewLink) -> Result<Vec<u8>, StoreError> + Send + 'static,
     ) -> Result<Vec<i64>, StoreError> {
-        self.call(move |db| db.insert_links(&links, now, seal)).await
+        match &self.backend {
+            Backend::Sqlite(s) => s.call(move |db| db.insert_links(&links, now, seal)).await,
+            Backend::Postgres(pg) => pg.insert_links(links, now, seal).await,
+        }
     }
 
     /// A refreshed secret for link `id`, if it is still at `generation`; false if not.
@@ -249,8 +317,17 @@ impl Store {
         token_expiry: UnixTime,
         now: UnixTime,
     ) -> Result<bool, StoreError> {
-        self.call(move |db| db.store_refreshed_secret(id, generation, &sealed, token_expiry, now))
-            .await
+        match &self.backend {
+            Backend::Sqlite(s) => {
+                s.call(move |db| {
+                    db.store_refreshed_secret(id, generation, &sealed, token_expiry, now)
+                })
+                .await
+            }
+            Backend::Postgres(pg) => {
+                pg.store_refreshed_secret(id, generation, sealed, token_expiry, now).await
+            }
+        }
     }
 
     /// A token to `resource` for link `id` with the link's secret as it now is (the refresh
@@ -263,8 +340,17 @@ impl Store {
         resource: &'static str,
         token: ResourceToken,
     ) -> Result<bool, StoreError> {
-        self.call(move |db| db.store_resource_token(id, generation, &link_secret, resource, &token))
-            .await
+        match &self.backend {
+            Backend::Sqlite(s) => {
+                s.call(move |db| {
+                    db.store_resource_token(id, generation, &link_secret, resource, &token)
+                })
+                .await
+            }
+            Backend::Postgres(pg) => {
+                pg.store_resource_token(id, generation, link_secret, resource, token).await
+            }
+        }
     }
 
     /// A round's outcome for link `id` if it is still at `generation` (the change it made, if
@@ -276,11 +362,16 @@ impl Store {
         outcome: Outcome,
         now: UnixTime,
     ) -> Result<(Option<Transition>, Option<Timers>), StoreError> {
-        self.call(move |db| {
-            let transition = db.record_outcome(id, generation, &outcome, now)?;
-            Ok((transition, db.timers(id)?))
-        })
-        .await
+        match &self.backend {
+            Backend::Sqlite(s) => {
+                s.call(move |db| {
+                    let transition = db.record_outcome(id, generation, &outcome, now)?;
+                    Ok((transition, db.timers(id)?))
+                })
+                .await
+            }
+            Backend::Postgres(pg) => pg.record_outcome(id, generation, outcome, now).await,
+        }
     }
 
     /// Removes `owner`'s link to `email`, audited when `actor` is someone else; what was
@@ -292,17 +383,22 @@ impl Store {
         actor: String,
         now: UnixTime,
     ) -> Result<Option<(i64, String, Provider)>, StoreError> {
-        self.call(move |db| {
-            let name = owner.name.clone();
-            let removed = db.delete_link(owner, &email)?;
-            if let Some((_, email, _)) = &removed
-                && name != actor
-            {
-                db.audit(&actor, "disconnect", Some(&format!("{email} of {name}")), now)?;
+        match &self.backend {
+            Backend::Sqlite(s) => {
+                s.call(move |db| {
+                    let name = owner.name.clone();
+                    let removed = db.delete_link(owner, &email)?;
+                    if let Some((_, email, _)) = &removed
+                        && name != actor
+                    {
+                        db.audit(&actor, "disconnect", Some(&format!("{email} of {name}")), now)?;
+                    }
+                    Ok(removed)
+                })
+                .await
             }
-            Ok(removed)
-        })
-        .await
+            Backend::Postgres(pg) => pg.delete_link(owner, email, actor, now).await,
+        }
     }
 
     /// `enable` / `disable` with its consequences (see `Db::set_integration`): the
@@ -313,13 +409,20 @@ impl Store {
         actor: String,
         now: UnixTime,
     ) -> Result<(ToggleReply, Vec<(Transition, Option<Timers>)>), StoreError> {
-        self.call(move |db| {
-            let (reply, transitions) = db.set_integration(enable, &actor, now)?;
-            let timers =
-                transitions.iter().map(|t| db.timers(t.id)).collect::<Result<Vec<_>, _>>()?;
-            Ok((reply, transitions.into_iter().zip(timers).collect()))
-        })
-        .await
+        match &self.backend {
+            Backend::Sqlite(s) => {
+                s.call(move |db| {
+                    let (reply, transitions) = db.set_integration(enable, &actor, now)?;
+                    let timers = transitions
+                        .iter()
+                        .map(|t| db.timers(t.id))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    Ok((reply, transitions.into_iter().zip(timers).collect()))
+                })
+                .await
+            }
+            Backend::Postgres(pg) => pg.set_integration(enable, actor, now).await,
+        }
     }
 
     /// Makes the links that were blocked on the operator due now; their timers.
@@ -328,7 +431,10 @@ impl Store {
         actor: Actor,
         now: UnixTime,
     ) -> Result<Vec<Timers>, StoreError> {
-        self.call(move |db| db.recheck_blocked(actor, now)).await
+        match &self.backend {
+            Backend::Sqlite(s) => s.call(move |db| db.recheck_blocked(actor, now)).await,
+            Backend::Postgres(pg) => pg.recheck_blocked(actor, now).await,
+        }
     }
 
     /// `request` by `actor` for `subject`: recorded (and audited when for someone else) while
@@ -340,21 +446,27 @@ impl Store {
         actor: String,
         now: UnixTime,
     ) -> Result<RequestReply, StoreError> {
-        self.call(move |db| {
-            if db.integration()?.enabled {
-                return Ok(RequestReply {
-                    request: None,
-                    updated: false,
-                    integration_enabled: true,
-                });
+        match &self.backend {
+            Backend::Sqlite(s) => {
+                s.call(move |db| {
+                    if db.integration()?.enabled {
+                        return Ok(RequestReply {
+                            request: None,
+                            updated: false,
+                            integration_enabled: true,
+                        });
+                    }
+                    let (request, updated) =
+                        db.record_request(&subject, message.as_deref(), now)?;
+                    if subject != actor {
+                        db.audit(&actor, "request", Some(&format!("for {subject}")), now)?;
+                    }
+                    Ok(RequestReply { request: Some(request), updated, integration_enabled: false })
+                })
+                .await
             }
-            let (request, updated) = db.record_request(&subject, message.as_deref(), now)?;
-            if subject != actor {
-                db.audit(&actor, "request", Some(&format!("for {subject}")), now)?;
-            }
-            Ok(RequestReply { request: Some(request), updated, integration_enabled: false })
-        })
-        .await
+            Backend::Postgres(pg) => pg.request(subject, message, actor, now).await,
+        }
     }
 
     /// An admin action for the audit log.
@@ -365,6 +477,11 @@ impl Store {
         detail: Option<String>,
         now: UnixTime,
     ) -> Result<(), StoreError> {
-        self.call(move |db| db.audit(&actor, action, detail.as_deref(), now)).await
+        match &self.backend {
+            Backend::Sqlite(s) => {
+                s.call(move |db| db.audit(&actor, action, detail.as_deref(), now)).await
+            }
+            Backend::Postgres(pg) => pg.audit(actor, action, detail, now).await,
+        }
     }
 }

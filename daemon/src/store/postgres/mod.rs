@@ -20,6 +20,7 @@
 //! mslinkd.
 
 pub mod schema;
+mod store;
 mod tls;
 
 use std::time::Duration;
@@ -32,6 +33,7 @@ use crate::config::{PgConfig, STORE_PASSWORD_CREDENTIAL};
 use crate::files::{self, FileError, What};
 
 pub use schema::Migrated;
+pub use store::PgStore;
 
 /// Connections one daemon keeps open at most.
 pub const POOL_SIZE: usize = 16;
