@@ -87,6 +87,12 @@ pub enum StoreError {
     Postgres(#[from] postgres::PgError),
 }
 
+impl From<tokio_postgres::Error> for StoreError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        StoreError::Postgres(postgres::PgError::Db(e))
+    }
+}
+
 impl StoreError {
     /// True when the disk is full or the database is read-only: worth an operator's attention.
     pub fn is_storage_fault(&self) -> bool {

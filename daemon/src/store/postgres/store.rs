@@ -16,7 +16,6 @@ use mslink_proto::{
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
-use super::PgError;
 use crate::config::PgConfig;
 use crate::health::Actor;
 use crate::links::{LinkDetails, Server, Timers};
@@ -287,10 +286,6 @@ impl PgStore {
         Ok(super::get(&self.pool, &self.config).await?)
     }
 
-    fn failed(&self, e: tokio_postgres::Error) -> StoreError {
-        StoreError::Postgres(PgError::Db(e))
-    }
-
     /// Runs `reads` in one read-only snapshot.
     async fn snapshot<T>(
         &self,
@@ -302,10 +297,9 @@ impl PgStore {
             .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
             .read_only(true)
             .start()
-            .await
-            .map_err(|e| self.failed(e))?;
-        let result = reads(&tx).await.map_err(|e| self.failed(e))?;
-        tx.commit().await.map_err(|e| self.failed(e))?;
+            .await?;
+        let result = reads(&tx).await?;
+        tx.commit().await?;
         Ok(result)
     }
 
@@ -315,9 +309,9 @@ impl PgStore {
         writes: impl AsyncFnOnce(&Transaction<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let mut client = self.client().await?;
-        let tx = client.transaction().await.map_err(|e| self.failed(e))?;
+        let tx = client.transaction().await?;
         let result = writes(&tx).await?;
-        let committed = tx.commit().await.map_err(|e| self.failed(e));
+        let committed = tx.commit().await.map_err(StoreError::from);
         self.counts.committed(1);
         committed.map(|()| result)
     }
@@ -326,24 +320,24 @@ impl PgStore {
 
     pub async fn integration(&self) -> Result<Integration, StoreError> {
         let client = self.client().await?;
-        integration(&client).await.map_err(|e| self.failed(e))
+        integration(&client).await.map_err(StoreError::from)
     }
 
     pub async fn link_record(&self, id: i64) -> Result<Option<LinkRecord>, StoreError> {
         let client = self.client().await?;
         let sql = format!("SELECT {RECORD_COLUMNS} FROM links WHERE id = $1");
-        let row = client.query_opt(&sql, &[&id]).await.map_err(|e| self.failed(e))?;
+        let row = client.query_opt(&sql, &[&id]).await?;
         Ok(row.as_ref().map(record))
     }
 
     pub async fn link_info(&self, id: i64) -> Result<Option<LinkInfo>, StoreError> {
         let client = self.client().await?;
-        link_info(&client, id).await.map_err(|e| self.failed(e))
+        link_info(&client, id).await.map_err(StoreError::from)
     }
 
     pub async fn timers(&self, id: i64) -> Result<Option<Timers>, StoreError> {
         let client = self.client().await?;
-        link_timers(&client, id).await.map_err(|e| self.failed(e))
+        link_timers(&client, id).await.map_err(StoreError::from)
     }
 
     pub async fn resource_token(
@@ -352,7 +346,7 @@ impl PgStore {
         resource: &str,
     ) -> Result<Option<ResourceToken>, StoreError> {
         let client = self.client().await?;
-        resource_token(&client, id, resource).await.map_err(|e| self.failed(e))
+        resource_token(&client, id, resource).await.map_err(StoreError::from)
     }
 
     pub async fn link_ids(
@@ -366,14 +360,13 @@ impl PgStore {
                    ORDER BY "user", email"#,
                 &[&state.map(LinkState::as_str)],
             )
-            .await
-            .map_err(|e| self.failed(e))?;
+            .await?;
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
     pub async fn pending_requests(&self) -> Result<Vec<AccessRequest>, StoreError> {
         let client = self.client().await?;
-        pending_requests(&client).await.map_err(|e| self.failed(e))
+        pending_requests(&client).await.map_err(StoreError::from)
     }
 
     pub async fn lookup(
@@ -470,7 +463,7 @@ impl PgStore {
             conditions.join(" AND ")
         );
         let client = self.client().await?;
-        let rows = client.query(&sql, &refs(&params)).await.map_err(|e| self.failed(e))?;
+        let rows = client.query(&sql, &refs(&params)).await?;
         Ok(rows.iter().map(info).collect())
     }
 
@@ -488,7 +481,7 @@ impl PgStore {
         let sql = format!(
             "SELECT {TIMER_COLUMNS} FROM links WHERE state IN ('active', 'degraded', 'blocked')"
         );
-        let rows = client.query(&sql, &[]).await.map_err(|e| self.failed(e))?;
+        let rows = client.query(&sql, &[]).await?;
         Ok(rows.iter().map(timers).collect())
     }
 
@@ -496,7 +489,7 @@ impl PgStore {
 
     pub async fn ping(&self) -> Result<(), StoreError> {
         let client = self.client().await?;
-        client.execute("SELECT 1", &[]).await.map_err(|e| self.failed(e))?;
+        client.execute("SELECT 1", &[]).await?;
         Ok(())
     }
 
@@ -507,8 +500,7 @@ impl PgStore {
         let client = self.client().await?;
         let names: Vec<String> = client
             .query(r#"SELECT DISTINCT "user" FROM links WHERE uid IS NULL"#, &[])
-            .await
-            .map_err(|e| self.failed(e))?
+            .await?
             .iter()
             .map(|r| r.get(0))
             .collect();
@@ -525,8 +517,7 @@ impl PgStore {
                     r#"UPDATE links SET uid = $2 WHERE "user" = $1 AND uid IS NULL"#,
                     &[&name, &i64::from(uid)],
                 )
-                .await
-                .map_err(|e| self.failed(e))?;
+                .await?;
         }
         Ok(bound as usize)
     }
@@ -558,28 +549,21 @@ impl PgStore {
         seal: Seal,
     ) -> Result<(Transition, Option<Timers>), StoreError> {
         self.write(async |tx| {
-            let failed = |e: tokio_postgres::Error| self.failed(e);
             // One user's connects queue here, on every daemon of a fleet.
-            tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&new.user])
-                .await
-                .map_err(failed)?;
+            tx.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&new.user]).await?;
             let previous: Option<String> = tx
                 .query_opt(
                     r#"SELECT state FROM links WHERE "user" = $1 AND email = $2"#,
                     &[&new.user, &new.email],
                 )
-                .await
-                .map_err(failed)?
+                .await?
                 .map(|r| r.get(0));
             if let Some(limit) = limit
                 && previous.is_none()
             {
                 let sql = format!("SELECT COUNT(*) FROM links WHERE {}", owned_by(1));
-                let count: i64 = tx
-                    .query_one(&sql, &[&new.user, &new.uid.map(i64::from)])
-                    .await
-                    .map_err(failed)?
-                    .get(0);
+                let count: i64 =
+                    tx.query_one(&sql, &[&new.user, &new.uid.map(i64::from)]).await?.get(0);
                 if count.max(0) as usize >= limit {
                     return Err(StoreError::TooManyLinks { limit });
                 }
@@ -598,17 +582,13 @@ impl PgStore {
                  RETURNING id"#
             );
             let params = values(&new, now);
-            let id: i64 = tx.query_one(&sql, &refs(&params)).await.map_err(failed)?.get(0);
+            let id: i64 = tx.query_one(&sql, &refs(&params)).await?.get(0);
             let sealed = seal(id)?;
-            tx.execute("UPDATE links SET secret = $2 WHERE id = $1", &[&id, &sealed])
-                .await
-                .map_err(failed)?;
+            tx.execute("UPDATE links SET secret = $2 WHERE id = $1", &[&id, &sealed]).await?;
             // A re-link is a new grant: tokens from the old one are not handed out again.
-            tx.execute("DELETE FROM resource_tokens WHERE link_id = $1", &[&id])
-                .await
-                .map_err(failed)?;
-            let link = link_info(tx, id).await.map_err(failed)?.ok_or(StoreError::Stopped)?;
-            let timers = link_timers(tx, id).await.map_err(failed)?;
+            tx.execute("DELETE FROM resource_tokens WHERE link_id = $1", &[&id]).await?;
+            let link = link_info(tx, id).await?.ok_or(StoreError::Stopped)?;
+            let timers = link_timers(tx, id).await?;
             let previous = previous.as_deref().and_then(LinkState::parse);
             Ok((Transition { id, link, previous }, timers))
         })
@@ -622,17 +602,14 @@ impl PgStore {
         mut seal: impl FnMut(i64, &NewLink) -> Result<Vec<u8>, StoreError> + Send + 'static,
     ) -> Result<Vec<i64>, StoreError> {
         self.write(async |tx| {
-            let failed = |e: tokio_postgres::Error| self.failed(e);
-            let insert =
-                tx.prepare(&format!("{INSERT_LINK} RETURNING id")).await.map_err(failed)?;
-            let set_secret =
-                tx.prepare("UPDATE links SET secret = $2 WHERE id = $1").await.map_err(failed)?;
+            let insert = tx.prepare(&format!("{INSERT_LINK} RETURNING id")).await?;
+            let set_secret = tx.prepare("UPDATE links SET secret = $2 WHERE id = $1").await?;
             let mut ids = Vec::with_capacity(links.len());
             for new in &links {
                 let params = values(new, now);
-                let id: i64 = tx.query_one(&insert, &refs(&params)).await.map_err(failed)?.get(0);
+                let id: i64 = tx.query_one(&insert, &refs(&params)).await?.get(0);
                 let sealed = seal(id, new)?;
-                tx.execute(&set_secret, &[&id, &sealed]).await.map_err(failed)?;
+                tx.execute(&set_secret, &[&id, &sealed]).await?;
                 ids.push(id);
             }
             Ok(ids)
@@ -655,8 +632,7 @@ impl PgStore {
                      WHERE id = $1 AND generation = $2",
                     &[&id, &generation, &sealed, &token_expiry, &now],
                 )
-                .await
-                .map_err(|e| self.failed(e))?;
+                .await?;
             Ok(changed == 1)
         })
         .await
@@ -671,14 +647,12 @@ impl PgStore {
         token: ResourceToken,
     ) -> Result<bool, StoreError> {
         self.write(async |tx| {
-            let failed = |e: tokio_postgres::Error| self.failed(e);
             let changed = tx
                 .execute(
                     "UPDATE links SET secret = $3 WHERE id = $1 AND generation = $2",
                     &[&id, &generation, &link_secret],
                 )
-                .await
-                .map_err(failed)?;
+                .await?;
             if changed != 1 {
                 return Ok(false);
             }
@@ -689,8 +663,7 @@ impl PgStore {
                      secret = $3, expires_at = $4, issued_at = $5",
                 &[&id, &resource, &token.sealed, &token.expires_at, &token.issued_at],
             )
-            .await
-            .map_err(failed)?;
+            .await?;
             Ok(true)
         })
         .await
@@ -704,19 +677,17 @@ impl PgStore {
         now: UnixTime,
     ) -> Result<(Option<Transition>, Option<Timers>), StoreError> {
         self.write(async |tx| {
-            let failed = |e: tokio_postgres::Error| self.failed(e);
             let previous: Option<String> = tx
                 .query_opt(
                     "SELECT state FROM links WHERE id = $1 AND generation = $2 FOR UPDATE",
                     &[&id, &generation],
                 )
-                .await
-                .map_err(failed)?
+                .await?
                 .map(|r| r.get(0));
             let previous = previous.as_deref().and_then(LinkState::parse);
             // Gone, changed meanwhile, or disabled while the work ran.
             let Some(previous) = previous.filter(|s| *s != LinkState::Suspended) else {
-                return Ok((None, link_timers(tx, id).await.map_err(failed)?));
+                return Ok((None, link_timers(tx, id).await?));
             };
             let new_state = match &outcome {
                 Outcome::Healthy { report, next_check } => {
@@ -737,8 +708,7 @@ impl PgStore {
                             &report.server_version,
                         ],
                     )
-                    .await
-                    .map_err(failed)?;
+                    .await?;
                     LinkState::Active
                 }
                 Outcome::Failed { failure, next_attempt } => {
@@ -756,16 +726,15 @@ impl PgStore {
                             &failure.actor.key(),
                         ],
                     )
-                    .await
-                    .map_err(failed)?;
+                    .await?;
                     failure.state
                 }
             };
-            let timers = link_timers(tx, id).await.map_err(failed)?;
+            let timers = link_timers(tx, id).await?;
             if new_state == previous {
                 return Ok((None, timers));
             }
-            let link = link_info(tx, id).await.map_err(failed)?.ok_or(StoreError::Stopped)?;
+            let link = link_info(tx, id).await?.ok_or(StoreError::Stopped)?;
             Ok((Some(Transition { id, link, previous: Some(previous) }), timers))
         })
         .await
@@ -779,21 +748,19 @@ impl PgStore {
         now: UnixTime,
     ) -> Result<Option<(i64, String, Provider)>, StoreError> {
         self.write(async |tx| {
-            let failed = |e: tokio_postgres::Error| self.failed(e);
             let sql = format!(
                 "DELETE FROM links WHERE email = $1 AND {} RETURNING id, email, provider",
                 owned_by(2)
             );
             let removed = tx
                 .query_opt(&sql, &[&email, &owner.name, &owner.uid.map(i64::from)])
-                .await
-                .map_err(failed)?
+                .await?
                 .map(|r| (r.get::<_, i64>(0), r.get::<_, String>(1), parse_provider(r.get(2))));
             if let Some((_, email, _)) = &removed
                 && owner.name != actor
             {
                 let detail = format!("{email} of {}", owner.name);
-                insert_audit(tx, now, &actor, "disconnect", Some(&detail)).await.map_err(failed)?;
+                insert_audit(tx, now, &actor, "disconnect", Some(&detail)).await?;
             }
             Ok(removed)
         })
@@ -807,11 +774,10 @@ impl PgStore {
         now: UnixTime,
     ) -> Result<(ToggleReply, Vec<(Transition, Option<Timers>)>), StoreError> {
         self.write(async |tx| {
-            let failed = |e: tokio_postgres::Error| self.failed(e);
             let was: bool = tx
                 .query_one("SELECT enabled FROM integration WHERE id = 1 FOR UPDATE", &[])
                 .await
-                .map_err(failed)?
+                ?
                 .get(0);
             if was == enabled {
                 let reply =
@@ -823,7 +789,7 @@ impl PgStore {
                 &[&enabled, &now, &actor],
             )
             .await
-            .map_err(failed)?;
+            ?;
             let (granted, affected, action, detail): (u64, Vec<Row>, &str, String);
             if enabled {
                 granted = tx
@@ -833,7 +799,7 @@ impl PgStore {
                         &[&now, &actor],
                     )
                     .await
-                    .map_err(failed)?;
+                    ?;
                 // Each link comes back exactly as it was; the ones that were being looked
                 // after are re-checked at once.
                 affected = tx
@@ -851,7 +817,7 @@ impl PgStore {
                         &[&now],
                     )
                     .await
-                    .map_err(failed)?;
+                    ?;
                 action = "enable";
                 detail = format!("granted {granted} request(s), resumed {} link(s)", affected.len());
             } else {
@@ -867,17 +833,17 @@ impl PgStore {
                         &[&now, &format!("the Microsoft integration was disabled by {actor}")],
                     )
                     .await
-                    .map_err(failed)?;
+                    ?;
                 action = "disable";
                 detail = format!("suspended {} link(s)", affected.len());
             }
-            insert_audit(tx, now, &actor, action, Some(&detail)).await.map_err(failed)?;
+            insert_audit(tx, now, &actor, action, Some(&detail)).await?;
             let mut transitions = Vec::with_capacity(affected.len());
             for row in affected {
                 let (id, previous): (i64, Option<String>) = (row.get(0), row.get(1));
-                if let Some(link) = link_info(tx, id).await.map_err(failed)? {
+                if let Some(link) = link_info(tx, id).await? {
                     let previous = previous.as_deref().and_then(LinkState::parse);
-                    let timers = link_timers(tx, id).await.map_err(failed)?;
+                    let timers = link_timers(tx, id).await?;
                     transitions.push((Transition { id, link, previous }, timers));
                 }
             }
@@ -902,7 +868,7 @@ impl PgStore {
              RETURNING {TIMER_COLUMNS}"
         );
         self.write(async |tx| {
-            let rows = tx.query(&sql, &[&actor.key(), &now]).await.map_err(|e| self.failed(e))?;
+            let rows = tx.query(&sql, &[&actor.key(), &now]).await?;
             Ok(rows.iter().map(timers).collect())
         })
         .await
@@ -916,15 +882,14 @@ impl PgStore {
         now: UnixTime,
     ) -> Result<RequestReply, StoreError> {
         self.write(async |tx| {
-            let failed = |e: tokio_postgres::Error| self.failed(e);
-            if integration(tx).await.map_err(failed)?.enabled {
+            if integration(tx).await?.enabled {
                 return Ok(RequestReply {
                     request: None,
                     updated: false,
                     integration_enabled: true,
                 });
             }
-            let existed = request_of(tx, &subject).await.map_err(failed)?.is_some();
+            let existed = request_of(tx, &subject).await?.is_some();
             tx.execute(
                 r#"INSERT INTO requests ("user", requested_at, message, state)
                    VALUES ($1, $2, $3, 'pending')
@@ -933,12 +898,11 @@ impl PgStore {
                        granted_at = NULL, granted_by = NULL"#,
                 &[&subject, &now, &message],
             )
-            .await
-            .map_err(failed)?;
-            let request = request_of(tx, &subject).await.map_err(failed)?;
+            .await?;
+            let request = request_of(tx, &subject).await?;
             if subject != actor {
                 let detail = format!("for {subject}");
-                insert_audit(tx, now, &actor, "request", Some(&detail)).await.map_err(failed)?;
+                insert_audit(tx, now, &actor, "request", Some(&detail)).await?;
             }
             Ok(RequestReply { request, updated: existed, integration_enabled: false })
         })
@@ -953,9 +917,7 @@ impl PgStore {
         now: UnixTime,
     ) -> Result<(), StoreError> {
         self.write(async |tx| {
-            insert_audit(tx, now, &actor, action, detail.as_deref())
-                .await
-                .map_err(|e| self.failed(e))
+            insert_audit(tx, now, &actor, action, detail.as_deref()).await.map_err(StoreError::from)
         })
         .await
     }
