@@ -291,6 +291,9 @@ fn link_text(link: &LinkInfo, with_user: bool, verbose: bool) -> String {
     if let Some(calendar) = link.calendar_ok {
         text.push_str(if calendar { "  calendar: reachable" } else { "  calendar: unreachable" });
     }
+    if let Some(daemon) = &link.worked_by {
+        text.push_str(&format!("\n    last worked by: {daemon}"));
+    }
     if verbose && !link.evidence.is_empty() {
         text.push_str("\n    provider settled by:");
         for evidence in &link.evidence {
@@ -488,6 +491,7 @@ mod tests {
                     endpoint: None,
                     evidence: Vec::new(),
                     stale: false,
+                    worked_by: None,
                 })
                 .collect(),
             pending_requests: Some(0),

@@ -78,7 +78,8 @@ async fn migrations_create_the_sqlite_schema_plus_due_times_and_leases() {
     assert!(sqlite.iter().any(|(t, _)| t == "links"), "the SQLite store has links: {sqlite:?}");
     for (table, mut columns) in sqlite {
         if table == "links" {
-            columns.extend(["next_due", "lease_owner", "lease_until"].map(String::from));
+            columns
+                .extend(["next_due", "lease_owner", "lease_until", "worked_by"].map(String::from));
         }
         assert_eq!(pg_columns(&client, &table).await, columns, "columns of {table}");
     }

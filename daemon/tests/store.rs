@@ -327,11 +327,9 @@ async fn the_store_suite_passes_on_sqlite() {
     suite(&store).await;
 }
 
-#[tokio::test]
-async fn the_store_suite_passes_on_postgresql() {
-    let Some(pg) = Postgres::start() else { return };
-    let dir = tempfile::tempdir().unwrap();
-    let password = dir.path().join("store-password");
+/// A store on `pg`, as one daemon of a fleet opens it (its own pool); migrated.
+async fn on_postgres(pg: &Postgres, dir: &std::path::Path) -> Store {
+    let password = dir.join("store-password");
     pg.write_password_file(&password);
     let text = format!("[store]\nurl = {:?}\npassword_file = {password:?}\n", pg.url());
     let StoreBackend::Postgres(config) =
@@ -341,5 +339,88 @@ async fn the_store_suite_passes_on_postgresql() {
     };
     let pool = postgres::connect(&config).await.unwrap();
     postgres::migrate(&pool, &config).await.unwrap();
-    suite(&Store::postgres(pool, *config)).await;
+    Store::postgres(pool, *config)
+}
+
+#[tokio::test]
+async fn the_store_suite_passes_on_postgresql() {
+    let Some(pg) = Postgres::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    suite(&on_postgres(&pg, dir.path()).await).await;
+}
+
+#[tokio::test]
+async fn two_daemons_share_a_link_by_its_lease_and_racing_connects_make_one_link() {
+    let Some(pg) = Postgres::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (on_postgres(&pg, dir.path()).await, on_postgres(&pg, dir.path()).await);
+    assert!(a.is_shared() && b.is_shared());
+
+    // A link saved at 1000 is due then, and claimed by one daemon only.
+    let (linked, _) = a
+        .save_link(new_link("alice", 1001, "alice@contoso.test"), 1000, None, seal("a"))
+        .await
+        .unwrap();
+    let id = linked.id;
+    assert!(b.claim_due("b", 10, 60, 999).await.unwrap().is_empty(), "not due before 1000");
+    let claimed = b.claim_due("b", 10, 60, 1000).await.unwrap();
+    assert_eq!(claimed.iter().map(|t| t.id).collect::<Vec<_>>(), [id]);
+    assert!(a.claim_due("a", 10, 60, 1000).await.unwrap().is_empty(), "b holds it");
+    assert_eq!(a.lease(id, "a", 60).await.unwrap().as_deref(), Some("b"), "b holds it");
+    assert_eq!(b.lease(id, "b", 60).await.unwrap(), None, "b renews its own lease");
+
+    // The release sets the next due time from the link as committed, and who worked it.
+    b.release(id, "b", |t| t.next_check.map(|c| c + 1)).await.unwrap();
+    assert!(a.claim_due("a", 10, 60, 2000).await.unwrap().is_empty(), "due at 2001 now");
+    let status = a.status("alice".into(), Some(owner("alice", 1001)), false).await.unwrap();
+    assert_eq!(status.links[0].worked_by.as_deref(), Some("b"));
+    assert_eq!(a.claim_due("a", 10, 60, 2001).await.unwrap().len(), 1);
+    // A release by a daemon that lost the lease changes nothing.
+    b.release(id, "b", |_| None).await.unwrap();
+    assert_eq!(b.lease(id, "b", 60).await.unwrap().as_deref(), Some("a"));
+
+    // A lease that runs out (by the database's clock) is anyone's.
+    assert_eq!(a.lease(id, "a", 0).await.unwrap(), None);
+    let mut taken = false;
+    for _ in 0..40 {
+        if b.lease(id, "b", 60).await.unwrap().is_none() {
+            taken = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(taken, "a lease that ran out was not taken over");
+
+    // Connects racing on both daemons: one link per address, and never past the limit.
+    let mut racing = tokio::task::JoinSet::new();
+    for n in 0..12 {
+        let store = if n % 2 == 0 { a.clone() } else { b.clone() };
+        racing.spawn(async move {
+            store
+                .save_link(new_link("bob", 1002, "bob@contoso.test"), 3000, Some(3), seal("r"))
+                .await
+        });
+        let store = if n % 2 == 0 { b.clone() } else { a.clone() };
+        let email = format!("bob{n}@contoso.test");
+        racing.spawn(async move {
+            store.save_link(new_link("bob", 1002, &email), 3000, Some(3), seal("r")).await
+        });
+    }
+    let mut refused = 0;
+    while let Some(result) = racing.join_next().await {
+        match result.unwrap() {
+            Ok(_) => {}
+            Err(StoreError::TooManyLinks { limit: 3 }) => refused += 1,
+            Err(e) => panic!("a racing connect failed: {e}"),
+        }
+    }
+    let links = b.status("bob".into(), Some(owner("bob", 1002)), false).await.unwrap().links;
+    assert_eq!(links.len(), 3, "the limit held across daemons: {links:?}");
+    let same = links.iter().filter(|l| l.email == "bob@contoso.test").count();
+    assert!(same <= 1, "one link per address: {links:?}");
+    assert!(refused >= 24 - 3 - 12, "connects past the limit were refused: {refused}");
+
+    // The fleet's key check: the first daemon's value is the one every daemon reads.
+    assert_eq!(a.key_check(b"first".to_vec()).await.unwrap().as_deref(), Some(&b"first"[..]));
+    assert_eq!(b.key_check(b"second".to_vec()).await.unwrap().as_deref(), Some(&b"first"[..]));
 }

@@ -495,6 +495,9 @@ pub struct LinkInfo {
     /// overloaded machine), so `state` and the figures above may be out of date.
     #[serde(default)]
     pub stale: bool,
+    /// On a store several daemons share: the daemon that last worked this link (`host:pid:tag`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worked_by: Option<String>,
 }
 
 /// One admin action, for the audit trail.

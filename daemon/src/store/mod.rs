@@ -83,6 +83,8 @@ pub enum StoreError {
     Sealing(String),
     #[error("the owner already has {limit} links")]
     TooManyLinks { limit: usize },
+    #[error("another mslinkd of the fleet is working on this link; try again in a moment")]
+    Leased,
     #[error(transparent)]
     Postgres(#[from] postgres::PgError),
 }

@@ -437,6 +437,67 @@ impl Store {
         }
     }
 
+    // ---- leases: a fleet's daemons sharing the work (PostgreSQL; SQLite has one daemon, its
+    // state directory's lock holder, which owns every link without asking) ----
+
+    /// Whether other daemons share this store, so due work is claimed through it
+    /// ([`Store::claim_due`]) rather than known from start.
+    pub fn is_shared(&self) -> bool {
+        matches!(self.backend, Backend::Postgres(_))
+    }
+
+    /// The fleet's key check: `candidate` (a value sealed by this daemon's key) is stored if
+    /// no daemon stored one before; the one stored. `None` on SQLite, whose key lives beside it.
+    pub async fn key_check(&self, candidate: Vec<u8>) -> Result<Option<Vec<u8>>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(None),
+            Backend::Postgres(pg) => pg.key_check(candidate).await.map(Some),
+        }
+    }
+
+    /// Claims up to `limit` links due by `now` that no daemon holds, for `owner` for `lease`
+    /// seconds; their timers. Nothing on SQLite, where the scheduler knows every link already.
+    pub async fn claim_due(
+        &self,
+        owner: &str,
+        limit: usize,
+        lease: i64,
+        now: UnixTime,
+    ) -> Result<Vec<Timers>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(Vec::new()),
+            Backend::Postgres(pg) => pg.claim_due(owner, limit, lease, now).await,
+        }
+    }
+
+    /// Takes or renews `owner`'s lease on link `id` for `lease` seconds: `None` once it is
+    /// `owner`'s, else the daemon holding it. Always `owner`'s on SQLite.
+    pub async fn lease(
+        &self,
+        id: i64,
+        owner: &str,
+        lease: i64,
+    ) -> Result<Option<String>, StoreError> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(None),
+            Backend::Postgres(pg) => pg.lease(id, owner, lease).await,
+        }
+    }
+
+    /// Ends `owner`'s lease on link `id`, its next due time set by `due` from the link as
+    /// committed, in one transaction. Nothing to do on SQLite.
+    pub async fn release(
+        &self,
+        id: i64,
+        owner: &str,
+        due: impl Fn(&Timers) -> Option<UnixTime> + Send,
+    ) -> Result<(), StoreError> {
+        match &self.backend {
+            Backend::Sqlite(_) => Ok(()),
+            Backend::Postgres(pg) => pg.release(id, owner, due).await,
+        }
+    }
+
     /// `request` by `actor` for `subject`: recorded (and audited when for someone else) while
     /// the integration is off; nothing to do once it is on.
     pub async fn request(

@@ -246,6 +246,8 @@ impl<'c> Db<'c> {
                 evidence: serde_json::from_str(&row.get::<_, String>(15)?).unwrap_or_default(),
                 // Depends on `[schedule]` and the time: the status handler fills it in.
                 stale: false,
+                // One daemon works every link of its own store.
+                worked_by: None,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

@@ -116,6 +116,19 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (link_id, resource)
     );
     "#,
+    // 2: which daemon last worked each link (shown by `status`), the claim query's index (only
+    // looked-after links are ever due), and the fleet's key check.
+    r#"
+    ALTER TABLE links ADD COLUMN worked_by TEXT;
+    DROP INDEX links_by_next_due;
+    CREATE INDEX links_due ON links (next_due) WHERE state IN ('active', 'degraded', 'blocked');
+    -- A value sealed by the first daemon's key: a daemon whose key cannot open it refuses to
+    -- start, before it could seal a secret no other daemon can open.
+    CREATE TABLE key_check (
+        id      INTEGER PRIMARY KEY CHECK (id = 1),
+        sealed  BYTEA NOT NULL
+    );
+    "#,
 ];
 
 /// The schema version this build knows.

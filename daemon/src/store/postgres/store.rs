@@ -40,16 +40,22 @@ const RECORD_COLUMNS: &str = r#"id, "user", email, provider, state, generation, 
 const INFO_COLUMNS: &str = r#"email, "user", provider, state, reason, since, last_ok,
     CASE WHEN state IN ('needs_reauth', 'suspended') THEN NULL ELSE next_check END,
     token_expiry, inbox_total, inbox_unread, calendar_ok, server_version, auth_scheme, endpoint,
-    evidence"#;
+    evidence, worked_by"#;
 
 const TIMER_COLUMNS: &str = "id, state, actor, next_check, token_expiry, token_issued,
     CASE WHEN provider = 'exchange' THEN endpoint END, uid";
 
-/// `INSERT` of a new, active link; `$1`..`$16` are [`values`].
+/// `INSERT` of a new, active link; `$1`..`$16` are [`values`]. It is due at once (`next_due`):
+/// whichever daemon claims it first works out its real due time (see [`PgStore::release`]).
 const INSERT_LINK: &str = r#"INSERT INTO links ("user", email, provider, state, since, last_ok,
         next_check, token_expiry, inbox_total, inbox_unread, calendar_ok, server_version,
-        auth_scheme, endpoint, details, created_at, token_issued, evidence, uid)
-     VALUES ($1, $2, $3, 'active', $4, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $4, $14, $15, $16)"#;
+        auth_scheme, endpoint, details, created_at, token_issued, evidence, uid, next_due)
+     VALUES ($1, $2, $3, 'active', $4, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $4, $14, $15, $16,
+             $4)"#;
+
+/// The database's clock in unix seconds: every lease is timed by it, so daemons whose clocks
+/// disagree still agree on when a lease has run out.
+const DB_NOW: &str = "EXTRACT(EPOCH FROM clock_timestamp())::BIGINT";
 
 /// The condition for an [`Owner`] with its name at `$n` and uid at `$n+1`.
 fn owned_by(n: usize) -> String {
@@ -137,6 +143,7 @@ fn info(row: &Row) -> LinkInfo {
         evidence: serde_json::from_str(row.get(15)).unwrap_or_default(),
         // Depends on `[schedule]` and the time: the status handler fills it in.
         stale: false,
+        worked_by: row.get(16),
     }
 }
 
@@ -286,21 +293,38 @@ impl PgStore {
         Ok(super::get(&self.pool, &self.config).await?)
     }
 
+    /// `error`, with the server named when it is a connection the server closed (it stopped,
+    /// or the network went): a pooled connection fails that way before a new one is tried.
+    fn explained(&self, error: StoreError) -> StoreError {
+        match error {
+            StoreError::Postgres(super::PgError::Db(e)) if e.is_closed() => {
+                StoreError::Postgres(super::PgError::Unreachable {
+                    server: super::server(&self.config),
+                    detail: "the connection was closed".into(),
+                })
+            }
+            other => other,
+        }
+    }
+
     /// Runs `reads` in one read-only snapshot.
     async fn snapshot<T>(
         &self,
         reads: impl AsyncFnOnce(&Transaction<'_>) -> Result<T, tokio_postgres::Error>,
     ) -> Result<T, StoreError> {
-        let mut client = self.client().await?;
-        let tx = client
-            .build_transaction()
-            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await?;
-        let result = reads(&tx).await?;
-        tx.commit().await?;
-        Ok(result)
+        let read = async {
+            let mut client = self.client().await?;
+            let tx = client
+                .build_transaction()
+                .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .await?;
+            let result = reads(&tx).await?;
+            tx.commit().await?;
+            Ok(result)
+        };
+        read.await.map_err(|e| self.explained(e))
     }
 
     /// Runs `writes` in one transaction, committed only if it returns `Ok`.
@@ -308,12 +332,15 @@ impl PgStore {
         &self,
         writes: impl AsyncFnOnce(&Transaction<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let result = writes(&tx).await?;
-        let committed = tx.commit().await.map_err(StoreError::from);
-        self.counts.committed(1);
-        committed.map(|()| result)
+        let write = async {
+            let mut client = self.client().await?;
+            let tx = client.transaction().await?;
+            let result = writes(&tx).await?;
+            let committed = tx.commit().await.map_err(StoreError::from);
+            self.counts.committed(1);
+            committed.map(|()| result)
+        };
+        write.await.map_err(|e| self.explained(e))
     }
 
     // ---- reads ----
@@ -578,7 +605,7 @@ impl PgStore {
                      token_issued = $14, evidence = $15,
                      inbox_total = $7, inbox_unread = $8, calendar_ok = $9, server_version = $10,
                      auth_scheme = $11, endpoint = $12, details = $13, failures = 0,
-                     uid = $16, generation = links.generation + 1
+                     uid = $16, generation = links.generation + 1, next_due = $4
                  RETURNING id"#
             );
             let params = values(&new, now);
@@ -812,7 +839,7 @@ impl PgStore {
                                                   THEN $1 ELSE next_check END,
                                 state_before_suspend = NULL, reason_before_suspend = NULL,
                                 actor_before_suspend = NULL, since_before_suspend = NULL,
-                                generation = generation + 1
+                                generation = generation + 1, next_due = $1
                          WHERE state = 'suspended' RETURNING id, 'suspended'::TEXT",
                         &[&now],
                     )
@@ -858,13 +885,104 @@ impl PgStore {
         .await
     }
 
+    /// Stores `candidate` as the fleet's key check unless one is there; the one stored.
+    pub async fn key_check(&self, candidate: Vec<u8>) -> Result<Vec<u8>, StoreError> {
+        self.write(async |tx| {
+            tx.execute(
+                "INSERT INTO key_check (id, sealed) VALUES (1, $1) ON CONFLICT (id) DO NOTHING",
+                &[&candidate],
+            )
+            .await?;
+            Ok(tx.query_one("SELECT sealed FROM key_check WHERE id = 1", &[]).await?.get(0))
+        })
+        .await
+    }
+
+    // ---- leases: which daemon of a fleet works which link ----
+
+    /// Claims up to `limit` links due by `now` whose lease is free or has run out, for `owner`
+    /// for `lease` seconds, skipping rows another daemon is claiming at this moment.
+    pub async fn claim_due(
+        &self,
+        owner: &str,
+        limit: usize,
+        lease: i64,
+        now: UnixTime,
+    ) -> Result<Vec<Timers>, StoreError> {
+        let sql = format!(
+            "WITH due AS (
+                 SELECT id FROM links
+                 WHERE next_due <= $3 AND state IN ('active', 'degraded', 'blocked')
+                   AND (lease_until IS NULL OR lease_until < {DB_NOW})
+                 ORDER BY next_due LIMIT $4 FOR UPDATE SKIP LOCKED)
+             UPDATE links SET lease_owner = $1, lease_until = {DB_NOW} + $2
+             WHERE id IN (SELECT id FROM due)
+             RETURNING {TIMER_COLUMNS}"
+        );
+        let limit = limit as i64;
+        self.write(async |tx| {
+            let rows = tx.query(&sql, &[&owner, &lease, &now, &limit]).await?;
+            Ok(rows.iter().map(timers).collect())
+        })
+        .await
+    }
+
+    /// Takes or renews `owner`'s lease on link `id` for `lease` seconds: `None` when it is
+    /// `owner`'s now (or the link is gone), else the daemon that holds it.
+    pub async fn lease(
+        &self,
+        id: i64,
+        owner: &str,
+        lease: i64,
+    ) -> Result<Option<String>, StoreError> {
+        let sql = format!(
+            "UPDATE links SET lease_owner = $2, lease_until = {DB_NOW} + $3
+             WHERE id = $1
+               AND (lease_owner IS NULL OR lease_owner = $2 OR lease_until < {DB_NOW})"
+        );
+        self.write(async |tx| {
+            if tx.execute(&sql, &[&id, &owner, &lease]).await? == 1 {
+                return Ok(None);
+            }
+            let holder =
+                tx.query_opt("SELECT lease_owner FROM links WHERE id = $1", &[&id]).await?;
+            Ok(holder.and_then(|row| row.get::<_, Option<String>>(0)))
+        })
+        .await
+    }
+
+    /// Ends `owner`'s lease on link `id`, recording that `owner` worked it, and sets its next
+    /// due time by `due` from the link as it is now, in the same transaction: a change another
+    /// daemon committed while the round ran (a re-link, `enable`) is what the time is read from.
+    pub async fn release(
+        &self,
+        id: i64,
+        owner: &str,
+        due: impl Fn(&Timers) -> Option<UnixTime> + Send,
+    ) -> Result<(), StoreError> {
+        let sql = format!("SELECT {TIMER_COLUMNS} FROM links WHERE id = $1 FOR UPDATE");
+        self.write(async |tx| {
+            let Some(row) = tx.query_opt(&sql, &[&id]).await? else { return Ok(()) };
+            let next_due = due(&timers(&row));
+            tx.execute(
+                "UPDATE links SET lease_owner = NULL, lease_until = NULL, next_due = $3,
+                        worked_by = $2
+                 WHERE id = $1 AND lease_owner = $2",
+                &[&id, &owner, &next_due],
+            )
+            .await?;
+            Ok(())
+        })
+        .await
+    }
+
     pub async fn recheck_blocked(
         &self,
         actor: Actor,
         now: UnixTime,
     ) -> Result<Vec<Timers>, StoreError> {
         let sql = format!(
-            "UPDATE links SET next_check = $2 WHERE state = 'blocked' AND actor = $1
+            "UPDATE links SET next_check = $2, next_due = $2 WHERE state = 'blocked' AND actor = $1
              RETURNING {TIMER_COLUMNS}"
         );
         self.write(async |tx| {
