@@ -80,17 +80,35 @@ impl Stats {
     }
 }
 
-/// Per mailbox: the current refresh token generation and whether it has been presented.
-#[derive(Debug, Default, Clone, Copy)]
+/// Per mailbox: the current refresh token generation, whether it has been presented, and which
+/// client (the tag of its token URL) was given it.
+#[derive(Debug, Default, Clone)]
 struct Grant {
     current: u64,
     used: bool,
+    given_to: String,
+}
+
+/// A refresh token presented a second time (its answer was taken as lost and given again): by
+/// whom first and by whom again. Between two live daemons of a fleet this must never happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Represented {
+    pub email: String,
+    pub generation: u64,
+    pub first: String,
+    pub again: String,
 }
 
 #[derive(Debug, Default)]
 struct Shared {
     stats: Stats,
     grants: Mutex<HashMap<String, Grant>>,
+    represented: Mutex<Vec<Represented>>,
+    /// Refreshes answered per token URL tag.
+    refreshed_by: Mutex<HashMap<String, u64>>,
+    /// Token URL tags whose requests are never answered, and the mailboxes whose refresh hangs
+    /// there.
+    hung_tags: Mutex<HashMap<String, Vec<String>>>,
     token_mode: Mutex<Mode>,
     graph_mode: Mutex<Mode>,
     reset_all: AtomicBool,
@@ -129,12 +147,44 @@ impl FakeMicrosoft {
         )
     }
 
+    /// [`FakeMicrosoft::office365_config`], with the token URL tagged `tag`
+    /// (`/token/TAG`), so the fake knows which daemon presented each refresh token.
+    pub fn office365_config_tagged(&self, tag: &str) -> String {
+        let url = &self.url;
+        self.office365_config().replace(
+            &format!("token_url = \"{url}/token\""),
+            &format!("token_url = \"{url}/token/{tag}\""),
+        )
+    }
+
+    /// Token requests through the URL tagged `tag` hang from now on, unanswered (as a token
+    /// endpoint does behind a network that drops one machine's packets).
+    pub fn hang_tag(&self, tag: &str) {
+        lock(&self.shared.hung_tags).insert(tag.to_owned(), Vec::new());
+    }
+
+    /// The mailboxes whose refresh hangs at `tag` (see [`FakeMicrosoft::hang_tag`]).
+    pub fn hung(&self, tag: &str) -> Vec<String> {
+        lock(&self.shared.hung_tags).get(tag).cloned().unwrap_or_default()
+    }
+
+    /// Refreshes answered through the token URL tagged `tag`.
+    pub fn refreshed_by(&self, tag: &str) -> u64 {
+        lock(&self.shared.refreshed_by).get(tag).copied().unwrap_or(0)
+    }
+
+    /// Every refresh token presented a second time so far.
+    pub fn represented(&self) -> Vec<Represented> {
+        lock(&self.shared.represented).clone()
+    }
+
     /// Starts the fakes on a free loopback port; access tokens it issues live `expires_in`.
     pub async fn start(expires_in: Duration) -> std::io::Result<FakeMicrosoft> {
         let shared = Arc::new(Shared::default());
         shared.expires_in.store(expires_in.as_secs().max(1), Ordering::SeqCst);
         let app = Router::new()
-            .route("/token", post(token))
+            .route("/token", post(untagged_token))
+            .route("/token/{tag}", post(token))
             .route("/v1.0/me", get(me))
             .route("/v1.0/me/mailFolders/inbox", get(inbox))
             .route("/v1.0/me/calendar", get(calendar))
@@ -261,7 +311,15 @@ async fn fault(mode: Mode, oauth: bool) -> Option<Response> {
     }
 }
 
-async fn token(State(shared): State<Arc<Shared>>, body: String) -> Response {
+async fn untagged_token(state: State<Arc<Shared>>, body: String) -> Response {
+    token(state, axum::extract::Path(String::new()), body).await
+}
+
+async fn token(
+    State(shared): State<Arc<Shared>>,
+    axum::extract::Path(tag): axum::extract::Path<String>,
+    body: String,
+) -> Response {
     let form = form_pairs(&body);
     let stats = &shared.stats;
     stats.token_requests.fetch_add(1, Ordering::SeqCst);
@@ -286,13 +344,27 @@ async fn token(State(shared): State<Arc<Shared>>, body: String) -> Response {
     else {
         return invalid("malformed refresh token");
     };
+    let hangs = lock(&shared.hung_tags).get_mut(&tag).map(|hung| hung.push(email.to_owned()));
+    if hangs.is_some() {
+        std::future::pending::<()>().await;
+    }
     let next = {
         let mut grants = lock(&shared.grants);
         let grant = grants.entry(email.to_owned()).or_default();
         let lost_answer = grant.current > 0 && generation == grant.current - 1 && !grant.used;
+        if lost_answer {
+            lock(&shared.represented).push(Represented {
+                email: email.to_owned(),
+                generation,
+                first: grant.given_to.clone(),
+                again: tag.clone(),
+            });
+        }
         if generation == grant.current || lost_answer {
             grant.current = generation + 1;
             grant.used = false;
+            *lock(&shared.refreshed_by).entry(tag.clone()).or_default() += 1;
+            grant.given_to = tag;
             Some(grant.current)
         } else {
             None

@@ -27,15 +27,33 @@ pub struct Seed {
     pub next_check: i64,
 }
 
-/// Inserts `links` as active Office365 links, in batches of 10,000 per transaction.
+type SeedError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Inserts `links` as active Office365 links into the SQLite store in `state_dir`, in batches
+/// of 10,000 per transaction.
 pub async fn office365_links(
     state_dir: &Path,
     key_file: &Path,
     graph_url: &str,
     links: &[Seed],
-) -> Result<Vec<i64>, Box<dyn std::error::Error + Send + Sync>> {
+) -> Result<Vec<i64>, SeedError> {
     let (store, lock) = Store::open(state_dir)?;
     let vault = std::sync::Arc::new(Vault::open_or_create(key_file)?);
+    let ids = office365_links_into(&store, &vault, graph_url, links).await?;
+    drop(store);
+    drop(lock);
+    mslinkd::store::checkpoint(state_dir)?;
+    Ok(ids)
+}
+
+/// Inserts `links` as active Office365 links into `store` (either backend), their secrets
+/// sealed by `vault`, in batches of 10,000 per transaction.
+pub async fn office365_links_into(
+    store: &Store,
+    vault: &std::sync::Arc<Vault>,
+    graph_url: &str,
+    links: &[Seed],
+) -> Result<Vec<i64>, SeedError> {
     let mut ids = Vec::with_capacity(links.len());
     // One NSS lookup per owner without a uid, not per link.
     let mut uids = std::collections::HashMap::new();
@@ -83,8 +101,5 @@ pub async fn office365_links(
             .await?;
         ids.extend(new);
     }
-    drop(store);
-    drop(lock);
-    mslinkd::store::checkpoint(state_dir)?;
     Ok(ids)
 }

@@ -145,6 +145,17 @@ pub struct PgConfig {
     pub password_file: Option<PathBuf>,
     /// The CA the server's certificate must chain to; set means TLS, verified, always.
     pub ca_file: Option<PathBuf>,
+    /// `[store] lease`: how long a daemon's claim on a due link lasts unless renewed; a daemon
+    /// that dies has its links taken over this long after its last renewal.
+    pub lease: StdDuration,
+}
+
+impl PgConfig {
+    /// The default `[store] lease`: four times a request's timeout, so a round renews it long
+    /// before it runs out.
+    pub const DEFAULT_LEASE: StdDuration = StdDuration::from_secs(120);
+    /// The shortest `[store] lease`: a refresh must fit in what is left of one.
+    pub const MIN_LEASE: StdDuration = StdDuration::from_secs(5);
 }
 
 /// `[office365]`: the organisation's Entra app registration and endpoints.
@@ -636,6 +647,7 @@ struct RawStore {
     url: Option<Spanned<String>>,
     password_file: Option<Spanned<PathBuf>>,
     ca_file: Option<Spanned<PathBuf>>,
+    lease: Option<Spanned<Duration>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -724,6 +736,15 @@ impl RawStore {
                     });
                 }
             }
+            if let Some(lease) = self.lease {
+                return Err(Problem::At {
+                    key: "store.lease",
+                    span: lease.span(),
+                    message: "has no effect without `[store] url` (one daemon on SQLite claims \
+                              nothing); set `url` or remove it"
+                        .into(),
+                });
+            }
             return Ok(StoreBackend::Sqlite);
         };
         let span = url.span();
@@ -783,11 +804,24 @@ impl RawStore {
             .password_file
             .map(Spanned::into_inner)
             .or_else(|| env.store_password_credential.clone());
+        let lease = match self.lease {
+            None => PgConfig::DEFAULT_LEASE,
+            Some(lease) if lease.get_ref().0 < PgConfig::MIN_LEASE => {
+                return Err(Problem::At {
+                    key: "store.lease",
+                    span: lease.span(),
+                    message: "is shorter than 5s: a refresh must fit in what is left of a lease"
+                        .into(),
+                });
+            }
+            Some(lease) => lease.into_inner().0,
+        };
         Ok(StoreBackend::Postgres(Box::new(PgConfig {
             url: text,
             connection,
             password_file,
             ca_file,
+            lease,
         })))
     }
 }

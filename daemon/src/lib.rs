@@ -43,7 +43,7 @@ use tokio::net::UnixListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, DEFAULT_CONFIG_PATH, Env, SharedConfig};
+use crate::config::{Config, DEFAULT_CONFIG_PATH, Env, SharedConfig, StoreBackend};
 use crate::events::Bus;
 use crate::ipc::Limits;
 use crate::links::{Links, SchedulerInbox};
@@ -65,7 +65,8 @@ pub struct Daemon {
     events: Bus,
     /// Who connected lately, so a command need not ask NSS again.
     callers: identity::Callers,
-    _lock: StateLock,
+    /// The state directory's lock, for a store of its own (SQLite); a shared store has none.
+    _lock: Option<StateLock>,
 }
 
 /// Why the daemon could not start.
@@ -79,7 +80,15 @@ pub enum OpenError {
     File(#[from] files::FileError),
     #[error("startup was interrupted")]
     Interrupted,
+    #[error(
+        "the key file {0} is not the key this fleet's secrets are sealed with: copy the key_file \
+         of the fleet's other daemons here (every daemon sharing a store uses the same key)"
+    )]
+    WrongKey(PathBuf),
 }
+
+/// What the fleet's key check seals and opens (with itself as the associated data).
+const KEY_CHECK: &[u8] = b"mslink-key-check";
 
 /// The control socket to serve.
 #[derive(Debug)]
@@ -140,10 +149,7 @@ pub async fn run_with(
         Listener::Passed(listener) => (listener, None),
     };
     let Options { env, limits, clock, events, ready } = options;
-    let opened = tokio::task::spawn_blocking(move || Daemon::open(config, env, clock, events))
-        .await
-        .map_err(|_| OpenError::Interrupted)
-        .and_then(|opened| opened);
+    let opened = Daemon::open(config, env, clock, events).await;
     let result = match opened {
         Ok((daemon, inbox)) => {
             if let Some(ready) = ready {
@@ -162,19 +168,54 @@ pub async fn run_with(
 }
 
 impl Daemon {
-    /// Checks the files the config names ([`files`]), takes the state directory's lock, opens
-    /// the database and loads (or creates) the key.
-    fn open(
+    /// Checks the files the config names ([`files`]), opens the store (SQLite: takes the state
+    /// directory's lock first; PostgreSQL: connects and migrates) and loads (or creates) the
+    /// key; on a shared store, refuses a key that is not the fleet's.
+    async fn open(
         config: Config,
         env: Env,
         clock: Arc<dyn Clock>,
         events: Bus,
     ) -> Result<(Daemon, SchedulerInbox), OpenError> {
-        if let Some(problem) = files::audit(&config).into_iter().next() {
-            return Err(problem.into());
+        // Files, SQLite and the key block: off the async workers.
+        let local = config.clone();
+        let (store, lock, vault) = tokio::task::spawn_blocking(move || {
+            if let Some(problem) = files::audit(&local).into_iter().next() {
+                return Err(OpenError::from(problem));
+            }
+            let (store, lock) = match &local.store {
+                StoreBackend::Sqlite => {
+                    let (store, lock) = Store::open(&local.state_dir)?;
+                    (Some(store), Some(lock))
+                }
+                StoreBackend::Postgres(_) => (None, None),
+            };
+            Ok((store, lock, Vault::open_or_create(&local.key_file)?))
+        })
+        .await
+        .map_err(|_| OpenError::Interrupted)??;
+        let store = match (store, &config.store) {
+            (Some(store), _) => store,
+            (None, StoreBackend::Postgres(pg)) => {
+                let pool = store::postgres::connect(pg).await.map_err(StoreError::from)?;
+                let migrated =
+                    store::postgres::migrate(&pool, pg).await.map_err(StoreError::from)?;
+                tracing::info!(
+                    server = %store::postgres::server(pg),
+                    schema = migrated.to,
+                    "sharing the PostgreSQL store"
+                );
+                Store::postgres(pool, pg.as_ref().clone())
+            }
+            (None, StoreBackend::Sqlite) => unreachable!("a SQLite store is opened above"),
+        };
+        let candidate = vault.seal(KEY_CHECK, KEY_CHECK)?;
+        if let Some(stored) = store.key_check(candidate).await?
+            && vault.open(&stored, KEY_CHECK).is_err()
+        {
+            return Err(OpenError::WrongKey(config.key_file.clone()));
         }
-        let (store, lock) = Store::open(&config.state_dir)?;
-        let vault = Arc::new(Vault::open_or_create(&config.key_file)?);
+        let vault = Arc::new(vault);
         let config = SharedConfig::new(config);
         let (links, inbox) =
             Links::new(config.clone(), store.clone(), vault, clock.clone(), events.clone());
@@ -269,6 +310,7 @@ impl Daemon {
         let daemon = Arc::new(self);
         let reloader = tokio::spawn(reload_on_sighup(daemon.clone(), shutdown.clone()));
         let ops = ops::spawn(&daemon.config, &daemon.store, &daemon.events, &shutdown);
+        let claimer = tokio::spawn(daemon.links.clone().claim_due_links(shutdown.clone()));
         let scheduler = tokio::spawn(links::run_scheduler(
             daemon.links.clone(),
             daemon.clock.clone(),
@@ -278,6 +320,7 @@ impl Daemon {
         ipc::serve(daemon, listener, limits, shutdown).await;
         let _ = reloader.await;
         let _ = scheduler.await;
+        let _ = claimer.await;
         ops.wait().await;
     }
 }

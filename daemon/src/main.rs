@@ -145,14 +145,6 @@ fn check_store(pg: &PgConfig) -> Result<(), String> {
 }
 
 async fn serve(config: Config, env: Env, activated: Option<Activated>) -> Result<(), String> {
-    if matches!(config.store, StoreBackend::Postgres(_)) {
-        // Until the store interface serves links from PostgreSQL, running on SQLite instead
-        // would silently split the organisation's state: refuse, saying so.
-        return Err("`[store] url` is set, but this mslinkd can only check a PostgreSQL store \
-                    (`mslinkd --check-config`), not yet run on one; remove `[store] url` to run \
-                    on SQLite in `state_dir`"
-            .into());
-    }
     let socket = config.socket.clone();
     // A socket systemd passed is systemd's: serve it, never delete it.
     let listener = match activated {

@@ -3,7 +3,7 @@
 //! ```text
 //!  main: take_activated_socket() (before any thread: it edits the environment)
 //!        Daemon::open ─▶ socket (activated, else bound) ─▶ notify_ready()      READY=1
-//!  Daemon::serve ─▶ Status task:   start, then on link/integration events  ─▶ STATUS=…
+//!  Daemon::serve ─▶ Status task:   start, on link/integration events, every 30 s ─▶ STATUS=…
 //!                ─▶ Watchdog task: every WATCHDOG_USEC/2, if the store thread answers ─▶ WATCHDOG=1
 //!  SIGTERM ─▶ notify_stopping()                                                 STOPPING=1
 //! ```
@@ -22,6 +22,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::events::Event;
 use crate::store::Store;
+
+/// How often STATUS= is read again with no event to prompt it.
+const STATUS_EVERY: Duration = Duration::from_secs(30);
 
 /// A listening socket handed over by systemd (`mslinkd.socket`) or `systemd-socket-activate`.
 #[derive(Debug)]
@@ -118,12 +121,19 @@ pub async fn report_status(
     loop {
         match Summary::read(&store).await {
             Ok(summary) => notify_status(&summary.line()),
-            Err(e) => tracing::warn!(error = %e, "cannot count links for the systemd status"),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot count links for the systemd status");
+                notify_status(&format!("the store does not answer: {e}"));
+            }
         }
-        // Wait for a relevant event, then let a burst settle.
+        // Wait for a relevant event, then let a burst settle; read again every so often as well,
+        // so a store that stops (or starts again) answering shows without any event.
+        let again = tokio::time::sleep(STATUS_EVERY);
+        tokio::pin!(again);
         loop {
             let event = tokio::select! {
                 () = shutdown.cancelled() => return,
+                () = &mut again => break,
                 event = events.recv() => event,
             };
             match event {

@@ -1,7 +1,8 @@
 //! The PostgreSQL store against a real PostgreSQL (a throwaway cluster, `mslink_e2e::postgres`):
 //! migrations, their one-at-a-time rule across daemons, a newer schema refused, and the
 //! messages an operator gets for a wrong password, a server that is down, a missing database
-//! and a certificate from the wrong CA; `mslinkd --check-config` against it.
+//! and a certificate from the wrong CA; `mslinkd --check-config` against it; a daemon whose key
+//! is not the fleet's refused at start.
 //!
 //! Needs `bash .ci/setup` (Debian `postgresql`, openssl) and root (the cluster runs as
 //! `postgres`).
@@ -322,14 +323,17 @@ fn check_config_connects_and_reports_the_schema_version() {
 }
 
 #[test]
-fn the_daemon_refuses_to_start_on_a_postgres_store_rather_than_use_sqlite() {
+fn a_daemon_whose_postgres_store_does_not_answer_refuses_to_start_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let config_file = dir.path().join("mslinkd.toml");
     let state = dir.path().join("state");
+    // Port 1 on loopback: nothing listens there.
     std::fs::write(
         &config_file,
         format!(
-            "state_dir = {state:?}\nsocket = {:?}\n[store]\nurl = \"postgresql://u@127.0.0.1/org\"\n",
+            "state_dir = {state:?}\nkey_file = {:?}\nsocket = {:?}\n\
+             [store]\nurl = \"postgresql://u@127.0.0.1:1/org\"\n",
+            dir.path().join("secret.key"),
             dir.path().join("mslinkd.sock"),
         ),
     )
@@ -344,6 +348,40 @@ fn the_daemon_refuses_to_start_on_a_postgres_store_rather_than_use_sqlite() {
         .unwrap();
     let said = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{said}");
-    assert!(said.contains("remove `[store] url` to run on SQLite"), "{said}");
-    assert!(!state.exists(), "no SQLite state was created");
+    assert!(said.contains("127.0.0.1:1"), "the server is named: {said}");
+    assert!(!state.join("mslink.db").exists(), "no SQLite store was created instead");
+}
+
+#[tokio::test]
+async fn a_daemon_whose_key_is_not_the_fleets_refuses_to_start() {
+    let Some(pg) = Postgres::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let password = dir.path().join("store-password");
+    pg.write_password_file(&password);
+    // Two daemons of one fleet, each with its own state directory and socket; the second was
+    // given a key of its own instead of the fleet's.
+    let run = |name: &str, key: &str| {
+        let text = format!(
+            "state_dir = {:?}\nsocket = {:?}\nkey_file = {:?}\n[store]\nurl = {:?}\n\
+             password_file = {password:?}\n",
+            dir.path().join(name),
+            dir.path().join(format!("{name}.sock")),
+            dir.path().join(key),
+            pg.url(),
+        );
+        let config = Config::parse(&text, None, &Env { is_root: true, ..Env::default() }).unwrap();
+        let listener = mslinkd::Listener::Owned(
+            mslinkd::ipc::bind(&config.socket, None).unwrap(),
+            config.socket.clone(),
+        );
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        shutdown.cancel();
+        mslinkd::run(config, listener, shutdown)
+    };
+    run("first", "fleet.key").await.unwrap();
+    run("again", "fleet.key").await.expect("the fleet's key opens its check");
+    let refused = run("second", "own.key").await.unwrap_err();
+    let said = refused.to_string();
+    assert!(matches!(refused, mslinkd::OpenError::WrongKey(_)), "{said}");
+    assert!(said.contains("own.key") && said.contains("copy the key_file"), "{said}");
 }

@@ -343,6 +343,19 @@ fn failure_kind(state: LinkState) -> ErrorKind {
 /// A store failure, logged in full and reported without internals.
 pub fn internal(error: StoreError) -> WireError {
     tracing::error!(error = %error, "state store failed");
+    if let StoreError::Leased = error {
+        return WireError::new(ErrorKind::Busy, error.to_string());
+    }
+    if let StoreError::Postgres(e) = &error {
+        return WireError::new(
+            ErrorKind::Unreachable,
+            format!("mslinkd cannot use its store: {e}"),
+        )
+        .with_hint(
+            "mslinkd keeps running and resumes by itself once PostgreSQL answers; nothing \
+                 stored is lost (journalctl -u mslinkd has the details)",
+        );
+    }
     if error.is_storage_fault() {
         WireError::new(
             ErrorKind::Internal,

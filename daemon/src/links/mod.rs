@@ -17,6 +17,7 @@
 //! (exit code, hint) is decided at the IPC edge, from [`LinkError`].
 
 mod details;
+mod fleet;
 mod on_premises;
 pub(crate) mod schedule;
 mod scheduler;
@@ -170,6 +171,8 @@ pub struct Links {
     /// Per-server timeouts after hangs (see [`work::ServerHangs`]).
     hangs: work::ServerHangs,
     scheduler: Scheduler,
+    /// This daemon's place in a fleet, when the store is shared (see [`fleet`]).
+    fleet: Option<fleet::Fleet>,
 }
 
 impl Links {
@@ -182,6 +185,11 @@ impl Links {
         events: Bus,
     ) -> (Links, SchedulerInbox) {
         let (scheduler, inbox) = Scheduler::new();
+        let fleet = match (&config.get().store, store.is_shared()) {
+            (crate::config::StoreBackend::Postgres(pg), true) => Some(fleet::Fleet::new(pg.lease)),
+            (_, true) => Some(fleet::Fleet::new(crate::config::PgConfig::DEFAULT_LEASE)),
+            (_, false) => None,
+        };
         let links = Links {
             config,
             store,
@@ -192,6 +200,7 @@ impl Links {
             turns: LinkTurns::default(),
             hangs: work::ServerHangs::default(),
             scheduler,
+            fleet,
         };
         (links, inbox)
     }
@@ -576,8 +585,13 @@ impl Links {
         Ok((record, token))
     }
 
-    /// Hands the scheduler a link's committed timers.
+    /// Hands the scheduler a link's committed timers. In a fleet the store holds the link's due
+    /// time already; the claimer is woken to look.
     fn schedule(&self, id: i64, timers: Option<Timers>) {
+        if let Some(fleet) = &self.fleet {
+            fleet.wake();
+            return;
+        }
         let config = self.config.get();
         self.scheduler.schedule(id, timers.and_then(|t| next_due(&config, &t)));
     }
@@ -607,6 +621,10 @@ impl Links {
 
 impl Rounds for Links {
     async fn load(&self) -> Vec<(i64, Due)> {
+        if self.fleet.is_some() {
+            // Due links come from claims, as they fall due (see `fleet`).
+            return Vec::new();
+        }
         let config = self.config.get();
         match self.store.due_links().await {
             Ok(links) => {
@@ -621,6 +639,14 @@ impl Rounds for Links {
 
     async fn round(&self, id: i64) -> Option<Due> {
         let config = self.config.get();
+        if let Some(fleet) = &self.fleet {
+            // The round's release set the link's next due time in the store.
+            if let Err(e) = self.perform(id, work::Purpose::Background).await {
+                tracing::error!(link_id = id, error = %e, "cannot load or record a round");
+            }
+            fleet.finished(id);
+            return None;
+        }
         match self.perform(id, work::Purpose::Background).await {
             Ok(done) => done.timers.and_then(|t| next_due(&config, &t)),
             Err(e) => {

@@ -158,8 +158,27 @@ impl Links {
     pub(super) async fn perform(&self, id: i64, purpose: Purpose) -> Result<Done, StoreError> {
         // One round at a time per link, on the link as it is once the turn is held: a second
         // refresh with the same refresh token would present a superseded token, which a rotating
-        // server treats as replay and answers by revoking the whole grant.
+        // server treats as replay and answers by revoking the whole grant. In a fleet the same
+        // holds across daemons through the link's lease (see `fleet`).
         let _turn = self.turns.take(id).await;
+        match purpose {
+            // Another daemon's round: nothing to do here.
+            Purpose::Background if self.hold(id).await?.is_none() => {
+                return Ok(Done::default());
+            }
+            Purpose::Background => {}
+            // A command for this daemon's user waits for the other daemon's round to end.
+            _ => {
+                self.hold_waiting(id).await?;
+            }
+        }
+        let done = self.perform_held(id, purpose).await;
+        self.let_go(id, done.is_err()).await;
+        done
+    }
+
+    /// [`Links::perform`]'s round, with the link's turn and lease held.
+    async fn perform_held(&self, id: i64, purpose: Purpose) -> Result<Done, StoreError> {
         // Read once the turn is held, on a reader: the last round's commits have returned, so it
         // sees them, and a change by anyone else since shows in the generation every commit of
         // this round carries. The writer's queue is kept for writes.
@@ -263,7 +282,10 @@ impl Links {
                 "no refresh token was issued (was offline_access granted?)",
             ));
         };
-        let result = office365::refresh_for(config, refresh_token, scopes, claims).await;
+        let request = office365::refresh_for(config, refresh_token, scopes, claims);
+        let Some(result) = self.under_lease(record.id, request).await? else {
+            return Ok(None);
+        };
         tracing::debug!(link = %record.email, ok = result.is_ok(), "token refreshed");
         self.events.emit(Event::Refreshed {
             email: record.email.clone(),
@@ -494,7 +516,10 @@ impl Links {
                 Actor::Operator,
             ));
         };
-        let result = office365::refresh_for(config, &refresh_token, &scopes, None).await;
+        let request = office365::refresh_for(config, &refresh_token, &scopes, None);
+        let Some(result) = self.under_lease(id, request).await? else {
+            return Ok(None);
+        };
         tracing::debug!(link = %record.email, resource = name, ok = result.is_ok(), "resource token fetched");
         self.events.emit(Event::Refreshed {
             email: record.email.clone(),
