@@ -1449,6 +1449,30 @@ mod tests {
     }
 
     #[test]
+    fn a_store_url_may_name_a_primary_and_its_replica_and_want_the_writable_one() {
+        let pg = pg(
+            "[store]\nurl = \"postgresql://mslink@db1,db2/org1?target_session_attrs=read-write\"\n",
+            &root_env(),
+        );
+        assert_eq!(pg.connection.get_hosts().len(), 2);
+        assert_eq!(
+            pg.connection.get_target_session_attrs(),
+            tokio_postgres::config::TargetSessionAttrs::ReadWrite
+        );
+        assert_eq!(pg.lease, PgConfig::DEFAULT_LEASE);
+    }
+
+    #[test]
+    fn a_store_lease_is_at_least_five_seconds_and_only_for_a_store_url() {
+        let at = "[store]\nurl = \"postgresql://u@db/org1\"\n";
+        assert_eq!(pg(&format!("{at}lease = \"30s\"\n"), &root_env()).lease.as_secs(), 30);
+        let err = error(&format!("{at}lease = \"2s\"\n"));
+        assert!(err.contains("store.lease") && err.contains("shorter than 5s"), "{err}");
+        let err = error("[store]\nlease = \"30s\"\n");
+        assert!(err.contains("store.lease") && err.contains("without `[store] url`"), "{err}");
+    }
+
+    #[test]
     fn a_password_in_the_store_url_is_refused_without_echoing_it() {
         let err = error("[store]\nurl = \"postgresql://mslink:hunter2@db/org1\"\n");
         assert!(err.contains("line 2") && err.contains("store.url"), "{err}");
