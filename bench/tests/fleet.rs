@@ -164,8 +164,9 @@ fn three_daemons_share_a_storm_and_a_killed_ones_links_are_taken_over() {
     let held = fleet.fake.hung(&tag(1));
     let generations: Vec<u64> = held.iter().map(|e| fleet.fake.generation(e)).collect();
     // While daemon 1 lives and its requests are open, its leases keep every other daemon off
-    // those links (it gives a request up only with a quarter of its lease left, 3.75 s in).
-    std::thread::sleep(Duration::from_millis(1500));
+    // those links (a request starts with more than half of its lease left, 2.5 s, and is given
+    // up only with a quarter left).
+    std::thread::sleep(Duration::from_secs(1));
     let touched: Vec<&String> = held
         .iter()
         .zip(&generations)

@@ -13,7 +13,9 @@ use mslink_proto::{LinkState, Provider};
 use mslinkd::config::{Config, Env, StoreBackend};
 use mslinkd::health::{Actor, CheckReport, Failure};
 use mslinkd::links::{LinkDetails, Office365Details};
-use mslinkd::store::{NewLink, Outcome, Owner, ResourceToken, Seal, Store, StoreError, postgres};
+use mslinkd::store::{
+    NewLink, Outcome, Owner, Release, ResourceToken, Seal, Store, StoreError, postgres,
+};
 
 fn new_link(user: &str, uid: u32, email: &str) -> NewLink {
     NewLink {
@@ -158,14 +160,14 @@ async fn suite(store: &Store) {
     let failed =
         Outcome::Failed { failure: Failure::transient("503 from Graph"), next_attempt: Some(460) };
     let (transition, timers) =
-        store.record_outcome(id, generation, failed.clone(), 450).await.unwrap();
+        store.record_outcome(id, generation, failed.clone(), 450, None).await.unwrap();
     let transition = transition.unwrap();
     assert_eq!(
         (transition.previous, transition.link.state),
         (Some(LinkState::Active), LinkState::Degraded)
     );
     assert_eq!(timers.unwrap().next_check, Some(460));
-    let (same, _) = store.record_outcome(id, generation, failed, 455).await.unwrap();
+    let (same, _) = store.record_outcome(id, generation, failed, 455, None).await.unwrap();
     assert!(same.is_none(), "degraded again is no transition");
     assert_eq!(store.link_record(id).await.unwrap().unwrap().failures, 2);
     let healthy = Outcome::Healthy {
@@ -178,10 +180,10 @@ async fn suite(store: &Store) {
         next_check: 1400,
     };
     let (stale, timers) =
-        store.record_outcome(id, generation - 1, healthy.clone(), 470).await.unwrap();
+        store.record_outcome(id, generation - 1, healthy.clone(), 470, None).await.unwrap();
     assert!(stale.is_none());
     assert_eq!(timers.unwrap().state, LinkState::Degraded, "the stale outcome changed nothing");
-    let (back, _) = store.record_outcome(id, generation, healthy, 480).await.unwrap();
+    let (back, _) = store.record_outcome(id, generation, healthy, 480, None).await.unwrap();
     let back = back.unwrap();
     assert_eq!(
         (back.link.state, back.link.inbox_total, back.link.since),
@@ -191,7 +193,7 @@ async fn suite(store: &Store) {
         failure: Failure::blocked("client secret expired", Actor::Operator),
         next_attempt: None,
     };
-    let (_, _) = store.record_outcome(id, generation, blocked, 490).await.unwrap();
+    let (_, _) = store.record_outcome(id, generation, blocked, 490, None).await.unwrap();
     let due = store.recheck_blocked(Actor::Operator, 500).await.unwrap();
     assert_eq!(due.iter().map(|t| (t.id, t.next_check)).collect::<Vec<_>>(), [(id, Some(500))]);
 
@@ -253,6 +255,7 @@ async fn suite(store: &Store) {
             0,
             Outcome::Healthy { report: CheckReport::default(), next_check: 1 },
             601,
+            None,
         )
         .await
         .unwrap();
@@ -370,13 +373,14 @@ async fn two_daemons_share_a_link_by_its_lease_and_racing_connects_make_one_link
     assert_eq!(b.lease(id, "b", 60).await.unwrap(), None, "b renews its own lease");
 
     // The release sets the next due time from the link as committed, and who worked it.
-    b.release(id, "b", |t| t.next_check.map(|c| c + 1)).await.unwrap();
+    let after_check = |t: &mslinkd::links::Timers| t.next_check.map(|c| c + 1);
+    b.release(id, Release { owner: "b", due: &after_check }).await.unwrap();
     assert!(a.claim_due("a", 10, 60, 2000).await.unwrap().is_empty(), "due at 2001 now");
     let status = a.status("alice".into(), Some(owner("alice", 1001)), false).await.unwrap();
     assert_eq!(status.links[0].worked_by.as_deref(), Some("b"));
     assert_eq!(a.claim_due("a", 10, 60, 2001).await.unwrap().len(), 1);
     // A release by a daemon that lost the lease changes nothing.
-    b.release(id, "b", |_| None).await.unwrap();
+    b.release(id, Release { owner: "b", due: &|_| None }).await.unwrap();
     assert_eq!(b.lease(id, "b", 60).await.unwrap().as_deref(), Some("a"));
 
     // A lease that runs out (by the database's clock) is anyone's.
@@ -390,6 +394,14 @@ async fn two_daemons_share_a_link_by_its_lease_and_racing_connects_make_one_link
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     assert!(taken, "a lease that ran out was not taken over");
+
+    // A round's outcome releases its lease in the same commit, with the next due time.
+    let generation = b.link_record(id).await.unwrap().unwrap().generation;
+    let healthy = Outcome::Healthy { report: CheckReport::default(), next_check: 9000 };
+    let release = Release { owner: "b", due: &|t| t.next_check };
+    b.record_outcome(id, generation, healthy, 4000, Some(release)).await.unwrap();
+    assert!(a.claim_due("a", 10, 60, 8999).await.unwrap().is_empty(), "due at 9000");
+    assert_eq!(a.claim_due("a", 10, 60, 9000).await.unwrap().len(), 1, "released");
 
     // Connects racing on both daemons: one link per address, and never past the limit.
     let mut racing = tokio::task::JoinSet::new();

@@ -6,20 +6,23 @@
 //! ```text
 //!  claimer: every second (or at once when a round ends or a link is made due here)
 //!     claim_due(me, room, lease) ─▶ FOR UPDATE SKIP LOCKED ─▶ scheduler.schedule(id, now)
-//!  round:   lease(id) (take or renew; another daemon's? leave it) ─▶ work
-//!           ─▶ before each refresh: lease(id) again; the refresh must end before it runs out
-//!           ─▶ release(id): next_due from the link as committed, lease cleared, worked_by = me
+//!  round:   hold(id): the claim's lease while more than half of it is left, else lease(id)
+//!           (take or renew; another daemon's? leave the link) ─▶ work
+//!           ─▶ before each refresh: hold(id) again; the refresh must end before it runs out
+//!           ─▶ the outcome's commit releases it: next_due from the link as committed, lease
+//!              cleared, worked_by = me (a round with no outcome releases it by itself)
 //! ```
 //!
 //! Why no refresh token is presented by two daemons: a daemon presents one only within a lease
-//! it renewed just before, and gives up on the request before that lease can run out; leases
-//! are timed by the database's clock, so daemons whose clocks differ agree on them. A daemon
-//! that dies leaves its leases to run out, and the others claim those links once they do.
+//! with more than half of it left, and gives up on the request before that lease can run out;
+//! leases are timed by the database's clock, so daemons whose clocks differ agree on them, and
+//! this daemon counts its own from before it asked, by its monotonic clock. A daemon that dies
+//! leaves its leases to run out, and the others claim those links once they do.
 //!
 //! Ownership: `claimed` is behind a std mutex held only to insert or remove one id; the
 //! claimer is the only task that adds to it, a round's end the only one that removes.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 use super::Links;
 use super::scheduler::Due;
 use crate::health::Failure;
-use crate::store::StoreError;
+use crate::store::{Release, StoreError};
 
 /// How often a daemon looks for due links when none came its way meanwhile.
 const CLAIM_EVERY: Duration = Duration::from_secs(1);
@@ -54,6 +57,8 @@ pub(super) struct Fleet {
     pub lease: Duration,
     /// Links claimed and handed to the scheduler whose round has not ended.
     claimed: Mutex<HashSet<i64>>,
+    /// The leases this daemon holds, each with the instant until which it is safe to use.
+    held: Mutex<HashMap<i64, Instant>>,
     /// Wakes the claimer before its next turn: a round ended, or a link was made due here.
     wake: Notify,
     /// Whether the store answered the last claim, so its going and coming back are logged once.
@@ -78,9 +83,30 @@ impl Fleet {
             me: format!("{host}:{}:{:06x}", std::process::id(), tag & 0xff_ffff),
             lease,
             claimed: Mutex::new(HashSet::new()),
+            held: Mutex::new(HashMap::new()),
             wake: Notify::new(),
             answering: AtomicBool::new(true),
         }
+    }
+
+    /// Records a lease taken (or renewed) at `asked`: it runs from when the database took it,
+    /// which is later, and its last quarter is kept for the commit after a request.
+    fn took(&self, id: i64, asked: Instant) -> Held {
+        let until = asked + self.lease * 3 / 4;
+        self.held.lock().unwrap_or_else(|p| p.into_inner()).insert(id, until);
+        Held { until }
+    }
+
+    /// The lease held on link `id` while more than half of it is left: used without asking the
+    /// store again (a claim serves its round, and a round's refresh, this way).
+    fn fresh(&self, id: i64) -> Option<Held> {
+        let until = *self.held.lock().unwrap_or_else(|p| p.into_inner()).get(&id)?;
+        (until.saturating_duration_since(Instant::now()) > self.lease / 2).then_some(Held { until })
+    }
+
+    /// Forgets link `id`'s lease (released, or about to be); whether this daemon held it.
+    pub fn forget(&self, id: i64) -> bool {
+        self.held.lock().unwrap_or_else(|p| p.into_inner()).remove(&id).is_some()
     }
 
     /// Lease length in whole seconds, as the store takes it.
@@ -120,12 +146,14 @@ impl Links {
         let Some(fleet) = &self.fleet else {
             return Ok(Some(Held { until: Instant::now() + Duration::from_secs(86_400) }));
         };
+        if let Some(held) = fleet.fresh(id) {
+            return Ok(Some(held));
+        }
         let asked = Instant::now();
         match self.store.lease(id, &fleet.me, fleet.lease_secs()).await? {
-            // The lease runs from when the database took it, which is after `asked`; a quarter
-            // of it is kept for the commit after the request.
-            None => Ok(Some(Held { until: asked + fleet.lease * 3 / 4 })),
+            None => Ok(Some(fleet.took(id, asked))),
             Some(holder) => {
+                fleet.forget(id);
                 tracing::debug!(link_id = id, holder = %holder, "another daemon holds the link");
                 Ok(None)
             }
@@ -176,19 +204,35 @@ impl Links {
     ///
     /// After a round that could not load or record its work (`failed`), the link is due again
     /// after `retry_min`, as the scheduler of a single daemon retries it.
+    /// Nothing either when the round's outcome released it already ([`Links::release`]).
     pub(super) async fn let_go(&self, id: i64, failed: bool) {
         let Some(fleet) = &self.fleet else { return };
+        if !fleet.forget(id) {
+            return;
+        }
         let config = self.config.get();
         let retry = self.clock.now() + config.schedule.retry_min.as_secs().max(1) as i64;
         let due = |t: &super::Timers| match failed {
             true => Some(retry),
             false => super::next_due(&config, t).map(|d| d.at),
         };
-        let released = self.store.release(id, &fleet.me, due).await;
+        let released = self.store.release(id, Release { owner: &fleet.me, due: &due }).await;
         if let Err(e) = released {
             // The lease runs out by itself; the link is claimed again then.
             tracing::warn!(link_id = id, error = %e, "cannot release a lease; it runs out by itself");
         }
+    }
+
+    /// The release to commit with a round's outcome on link `id` (a fleet's; `None` on a store
+    /// of its own), its next due time by `due`. The lease is forgotten here: the outcome's
+    /// commit ends it, or, if that fails, it runs out by itself.
+    pub(super) fn release<'a>(
+        &'a self,
+        id: i64,
+        due: &'a (dyn Fn(&super::Timers) -> Option<mslink_proto::UnixTime> + Sync),
+    ) -> Option<Release<'a>> {
+        let fleet = self.fleet.as_ref()?;
+        fleet.forget(id).then_some(Release { owner: &fleet.me, due })
     }
 
     /// The claimer (fleet only): claims due links while there is room and hands them to the
@@ -197,6 +241,7 @@ impl Links {
         let Some(fleet) = &self.fleet else { return };
         let mut retry = RETRY_FIRST;
         loop {
+            let asked = Instant::now();
             let room = (self.config.get().schedule.max_concurrent * CLAIM_AHEAD)
                 .saturating_sub(fleet.claimed.lock().unwrap_or_else(|p| p.into_inner()).len());
             let mut wait = CLAIM_EVERY;
@@ -214,6 +259,7 @@ impl Links {
                                 .unwrap_or_else(|p| p.into_inner())
                                 .insert(timers.id);
                             if fresh {
+                                fleet.took(timers.id, asked);
                                 let due =
                                     Due { at: now, server: timers.server, owner: timers.owner };
                                 self.scheduler.schedule(timers.id, Some(due));

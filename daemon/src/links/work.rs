@@ -256,7 +256,12 @@ impl Links {
         };
         let (generation, committed) = (record.generation, outcome.clone());
         let (transition, timers) = match committed {
-            Some(outcome) => self.store.record_outcome(id, generation, outcome, now).await?,
+            Some(outcome) => {
+                // In a fleet the lease is released with the outcome, in one transaction.
+                let due = |t: &Timers| super::next_due(&config, t).map(|d| d.at);
+                let release = self.release(id, &due);
+                self.store.record_outcome(id, generation, outcome, now, release).await?
+            }
             // A refresh alone committed its token already: only the timers to read.
             None => (None, self.store.timers(id).await?),
         };

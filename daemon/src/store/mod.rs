@@ -44,7 +44,7 @@ use crate::config::PgConfig;
 use crate::files::{self, FileError, What};
 
 pub use links::{LinkRecord, NewLink, Outcome, Owner, ResourceToken, Transition};
-pub use ops::{ConnectCheck, LinkLookup, Overview, Seal};
+pub use ops::{ConnectCheck, LinkLookup, Overview, Release, Seal};
 use queries::Db;
 
 /// The file name of the database inside `state_dir`.

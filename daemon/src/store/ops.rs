@@ -28,6 +28,20 @@ pub(crate) fn every_state(stored: &[(LinkState, usize)]) -> Vec<(LinkState, usiz
         .collect()
 }
 
+/// A round's lease to release with its commit: whose it is, and the rule that gives the link's
+/// next due time from its timers as committed.
+#[derive(Clone, Copy)]
+pub struct Release<'a> {
+    pub owner: &'a str,
+    pub due: &'a (dyn Fn(&Timers) -> Option<UnixTime> + Sync),
+}
+
+impl std::fmt::Debug for Release<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Release").field("owner", &self.owner).finish_non_exhaustive()
+    }
+}
+
 /// A link's sealed secret, made once the link has its id (the id is bound into the sealing).
 pub type Seal = Box<dyn FnOnce(i64) -> Result<Vec<u8>, StoreError> + Send>;
 
@@ -354,13 +368,15 @@ impl Store {
     }
 
     /// A round's outcome for link `id` if it is still at `generation` (the change it made, if
-    /// any), and the link's timers.
+    /// any), and the link's timers; with `release`, the round's lease is released in the same
+    /// transaction (a fleet's; see [`Store::release`]).
     pub async fn record_outcome(
         &self,
         id: i64,
         generation: i64,
         outcome: Outcome,
         now: UnixTime,
+        release: Option<Release<'_>>,
     ) -> Result<(Option<Transition>, Option<Timers>), StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => {
@@ -370,7 +386,7 @@ impl Store {
                 })
                 .await
             }
-            Backend::Postgres(pg) => pg.record_outcome(id, generation, outcome, now).await,
+            Backend::Postgres(pg) => pg.record_outcome(id, generation, outcome, now, release).await,
         }
     }
 
@@ -486,15 +502,10 @@ impl Store {
 
     /// Ends `owner`'s lease on link `id`, its next due time set by `due` from the link as
     /// committed, in one transaction. Nothing to do on SQLite.
-    pub async fn release(
-        &self,
-        id: i64,
-        owner: &str,
-        due: impl Fn(&Timers) -> Option<UnixTime> + Send,
-    ) -> Result<(), StoreError> {
+    pub async fn release(&self, id: i64, release: Release<'_>) -> Result<(), StoreError> {
         match &self.backend {
             Backend::Sqlite(_) => Ok(()),
-            Backend::Postgres(pg) => pg.release(id, owner, due).await,
+            Backend::Postgres(pg) => pg.release(id, release).await,
         }
     }
 

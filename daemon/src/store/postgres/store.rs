@@ -20,7 +20,7 @@ use crate::config::PgConfig;
 use crate::health::Actor;
 use crate::links::{LinkDetails, Server, Timers};
 use crate::store::links::parse_provider;
-use crate::store::ops::{RECENT_ACTIONS, every_state};
+use crate::store::ops::{RECENT_ACTIONS, Release, every_state};
 use crate::store::{
     Counts, LinkLookup, LinkRecord, NewLink, Outcome, Overview, Owner, ResourceToken, Seal,
     StoreError, Transition,
@@ -702,71 +702,109 @@ impl PgStore {
         generation: i64,
         outcome: Outcome,
         now: UnixTime,
+        release: Option<Release<'_>>,
     ) -> Result<(Option<Transition>, Option<Timers>), StoreError> {
         self.write(async |tx| {
-            let previous: Option<String> = tx
-                .query_opt(
-                    "SELECT state FROM links WHERE id = $1 AND generation = $2 FOR UPDATE",
-                    &[&id, &generation],
-                )
-                .await?
-                .map(|r| r.get(0));
-            let previous = previous.as_deref().and_then(LinkState::parse);
-            // Gone, changed meanwhile, or disabled while the work ran.
-            let Some(previous) = previous.filter(|s| *s != LinkState::Suspended) else {
-                return Ok((None, link_timers(tx, id).await?));
-            };
-            let new_state = match &outcome {
-                Outcome::Healthy { report, next_check } => {
-                    tx.execute(
-                        "UPDATE links SET state = 'active', reason = NULL, last_ok = $2,
+            let (transition, timers) = outcome_in(tx, id, generation, outcome, now).await?;
+            if let (Some(release), Some(timers)) = (release, &timers) {
+                released(tx, id, release, timers).await?;
+            }
+            Ok((transition, timers))
+        })
+        .await
+    }
+}
+
+/// `record_outcome`'s writes, in `tx`.
+async fn outcome_in(
+    tx: &Transaction<'_>,
+    id: i64,
+    generation: i64,
+    outcome: Outcome,
+    now: UnixTime,
+) -> Result<(Option<Transition>, Option<Timers>), StoreError> {
+    {
+        let previous: Option<String> = tx
+            .query_opt(
+                "SELECT state FROM links WHERE id = $1 AND generation = $2 FOR UPDATE",
+                &[&id, &generation],
+            )
+            .await?
+            .map(|r| r.get(0));
+        let previous = previous.as_deref().and_then(LinkState::parse);
+        // Gone, changed meanwhile, or disabled while the work ran.
+        let Some(previous) = previous.filter(|s| *s != LinkState::Suspended) else {
+            return Ok((None, link_timers(tx, id).await?));
+        };
+        let new_state = match &outcome {
+            Outcome::Healthy { report, next_check } => {
+                tx.execute(
+                    "UPDATE links SET state = 'active', reason = NULL, last_ok = $2,
                                 next_check = $3, inbox_total = $4, inbox_unread = $5,
                                 calendar_ok = $6, server_version = COALESCE($7, server_version),
                                 failures = 0, actor = NULL,
                                 since = CASE WHEN state = 'active' THEN since ELSE $2 END
                          WHERE id = $1",
-                        &[
-                            &id,
-                            &now,
-                            next_check,
-                            &report.inbox_total.map(|n| n as i64),
-                            &report.inbox_unread.map(|n| n as i64),
-                            &report.calendar_ok,
-                            &report.server_version,
-                        ],
-                    )
-                    .await?;
-                    LinkState::Active
-                }
-                Outcome::Failed { failure, next_attempt } => {
-                    tx.execute(
-                        "UPDATE links SET state = $2, reason = $3, next_check = $4,
+                    &[
+                        &id,
+                        &now,
+                        next_check,
+                        &report.inbox_total.map(|n| n as i64),
+                        &report.inbox_unread.map(|n| n as i64),
+                        &report.calendar_ok,
+                        &report.server_version,
+                    ],
+                )
+                .await?;
+                LinkState::Active
+            }
+            Outcome::Failed { failure, next_attempt } => {
+                tx.execute(
+                    "UPDATE links SET state = $2, reason = $3, next_check = $4,
                                 failures = failures + 1, actor = $6,
                                 since = CASE WHEN state = $2 THEN since ELSE $5 END
                          WHERE id = $1",
-                        &[
-                            &id,
-                            &failure.state.as_str(),
-                            &failure.describe(),
-                            next_attempt,
-                            &now,
-                            &failure.actor.key(),
-                        ],
-                    )
-                    .await?;
-                    failure.state
-                }
-            };
-            let timers = link_timers(tx, id).await?;
-            if new_state == previous {
-                return Ok((None, timers));
+                    &[
+                        &id,
+                        &failure.state.as_str(),
+                        &failure.describe(),
+                        next_attempt,
+                        &now,
+                        &failure.actor.key(),
+                    ],
+                )
+                .await?;
+                failure.state
             }
-            let link = link_info(tx, id).await?.ok_or(StoreError::Stopped)?;
-            Ok((Some(Transition { id, link, previous: Some(previous) }), timers))
-        })
-        .await
+        };
+        let timers = link_timers(tx, id).await?;
+        if new_state == previous {
+            return Ok((None, timers));
+        }
+        let link = link_info(tx, id).await?.ok_or(StoreError::Stopped)?;
+        Ok((Some(Transition { id, link, previous: Some(previous) }), timers))
     }
+}
 
+/// Ends `release.owner`'s lease on link `id` (if it is still theirs), its next due time from
+/// `timers`, the link as committed in `tx`.
+async fn released(
+    tx: &Transaction<'_>,
+    id: i64,
+    release: Release<'_>,
+    timers: &Timers,
+) -> Result<(), tokio_postgres::Error> {
+    let next_due = (release.due)(timers);
+    tx.execute(
+        "UPDATE links SET lease_owner = NULL, lease_until = NULL, next_due = $3, worked_by = $2
+         WHERE id = $1 AND lease_owner = $2",
+        &[&id, &release.owner, &next_due],
+    )
+    .await?;
+    Ok(())
+}
+
+impl PgStore {
     pub async fn delete_link(
         &self,
         owner: Owner,
@@ -954,23 +992,11 @@ impl PgStore {
     /// Ends `owner`'s lease on link `id`, recording that `owner` worked it, and sets its next
     /// due time by `due` from the link as it is now, in the same transaction: a change another
     /// daemon committed while the round ran (a re-link, `enable`) is what the time is read from.
-    pub async fn release(
-        &self,
-        id: i64,
-        owner: &str,
-        due: impl Fn(&Timers) -> Option<UnixTime> + Send,
-    ) -> Result<(), StoreError> {
+    pub async fn release(&self, id: i64, release: Release<'_>) -> Result<(), StoreError> {
         let sql = format!("SELECT {TIMER_COLUMNS} FROM links WHERE id = $1 FOR UPDATE");
         self.write(async |tx| {
             let Some(row) = tx.query_opt(&sql, &[&id]).await? else { return Ok(()) };
-            let next_due = due(&timers(&row));
-            tx.execute(
-                "UPDATE links SET lease_owner = NULL, lease_until = NULL, next_due = $3,
-                        worked_by = $2
-                 WHERE id = $1 AND lease_owner = $2",
-                &[&id, &owner, &next_due],
-            )
-            .await?;
+            released(tx, id, release, &timers(&row)).await?;
             Ok(())
         })
         .await
