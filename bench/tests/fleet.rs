@@ -1,8 +1,9 @@
 //! Three real `mslinkd`s sharing one real PostgreSQL (a throwaway cluster,
 //! `mslink_e2e::postgres`) through a refresh and check storm: the work is shared, a daemon
 //! killed with `kill -9` has its links taken over once its leases run out, PostgreSQL stopped
-//! for a while leaves the daemons running and degraded and they resume by themselves, and no
-//! link is lost or duplicated.
+//! for a while leaves the daemons running and they resume by themselves, no link is lost or
+//! duplicated, monitoring on any daemon sees the whole organisation, and a change fires its hook
+//! once, on the daemon that made it.
 //!
 //! Each daemon reaches the fake token endpoint through its own tagged URL (`/token/dN`), so the
 //! fake knows who presented each refresh token: one presented twice by two live daemons (or
@@ -20,7 +21,7 @@ use std::time::Duration;
 use mslink_bench::fake::{FakeMicrosoft, Stats};
 use mslink_bench::seed::{self, Seed};
 use mslink_e2e::postgres::Postgres;
-use mslink_e2e::{ALICE, Daemon, ensure_accounts, require_root, wait_until};
+use mslink_e2e::{ADMIN, ALICE, Daemon, ensure_accounts, require_root, wait_until};
 use mslinkd::config::{Config, Env, StoreBackend};
 use mslinkd::store::{Store, postgres};
 use mslinkd::vault::Vault;
@@ -64,6 +65,11 @@ fn config_of(fake: &FakeMicrosoft, pg: &Postgres, key: &Path, password: &Path, i
 /// Seeds `LINKS` Office365 links whose tokens (2 s of life) expire at once into the cluster,
 /// sealed with a new fleet key, then starts the daemons on it.
 fn storm() -> Option<Fleet> {
+    storm_with(|_| String::new())
+}
+
+/// [`storm`], with `extra(i)` added to daemon `i`'s config.
+fn storm_with(extra: impl Fn(usize) -> String) -> Option<Fleet> {
     let pg = Postgres::start()?;
     ensure_accounts();
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -90,11 +96,14 @@ fn storm() -> Option<Fleet> {
         let pool = postgres::connect(&pg_config).await.unwrap();
         postgres::migrate(&pool, &pg_config).await.unwrap();
         let store = Store::postgres(pool, *pg_config);
+        // An organisation whose admin turned the integration on.
+        store.set_integration(true, "root".into(), now).await.unwrap();
         let vault = Arc::new(Vault::open_or_create(&key).unwrap());
         seed::office365_links_into(&store, &vault, &graph, &seeds).await.unwrap();
     });
-    let daemons =
-        (0..DAEMONS).map(|i| Daemon::start(&config_of(&fake, &pg, &key, &password, i))).collect();
+    let daemons = (0..DAEMONS)
+        .map(|i| Daemon::start(&(config_of(&fake, &pg, &key, &password, i) + &extra(i))))
+        .collect();
     Some(Fleet { fake, _runtime: runtime, pg, _shared: shared, daemons })
 }
 
@@ -204,6 +213,12 @@ fn three_daemons_share_a_storm_and_a_killed_ones_links_are_taken_over() {
     assert_eq!(fleet.rejected(), 0, "a superseded refresh token was presented");
     fleet.assert_every_link_once_and_active(&fleet.daemons[0]);
     fleet.assert_every_link_once_and_active(&fleet.daemons[2]);
+    // Monitoring on any daemon sees the whole organisation.
+    for daemon in [&fleet.daemons[0], &fleet.daemons[2]] {
+        let check = daemon.ctl(ADMIN, &["status", "--check"]);
+        assert_eq!(check.code, 0, "{}{}", check.stdout, check.stderr);
+        assert!(check.stdout.contains(&format!("{LINKS} active")), "{}", check.stdout);
+    }
 }
 
 #[test]
@@ -260,4 +275,46 @@ fn postgres_stopped_for_a_while_leaves_the_daemons_running_and_they_resume() {
         "links did not all become active again"
     );
     fleet.assert_every_link_once_and_active(&fleet.daemons[1]);
+}
+
+#[test]
+fn a_change_fires_its_hook_once_on_the_daemon_that_made_it() {
+    if !require_root("a_change_fires_its_hook_once_on_the_daemon_that_made_it") {
+        return;
+    }
+    let hooks = tempfile::tempdir().unwrap();
+    let log_of = |i: usize| hooks.path().join(format!("d{i}.log"));
+    let Some(fleet) = storm_with(|i| {
+        format!(
+            "[hooks]\non_state_change = 'echo \"$MSLINK_EVENT $MSLINK_STATE\" >> {}'\n",
+            log_of(i).display()
+        )
+    }) else {
+        return;
+    };
+    assert!(fleet.every_link_moves_on(1, Duration::from_secs(60)), "the storm did not start");
+    let lines = |i: usize| -> Vec<String> {
+        std::fs::read_to_string(log_of(i)).unwrap_or_default().lines().map(String::from).collect()
+    };
+    let count = |i: usize, line: &str| lines(i).iter().filter(|l| *l == line).count();
+    // Disabled on daemon 0, enabled again on daemon 2: each change fires once, there.
+    fleet.daemons[0].ctl(ADMIN, &["disable"]).expect_code(0);
+    assert!(
+        wait_until(Duration::from_secs(60), || count(0, "link_state suspended") == LINKS),
+        "daemon 0's hook did not run once per suspended link: {:?}",
+        lines(0)
+    );
+    fleet.daemons[2].ctl(ADMIN, &["enable"]).expect_code(0);
+    assert!(
+        wait_until(Duration::from_secs(60), || count(2, "link_state active") == LINKS),
+        "daemon 2's hook did not run once per resumed link: {:?}",
+        lines(2)
+    );
+    // Each daemon fired only what it committed.
+    assert!(fleet.every_link_moves_on(1, Duration::from_secs(30)), "the links did not resume");
+    assert_eq!(count(0, "link_state suspended"), LINKS, "{:?}", lines(0));
+    assert_eq!(count(0, "link_state active"), 0, "{:?}", lines(0));
+    assert_eq!(count(2, "link_state active"), LINKS, "{:?}", lines(2));
+    assert_eq!(count(2, "link_state suspended"), 0, "{:?}", lines(2));
+    assert!(lines(1).iter().all(|l| !l.starts_with("link_state")), "{:?}", lines(1));
 }
