@@ -88,7 +88,7 @@ pub enum OpenError {
 }
 
 /// What the fleet's key check seals and opens (with itself as the associated data).
-const KEY_CHECK: &[u8] = b"mslink-key-check";
+pub(crate) const KEY_CHECK: &[u8] = b"mslink-key-check";
 
 /// The control socket to serve.
 #[derive(Debug)]

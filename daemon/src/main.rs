@@ -36,6 +36,16 @@ struct Args {
     /// Print the mslinkd(8) man page (roff) and exit (for packagers)
     #[arg(long, hide = true)]
     man: bool,
+    #[command(subcommand)]
+    command: Option<Cmd>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Cmd {
+    /// Move the organisation from its SQLite store (state_dir) into the empty PostgreSQL
+    /// database `[store] url` names, with every link and sealed secret, in one transaction.
+    /// Stop mslinkd first; afterwards every daemon of the fleet uses the same key_file
+    MigrateStore,
 }
 
 fn main() -> ExitCode {
@@ -99,6 +109,9 @@ fn main() -> ExitCode {
         }
         return ExitCode::SUCCESS;
     }
+    if let Some(Cmd::MigrateStore) = args.command {
+        return migrate_store(&config);
+    }
     logging::init();
     for warning in config.warnings() {
         tracing::warn!("{warning}");
@@ -115,6 +128,35 @@ fn main() -> ExitCode {
         Err(message) => {
             tracing::error!("{message}");
             eprintln!("mslinkd: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `mslinkd migrate-store`: the move, and a summary of it.
+fn migrate_store(config: &Config) -> ExitCode {
+    let moved = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+        .and_then(|runtime| {
+            runtime
+                .block_on(mslinkd::store::transfer::migrate_store(config))
+                .map_err(|e| e.to_string())
+        });
+    match moved {
+        Ok(moved) => {
+            let rows: Vec<String> = moved.rows.iter().map(|(t, n)| format!("{n} {t}")).collect();
+            println!("mslinkd: moved into PostgreSQL at {}: {}", moved.server, rows.join(", "));
+            println!(
+                "mslinkd: the secrets stay sealed by {}: give every daemon of the fleet this key \
+                 file, then start them",
+                config.key_file.display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("mslinkd: migrate-store: {message}; nothing was moved");
             ExitCode::FAILURE
         }
     }

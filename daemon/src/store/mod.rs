@@ -32,6 +32,7 @@ pub(crate) mod ops;
 pub mod postgres;
 mod queries;
 mod schema;
+pub mod transfer;
 
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
