@@ -19,6 +19,8 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
+mod fleet;
+
 use clap::Parser;
 use mslink_bench::ctl;
 use mslink_bench::fake::{FakeMicrosoft, Stats};
@@ -42,6 +44,10 @@ struct Args {
     /// Concurrent `status` clients during each storm.
     #[arg(long, default_value_t = 64)]
     clients: usize,
+    /// Storms with 1, 2 and 3 daemons sharing one PostgreSQL (a throwaway cluster; needs root
+    /// and Debian's postgresql), instead of the single-daemon SQLite phases.
+    #[arg(long)]
+    fleet: bool,
     /// Internal: run the daemon on this config (the bench re-executes itself with it).
     #[arg(long, hide = true, value_name = "CONFIG")]
     daemon: Option<PathBuf>,
@@ -77,6 +83,10 @@ fn main() -> ExitCode {
     };
     let result = match &args.daemon {
         Some(config) => runtime.block_on(run_daemon(config)),
+        None if args.fleet => {
+            let n = if args.large { 100_000 } else { args.links };
+            runtime.block_on(fleet::bench(&args, n))
+        }
         None => runtime.block_on(bench(&args)),
     };
     match result {

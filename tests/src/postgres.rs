@@ -106,6 +106,11 @@ impl Postgres {
         panic!("postgres did not start; its log:\n{}", pg.log());
     }
 
+    /// The server's (postmaster's) process id, while it runs: its backends are its children.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// The server's port on 127.0.0.1.
     pub fn port(&self) -> u16 {
         self.port
