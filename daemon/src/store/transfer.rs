@@ -16,6 +16,7 @@
 use rusqlite::types::Value;
 use tokio_postgres::types::ToSql;
 
+use super::postgres::DB_NOW;
 use super::{DB_FILE, Store, StoreError};
 use crate::config::{Config, StoreBackend};
 use crate::vault::Vault;
@@ -120,8 +121,9 @@ pub async fn migrate_store(config: &Config) -> Result<Moved, TransferError> {
     }
     // Due at once: whichever daemon claims a looked-after link works out its real due time.
     tx.execute(
-        "UPDATE links SET next_due = EXTRACT(EPOCH FROM now())::BIGINT
-         WHERE state IN ('active', 'degraded', 'blocked')",
+        &format!(
+            "UPDATE links SET next_due = {DB_NOW} WHERE state IN ('active', 'degraded', 'blocked')"
+        ),
         &[],
     )
     .await?;

@@ -18,6 +18,7 @@
 //!                 apply each missing migration, record it ─▶ COMMIT (lock released)
 //! ```
 
+use super::DB_NOW;
 use super::PgError;
 
 /// The advisory lock key of migrations: "mslink" in ASCII, so it is recognisable in `pg_locks`.
@@ -161,8 +162,7 @@ pub async fn migrate(client: &mut tokio_postgres::Client) -> Result<Migrated, Pg
         let version = index as i64 + 1;
         tx.batch_execute(sql).await?;
         tx.execute(
-            "INSERT INTO mslink_schema (version, applied_at) \
-             VALUES ($1, EXTRACT(EPOCH FROM now())::BIGINT)",
+            &format!("INSERT INTO mslink_schema (version, applied_at) VALUES ($1, {DB_NOW})"),
             &[&version],
         )
         .await?;

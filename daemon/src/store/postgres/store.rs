@@ -16,6 +16,7 @@ use mslink_proto::{
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
+use super::DB_NOW;
 use crate::config::PgConfig;
 use crate::health::Actor;
 use crate::links::{LinkDetails, Server, Timers};
@@ -52,10 +53,6 @@ const INSERT_LINK: &str = r#"INSERT INTO links ("user", email, provider, state, 
         auth_scheme, endpoint, details, created_at, token_issued, evidence, uid, next_due)
      VALUES ($1, $2, $3, 'active', $4, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $4, $14, $15, $16,
              $4)"#;
-
-/// The database's clock in unix seconds: every lease is timed by it, so daemons whose clocks
-/// disagree still agree on when a lease has run out.
-const DB_NOW: &str = "EXTRACT(EPOCH FROM clock_timestamp())::BIGINT";
 
 /// The condition for an [`Owner`] with its name at `$n` and uid at `$n+1`.
 fn owned_by(n: usize) -> String {
