@@ -231,7 +231,7 @@ impl Db<'_> {
     /// A link by id, with its secret.
     pub fn link_record_by_id(&self, id: i64) -> Result<Option<LinkRecord>, StoreError> {
         let sql = format!("SELECT {RECORD_COLUMNS} FROM links WHERE id = ?1");
-        Ok(self.conn.query_row(&sql, [id], record_from_row).optional()?)
+        Ok(self.conn.prepare_cached(&sql)?.query_row([id], record_from_row).optional()?)
     }
 
     /// One link as status shows it.
@@ -329,11 +329,13 @@ impl Db<'_> {
         token_expiry: UnixTime,
         now: UnixTime,
     ) -> Result<bool, StoreError> {
-        let changed = self.conn.execute(
-            "UPDATE links SET secret = ?3, token_expiry = ?4, token_issued = ?5
-             WHERE id = ?1 AND generation = ?2",
-            params![id, generation, sealed, token_expiry, now],
-        )?;
+        let changed = self
+            .conn
+            .prepare_cached(
+                "UPDATE links SET secret = ?3, token_expiry = ?4, token_issued = ?5
+                 WHERE id = ?1 AND generation = ?2",
+            )?
+            .execute(params![id, generation, sealed, token_expiry, now])?;
         Ok(changed == 1)
     }
 
@@ -402,11 +404,8 @@ impl Db<'_> {
     ) -> Result<Option<Transition>, StoreError> {
         let tx = self.conn.savepoint()?;
         let previous: Option<String> = tx
-            .query_row(
-                "SELECT state FROM links WHERE id = ?1 AND generation = ?2",
-                params![id, generation],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT state FROM links WHERE id = ?1 AND generation = ?2")?
+            .query_row(params![id, generation], |r| r.get(0))
             .optional()?;
         let Some(previous) = previous.as_deref().and_then(LinkState::parse) else {
             return Ok(None);
@@ -417,40 +416,40 @@ impl Db<'_> {
         }
         let new_state = match outcome {
             Outcome::Healthy { report, next_check } => {
-                tx.execute(
+                tx.prepare_cached(
                     "UPDATE links SET state = 'active', reason = NULL, last_ok = ?2,
                             next_check = ?3, inbox_total = ?4, inbox_unread = ?5,
                             calendar_ok = ?6, server_version = COALESCE(?7, server_version),
                             failures = 0, actor = NULL,
                             since = CASE WHEN state = 'active' THEN since ELSE ?2 END
                      WHERE id = ?1",
-                    params![
-                        id,
-                        now,
-                        next_check,
-                        report.inbox_total.map(|n| n as i64),
-                        report.inbox_unread.map(|n| n as i64),
-                        report.calendar_ok,
-                        report.server_version,
-                    ],
-                )?;
+                )?
+                .execute(params![
+                    id,
+                    now,
+                    next_check,
+                    report.inbox_total.map(|n| n as i64),
+                    report.inbox_unread.map(|n| n as i64),
+                    report.calendar_ok,
+                    report.server_version,
+                ])?;
                 LinkState::Active
             }
             Outcome::Failed { failure, next_attempt } => {
-                tx.execute(
+                tx.prepare_cached(
                     "UPDATE links SET state = ?2, reason = ?3, next_check = ?4,
                             failures = failures + 1, actor = ?6,
                             since = CASE WHEN state = ?2 THEN since ELSE ?5 END
                      WHERE id = ?1",
-                    params![
-                        id,
-                        failure.state.as_str(),
-                        failure.describe(),
-                        next_attempt,
-                        now,
-                        failure.actor.key()
-                    ],
-                )?;
+                )?
+                .execute(params![
+                    id,
+                    failure.state.as_str(),
+                    failure.describe(),
+                    next_attempt,
+                    now,
+                    failure.actor.key()
+                ])?;
                 failure.state
             }
         };

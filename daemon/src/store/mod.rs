@@ -355,10 +355,12 @@ fn in_savepoint<T>(
     conn: &mut Connection,
     f: impl FnOnce(&mut Db<'_>) -> Result<T, StoreError>,
 ) -> Result<T, StoreError> {
-    conn.execute_batch("SAVEPOINT job")?;
+    conn.prepare_cached("SAVEPOINT job")?.execute([])?;
     let result = f(&mut Db::new(conn));
     match &result {
-        Ok(_) => conn.execute_batch("RELEASE job")?,
+        Ok(_) => {
+            conn.prepare_cached("RELEASE job")?.execute([])?;
+        }
         // Where SQLite already rolled the transaction back there is no savepoint left.
         Err(_) if conn.is_autocommit() => {}
         Err(_) => conn.execute_batch("ROLLBACK TO job; RELEASE job")?,
