@@ -199,7 +199,8 @@ impl Db<'_> {
             format!("SELECT {RECORD_COLUMNS} FROM links WHERE email = ?1 AND {}", owned_by(2));
         Ok(self
             .conn
-            .query_row(&sql, params![email, owner.name, owner.uid], record_from_row)
+            .prepare_cached(&sql)?
+            .query_row(params![email, owner.name, owner.uid], record_from_row)
             .optional()?)
     }
 
@@ -347,18 +348,17 @@ impl Db<'_> {
     ) -> Result<Option<ResourceToken>, StoreError> {
         Ok(self
             .conn
-            .query_row(
+            .prepare_cached(
                 "SELECT secret, expires_at, issued_at FROM resource_tokens
                  WHERE link_id = ?1 AND resource = ?2",
-                params![id, resource],
-                |row| {
-                    Ok(ResourceToken {
-                        sealed: row.get(0)?,
-                        expires_at: row.get(1)?,
-                        issued_at: row.get(2)?,
-                    })
-                },
-            )
+            )?
+            .query_row(params![id, resource], |row| {
+                Ok(ResourceToken {
+                    sealed: row.get(0)?,
+                    expires_at: row.get(1)?,
+                    issued_at: row.get(2)?,
+                })
+            })
             .optional()?)
     }
 
@@ -484,7 +484,7 @@ impl Db<'_> {
 
     /// The links `check --all` looks at: every link, or those in `state`; `(id, email)`.
     pub fn link_ids(&self, state: Option<LinkState>) -> Result<Vec<(i64, String)>, StoreError> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare_cached(
             "SELECT id, email FROM links WHERE ?1 IS NULL OR state = ?1 ORDER BY user, email",
         )?;
         let rows =

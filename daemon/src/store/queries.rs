@@ -23,17 +23,16 @@ impl<'c> Db<'c> {
 
     /// The organisation-wide toggle.
     pub fn integration(&self) -> Result<Integration, StoreError> {
-        Ok(self.conn.query_row(
-            "SELECT enabled, changed_at, changed_by FROM integration WHERE id = 1",
-            [],
-            |row| {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT enabled, changed_at, changed_by FROM integration WHERE id = 1")?
+            .query_row([], |row| {
                 Ok(Integration {
                     enabled: row.get(0)?,
                     changed_at: row.get(1)?,
                     changed_by: row.get(2)?,
                 })
-            },
-        )?)
+            })?)
     }
 
     /// Turns the integration on or off, as one transaction with its consequences: enabling grants
@@ -143,7 +142,7 @@ impl<'c> Db<'c> {
 
     /// Every pending request, oldest first.
     pub fn pending_requests(&self) -> Result<Vec<AccessRequest>, StoreError> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare_cached(
             "SELECT user, requested_at, message, state, granted_at, granted_by FROM requests
              WHERE state = 'pending' ORDER BY requested_at, user",
         )?;
@@ -214,7 +213,7 @@ impl<'c> Db<'c> {
         condition: &str,
         params: impl rusqlite::Params,
     ) -> Result<Vec<LinkInfo>, StoreError> {
-        let mut stmt = self.conn.prepare(&format!(
+        let mut stmt = self.conn.prepare_cached(&format!(
             "SELECT email, user, provider, state, reason, since, last_ok,
                     CASE WHEN state IN ('needs_reauth', 'suspended') THEN NULL ELSE next_check END,
                     token_expiry,
@@ -310,9 +309,9 @@ impl<'c> Db<'c> {
 
     /// The newest `limit` audit entries, newest first.
     pub fn recent_audit(&self, limit: u32) -> Result<Vec<AuditEntry>, StoreError> {
-        let mut stmt = self
-            .conn
-            .prepare("SELECT at, actor, action, detail FROM audit ORDER BY id DESC LIMIT ?1")?;
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT at, actor, action, detail FROM audit ORDER BY id DESC LIMIT ?1",
+        )?;
         let rows = stmt.query_map([limit], |row| {
             Ok(AuditEntry {
                 at: row.get(0)?,
@@ -331,7 +330,7 @@ fn collect(
     sql: &str,
     params: impl rusqlite::Params,
 ) -> Result<Vec<(i64, String)>, StoreError> {
-    let mut stmt = conn.prepare(sql)?;
+    let mut stmt = conn.prepare_cached(sql)?;
     let rows = stmt.query_map(params, |row| Ok((row.get(0)?, row.get(1)?)))?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
@@ -357,12 +356,11 @@ fn insert_audit(
 
 fn request_of(conn: &Connection, user: &str) -> Result<Option<AccessRequest>, StoreError> {
     Ok(conn
-        .query_row(
+        .prepare_cached(
             "SELECT user, requested_at, message, state, granted_at, granted_by FROM requests
              WHERE user = ?1",
-            [user],
-            request_from_row,
-        )
+        )?
+        .query_row([user], request_from_row)
         .optional()?)
 }
 
