@@ -114,14 +114,17 @@ async fn suite(store: &Store) {
     let generation = record.generation;
 
     // Tokens: committed only at the generation the work started from.
+    let timers =
+        store.store_refreshed_secret(id, generation, b"rotated".to_vec(), 9000, 400).await.unwrap();
+    let timers = timers.expect("stored at the link's generation");
+    assert_eq!((timers.token_expiry, timers.token_issued), (Some(9000), Some(400)));
+    assert_eq!(Some(timers), store.timers(id).await.unwrap(), "the timers as committed");
     assert!(
-        store.store_refreshed_secret(id, generation, b"rotated".to_vec(), 9000, 400).await.unwrap()
-    );
-    assert!(
-        !store
+        store
             .store_refreshed_secret(id, generation - 1, b"stale".to_vec(), 9100, 401)
             .await
             .unwrap()
+            .is_none()
     );
     let record = store.link_record(id).await.unwrap().unwrap();
     assert_eq!(

@@ -208,15 +208,18 @@ impl Links {
         }
         let started = std::time::Instant::now();
         let (mut token, mut refused) = (None, None);
+        // A refresh alone commits the link's timers with its token: see `Links::refresh`.
+        let mut with_token = None;
         let result: Result<Option<CheckReport>, Failure> = match (record.provider, purpose) {
             (Provider::Office365, Purpose::Resource(resource)) => {
                 self.resource_round(&config, &record, resource, &mut token, &mut refused).await
             }
             (Provider::Office365, _) => {
-                self.tokens_round(&config, &record, work, Api::Graph, &mut token).await
+                self.tokens_round(&config, &record, work, Api::Graph, &mut token, &mut with_token)
+                    .await
             }
             (Provider::Exchange, _) => {
-                self.exchange_round(&config, &record, work, &mut token).await
+                self.exchange_round(&config, &record, work, &mut token, &mut with_token).await
             }
         };
         if work.check {
@@ -262,7 +265,8 @@ impl Links {
                 let release = self.release(id, &due);
                 self.store.record_outcome(id, generation, outcome, now, release).await?
             }
-            // A refresh alone committed its token already: only the timers to read.
+            // A refresh alone committed its token, and with it the timers, already.
+            None if with_token.is_some() => (None, with_token),
             None => (None, self.store.timers(id).await?),
         };
         if let Some(transition) = transition {
@@ -272,8 +276,8 @@ impl Links {
     }
 
     /// Refreshes `record`'s tokens for `scopes` (carrying a CAE challenge's `claims`, if any)
-    /// and stores the result durably before returning it. `Ok(None)`: the link changed meanwhile
-    /// and the result was dropped.
+    /// and stores the result durably before returning it, with the link's timers as that commit
+    /// left them. `Ok(None)`: the link changed meanwhile and the result was dropped.
     async fn refresh(
         &self,
         config: &Config,
@@ -281,7 +285,7 @@ impl Links {
         refresh_token: Option<&Sensitive>,
         scopes: &[String],
         claims: Option<&str>,
-    ) -> Result<Option<Tokens>, Failure> {
+    ) -> Result<Option<(Tokens, Timers)>, Failure> {
         let Some(refresh_token) = refresh_token else {
             return Err(Failure::reauth(
                 "no refresh token was issued (was offline_access granted?)",
@@ -316,8 +320,8 @@ impl Links {
         let (id, generation, expiry, now) =
             (record.id, record.generation, tokens.expires_at, self.clock.now());
         match self.store.store_refreshed_secret(id, generation, sealed, expiry, now).await {
-            Ok(true) => Ok(Some(tokens)),
-            Ok(false) => Ok(None),
+            Ok(Some(timers)) => Ok(Some((tokens, timers))),
+            Ok(None) => Ok(None),
             Err(e) => {
                 // The rotated token could not be stored: do not use it, so nothing depends on a
                 // token that a restart would forget. The old one is still stored.
@@ -337,6 +341,7 @@ impl Links {
         work: Work,
         api: Api<'_>,
         token: &mut Option<TokenReply>,
+        committed: &mut Option<Timers>,
     ) -> Result<Option<CheckReport>, Failure> {
         let mut tokens = match self.open_secret(record)? {
             LinkSecret::Tokens { access_token, refresh_token, expires_at } => {
@@ -352,7 +357,7 @@ impl Links {
         if work.refresh {
             match self.refresh(config, record, tokens.refresh_token.as_ref(), &scopes, None).await?
             {
-                Some(fresh) => tokens = fresh,
+                Some((fresh, timers)) => (tokens, *committed) = (fresh, Some(timers)),
                 None => return Ok(None),
             }
             refreshed = true;
@@ -372,12 +377,16 @@ impl Links {
             Err(e) if e.token_rejected && (!refreshed || e.claims.is_some()) => {
                 let rt = tokens.refresh_token.as_ref();
                 match self.refresh(config, record, rt, &scopes, e.claims.as_deref()).await? {
-                    Some(fresh) => self
+                    Some((fresh, _)) => self
                         .check_with_token(config, record, api, &fresh.access_token)
                         .await
                         .map(Some)
                         .map_err(|e| e.failure),
-                    None => Ok(None),
+                    // Changed since the first refresh's commit: its timers are not the link's.
+                    None => {
+                        *committed = None;
+                        Ok(None)
+                    }
                 }
             }
             Err(e) => Err(e.failure),
@@ -586,6 +595,7 @@ impl Links {
         record: &LinkRecord,
         work: Work,
         token: &mut Option<TokenReply>,
+        committed: &mut Option<Timers>,
     ) -> Result<Option<CheckReport>, Failure> {
         let endpoint = match &record.details {
             Ok(LinkDetails::Exchange(endpoint)) => endpoint,
@@ -601,7 +611,7 @@ impl Links {
             let url = exchange::server_url(&endpoint.ews_url).map_err(|e| e.failure())?;
             let resource = exchange::resource_of(&url);
             let api = Api::Ews(endpoint, &resource);
-            return self.tokens_round(config, record, work, api, token).await;
+            return self.tokens_round(config, record, work, api, token, committed).await;
         }
         if !work.check {
             return Ok(None);

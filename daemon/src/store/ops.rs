@@ -322,7 +322,9 @@ impl Store {
         }
     }
 
-    /// A refreshed secret for link `id`, if it is still at `generation`; false if not.
+    /// A refreshed secret for link `id`, if it is still at `generation`: the link's timers as
+    /// committed with it (a round that only refreshed needs no other trip to the store), or
+    /// `None` if the link changed meanwhile and nothing was stored.
     pub async fn store_refreshed_secret(
         &self,
         id: i64,
@@ -330,11 +332,14 @@ impl Store {
         sealed: Vec<u8>,
         token_expiry: UnixTime,
         now: UnixTime,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<Timers>, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => {
                 s.call(move |db| {
-                    db.store_refreshed_secret(id, generation, &sealed, token_expiry, now)
+                    if !db.store_refreshed_secret(id, generation, &sealed, token_expiry, now)? {
+                        return Ok(None);
+                    }
+                    db.timers(id)
                 })
                 .await
             }

@@ -648,16 +648,14 @@ impl PgStore {
         sealed: Vec<u8>,
         token_expiry: UnixTime,
         now: UnixTime,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<Timers>, StoreError> {
+        let sql = format!(
+            "UPDATE links SET secret = $3, token_expiry = $4, token_issued = $5
+             WHERE id = $1 AND generation = $2 RETURNING {TIMER_COLUMNS}"
+        );
         self.write(async |tx| {
-            let changed = tx
-                .execute(
-                    "UPDATE links SET secret = $3, token_expiry = $4, token_issued = $5
-                     WHERE id = $1 AND generation = $2",
-                    &[&id, &generation, &sealed, &token_expiry, &now],
-                )
-                .await?;
-            Ok(changed == 1)
+            let row = tx.query_opt(&sql, &[&id, &generation, &sealed, &token_expiry, &now]).await?;
+            Ok(row.as_ref().map(timers))
         })
         .await
     }
