@@ -115,13 +115,14 @@ async fn suite(store: &Store) {
 
     // Tokens: committed only at the generation the work started from.
     let timers =
-        store.store_refreshed_secret(id, generation, b"rotated".to_vec(), 9000, 400).await.unwrap();
+        store.store_refreshed_secret(id, generation, b"rotated".to_vec(), (9000, 400), None).await;
+    let timers = timers.unwrap();
     let timers = timers.expect("stored at the link's generation");
     assert_eq!((timers.token_expiry, timers.token_issued), (Some(9000), Some(400)));
     assert_eq!(Some(timers), store.timers(id).await.unwrap(), "the timers as committed");
     assert!(
         store
-            .store_refreshed_secret(id, generation - 1, b"stale".to_vec(), 9100, 401)
+            .store_refreshed_secret(id, generation - 1, b"stale".to_vec(), (9100, 401), None)
             .await
             .unwrap()
             .is_none()
@@ -405,6 +406,26 @@ async fn two_daemons_share_a_link_by_its_lease_and_racing_connects_make_one_link
     b.record_outcome(id, generation, healthy, 4000, Some(release)).await.unwrap();
     assert!(a.claim_due("a", 10, 60, 8999).await.unwrap().is_empty(), "due at 9000");
     assert_eq!(a.claim_due("a", 10, 60, 9000).await.unwrap().len(), 1, "released");
+
+    // A round that only refreshes lets its lease go in the rotated token's commit; one whose
+    // link changed meanwhile stores nothing and lets it go all the same.
+    let generation = a.link_record(id).await.unwrap().unwrap().generation;
+    let release = Release { owner: "a", due: &|t| t.token_expiry };
+    let rotated = b"rotated".to_vec();
+    let stored = a.store_refreshed_secret(id, generation, rotated, (9500, 9000), Some(release));
+    assert_eq!(stored.await.unwrap().and_then(|t| t.token_expiry), Some(9500));
+    assert!(b.claim_due("b", 10, 60, 9499).await.unwrap().is_empty(), "due at 9500");
+    assert_eq!(b.claim_due("b", 10, 60, 9500).await.unwrap().len(), 1, "released with the token");
+    let release = Release { owner: "b", due: &|_| Some(9600) };
+    let stale = b"stale".to_vec();
+    let stored = b.store_refreshed_secret(id, generation - 1, stale, (9700, 9500), Some(release));
+    assert!(stored.await.unwrap().is_none(), "not at the link's generation");
+    assert_eq!(a.claim_due("a", 10, 60, 9600).await.unwrap().len(), 1, "released all the same");
+    let record = a.link_record(id).await.unwrap().unwrap();
+    assert_eq!(
+        (record.secret.as_deref(), record.token_expiry),
+        (Some(&b"rotated"[..]), Some(9500))
+    );
 
     // Connects racing on both daemons: one link per address, and never past the limit.
     let mut racing = tokio::task::JoinSet::new();

@@ -277,7 +277,8 @@ impl Links {
 
     /// Refreshes `record`'s tokens for `scopes` (carrying a CAE challenge's `claims`, if any)
     /// and stores the result durably before returning it, with the link's timers as that commit
-    /// left them. `Ok(None)`: the link changed meanwhile and the result was dropped.
+    /// left them. `Ok(None)`: the link changed meanwhile and the result was dropped. When the
+    /// round `ends_round` with this commit, a fleet's lease is released in it.
     async fn refresh(
         &self,
         config: &Config,
@@ -285,6 +286,7 @@ impl Links {
         refresh_token: Option<&Sensitive>,
         scopes: &[String],
         claims: Option<&str>,
+        ends_round: bool,
     ) -> Result<Option<(Tokens, Timers)>, Failure> {
         let Some(refresh_token) = refresh_token else {
             return Err(Failure::reauth(
@@ -319,7 +321,12 @@ impl Links {
         })?;
         let (id, generation, expiry, now) =
             (record.id, record.generation, tokens.expires_at, self.clock.now());
-        match self.store.store_refreshed_secret(id, generation, sealed, expiry, now).await {
+        // Taken only now: a refresh that failed before its commit leaves the lease to the round.
+        let due = |t: &Timers| super::next_due(config, t).map(|d| d.at);
+        let release = if ends_round { self.release(id, &due) } else { None };
+        let stored =
+            self.store.store_refreshed_secret(id, generation, sealed, (expiry, now), release);
+        match stored.await {
             Ok(Some(timers)) => Ok(Some((tokens, timers))),
             Ok(None) => Ok(None),
             Err(e) => {
@@ -355,8 +362,8 @@ impl Links {
         };
         let mut refreshed = false;
         if work.refresh {
-            match self.refresh(config, record, tokens.refresh_token.as_ref(), &scopes, None).await?
-            {
+            let rt = tokens.refresh_token.as_ref();
+            match self.refresh(config, record, rt, &scopes, None, !work.check).await? {
                 Some((fresh, timers)) => (tokens, *committed) = (fresh, Some(timers)),
                 None => return Ok(None),
             }
@@ -376,7 +383,7 @@ impl Links {
             // Only a refusal of that refresh ends the grant.
             Err(e) if e.token_rejected && (!refreshed || e.claims.is_some()) => {
                 let rt = tokens.refresh_token.as_ref();
-                match self.refresh(config, record, rt, &scopes, e.claims.as_deref()).await? {
+                match self.refresh(config, record, rt, &scopes, e.claims.as_deref(), false).await? {
                     Some((fresh, _)) => self
                         .check_with_token(config, record, api, &fresh.access_token)
                         .await

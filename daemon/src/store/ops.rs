@@ -324,14 +324,16 @@ impl Store {
 
     /// A refreshed secret for link `id`, if it is still at `generation`: the link's timers as
     /// committed with it (a round that only refreshed needs no other trip to the store), or
-    /// `None` if the link changed meanwhile and nothing was stored.
+    /// `None` if the link changed meanwhile and nothing was stored. In a fleet, a round that
+    /// ends with this commit passes its `release`: the lease is let go in the same transaction
+    /// (also when nothing was stored).
     pub async fn store_refreshed_secret(
         &self,
         id: i64,
         generation: i64,
         sealed: Vec<u8>,
-        token_expiry: UnixTime,
-        now: UnixTime,
+        (token_expiry, now): (UnixTime, UnixTime),
+        release: Option<Release<'_>>,
     ) -> Result<Option<Timers>, StoreError> {
         match &self.backend {
             Backend::Sqlite(s) => {
@@ -344,7 +346,8 @@ impl Store {
                 .await
             }
             Backend::Postgres(pg) => {
-                pg.store_refreshed_secret(id, generation, sealed, token_expiry, now).await
+                pg.store_refreshed_secret(id, generation, sealed, (token_expiry, now), release)
+                    .await
             }
         }
     }

@@ -646,8 +646,8 @@ impl PgStore {
         id: i64,
         generation: i64,
         sealed: Vec<u8>,
-        token_expiry: UnixTime,
-        now: UnixTime,
+        (token_expiry, now): (UnixTime, UnixTime),
+        release: Option<Release<'_>>,
     ) -> Result<Option<Timers>, StoreError> {
         let sql = format!(
             "UPDATE links SET secret = $3, token_expiry = $4, token_issued = $5
@@ -655,7 +655,18 @@ impl PgStore {
         );
         self.write(async |tx| {
             let row = tx.query_opt(&sql, &[&id, &generation, &sealed, &token_expiry, &now]).await?;
-            Ok(row.as_ref().map(timers))
+            let stored = row.as_ref().map(timers);
+            if let Some(release) = release {
+                // Changed meanwhile: the lease is let go all the same, on the link as it is.
+                let current = match stored {
+                    Some(timers) => Some(timers),
+                    None => link_timers(tx, id).await?,
+                };
+                if let Some(timers) = current {
+                    released(tx, id, release, &timers).await?;
+                }
+            }
+            Ok(stored)
         })
         .await
     }
