@@ -1,7 +1,8 @@
 //! `mslinkd migrate-store` (the real binary) moving a SQLite store into a real PostgreSQL
 //! (a throwaway cluster): every link with its id and sealed secret byte for byte, the request
 //! and the audit; a second move into the now full database refused with nothing changed; a move
-//! while a daemon holds the state directory refused; the moved fleet's key check holds.
+//! while a daemon holds the state directory, or with a key file that is missing or not the
+//! secrets' key, refused; the moved fleet's key check holds.
 //!
 //! Needs `bash .ci/setup` (Debian `postgresql`) and root (the cluster runs as `postgres`).
 
@@ -69,6 +70,20 @@ async fn migrate_store_moves_every_link_and_secret_into_an_empty_postgres_once()
         rows
     };
     assert_eq!(before.len(), 5);
+
+    // Refused with a key file that is missing (a mistyped path would make a fresh key the
+    // fleet's) or is not the one that sealed the secrets; nothing is moved, no key is made.
+    let other_key = dir.path().join("other.key");
+    let mistyped = dir.path().join("other.toml");
+    std::fs::write(&mistyped, text.replace("secret.key", "other.key")).unwrap();
+    let (code, said) = migrate(&mistyped);
+    assert_eq!(code, 1, "{said}");
+    assert!(said.contains("does not exist") && said.contains("other.key"), "{said}");
+    assert!(!other_key.exists(), "no key file was made");
+    mslinkd::vault::Vault::open_or_create(&other_key).unwrap();
+    let (code, said) = migrate(&mistyped);
+    assert_eq!(code, 1, "{said}");
+    assert!(said.contains("does not open link"), "{said}");
 
     // Refused while a daemon holds the state directory.
     let held = Store::open(&state).unwrap();

@@ -151,7 +151,7 @@ pub fn seal_office365_tokens(
 }
 
 /// Binds a sealed secret to its row.
-fn context(id: i64) -> Vec<u8> {
+pub(crate) fn context(id: i64) -> Vec<u8> {
     format!("mslink-link:{id}").into_bytes()
 }
 

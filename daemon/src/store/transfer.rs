@@ -10,9 +10,13 @@
 //! Ids are kept (sealed secrets are bound to their link's id) and the secrets are copied byte
 //! for byte: they stay sealed by `key_file`, which every daemon of the fleet must then use. The
 //! fleet's key check is sealed here with that key, so a daemon given another key refuses to
-//! start. Columns are matched by name (PostgreSQL's extra ones, such as leases, keep their
-//! defaults); SQLite's 0/1 flags become booleans.
+//! start; which is why `key_file` must already exist and open the first sealed secret before
+//! anything is moved (a mistyped path would otherwise make a fresh key the fleet's, one that
+//! opens none of the secrets, and the right key would then be refused). Columns are matched by
+//! name (PostgreSQL's extra ones, such as leases, keep their defaults); SQLite's 0/1 flags
+//! become booleans.
 
+use rusqlite::OptionalExtension;
 use rusqlite::types::Value;
 use tokio_postgres::types::ToSql;
 
@@ -48,6 +52,18 @@ pub enum TransferError {
          only (create a new one, or drop what is there)"
     )]
     NotEmpty(String),
+    #[error(
+        "the key file {} does not exist: point `key_file` at the key the SQLite daemon sealed its \
+         secrets with",
+        .0.display()
+    )]
+    NoKey(std::path::PathBuf),
+    #[error(
+        "the key file {} does not open link {link}'s sealed secret: point `key_file` at the key \
+         the SQLite daemon sealed its secrets with",
+        .path.display()
+    )]
+    WrongKey { path: std::path::PathBuf, link: i64 },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
@@ -83,11 +99,11 @@ pub async fn migrate_store(config: &Config) -> Result<Moved, TransferError> {
         .await
         .map_err(|_| StoreError::Stopped)??;
     drop(store);
-    let vault = Vault::open_or_create(&config.key_file)?;
     let sqlite = rusqlite::Connection::open_with_flags(
         config.state_dir.join(DB_FILE),
         rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NOFOLLOW,
     )?;
+    let vault = the_secrets_key(config, &sqlite)?;
 
     let pool = super::postgres::connect(pg).await.map_err(StoreError::from)?;
     super::postgres::migrate(&pool, pg).await.map_err(StoreError::from)?;
@@ -137,6 +153,27 @@ pub async fn migrate_store(config: &Config) -> Result<Moved, TransferError> {
     tx.commit().await?;
     drop(lock);
     Ok(moved)
+}
+
+/// `config`'s key file, if it exists and opens the first sealed secret in `sqlite`.
+fn the_secrets_key(config: &Config, sqlite: &rusqlite::Connection) -> Result<Vault, TransferError> {
+    if !config.key_file.exists() {
+        return Err(TransferError::NoKey(config.key_file.clone()));
+    }
+    let vault = Vault::open_or_create(&config.key_file)?;
+    let first: Option<(i64, Vec<u8>)> = sqlite
+        .query_row(
+            "SELECT id, secret FROM links WHERE secret IS NOT NULL ORDER BY id LIMIT 1",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()?;
+    if let Some((id, sealed)) = first
+        && vault.open(&sealed, &crate::links::context(id)).is_err()
+    {
+        return Err(TransferError::WrongKey { path: config.key_file.clone(), link: id });
+    }
+    Ok(vault)
 }
 
 /// Copies `table`'s rows from SQLite into `tx`, column by column name; how many.
