@@ -150,8 +150,14 @@ pub fn seal_office365_tokens(
     .seal(vault, id)
 }
 
+/// Whether `vault` opens link `id`'s sealed secret `blob` (`migrate-store` checks the key
+/// before it moves anything).
+pub(crate) fn opens_secret(vault: &Vault, id: i64, blob: &[u8]) -> bool {
+    LinkSecret::open(blob, vault, id).is_ok()
+}
+
 /// Binds a sealed secret to its row.
-pub(crate) fn context(id: i64) -> Vec<u8> {
+fn context(id: i64) -> Vec<u8> {
     format!("mslink-link:{id}").into_bytes()
 }
 

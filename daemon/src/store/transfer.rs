@@ -169,7 +169,7 @@ fn the_secrets_key(config: &Config, sqlite: &rusqlite::Connection) -> Result<Vau
         )
         .optional()?;
     if let Some((id, sealed)) = first
-        && vault.open(&sealed, &crate::links::context(id)).is_err()
+        && !crate::links::opens_secret(&vault, id, &sealed)
     {
         return Err(TransferError::WrongKey { path: config.key_file.clone(), link: id });
     }

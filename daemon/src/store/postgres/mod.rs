@@ -33,12 +33,12 @@ use crate::config::{PgConfig, STORE_PASSWORD_CREDENTIAL};
 use crate::files::{self, FileError, What};
 
 pub use schema::Migrated;
+pub use store::PgStore;
 
 /// The database's clock in whole unix seconds, truncated as `crate::now()` truncates (a bare
 /// `::BIGINT` cast rounds, putting "now" up to half a second in the future): every lease is
 /// timed by it, so daemons whose clocks disagree still agree on when a lease has run out.
 pub(crate) const DB_NOW: &str = "FLOOR(EXTRACT(EPOCH FROM clock_timestamp()))::BIGINT";
-pub use store::PgStore;
 
 /// Connections one daemon keeps open at most.
 pub const POOL_SIZE: usize = 16;
