@@ -155,10 +155,7 @@ impl<'c> Db<'c> {
         // Two statements, not `?1 IS NULL OR user = ?1`: SQLite cannot use `links_by_user` for
         // that condition, and one user's `status` would scan every link in the organisation.
         match owner {
-            Some(owner) => self.links_where(
-                &format!("{} ORDER BY user, email", owned_by(1)),
-                params![owner.name, owner.uid],
-            ),
+            Some(owner) => self.links_where(&links_of_owner(), params![owner.name, owner.uid]),
             None => self.links_where("1 ORDER BY user, email", []),
         }
     }
@@ -213,14 +210,7 @@ impl<'c> Db<'c> {
         condition: &str,
         params: impl rusqlite::Params,
     ) -> Result<Vec<LinkInfo>, StoreError> {
-        let mut stmt = self.conn.prepare_cached(&format!(
-            "SELECT email, user, provider, state, reason, since, last_ok,
-                    CASE WHEN state IN ('needs_reauth', 'suspended') THEN NULL ELSE next_check END,
-                    token_expiry,
-                    inbox_total, inbox_unread, calendar_ok, server_version, auth_scheme, endpoint,
-                    evidence
-             FROM links WHERE {condition}"
-        ))?;
+        let mut stmt = self.conn.prepare_cached(&links_sql(condition))?;
         let rows = stmt.query_map(params, |row| {
             let provider: String = row.get(2)?;
             let state: String = row.get(3)?;
@@ -374,6 +364,23 @@ fn request_from_row(row: &Row<'_>) -> rusqlite::Result<AccessRequest> {
         granted_at: row.get(4)?,
         granted_by: row.get(5)?,
     })
+}
+
+/// The condition of one user's links, in the order status shows them.
+pub(super) fn links_of_owner() -> String {
+    format!("{} ORDER BY user, email", owned_by(1))
+}
+
+/// The statement that reads links matching `condition` as status shows them.
+pub(super) fn links_sql(condition: &str) -> String {
+    format!(
+        "SELECT email, user, provider, state, reason, since, last_ok,
+                CASE WHEN state IN ('needs_reauth', 'suspended') THEN NULL ELSE next_check END,
+                token_expiry,
+                inbox_total, inbox_unread, calendar_ok, server_version, auth_scheme, endpoint,
+                evidence
+         FROM links WHERE {condition}"
+    )
 }
 
 #[cfg(test)]
