@@ -299,7 +299,10 @@ impl Sqlite {
 
     /// Runs `f` on a reader thread, on a read-only connection: it sees every write whose
     /// `Store::call` has returned, and never waits for the writer. `f` gets `&Db`, so only the
-    /// reading queries compile; SQLite refuses a write on the connection as well.
+    /// reading queries compile; SQLite refuses a write on the connection as well. Everything `f`
+    /// reads is one snapshot (one read transaction): a `status` never shows a link count from
+    /// before a commit beside links from after it, and takes the WAL's read lock once, not once
+    /// a statement.
     async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -307,7 +310,16 @@ impl Sqlite {
     {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |conn| {
-            let _ = tx.send(f(&Db::new(conn)));
+            let answer = run(conn, "BEGIN").map_err(StoreError::from).and_then(|()| {
+                let answer = f(&Db::new(conn));
+                // Ending a read transaction only lets its snapshot go; should it fail, the
+                // next read's BEGIN says so.
+                if run(conn, "COMMIT").is_err() {
+                    let _ = run(conn, "ROLLBACK");
+                }
+                answer
+            });
+            let _ = tx.send(answer);
         });
         self.reads.send(job).await.map_err(|_| StoreError::Stopped)?;
         rx.await.map_err(|_| StoreError::Stopped)?
@@ -504,6 +516,31 @@ mod tests {
         release.send(()).unwrap();
         held.await.unwrap().unwrap();
         assert!(store.read(|db| db.pending_requests()).await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn everything_one_read_reads_is_one_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _lock) = Store::open(dir.path()).unwrap();
+        // A read that reads twice, with a write committed between its two queries.
+        let (between, read_once) = oneshot::channel::<()>();
+        let (committed, write_done) = std::sync::mpsc::channel::<()>();
+        let reader = store.clone();
+        let read = tokio::spawn(async move {
+            reader
+                .read(move |db| {
+                    let before = db.pending_requests()?.len();
+                    let _ = between.send(());
+                    let _ = write_done.recv();
+                    Ok((before, db.pending_requests()?.len()))
+                })
+                .await
+        });
+        read_once.await.unwrap();
+        store.call(|db| db.record_request("alice", Some("please"), 100)).await.unwrap();
+        committed.send(()).unwrap();
+        assert_eq!(read.await.unwrap().unwrap(), (0, 0), "the second query saw a later commit");
+        assert_eq!(store.read(|db| db.pending_requests()).await.unwrap().len(), 1);
     }
 
     /// Holds the writer in a job until the returned sender is dropped or sent to.
