@@ -607,7 +607,8 @@ async fn token_phase(fake: &FakeMicrosoft, args: &Args) -> Result<TokenLatency, 
     }
     let mut timed = Vec::new();
     for resource in [TokenResource::Graph, TokenResource::Imap] {
-        let latency = pooled(args.clients, |i| {
+        let (socket, emails) = (socket.clone(), emails.clone());
+        let latency = pooled(args.clients, move |i| {
             let (socket, emails) = (socket.clone(), emails.clone());
             async move {
                 let mut samples = Vec::with_capacity(40);
@@ -706,7 +707,7 @@ async fn scrape(port: u16) -> Result<String, Error> {
 /// `clients` clients, each running one `status` a second (at a random phase) for `span`.
 async fn ctl_paced(socket: PathBuf, clients: usize, span: Duration) -> Result<Latency, Error> {
     let deadline = Instant::now() + span;
-    pooled(clients, |i| {
+    pooled(clients, move |i| {
         let socket = socket.clone();
         async move {
             let mut samples = Vec::new();
@@ -725,17 +726,34 @@ async fn ctl_paced(socket: PathBuf, clients: usize, span: Duration) -> Result<La
 }
 
 /// Runs `client(i)` for `clients` concurrent clients and pools their round-trip samples.
+///
+/// The clients run on a runtime of their own (two threads, as the ctl processes they stand for
+/// would have the machine's two cores), not on the one that serves the fakes: a sample is the
+/// server's time and the kernel's, never time a client's task waited behind the fakes' answers.
 async fn pooled<F, Fut>(clients: usize, client: F) -> Result<Latency, Error>
 where
-    F: Fn(usize) -> Fut,
+    F: Fn(usize) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = Result<Vec<Duration>, Error>> + Send + 'static,
 {
-    let tasks: Vec<_> = (0..clients).map(|i| tokio::spawn(client(i))).collect();
-    let mut all = Vec::new();
-    for task in tasks {
-        all.extend(task.await??);
-    }
-    Ok(Latency::of(all))
+    let (done, result) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new().name("bench-clients".into()).spawn(move || {
+        let run = || -> Result<Vec<Duration>, Error> {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            runtime.block_on(async move {
+                let tasks: Vec<_> = (0..clients).map(|i| tokio::spawn(client(i))).collect();
+                let mut all = Vec::new();
+                for task in tasks {
+                    all.extend(task.await??);
+                }
+                Ok(all)
+            })
+        };
+        let _ = done.send(run());
+    })?;
+    Ok(Latency::of(result.await.map_err(|_| "the clients' thread panicked")??))
 }
 
 /// One `status` round trip (connect, hello, command, reply: what `mslinkctl status` does).
@@ -786,7 +804,7 @@ impl Latency {
 
 /// `clients` concurrent clients, each running `rounds` `status` commands back to back.
 async fn ctl_latency(socket: PathBuf, clients: usize, rounds: usize) -> Result<Latency, Error> {
-    pooled(clients, |_| {
+    pooled(clients, move |_| {
         let socket = socket.clone();
         async move {
             let mut samples = Vec::with_capacity(rounds);
@@ -865,24 +883,19 @@ async fn echo_floor(
     replies: (usize, usize),
 ) -> Result<Latency, Error> {
     let (_dir, path, server) = echo_server(requests, replies).await?;
-    let tasks: Vec<_> = (0..clients)
-        .map(|_| {
-            let path = path.clone();
-            tokio::spawn(async move {
-                let mut samples = Vec::new();
-                for _ in 0..40 {
-                    samples.push(echo_once(&path, requests, replies).await?);
-                }
-                Ok::<_, Error>(samples)
-            })
-        })
-        .collect();
-    let mut all = Vec::new();
-    for task in tasks {
-        all.extend(task.await??);
-    }
+    let latency = pooled(clients, move |_| {
+        let path = path.clone();
+        async move {
+            let mut samples = Vec::new();
+            for _ in 0..40 {
+                samples.push(echo_once(&path, requests, replies).await?);
+            }
+            Ok(samples)
+        }
+    })
+    .await;
     server.abort();
-    Ok(Latency::of(all))
+    latency
 }
 
 /// The floor for paced clients: `clients` clients once a second each, for 5 s.
@@ -892,27 +905,22 @@ async fn echo_paced(
     replies: (usize, usize),
 ) -> Result<Latency, Error> {
     let (_dir, path, server) = echo_server(requests, replies).await?;
-    let tasks: Vec<_> = (0..clients)
-        .map(|i| {
-            let path = path.clone();
-            tokio::spawn(async move {
-                let mut samples = Vec::new();
-                let mut tick = tokio::time::interval_at(
-                    tokio::time::Instant::now() + Duration::from_millis((i as u64 * 997) % 1000),
-                    Duration::from_secs(1),
-                );
-                for _ in 0..5 {
-                    tick.tick().await;
-                    samples.push(echo_once(&path, requests, replies).await?);
-                }
-                Ok::<_, Error>(samples)
-            })
-        })
-        .collect();
-    let mut all = Vec::new();
-    for task in tasks {
-        all.extend(task.await??);
-    }
+    let latency = pooled(clients, move |i| {
+        let path = path.clone();
+        async move {
+            let mut samples = Vec::new();
+            let mut tick = tokio::time::interval_at(
+                tokio::time::Instant::now() + Duration::from_millis((i as u64 * 997) % 1000),
+                Duration::from_secs(1),
+            );
+            for _ in 0..5 {
+                tick.tick().await;
+                samples.push(echo_once(&path, requests, replies).await?);
+            }
+            Ok(samples)
+        }
+    })
+    .await;
     server.abort();
-    Ok(Latency::of(all))
+    latency
 }
