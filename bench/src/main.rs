@@ -711,10 +711,7 @@ async fn ctl_paced(socket: PathBuf, clients: usize, span: Duration) -> Result<La
         let socket = socket.clone();
         async move {
             let mut samples = Vec::new();
-            let mut tick = tokio::time::interval_at(
-                tokio::time::Instant::now() + Duration::from_millis((i as u64 * 997) % 1000),
-                Duration::from_secs(1),
-            );
+            let mut tick = once_a_second(i);
             while Instant::now() < deadline {
                 tick.tick().await;
                 samples.push(timed_status(&socket).await?);
@@ -723,6 +720,12 @@ async fn ctl_paced(socket: PathBuf, clients: usize, span: Duration) -> Result<La
         }
     })
     .await
+}
+
+/// Client `i`'s tick: once a second, each client at its own phase.
+fn once_a_second(i: usize) -> tokio::time::Interval {
+    let phase = Duration::from_millis((i as u64 * 997) % 1000);
+    tokio::time::interval_at(tokio::time::Instant::now() + phase, Duration::from_secs(1))
 }
 
 /// Runs `client(i)` for `clients` concurrent clients and pools their round-trip samples.
@@ -909,10 +912,7 @@ async fn echo_paced(
         let path = path.clone();
         async move {
             let mut samples = Vec::new();
-            let mut tick = tokio::time::interval_at(
-                tokio::time::Instant::now() + Duration::from_millis((i as u64 * 997) % 1000),
-                Duration::from_secs(1),
-            );
+            let mut tick = once_a_second(i);
             for _ in 0..5 {
                 tick.tick().await;
                 samples.push(echo_once(&path, requests, replies).await?);
