@@ -310,13 +310,14 @@ impl Sqlite {
     {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |conn| {
+            // Should an earlier read's COMMIT have failed, its snapshot is let go here: a read
+            // never answers from an old one.
+            if !conn.is_autocommit() {
+                let _ = run(conn, "ROLLBACK");
+            }
             let answer = run(conn, "BEGIN").map_err(StoreError::from).and_then(|()| {
                 let answer = f(&Db::new(conn));
-                // Ending a read transaction only lets its snapshot go; should it fail, the
-                // next read's BEGIN says so.
-                if run(conn, "COMMIT").is_err() {
-                    let _ = run(conn, "ROLLBACK");
-                }
+                let _ = run(conn, "COMMIT");
                 answer
             });
             let _ = tx.send(answer);
