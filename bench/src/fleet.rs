@@ -65,7 +65,8 @@ pub async fn bench(args: &Args, n: usize) -> Result<(), Error> {
         Postgres::start().ok_or("--fleet needs root and Debian's postgresql (bash .ci/setup)")?;
     let postmaster = pg.pid().ok_or("the PostgreSQL cluster is not running")?;
     let fake = FakeMicrosoft::start(Duration::from_secs(3600)).await?;
-    let ceiling = Ceiling::measure(&fake, args.max_concurrent, Duration::from_secs(3)).await?;
+    let ceiling =
+        Ceiling::measure(&fake, args.max_concurrent, Duration::from_secs(3), "ceiling").await?;
     println!(
         "mslink-bench --fleet: {n} links, max_concurrent {} per daemon; ceiling {:.0} refreshes/s, {:.0} checks/s",
         args.max_concurrent, ceiling.refreshes, ceiling.checks
