@@ -300,7 +300,7 @@ impl Sqlite {
     /// Runs `f` on a reader thread, on a read-only connection: it sees every write whose
     /// `Store::call` has returned, and never waits for the writer. `f` gets `&Db`, so only the
     /// reading queries compile; SQLite refuses a write on the connection as well. Everything `f`
-    /// reads is one snapshot (one read transaction): a `status` never shows a link count from
+    /// reads is one snapshot (one read transaction): a `status` never shows a request count from
     /// before a commit beside links from after it, and takes the WAL's read lock once, not once
     /// a statement.
     async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
