@@ -217,7 +217,11 @@ impl Dovecot {
                  username_attribute = sub\n\
                  # The audience: a Graph token (aud https://graph.microsoft.com) is refused.\n\
                  active_attribute = aud\n\
-                 active_value = {OUTLOOK}\n"
+                 active_value = {OUTLOOK}\n\
+                 # An idle introspection connection closed after 1 s, before the OIDC server's\n\
+                 # keep-alive (Node: 5 s) ends it: a request sent as the server closes one is\n\
+                 # lost (EOF) and the login fails, as after a refused login's 2-4 s penalty.\n\
+                 max_idle_time_msecs = 1000\n"
             ),
         )
         .expect("oauth2.conf");
