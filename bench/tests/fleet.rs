@@ -145,14 +145,16 @@ fn three_daemons_share_a_storm_and_a_killed_ones_links_are_taken_over() {
         return;
     }
     let Some(mut fleet) = storm() else { return };
-    // The storm is shared: every daemon refreshes links, and each link keeps refreshing.
+    // The storm is shared: every daemon refreshes a fair part of it (they all look for due
+    // work as it falls due, at the start of each second), and each link keeps refreshing.
     assert!(
         fleet.every_link_moves_on(3, Duration::from_secs(60)),
         "the links did not refresh three times in 60 s"
     );
-    for i in 0..DAEMONS {
-        assert!(fleet.fake.refreshed_by(&tag(i)) > 0, "daemon {i} refreshed nothing");
-    }
+    let shares: Vec<u64> = (0..DAEMONS).map(|i| fleet.fake.refreshed_by(&tag(i))).collect();
+    eprintln!("refreshes by daemon: {shares:?}");
+    let total: u64 = shares.iter().sum();
+    assert!(shares.iter().all(|&n| n * 10 >= total), "the storm was not shared: {shares:?}");
     // `status` on any daemon names who last worked each link.
     let workers: BTreeSet<String> = status(&fleet.daemons[2])["links"]
         .as_array()

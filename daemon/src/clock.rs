@@ -20,6 +20,9 @@ pub const MAX_SLEEP: Duration = Duration::from_secs(60);
 pub trait Clock: Send + Sync + fmt::Debug {
     /// Now, in Unix seconds.
     fn now(&self) -> i64;
+
+    /// How far into the current second ([`Clock::now`]) it is.
+    fn subsec(&self) -> Duration;
 }
 
 /// The system's wall clock.
@@ -31,6 +34,11 @@ impl Clock for SystemClock {
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64)
+    }
+
+    fn subsec(&self) -> Duration {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+        now.map_or(Duration::ZERO, |d| Duration::from_nanos(u64::from(d.subsec_nanos())))
     }
 }
 
@@ -59,6 +67,16 @@ impl Clock for TokioClock {
     fn now(&self) -> i64 {
         self.base + self.start.elapsed().as_secs() as i64 + self.jumped.load(Ordering::SeqCst)
     }
+
+    fn subsec(&self) -> Duration {
+        Duration::from_nanos(u64::from(self.start.elapsed().subsec_nanos()))
+    }
+}
+
+/// How long until the next whole second on `clock` begins: the store's times are whole
+/// seconds, so that is when the next of them falls due.
+pub fn to_next_second(clock: &dyn Clock) -> Duration {
+    Duration::from_secs(1).saturating_sub(clock.subsec())
 }
 
 /// Sleeps until wall time `due` on `clock`, or [`MAX_SLEEP`], whichever comes first; the caller
@@ -66,4 +84,23 @@ impl Clock for TokioClock {
 pub async fn sleep_towards(clock: &dyn Clock, due: i64) {
     let wait = (due - clock.now()).max(0) as u64;
     tokio::time::sleep(Duration::from_secs(wait).min(MAX_SLEEP)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_next_second_begins_where_the_clock_turns_over() {
+        let clock = TokioClock::starting_at(1_000);
+        assert_eq!(to_next_second(&clock), Duration::from_secs(1));
+        tokio::time::advance(Duration::from_millis(300)).await;
+        assert_eq!(to_next_second(&clock), Duration::from_millis(700));
+        // A jump moves the seconds, not where they turn over.
+        clock.jump(-5);
+        assert_eq!(to_next_second(&clock), Duration::from_millis(700));
+        tokio::time::sleep(to_next_second(&clock)).await;
+        assert_eq!(clock.now(), 996);
+        assert_eq!(to_next_second(&clock), Duration::from_secs(1));
+    }
 }

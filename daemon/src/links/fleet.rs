@@ -4,7 +4,8 @@
 //! claimer task that feeds them to the [`super::Scheduler`].
 //!
 //! ```text
-//!  claimer: every second (or at once when a round ends or a link is made due here)
+//!  claimer: at the start of every second (or at once when a round ends or a link is made
+//!           due here)
 //!     claim_due(me, room, lease) ─▶ FOR UPDATE SKIP LOCKED ─▶ scheduler.schedule(id, now)
 //!  round:   hold(id): the claim's lease while more than half of it is left, else lease(id)
 //!           (take or renew; another daemon's? leave the link) ─▶ work
@@ -18,6 +19,11 @@
 //! leases are timed by the database's clock, so daemons whose clocks differ agree on them, and
 //! this daemon counts its own from before it asked, by its monotonic clock. A daemon that dies
 //! leaves its leases to run out, and the others claim those links once they do.
+//!
+//! Why at the start of every second: due times are whole seconds, so work falls due then.
+//! Every daemon of the fleet looks at that moment and they share it (`SKIP LOCKED` hands each
+//! its own rows); a daemon that looked on its own phase would find the link taken by the daemons
+//! whose rounds were ending then, and an idle daemon would be left idle.
 //!
 //! Ownership: `claimed` is behind a std mutex held only to insert or remove one id; the
 //! claimer is the only task that adds to it, a round's end the only one that removes.
@@ -36,8 +42,12 @@ use super::scheduler::Due;
 use crate::health::Failure;
 use crate::store::{Release, StoreError};
 
-/// How often a daemon looks for due links when none came its way meanwhile.
+/// How long a daemon with no room waits before it looks for due links again, unless a round
+/// ends first (one with room looks at the start of every second).
 const CLAIM_EVERY: Duration = Duration::from_secs(1);
+
+/// How far past the start of a second the claimer looks, so its clock reads the new second.
+const PAST_THE_SECOND: Duration = Duration::from_millis(1);
 
 /// How long the claimer waits after the store did not answer, doubling up to the longest.
 const RETRY_FIRST: Duration = Duration::from_secs(1);
@@ -269,6 +279,7 @@ impl Links {
                             // More may be due: claim again as soon as there is room.
                             continue;
                         }
+                        wait = crate::clock::to_next_second(&*self.clock) + PAST_THE_SECOND;
                     }
                     Err(e) => {
                         fleet.answered(Err(&e));
