@@ -242,7 +242,6 @@ impl<'c> Db<'c> {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// How many links `user` has.
     /// How many links are in each state (states with none left out), counted in the database.
     pub fn state_counts(&self) -> Result<Vec<(LinkState, usize)>, StoreError> {
         let mut stmt =
