@@ -61,11 +61,6 @@ pub const READERS: usize = 2;
 /// once per connection, not on every call, which was a fifth of a refresh round's CPU.
 const STATEMENTS: usize = 64;
 
-/// Each connection's page cache, in KiB (SQLite's default is 2,000): a round's row and index
-/// pages stay here instead of coming back from the kernel each time (9 % of a refresh's CPU at
-/// 100,000 links, BENCHMARKS.md). At most three connections' worth, 48 MiB, however many links.
-const CACHE_KIB: usize = 16 * 1024;
-
 /// A failure of the state store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -333,8 +328,7 @@ impl Sqlite {
 }
 
 /// What every connection of the store is set to: wait up to 5 s for a lock, keep the hot paths'
-/// statements prepared ([`STATEMENTS`]) and their pages cached ([`CACHE_KIB`]), and plan each
-/// statement once, whatever values it is
+/// statements prepared ([`STATEMENTS`]), and plan each statement once, whatever values it is
 /// given (SQLite's query planner stability guarantee). Without that, SQLite (built with STAT4, as
 /// rusqlite's bundled build is) plans some statements for the values bound to them and parses
 /// and plans them again each time values are bound: a user's links (`user = ?1 AND (?2 IS NULL
@@ -343,7 +337,6 @@ fn tune(conn: &Connection) -> Result<(), StoreError> {
     conn.busy_timeout(std::time::Duration::from_secs(5))?;
     conn.set_prepared_statement_cache_capacity(STATEMENTS);
     conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
-    conn.pragma_update(None, "cache_size", -(CACHE_KIB as i64))?;
     Ok(())
 }
 
