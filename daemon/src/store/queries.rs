@@ -402,6 +402,29 @@ mod tests {
         .unwrap();
     }
 
+    /// SQLite's plan for `sql`, one line a step.
+    fn plan(conn: &Connection, sql: &str) -> String {
+        let mut stmt = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let rows = stmt.query_map([], |row| row.get::<_, String>(3)).unwrap();
+        rows.map(Result::unwrap).collect::<Vec<_>>().join("\n")
+    }
+
+    #[test]
+    fn counting_states_and_a_state_s_pages_read_the_state_index_without_sorting() {
+        let conn = db();
+        let counts = plan(&conn, "SELECT state, COUNT(*) FROM links GROUP BY state");
+        assert!(counts.contains("COVERING INDEX links_by_state"), "{counts}");
+        assert!(!counts.contains("TEMP B-TREE"), "{counts}");
+        let page = plan(
+            &conn,
+            &links_sql(
+                "state = 'needs_reauth' AND (user, email) > ('a', 'b') ORDER BY user, email LIMIT 10",
+            ),
+        );
+        assert!(page.contains("INDEX links_by_state (state=? AND"), "{page}");
+        assert!(!page.contains("TEMP B-TREE"), "{page}");
+    }
+
     #[test]
     fn repeating_a_request_updates_it() {
         let mut conn = db();
