@@ -67,10 +67,43 @@ fn sweep_rates(links: usize) -> (f64, f64) {
 }
 /// The production default `refresh_before_expiry`, which the steady phase runs at.
 const DEFAULT_AHEAD: i64 = 300;
-/// How long the steady phase is measured, after [`STEADY_SETTLE`] (the links whose refresh
-/// fell due before the daemon started are refreshed then, outside the window).
+/// How long the steady phase is measured, after [`STEADY_SETTLE`] and once the daemon has
+/// caught up ([`caught_up`]): the links that fell due while the phase was seeded (20 s at a
+/// million links), or whose refresh the daemon's spread put before it, are worked then, outside
+/// the window.
 const STEADY_WINDOW: Duration = Duration::from_secs(20);
 const STEADY_SETTLE: Duration = Duration::from_secs(5);
+/// The longest the steady phase waits for the daemon to catch up.
+const CATCH_UP_LIMIT: Duration = Duration::from_secs(120);
+
+/// Waits until one second's checks and refreshes at the fake are both within a quarter above
+/// the sweep's own rates (the backlog is worked off); how long that took.
+async fn caught_up(
+    fake: &FakeMicrosoft,
+    checks_per_s: f64,
+    refreshes_per_s: f64,
+) -> Result<Duration, Error> {
+    let started = Instant::now();
+    let done = || (Stats::get(&fake.stats().checks), Stats::get(&fake.stats().refreshed));
+    loop {
+        let (checks, refreshes) = done();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let (checks_after, refreshes_after) = done();
+        let (c, r) = ((checks_after - checks) as f64, (refreshes_after - refreshes) as f64);
+        if c <= checks_per_s * 1.25 && r <= refreshes_per_s * 1.25 {
+            return Ok(started.elapsed());
+        }
+        if started.elapsed() > CATCH_UP_LIMIT {
+            return Err(format!(
+                "steady phase: still {c:.0} checks/s and {r:.0} refreshes/s after {} s, \
+                 against the sweep's {checks_per_s:.0} and {refreshes_per_s:.0}: the daemon \
+                 does not catch up",
+                CATCH_UP_LIMIT.as_secs()
+            )
+            .into());
+        }
+    }
+}
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -484,6 +517,11 @@ impl Phase {
         let mut window = Window::default();
         let (storm, cpu, ctl) = if kind == Kind::Steady {
             tokio::time::sleep(STEADY_SETTLE).await;
+            let settled = caught_up(fake, checks_per_s, refreshes_per_s).await?;
+            println!(
+                "steady phase: caught up on the links due before it started {:.1} s after ready",
+                (STEADY_SETTLE + settled).as_secs_f64()
+            );
             let start = Window::sample(fake, pid, metrics_port).await?;
             // 64 users each asking for their status about once a second, through the window.
             let ctl_task = tokio::spawn(ctl_paced(socket.clone(), args.clients, STEADY_WINDOW));
