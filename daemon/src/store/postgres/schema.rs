@@ -130,6 +130,11 @@ pub const MIGRATIONS: &[&str] = &[
         sealed  BYTEA NOT NULL
     );
     "#,
+    // 3: links by state, in status order, as SQLite's migration 7: a state's `status --all`
+    // pages, and the counts per state.
+    r#"
+    CREATE INDEX links_by_state ON links (state, "user", email);
+    "#,
 ];
 
 /// The schema version this build knows.
