@@ -4,7 +4,8 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 use crate::prerequisite;
 
@@ -16,8 +17,18 @@ pub struct Dnsmasq {
     child: Child,
     /// `127.0.0.1:PORT`, for `[network] nameservers`.
     pub addr: String,
-    queries: Arc<Mutex<Vec<String>>>,
+    queries: Arc<Queries>,
 }
+
+/// The queries dnsmasq logged so far, and a signal for each new one.
+#[derive(Debug, Default)]
+struct Queries {
+    lines: Mutex<Vec<String>>,
+    logged: Condvar,
+}
+
+/// How long [`Dnsmasq::was_asked`] waits for a query's log line.
+const LOGGED_WITHIN: Duration = Duration::from_secs(5);
 
 impl Dnsmasq {
     /// `records`: dnsmasq options such as `--mx-host=...` and `--srv-host=...`. Fails when
@@ -64,12 +75,13 @@ impl Dnsmasq {
                 .unwrap_or_else(|e| panic!("cannot run {binary}: {e}"));
             let mut lines = BufReader::new(child.stderr.take().expect("piped stderr")).lines();
             if lines.by_ref().map_while(Result::ok).any(|l| l.contains("started, version")) {
-                let queries = Arc::new(Mutex::new(Vec::new()));
+                let queries = Arc::new(Queries::default());
                 let log = queries.clone();
                 std::thread::spawn(move || {
                     for line in lines.map_while(Result::ok) {
                         if line.contains("query[") {
-                            log.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+                            log.lines.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+                            log.logged.notify_all();
                         }
                     }
                 });
@@ -81,10 +93,26 @@ impl Dnsmasq {
         panic!("dnsmasq did not start");
     }
 
-    /// True when dnsmasq was asked for `kind` (`MX`, `SRV`) records of `name`.
+    /// True when dnsmasq was asked for `kind` (`MX`, `SRV`) records of `name`. Its log line
+    /// comes through a pipe and a thread and can arrive after the answer it logs, so this waits
+    /// for it, up to [`LOGGED_WITHIN`].
     pub fn was_asked(&self, kind: &str, name: &str) -> bool {
         let wanted = format!("query[{kind}] {name} from");
-        self.queries.lock().unwrap_or_else(|e| e.into_inner()).iter().any(|l| l.contains(&wanted))
+        let deadline = Instant::now() + LOGGED_WITHIN;
+        let mut lines = self.queries.lines.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if lines.iter().any(|l| l.contains(&wanted)) {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            lines = match self.queries.logged.wait_timeout(lines, left) {
+                Ok((lines, _)) => lines,
+                Err(poisoned) => poisoned.into_inner().0,
+            };
+        }
     }
 }
 
