@@ -5,7 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::prerequisite;
 
@@ -98,21 +98,14 @@ impl Dnsmasq {
     /// for it, up to [`LOGGED_WITHIN`].
     pub fn was_asked(&self, kind: &str, name: &str) -> bool {
         let wanted = format!("query[{kind}] {name} from");
-        let deadline = Instant::now() + LOGGED_WITHIN;
-        let mut lines = self.queries.lines.lock().unwrap_or_else(|e| e.into_inner());
-        loop {
-            if lines.iter().any(|l| l.contains(&wanted)) {
-                return true;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            lines = match self.queries.logged.wait_timeout(lines, left) {
-                Ok((lines, _)) => lines,
-                Err(poisoned) => poisoned.into_inner().0,
-            };
-        }
+        let asked = |lines: &Vec<String>| lines.iter().any(|l| l.contains(&wanted));
+        let lines = self.queries.lines.lock().unwrap_or_else(|e| e.into_inner());
+        let (lines, _) = self
+            .queries
+            .logged
+            .wait_timeout_while(lines, LOGGED_WITHIN, |lines| !asked(lines))
+            .unwrap_or_else(|e| e.into_inner());
+        asked(&lines)
     }
 }
 
