@@ -260,6 +260,9 @@ async fn links(
     Ok(rows.iter().map(info).collect())
 }
 
+/// Links per state, from the state index. SQLite keeps these counts in a table its triggers
+/// update (schema migration 8); here every daemon of a fleet would update the same few rows and
+/// queue behind each other's commits, so PostgreSQL counts instead.
 async fn state_counts(c: &impl Queries) -> Result<Vec<(LinkState, usize)>, tokio_postgres::Error> {
     let rows = c.query("SELECT state, COUNT(*) FROM links GROUP BY state", &[]).await?;
     Ok(rows.iter().map(|r| (state(r.get(0)), r.get::<_, i64>(1).max(0) as usize)).collect())
