@@ -245,7 +245,7 @@ impl<'c> Db<'c> {
     /// How many links are in each state (states with none left out), as the database keeps
     /// them (schema migration 8's triggers): a read of a handful of rows however many links.
     pub fn state_counts(&self) -> Result<Vec<(LinkState, usize)>, StoreError> {
-        let mut stmt = self.conn.prepare_cached("SELECT state, n FROM link_counts WHERE n > 0")?;
+        let mut stmt = self.conn.prepare_cached(STATE_COUNTS)?;
         let rows = stmt.query_map([], |row| {
             let state: String = row.get(0)?;
             let n: i64 = row.get(1)?;
@@ -382,18 +382,23 @@ pub(super) fn links_sql(condition: &str) -> String {
     )
 }
 
+/// [`Db::state_counts`]' statement.
+const STATE_COUNTS: &str = "SELECT state, n FROM link_counts WHERE n > 0";
+
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use crate::health::Actor;
 
-    fn db() -> Connection {
+    /// A fresh database in memory, at the newest schema.
+    pub(in crate::store) fn db() -> Connection {
         let mut conn = Connection::open_in_memory().unwrap();
         super::super::schema::migrate(&mut conn).unwrap();
         conn
     }
 
-    fn insert_link(conn: &Connection, user: &str, email: &str, state: &str) {
+    /// Stores a bare Office365 link of `user` in `state`.
+    pub(in crate::store) fn insert_link(conn: &Connection, user: &str, email: &str, state: &str) {
         conn.execute(
             "INSERT INTO links (user, email, provider, state, since, created_at)
              VALUES (?1, ?2, 'office365', ?3, 0, 0)",
@@ -418,7 +423,7 @@ mod tests {
         let counts = Db::new(&mut conn).state_counts().unwrap();
         assert!(counts.contains(&(LinkState::Active, 2)), "{counts:?}");
         assert!(counts.contains(&(LinkState::Degraded, 1)), "{counts:?}");
-        let counting = plan(&conn, "SELECT state, n FROM link_counts WHERE n > 0");
+        let counting = plan(&conn, STATE_COUNTS);
         assert!(!counting.contains("links"), "the links themselves are not read: {counting}");
         let page = plan(
             &conn,

@@ -152,6 +152,7 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::queries::tests::{db, insert_link};
 
     #[test]
     fn migrating_twice_is_a_no_op() {
@@ -178,13 +179,9 @@ mod tests {
         )
     }
 
+    /// Stores link number `n` (its own user and address) in `state`.
     fn insert(conn: &Connection, n: i64, state: &str) {
-        conn.execute(
-            "INSERT INTO links (user, email, provider, state, since, created_at)
-             VALUES ('u' || ?1, ?1 || '@example.com', 'office365', ?2, 0, 0)",
-            rusqlite::params![n, state],
-        )
-        .unwrap();
+        insert_link(conn, &format!("u{n}"), &format!("{n}@example.com"), state);
     }
 
     #[test]
@@ -206,8 +203,7 @@ mod tests {
 
     #[test]
     fn every_insert_state_change_and_delete_moves_the_counts() {
-        let mut conn = Connection::open_in_memory().unwrap();
-        migrate(&mut conn).unwrap();
+        let conn = db();
         let states = ["active", "degraded", "needs_reauth", "blocked", "suspended"];
         // A fixed pseudo-random walk: inserts, moves (one link, or many in one statement),
         // updates that leave the state alone, and deletes.
